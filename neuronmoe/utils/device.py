@@ -1,0 +1,45 @@
+"""Device and dtype resolution shared by every stage (never a hard-coded ``cuda:0``)."""
+from __future__ import annotations
+
+import os
+
+import torch
+
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
+
+
+def resolve_device(device: str | None = "auto") -> torch.device:
+    """``auto`` -> this process's CUDA device (LOCAL_RANK aware) when available, else CPU."""
+    if device in (None, "", "auto"):
+        if torch.cuda.is_available():
+            local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+            return torch.device("cuda", local_rank % torch.cuda.device_count())
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str | torch.dtype | None = "auto", device: torch.device | str | None = None) -> torch.dtype:
+    """``auto`` -> bf16 on a CUDA device that supports it, fp32 otherwise."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype in (None, "", "auto"):
+        dev = torch.device(device) if device is not None else resolve_device("auto")
+        if dev.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    try:
+        return _DTYPES[str(dtype).lower()]
+    except KeyError:
+        raise ValueError(f"--dtype: unknown dtype {dtype!r}; choose from auto, {', '.join(sorted(_DTYPES))}") from None
+
+
+DTYPE_CHOICES = ["auto", "float32", "bfloat16", "float16", "fp32", "bf16", "fp16"]

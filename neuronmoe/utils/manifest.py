@@ -1,0 +1,91 @@
+"""The small JSON manifest that joins stages.
+
+Every stage writes ``manifest.json`` in its output folder, last, after all of its files:
+its presence (with matching input fingerprints) is what tells a rerun that the stage is
+complete. Fields: ``stage``, ``created``, ``inputs`` (paths and their fingerprints),
+``config`` (the resolved options), ``versions`` (python and key packages), ``counts``,
+``files`` (relative path -> sha256 and size).
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+import sys
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from neuronmoe.utils.io import atomic_write_json, read_json, sha256_file
+
+MANIFEST_NAME = "manifest.json"
+_KEY_PACKAGES = ("neuronmoe", "torch", "transformers", "peft", "accelerate", "datasets", "lm-eval", "numpy")
+
+
+def package_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in _KEY_PACKAGES + tuple(extra):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+@dataclass
+class Manifest:
+    stage: str
+    config: dict[str, Any] = field(default_factory=dict)
+    inputs: dict[str, Any] = field(default_factory=dict)
+    counts: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {
+            "stage": self.stage,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "command": " ".join(sys.argv),
+            "inputs": self.inputs,
+            "config": self.config,
+            "versions": package_versions(),
+            "counts": self.counts,
+            "files": self.files,
+        }
+        d.update(self.extra)
+        return d
+
+
+def describe_files(root: str | Path, paths: list[str | Path]) -> dict[str, dict[str, Any]]:
+    """``{relative path: {"sha256": ..., "bytes": ...}}`` for files under ``root``."""
+    root = Path(root)
+    out: dict[str, dict[str, Any]] = {}
+    for p in sorted(Path(x) for x in paths):
+        full = p if p.is_absolute() else root / p
+        rel = full.relative_to(root).as_posix()
+        out[rel] = {"sha256": sha256_file(full), "bytes": full.stat().st_size}
+    return out
+
+
+def write_manifest(out_dir: str | Path, manifest: Manifest, name: str = MANIFEST_NAME) -> Path:
+    return atomic_write_json(Path(out_dir) / name, manifest.to_dict())
+
+
+def load_manifest(out_dir: str | Path, name: str = MANIFEST_NAME) -> dict[str, Any]:
+    path = Path(out_dir) / name
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path}: no manifest; the stage that writes {Path(out_dir).name}/ has not completed"
+        )
+    return read_json(path)
+
+
+def verify_files(out_dir: str | Path, manifest: dict[str, Any]) -> list[str]:
+    """Return the relative paths whose sha256 no longer matches the manifest (or are missing)."""
+    root = Path(out_dir)
+    bad = []
+    for rel, info in manifest.get("files", {}).items():
+        p = root / rel
+        if not p.exists() or sha256_file(p) != info.get("sha256"):
+            bad.append(rel)
+    return bad
