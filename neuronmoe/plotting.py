@@ -53,7 +53,7 @@ def save_figure(fig: Any, stem: str | Path, formats: tuple[str, ...] = ("png", "
     out = []
     fig.tight_layout()
     for fmt in formats:
-        target = stem.with_suffix(f".{fmt}")
+        target = stem.with_name(f"{stem.name}.{fmt}")  # not with_suffix: stems may contain dots
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
         fig.savefig(tmp, format=fmt)
         os.replace(tmp, target)

@@ -1,0 +1,45 @@
+"""Expert allocation: per-layer scores (neuron counts, similarity, a CSV) -> experts per layer.
+
+Pure core in :mod:`neuronmoe.allocation.core`; files in :mod:`.store`; parameter counts in
+:mod:`.params`; the paper's Figure 1 in :mod:`.figure`; the ``neuronmoe allocate`` CLI in :mod:`.cli`.
+"""
+from neuronmoe.allocation.core import (
+    MODES,
+    ROUNDING_CHOICES,
+    allocate,
+    layermoe_allocate,
+    multi_scores,
+    pair_scores,
+    source_only_scores,
+    uniform_allocation,
+)
+from neuronmoe.allocation.store import (
+    ENV_KEY,
+    REFERENCE_DIR,
+    Allocation,
+    build_record,
+    load_allocation,
+    shipped_allocations,
+    write_allocation,
+)
+
+
+def plot_allocation_comparison(*args, **kwargs):  # lazy: matplotlib only when drawing
+    """See :func:`neuronmoe.allocation.figure.plot_allocation_comparison`."""
+    from neuronmoe.allocation.figure import plot_allocation_comparison as _plot
+
+    return _plot(*args, **kwargs)
+
+
+def count_params(experts_per_layer, config):
+    """Parameter counts of an allocation for a transformers config (meta device, no weights)."""
+    from neuronmoe.allocation.params import count_params as _count, model_shape
+
+    return _count(list(experts_per_layer), model_shape(config))
+
+
+__all__ = [
+    "MODES", "ROUNDING_CHOICES", "allocate", "layermoe_allocate", "multi_scores", "pair_scores",
+    "source_only_scores", "uniform_allocation", "ENV_KEY", "REFERENCE_DIR", "Allocation", "build_record",
+    "load_allocation", "shipped_allocations", "write_allocation", "plot_allocation_comparison", "count_params",
+]
