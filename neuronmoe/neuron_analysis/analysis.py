@@ -1,0 +1,283 @@
+"""The whole stage: samples -> pooled activations -> AP (or LAPE) -> top-K units -> counts."""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neuronmoe.neuron_analysis.units import UnitLayout
+
+log = logging.getLogger(__name__)
+
+METRICS = ("ap", "lape")
+CONFIG_KEYS = {"languages", "metric", "top_k", "ap_threshold", "pool", "include_bos", "modules", "batch_size",
+               "max_length", "dtype", "lape_quantile", "ap_chunk_mb", "model", "device", "data_dir", "output_dir", "force"}
+
+
+def load_samples(data_dir: str | Path, languages: list[str], tokenizer: Any) -> tuple[list[str], list[int], dict[str, Any]]:
+    """Texts and language ids of ``data_dir/samples/<lang>.jsonl``; checks the tokenizer fingerprint."""
+    from neuronmoe.utils.fingerprint import tokenizer_fingerprint
+    from neuronmoe.utils.io import read_json, sha256_file
+
+    data_dir = Path(data_dir)
+    man_path = data_dir / "manifest.json"
+    if not man_path.exists():
+        raise FileNotFoundError(f"{man_path}: no data manifest; run `neuronmoe prepare-data` first (or pass --data-dir)")
+    man = read_json(man_path)
+    want = man.get("tokenizer_fingerprint") if isinstance(man, dict) else None
+    if not want:
+        raise ValueError(f"{man_path}: field 'tokenizer_fingerprint' is missing; rerun `neuronmoe prepare-data`")
+    have = tokenizer_fingerprint(tokenizer)
+    if want != have:
+        raise ValueError(
+            f"{man_path}: the samples were prepared with another tokenizer (fingerprint {want}) than the model's "
+            f"({have}); rerun `neuronmoe prepare-data` with the same --model"
+        )
+    texts: list[str] = []
+    lang_ids: list[int] = []
+    files: dict[str, Any] = {}
+    for li, lang in enumerate(languages):
+        path = data_dir / "samples" / f"{lang}.jsonl"
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no samples for language {lang!r}; run `neuronmoe prepare-data` with it")
+        n0 = len(texts)
+        with open(path, encoding="utf-8") as fh:
+            for ln, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                    text = row["text"]
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    raise ValueError(f"{path}:{ln}: expected a JSON object with a 'text' field") from None
+                if not isinstance(text, str) or not text.strip():
+                    raise ValueError(f"{path}:{ln}: empty or non-string 'text'")
+                if row.get("lang", lang) != lang:
+                    raise ValueError(f"{path}:{ln}: sample of language {row.get('lang')!r} in the file of {lang!r}")
+                texts.append(text)
+                lang_ids.append(li)
+        if len(texts) == n0:
+            raise ValueError(f"{path}: language {lang!r} has no samples")
+        files[f"samples/{lang}.jsonl"] = sha256_file(path)
+    inputs = {"data_manifest": str(man_path), "tokenizer_fingerprint": have, "samples_sha256": files}
+    return texts, lang_ids, inputs
+
+
+def tokenize(texts: list[str], lang_ids: list[int], languages: list[str], tokenizer: Any, max_length: int) -> tuple[list[list[int]], np.ndarray, np.ndarray, dict[str, int]]:
+    """Token ids (the tokenizer's own special tokens, e.g. BOS); drops samples over ``max_length``."""
+    enc = tokenizer(texts, add_special_tokens=True)["input_ids"]
+    keep = [i for i, ids in enumerate(enc) if 0 < len(ids) <= max_length]
+    dropped = {lang: 0 for lang in languages}
+    for i in set(range(len(texts))) - set(keep):
+        dropped[languages[lang_ids[i]]] += 1
+    ids = [enc[i] for i in keep]
+    lab = np.asarray([lang_ids[i] for i in keep], dtype=np.int64)
+    for li, lang in enumerate(languages):
+        if not (lab == li).any():
+            raise ValueError(f"language {lang!r}: all {dropped[lang]} samples are longer than --max-length {max_length} tokens")
+    if any(dropped.values()):
+        log.warning("dropped samples longer than %d tokens: %s", max_length, {k: v for k, v in dropped.items() if v})
+    return ids, lab, np.asarray(keep, dtype=np.int64), dropped
+
+
+def _write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:
+    from neuronmoe.utils.io import atomic_write_text
+
+    lines = [",".join(header)] + [",".join(str(x) for x in r) for r in rows]
+    atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def _npy_bytes(arr: np.ndarray) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    return buf.getvalue()
+
+
+def plot_counts(per_layer: np.ndarray, languages: list[str], stem: Path, title: str) -> list[Path]:
+    from neuronmoe.plotting import lang_color, new_figure, save_figure
+
+    fig, ax = new_figure(7.0, 3.2)
+    x = np.arange(per_layer.shape[0])
+    for i, lang in enumerate(languages):
+        ax.plot(x, per_layer[:, i], marker="o", ms=2.5, lw=1.2, label=lang, color=lang_color(lang, i))
+    ax.set_xlabel("layer")
+    ax.set_ylabel("selected units")
+    ax.set_title(title)
+    ax.legend(ncol=min(len(languages), 5))
+    return save_figure(fig, stem)
+
+
+def stage_config(cfg: dict[str, Any], model_info: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "model": model_info.get("model"), "languages": list(cfg["languages"]), "metric": cfg["metric"],
+        "top_k": int(cfg["top_k"]), "ap_threshold": float(cfg["ap_threshold"]), "pool": cfg["pool"],
+        "include_bos": bool(cfg["include_bos"]), "modules": list(cfg["modules"]) if cfg.get("modules") else None,
+        "batch_size": int(cfg["batch_size"]), "max_length": int(cfg["max_length"]), "dtype": str(cfg["dtype"]),
+        "lape_quantile": float(cfg["lape_quantile"]),
+    }
+
+
+def is_complete(out_dir: Path, config: dict[str, Any], inputs: dict[str, Any]) -> bool:
+    man = out_dir / "manifest.json"
+    if not man.exists():
+        return False
+    try:
+        d = json.loads(man.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return d.get("config") == json.loads(json.dumps(config)) and d.get("inputs") == json.loads(json.dumps(inputs))
+
+
+def validate_config(cfg: dict[str, Any]) -> None:
+    from neuronmoe.languages import check_languages
+
+    check_languages(list(cfg["languages"]), "--languages")
+    if len(cfg["languages"]) < 2:
+        raise ValueError("--languages: one-vs-rest AP needs at least two languages")
+    if cfg["metric"] not in METRICS:
+        raise ValueError(f"--metric: unknown metric {cfg['metric']!r}; choose from {', '.join(METRICS)}")
+    if cfg["pool"] not in ("mean", "max"):
+        raise ValueError(f"--pool: unknown pooling {cfg['pool']!r}; choose from mean, max")
+    if int(cfg["top_k"]) < 1:
+        raise ValueError(f"--top-k must be >= 1, got {cfg['top_k']}")
+    if int(cfg["batch_size"]) < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {cfg['batch_size']}")
+    if int(cfg["max_length"]) < 1:
+        raise ValueError(f"--max-length must be >= 1, got {cfg['max_length']}")
+    if cfg["metric"] == "lape" and cfg.get("modules"):
+        raise ValueError("--modules: LAPE always uses the MLP activation outputs (act_fn); drop --modules or use --metric ap")
+
+
+def run_neuron_analysis(cfg: dict[str, Any], *, stop_after: int | None = None, progress: bool = True) -> dict[str, Any]:
+    """Run the stage with a resolved config (see ``configs/neurons.yaml`` and the CLI flags).
+
+    Returns a summary dict (on rank 0; other ranks return ``{"rank": r}`` after collection).
+    """
+    import torch
+
+    from neuronmoe.models import describe, load_config, load_model, load_tokenizer
+    from neuronmoe.neuron_analysis.ap import average_precision
+    from neuronmoe.neuron_analysis.collect import collect_activations, init_distributed, load_activations
+    from neuronmoe.neuron_analysis.lape import activation_probability, lape_scores
+    from neuronmoe.neuron_analysis.select import count_per_layer, count_per_layer_module, counts_json, select_top_k
+    from neuronmoe.utils.device import resolve_device, resolve_dtype
+    from neuronmoe.utils.io import atomic_write_bytes, atomic_write_json
+    from neuronmoe.utils.manifest import Manifest, describe_files, write_manifest
+
+    t0 = time.perf_counter()
+    validate_config(cfg)
+    languages = list(cfg["languages"])
+    out_root = Path(cfg["output_dir"])
+    out_dir = out_root / "neurons"
+    data_dir = Path(cfg.get("data_dir") or out_root / "data")
+    device = resolve_device(cfg.get("device", "auto"))
+    dtype = resolve_dtype(cfg["dtype"], device)
+    model_cfg = load_config(cfg["model"])
+    layout = UnitLayout.for_model(model_cfg, cfg.get("modules"), cfg["metric"])
+    tok = load_tokenizer(cfg["model"])
+    texts, lang_ids, inputs = load_samples(data_dir, languages, tok)
+    info = describe(cfg["model"])
+    config = stage_config(cfg, info)
+    if not cfg.get("force") and is_complete(out_dir, config, inputs):
+        log.info("%s is complete for this config and these inputs; nothing to do (use --force to redo)", out_dir)
+        return {"skipped": True, "out_dir": str(out_dir)}
+    ids, lab, kept, dropped = tokenize(texts, lang_ids, languages, tok, int(cfg["max_length"]))
+    bos = tok.bos_token_id
+    bos_added = bos is not None and all(x and x[0] == bos for x in ids)
+    skip = [bool(not cfg["include_bos"] and x[0] == bos) for x in ids] if bos is not None else [False] * len(ids)
+
+    dist = init_distributed(device)
+    model = load_model(cfg["model"], dtype=dtype, device=device)
+    t_load = time.perf_counter()
+    if dist.rank == 0 and (out_dir / "manifest.json").exists():
+        (out_dir / "manifest.json").unlink()  # the old outputs are about to be replaced: not complete any more
+    pool = "pos_frac" if cfg["metric"] == "lape" else cfg["pool"]
+    key_parts = {"model": info.get("path"), "dtype": str(dtype), "device_type": device.type}
+    res = collect_activations(
+        model, ids, out_dir / "activations", layout, pool=pool, pad_id=int(tok.pad_token_id or 0), skip_first=skip,
+        batch_size=int(cfg["batch_size"]), key_parts=key_parts, labels=[languages[i] for i in lab],
+        progress=progress, stop_after=stop_after,
+    )
+    t_collect = time.perf_counter()
+    del model
+    if dist.rank != 0:
+        return {"rank": dist.rank}
+    if not res["complete"]:
+        return {"complete": False, "out_dir": str(out_dir)}
+    n_tok = res["n_tokens"]
+    # ---- scores [U, L] ------------------------------------------------------------------
+    layers = load_activations(out_dir / "activations", layout.num_layers)
+    L = len(languages)
+    scores = np.empty((layout.total, L), dtype=np.float32)
+    extra_files: list[Path] = []
+    if cfg["metric"] == "ap":
+        chunk = int(cfg["ap_chunk_mb"]) << 20
+        ap_dev = device if device.type == "cuda" else None
+        it = range(layout.num_layers)
+        if progress:
+            from tqdm.auto import tqdm
+
+            it = tqdm(it, desc="average precision", unit="layer")
+        w = layout.layer_width
+        for li in it:
+            ap = average_precision(layers[li], lab, num_labels=L, device=ap_dev, max_chunk_bytes=chunk)
+            scores[li * w : (li + 1) * w] = ap
+        lape_extra: dict[str, Any] = {}
+    else:
+        frac = np.concatenate([np.asarray(x) for x in layers], axis=1)
+        p = activation_probability(frac, n_tok, lab, L)
+        s, ent, bar = lape_scores(p, float(cfg["lape_quantile"]))
+        scores[:] = s
+        buf = __import__("io").BytesIO()
+        np.savez(buf, prob=p.astype(np.float32), entropy=ent.astype(np.float32), bar=np.float64(bar))
+        extra_files.append(atomic_write_bytes(out_dir / "lape.npz", buf.getvalue()))
+        lape_extra = {"lape_activation_bar": bar}
+    t_score = time.perf_counter()
+    # ---- selection + outputs -------------------------------------------------------------
+    units = layout.arrays()
+    units["module_names"] = np.array(layout.modules)
+    selected = select_top_k(scores, int(cfg["top_k"]), float(cfg["ap_threshold"]))
+    per_layer = count_per_layer(selected, units["layer"], layout.num_layers)
+    per_mod = count_per_layer_module(selected, units, layout.num_layers)
+    written = [atomic_write_bytes(out_dir / "ap.npy", _npy_bytes(scores)), layout.save(out_dir / "units.npz")]
+    for li, lang in enumerate(languages):
+        s = selected[li]
+        rows = [[int(units["layer"][u]), layout.modules[units["module_id"][u]], int(units["index"][u]), f"{scores[u, li]:.6f}"] for u in s]
+        p = out_dir / f"selected_{lang}.csv"
+        _write_csv(p, ["layer", "module", "index", "ap"], rows)
+        written.append(p)
+    _write_csv(out_dir / "counts_per_layer.csv", ["layer", *languages], [[layer, *per_layer[layer].tolist()] for layer in range(layout.num_layers)])
+    _write_csv(out_dir / "counts_per_layer_module.csv", ["layer", "module", *languages],
+               [[layer, m, *per_mod[layer, j].tolist()] for layer in range(layout.num_layers) for j, m in enumerate(layout.modules)])
+    cj = counts_json(languages, per_layer, per_mod, list(layout.modules),
+                     {"metric": cfg["metric"], "top_k": int(cfg["top_k"]), "ap_threshold": float(cfg["ap_threshold"])})
+    atomic_write_json(out_dir / "counts.json", cj)
+    written += [out_dir / "counts_per_layer.csv", out_dir / "counts_per_layer_module.csv", out_dir / "counts.json"]
+    act_files = [out_dir / "activations" / f"layer_{li:03d}.npy" for li in range(layout.num_layers)] + [out_dir / "activations" / "progress.json"]
+    figs = plot_counts(per_layer, languages, out_root / "figures" / "neurons_per_layer",
+                       f"{cfg['metric'].upper()} top-{cfg['top_k']} units per layer ({Path(str(info.get('model'))).name})")
+    t_end = time.perf_counter()
+    timings = {"load_s": round(t_load - t0, 2), "collect_s": round(t_collect - t_load, 2), "score_s": round(t_score - t_collect, 2),
+               "write_s": round(t_end - t_score, 2), "total_s": round(t_end - t0, 2)}
+    n_per_lang = {lang: int((lab == i).sum()) for i, lang in enumerate(languages)}
+    man = Manifest(
+        stage="neurons",
+        config=config,
+        inputs=inputs,
+        counts={"samples": n_per_lang, "dropped_over_max_length": dropped, "tokens": int(n_tok.sum()),
+                "units": layout.total, "num_layers": layout.num_layers, "selected": {k: int(len(s)) for k, s in zip(languages, selected)}},
+        files=describe_files(out_dir, written + extra_files + act_files),
+        extra={"model_info": info, "unit_layout": {"modules": list(layout.modules), "sizes": list(layout.sizes)},
+               "bos_added_by_tokenizer": bool(bos_added), "compute_dtype": str(dtype).replace("torch.", ""),
+               "device": str(device), "world_size": dist.world, "figures": [str(f) for f in figs], "timings": timings, **lape_extra},
+    )
+    write_manifest(out_dir, man)
+    log.info("neuron analysis done in %.1fs: %s", t_end - t0, timings)
+    return {"complete": True, "out_dir": str(out_dir), "per_layer": per_layer, "selected": selected, "timings": timings,
+            "config": config, "layout": layout, "torch_threads": torch.get_num_threads()}

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Step 2 of the pipeline: language-specific neurons (AP, Kojima et al. 2024) -> $OUTPUT_DIR/neurons/.
+#
+#   BASE_MODEL_PATH=smollm2-135m OUTPUT_DIR=outputs bash scripts/run_neuron_analysis.sh [extra flags]
+#
+# Environment (each maps to a flag of `neuronmoe neurons`; unset = neuronmoe/configs/neurons.yaml):
+#   BASE_MODEL_PATH  model alias / folder / hub id          OUTPUT_DIR    outputs root (reads data/, writes neurons/)
+#   LANGUAGES        "en el tr hu de es fr ja zh"            METRIC        ap | lape
+#   TOP_K            units per language (1000)               AP_THRESHOLD  keep AP > this (0.5; 0 = published code)
+#   BATCH_SIZE       sentences per forward (8)               POOL          mean | max
+#   INCLUDE_BOS      true | false                            MODULES       e.g. "gate_proj up_proj"
+#   DTYPE            bfloat16 | float32 | auto               DEVICE        auto | cpu | cuda:0
+#   NPROC            processes (GPUs) to shard the collection over (default 1; >1 uses torchrun)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck disable=SC1091
+source scripts/setup_env.sh
+NPROC="${NPROC:-1}"
+if [ "$NPROC" -gt 1 ]; then
+  exec python -m torch.distributed.run --standalone --nproc_per_node "$NPROC" -m neuronmoe neurons "$@"
+fi
+exec python -m neuronmoe neurons "$@"
