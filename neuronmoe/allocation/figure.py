@@ -81,5 +81,4 @@ def plot_allocation_comparison(
     stem = Path(stem)
     if stem.suffix in (".png", ".pdf"):
         stem = stem.with_suffix("")
-    # save_figure swaps the suffix; a placeholder keeps dots inside the name (llama-3.2-3b)
-    return save_figure(fig, stem.with_name(stem.name + ".fig"))
+    return save_figure(fig, stem)
