@@ -1,0 +1,8 @@
+"""Two-stage MoE training (``neuronmoe train --stage 1|2``) on the Hugging Face Trainer.
+
+* :mod:`.data` — jsonl / ``hf:`` sources, packing with per-token language flags, cache, collator
+* :mod:`.settings` — profile YAMLs + ``--config`` + environment + flags + ``--set``
+* :mod:`.trainer` — ``MoETrainer`` (LM + MoE losses, metrics.jsonl, tokens/s, expert load)
+* :mod:`.run` — one stage end to end (input checks, run folder, resume, adapter, manifest)
+* :mod:`.perplexity` — held-out perplexity; :mod:`.model_card` — the adapter's README.md
+"""

@@ -1,0 +1,249 @@
+"""Training configuration: shipped YAML profiles + user file + env vars + flags + ``--set``.
+
+Precedence, lowest to highest: the profile YAML (``train_stage{1,2}.yaml`` or
+``train_cpu_stage{1,2}.yaml``, following ``inherit:``), ``--config FILE``, environment
+variables (:data:`ENV_KEYS`), explicit flags, ``--set key=value`` (dotted keys reach into
+mappings, values are parsed as YAML scalars).
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping
+
+import yaml
+
+from neuronmoe.config import check_keys, load_yaml, merge
+
+#: config key -> (environment variable, type) for the env layer (names in the spirit of the
+#: published training scripts)
+ENV_KEYS: dict[str, tuple[str, Any]] = {
+    "languages": ("TARGET_LANGS", "langs"),
+    "replay_languages": ("REPLAY_LANGS", "langs"),
+    "max_samples": ("MAX_SAMPLES", int),
+    "replay_max_samples": ("REPLAY_MAX_SAMPLES", int),
+    "cutoff_len": ("CUTOFF_LEN", int),
+    "top_k": ("TOPK", int),
+    "aux_loss_coef": ("AUX_LOSS_COEF", float),
+    "lpr_loss_coef": ("LPR_LOSS_COEF", float),
+    "learning_rate": ("LEARNING_RATE", float),
+    "per_device_train_batch_size": ("BATCH_SIZE", int),
+    "gradient_accumulation_steps": ("GRADIENT_ACCUMULATION_STEPS", int),
+    "max_steps": ("MAX_STEPS", int),
+    "num_train_epochs": ("NUM_TRAIN_EPOCHS", float),
+    "logging_steps": ("LOGGING_STEPS", int),
+    "save_steps": ("SAVE_STEPS", int),
+    "report_to": ("REPORT_TO", str),
+    "deepspeed": ("DEEPSPEED_CONFIG", str),
+    "seed": ("SEED", int),
+    "bf16": ("BF16", "bool"),
+}
+
+REQUIRED_TYPES: dict[str, tuple[type, ...]] = {
+    "stage": (int,),
+    "train_mode": (str,),
+    "languages": (list,),
+    "replay_languages": (list,),
+    "train_files": (dict,),
+    "hf_split": (str,),
+    "max_samples": (int, type(None)),
+    "replay_max_samples": (int, type(None)),
+    "cutoff_len": (int,),
+    "top_k": (int,),
+    "aux_loss_coef": (int, float),
+    "lpr_loss_coef": (int, float),
+    "optim": (str,),
+    "learning_rate": (int, float),
+    "adam_beta1": (int, float),
+    "adam_beta2": (int, float),
+    "adam_epsilon": (int, float),
+    "weight_decay": (int, float),
+    "lr_scheduler_type": (str,),
+    "warmup_steps": (int, float),
+    "per_device_train_batch_size": (int,),
+    "gradient_accumulation_steps": (int,),
+    "max_steps": (int,),
+    "num_train_epochs": (int, float),
+    "max_grad_norm": (int, float),
+    "bf16": (bool,),
+    "seed": (int,),
+    "gradient_checkpointing": (bool,),
+    "dataloader_num_workers": (int,),
+    "logging_steps": (int,),
+    "save_steps": (int,),
+    "save_total_limit": (int, type(None)),
+    "report_to": (str, list),
+    "deepspeed": (str, dict, type(None)),
+    "heldout_languages": (str, list),
+    "heldout_max_tokens": (int,),
+    "heldout_block_len": (int,),
+    "heldout_batch_size": (int,),
+    "heldout_dense": (bool,),
+    "trainer_extra": (dict,),
+}
+ALLOWED = set(REQUIRED_TYPES)
+
+#: keys that may change between a run and its --resume without changing the result
+RESUME_FREE_KEYS = {"report_to", "logging_steps", "save_total_limit", "dataloader_num_workers",
+                    "heldout_languages", "heldout_max_tokens", "heldout_block_len", "heldout_batch_size",
+                    "heldout_dense"}
+
+
+def profile_name(stage: int, profile: str) -> str:
+    if profile not in ("paper", "cpu"):
+        raise ValueError(f"--profile must be paper, cpu or auto, got {profile!r}")
+    return f"train_stage{stage}" if profile == "paper" else f"train_cpu_stage{stage}"
+
+
+def load_profile(name: str, _seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Load a training YAML, resolving ``inherit:`` chains."""
+    if name in _seen:
+        raise ValueError(f"config {name}: inherit cycle {' -> '.join(_seen + (name,))}")
+    data = load_yaml(name)
+    parent = data.pop("inherit", None)
+    if parent:
+        return merge(load_profile(str(parent), _seen + (name,)), data)
+    return data
+
+
+def parse_scalar(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def parse_sets(items: list[str] | None) -> dict[str, Any]:
+    """``["a=1", "b.c=x"]`` -> ``{"a": 1, "b": {"c": "x"}}``."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, eq, value = item.partition("=")
+        key = key.strip()
+        if not eq or not key:
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE")
+        d = out
+        parts = key.split(".")
+        for p in parts[:-1]:
+            d = d.setdefault(p, {})
+            if not isinstance(d, dict):
+                raise ValueError(f"--set {item!r}: {p} is both a value and a mapping")
+        d[parts[-1]] = parse_scalar(value)
+    return out
+
+
+def _split_langs(v: Any) -> list[str]:
+    from neuronmoe.cli_common import split_langs
+
+    return split_langs(v)
+
+
+def env_layer(environ: Mapping[str, str] | None = None) -> tuple[dict[str, Any], dict[str, str]]:
+    """Config values from environment variables; also returns {VAR: value} of those used."""
+    environ = os.environ if environ is None else environ
+    out: dict[str, Any] = {}
+    used: dict[str, str] = {}
+    for key, (var, typ) in ENV_KEYS.items():
+        raw = environ.get(var)
+        if raw in (None, ""):
+            continue
+        used[var] = raw
+        try:
+            if typ == "langs":
+                out[key] = _split_langs(raw)
+            elif typ == "bool":
+                if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                    raise ValueError
+                out[key] = raw.lower() in ("1", "true", "yes")
+            elif typ is int and raw.lower() in ("none", "null"):
+                out[key] = None
+            else:
+                out[key] = typ(raw)
+        except ValueError:
+            raise ValueError(f"environment variable {var}={raw!r}: not a valid {getattr(typ, '__name__', typ)}") from None
+    return out, used
+
+
+def normalize(cfg: dict[str, Any]) -> dict[str, Any]:
+    cfg = dict(cfg)
+    for k in ("languages", "replay_languages"):
+        if isinstance(cfg.get(k), str):
+            cfg[k] = _split_langs(cfg[k])
+    if isinstance(cfg.get("heldout_languages"), str) and cfg["heldout_languages"] != "auto":
+        cfg["heldout_languages"] = _split_langs(cfg["heldout_languages"])
+    for k in ("learning_rate", "adam_epsilon", "aux_loss_coef", "lpr_loss_coef", "weight_decay"):
+        if isinstance(cfg.get(k), str):  # YAML reads 1e-4 (no dot) as a string
+            try:
+                cfg[k] = float(cfg[k])
+            except ValueError:
+                pass
+    return cfg
+
+
+def validate(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Type and range checks; raises ``ValueError`` naming the field."""
+    check_keys(cfg, ALLOWED, "training config")
+    missing = sorted(ALLOWED - set(cfg))
+    if missing:
+        raise ValueError(f"training config: missing field(s) {', '.join(missing)}")
+    for k, types in REQUIRED_TYPES.items():
+        v = cfg[k]
+        if isinstance(v, bool) and bool not in types:
+            raise ValueError(f"training config: {k}={v!r} must be {'/'.join(t.__name__ for t in types)}")
+        if not isinstance(v, types):
+            raise ValueError(f"training config: {k}={v!r} must be {'/'.join(t.__name__ for t in types)}")
+    if cfg["stage"] not in (1, 2):
+        raise ValueError(f"training config: stage must be 1 or 2, got {cfg['stage']}")
+    if cfg["train_mode"] not in ("experts", "routers"):
+        raise ValueError(f"training config: train_mode must be experts or routers, got {cfg['train_mode']!r}")
+    for k in ("cutoff_len", "top_k", "per_device_train_batch_size", "gradient_accumulation_steps",
+              "logging_steps", "save_steps", "heldout_block_len", "heldout_batch_size"):
+        if cfg[k] < 1:
+            raise ValueError(f"training config: {k} must be >= 1, got {cfg[k]}")
+    if cfg["cutoff_len"] < 2:
+        raise ValueError("training config: cutoff_len must be >= 2")
+    for k in ("max_samples", "replay_max_samples"):
+        if cfg[k] is not None and cfg[k] < 1:
+            raise ValueError(f"training config: {k} must be >= 1 or null, got {cfg[k]}")
+    if cfg["learning_rate"] <= 0:
+        raise ValueError(f"training config: learning_rate must be > 0, got {cfg['learning_rate']}")
+    if cfg["max_steps"] <= 0 and cfg["num_train_epochs"] <= 0:
+        raise ValueError("training config: set max_steps > 0 or num_train_epochs > 0")
+    if not cfg["languages"]:
+        raise ValueError("training config: languages (the new languages) is empty")
+    if cfg["stage"] == 2 and not cfg["replay_languages"]:
+        raise ValueError("training config: stage 2 needs replay_languages (old languages for the LPR loss)")
+    both = set(cfg["languages"]) & set(cfg["replay_languages"])
+    if both:
+        raise ValueError(f"training config: {', '.join(sorted(both))} both a new and a replay language")
+    from neuronmoe.languages import check_languages
+
+    check_languages(list(cfg["languages"]) + list(cfg["replay_languages"]))
+    return cfg
+
+
+def resolve(
+    stage: int,
+    profile: str,
+    user_config: str | None = None,
+    flags: Mapping[str, Any] | None = None,
+    sets: list[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Return (validated config, provenance {"profile", "config_file", "env", "flags", "set"})."""
+    base = load_profile(profile_name(stage, profile))
+    user = {}
+    if user_config:
+        user = dict(load_yaml(user_config))
+        parent = user.pop("inherit", None)
+        if parent:
+            base = load_profile(str(parent))
+    env_vals, env_used = env_layer(environ)
+    flag_vals = {k: v for k, v in (flags or {}).items() if v is not None}
+    set_vals = parse_sets(sets)
+    cfg = merge(base, user, env_vals, flag_vals, set_vals)
+    cfg["stage"] = stage if "stage" not in set_vals else cfg["stage"]
+    cfg = validate(normalize(cfg))
+    prov = {"profile": profile_name(stage, profile), "config_file": user_config, "env": env_used,
+            "flags": flag_vals, "set": list(sets or [])}
+    return cfg, prov
+
+

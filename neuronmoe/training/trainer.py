@@ -1,0 +1,151 @@
+"""The HF Trainer subclass: MoE losses, lang_flags, metrics.jsonl, tokens/s, expert load."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import Trainer, TrainerCallback
+
+from neuronmoe.utils.io import atomic_write_text
+
+
+def _router_stats(model: Any) -> dict[Any, dict[str, Any]]:
+    try:
+        from neuronmoe.moe import router_stats
+    except ImportError:  # pragma: no cover - adapter package absent
+        return {}
+    try:
+        return router_stats(model) or {}
+    except Exception:  # noqa: BLE001 - statistics must never stop training
+        return {}
+
+
+class MoETrainer(Trainer):
+    """``compute_loss`` = ``out.loss`` (LM) + ``out.moe_loss`` (aux_coef*aux + lpr_coef*lpr).
+
+    ``lang_flags`` is taken out of the batch and passed to the model by name. Per logging window
+    it averages lm/aux/lpr losses and expert loads over micro-batches (and ranks), measures
+    tokens/s (non-padding tokens, all ranks) and appends one line to ``metrics_path``.
+    """
+
+    def __init__(self, *args: Any, metrics_path: str | os.PathLike | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        # the loss below is a per-micro-batch mean: let the Trainer divide by GA steps, and do not
+        # pass num_items_in_batch to the model
+        self.model_accepts_loss_kwargs = False
+        self.loss_is_scaled_for_ga = False
+        self.metrics_path = Path(metrics_path) if metrics_path else None
+        self._reset_window()
+
+    def _reset_window(self) -> None:
+        self._acc = torch.zeros(6, dtype=torch.float64)  # lm, aux, lpr, n_microbatches, tokens, old tokens
+        self._has = {"aux": False, "lpr": False}
+        self._load: dict[str, list[float]] = {}
+        self._load_n = 0
+        self._t0 = time.perf_counter()
+
+    def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
+                     num_items_in_batch: Any = None) -> Any:
+        flags = inputs.pop("lang_flags", None)
+        if flags is not None:
+            inputs["lang_flags"] = flags
+        outputs = model(**inputs)
+        lm = outputs.loss
+        moe = getattr(outputs, "moe_loss", None)
+        loss = lm if moe is None else lm + moe.to(lm.dtype)
+        if model.training:
+            self._accumulate(model, inputs, outputs, lm)
+        return (loss, outputs) if return_outputs else loss
+
+    @torch.no_grad()
+    def _accumulate(self, model: Any, inputs: dict[str, Any], outputs: Any, lm: torch.Tensor) -> None:
+        self._acc[0] += float(lm.detach())
+        for i, name in ((1, "aux"), (2, "lpr")):
+            v = getattr(outputs, f"{name}_loss", None)
+            if v is not None:
+                self._acc[i] += float(v.detach())
+                self._has[name] = True
+        self._acc[3] += 1
+        mask = inputs.get("attention_mask")
+        self._acc[4] += float(mask.sum()) if mask is not None else float(inputs["input_ids"].numel())
+        flags = inputs.get("lang_flags")
+        if flags is not None:
+            self._acc[5] += float((flags == 1).sum())
+        stats = _router_stats(self.accelerator.unwrap_model(model))
+        if stats:
+            for layer, s in stats.items():
+                load = s.get("load") if isinstance(s, dict) else None
+                if load is None:
+                    continue
+                load = [float(x) for x in (load.tolist() if hasattr(load, "tolist") else load)]
+                tot = sum(load) or 1.0
+                frac = [x / tot for x in load]
+                key = str(layer)
+                prev = self._load.get(key)
+                self._load[key] = frac if prev is None else [a + b for a, b in zip(prev, frac)]
+            self._load_n += 1
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        extra: dict[str, Any] = {}
+        expert_load: dict[str, list[float]] | None = None
+        if "loss" in logs:
+            acc = self._acc.clone().to(self.args.device)
+            if self.accelerator.num_processes > 1:
+                acc = self.accelerator.reduce(acc, reduction="sum")
+            acc = acc.cpu()
+            n = max(float(acc[3]), 1.0)
+            dt = max(time.perf_counter() - self._t0, 1e-9)
+            if acc[3] > 0:
+                extra["lm_loss"] = round(float(acc[0]) / n, 6)
+                if self._has["aux"]:
+                    extra["aux_loss"] = round(float(acc[1]) / n, 6)
+                if self._has["lpr"] and acc[5] > 0:  # no old-language token: no LPR loss to report
+                    extra["lpr_loss"] = round(float(acc[2]) / n, 6)
+                extra["tokens_per_s"] = round(float(acc[4]) / dt, 2)
+            if self._load_n:
+                expert_load = {k: [round(x / self._load_n, 5) for x in v] for k, v in self._load.items()}
+            self._reset_window()
+        logs.update(extra)
+        super().log(logs, start_time)
+        if "loss" in logs and self.metrics_path is not None and self.is_world_process_zero():
+            rec: dict[str, Any] = {"step": self.state.global_step, "epoch": logs.get("epoch")}
+            for k in ("loss", "lm_loss", "aux_loss", "lpr_loss", "learning_rate", "grad_norm", "tokens_per_s"):
+                if k in logs and logs[k] is not None:
+                    rec[k] = float(logs[k])
+            if expert_load:
+                rec["expert_load"] = expert_load
+            self.metrics_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.metrics_path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(rec) + "\n")
+
+
+def truncate_metrics(path: str | os.PathLike, max_step: int) -> int:
+    """Drop metric lines past ``max_step`` (a resumed run logs those steps again); returns kept."""
+    path = Path(path)
+    if not path.exists():
+        return 0
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut by a kill
+        if int(rec.get("step", 0)) <= max_step:
+            kept.append(json.dumps(rec))
+    atomic_write_text(path, "".join(x + "\n" for x in kept))
+    return len(kept)
+
+
+class StopAtStep(TrainerCallback):
+    """Raise ``KeyboardInterrupt`` after the checkpoint of ``step`` is saved (tests: a "kill")."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        if state.global_step >= self.step:
+            raise KeyboardInterrupt(f"stopped at step {state.global_step} (test)")

@@ -1,0 +1,70 @@
+"""Profiles carry the paper's defaults; env < flags < --set; bad fields fail early."""
+from __future__ import annotations
+
+import pytest
+
+from neuronmoe.training.settings import load_profile, parse_sets, resolve
+
+
+def test_paper_profile_is_table_7():
+    s1, _ = resolve(1, "paper", environ={})
+    assert (s1["optim"], s1["learning_rate"], s1["adam_beta1"], s1["adam_beta2"], s1["adam_epsilon"]) == (
+        "adamw_torch", 1e-4, 0.9, 0.999, 1e-8)
+    assert (s1["weight_decay"], s1["lr_scheduler_type"], s1["warmup_steps"]) == (0.0, "cosine", 0)
+    assert (s1["per_device_train_batch_size"], s1["gradient_accumulation_steps"], s1["max_steps"]) == (32, 1, 15000)
+    assert (s1["max_grad_norm"], s1["bf16"], s1["seed"], s1["top_k"], s1["aux_loss_coef"]) == (1.0, True, 42, 2, 0.01)
+    assert (s1["cutoff_len"], s1["train_mode"], s1["lpr_loss_coef"]) == (1024, "experts", 0.0)
+    s2, _ = resolve(2, "paper", environ={})
+    assert (s2["learning_rate"], s2["lpr_loss_coef"], s2["max_steps"], s2["num_train_epochs"]) == (5e-5, 0.1, -1, 1)
+    assert s2["replay_languages"] == ["en", "zh", "es"] and s2["replay_max_samples"] == 50000
+    assert (s2["cutoff_len"], s2["train_mode"], s2["aux_loss_coef"]) == (512, "routers", 0.01)
+
+
+def test_cpu_profile_inherits_and_shrinks():
+    cpu = load_profile("train_cpu_stage1")
+    paper = load_profile("train_stage1")
+    assert set(cpu) == set(paper)
+    assert cpu["cutoff_len"] < paper["cutoff_len"] and cpu["max_steps"] < paper["max_steps"]
+    assert cpu["top_k"] == paper["top_k"] and cpu["aux_loss_coef"] == paper["aux_loss_coef"]
+    cpu2, _ = resolve(2, "cpu", environ={})
+    assert cpu2["train_mode"] == "routers" and cpu2["lpr_loss_coef"] == 0.1
+
+
+def test_precedence_env_flags_set(tmp_path):
+    user = tmp_path / "mine.yaml"
+    user.write_text("learning_rate: 2.0e-4\nsave_steps: 7\n")
+    env = {"LEARNING_RATE": "3e-4", "CUTOFF_LEN": "256", "TARGET_LANGS": "el,tr", "BF16": "0"}
+    cfg, prov = resolve(1, "paper", str(user), flags={"cutoff_len": 128, "max_steps": None},
+                        sets=["max_steps=9", "train_files.el=hf:org/name:el", "trainer_extra.warmup_ratio=0.1"],
+                        environ=env)
+    assert cfg["save_steps"] == 7  # user file
+    assert cfg["learning_rate"] == 3e-4  # env over file
+    assert cfg["cutoff_len"] == 128  # flag over env
+    assert cfg["max_steps"] == 9 and cfg["train_files"] == {"el": "hf:org/name:el"}
+    assert cfg["trainer_extra"] == {"warmup_ratio": 0.1}
+    assert cfg["languages"] == ["el", "tr"] and cfg["bf16"] is False
+    assert prov["env"]["LEARNING_RATE"] == "3e-4"
+
+
+@pytest.mark.parametrize("sets, match", [
+    (["no_such_key=1"], "unknown field"),
+    (["cutoff_len=abc"], "cutoff_len"),
+    (["cutoff_len=0"], "cutoff_len"),
+    (["languages=[]"], "languages"),
+    (["languages=[xx]"], "xx"),
+    (["replay_languages=[el]"], "both a new and a replay"),
+    (["bf16=maybe"], "bf16"),
+    (["max_samples=0"], "max_samples"),
+])
+def test_bad_values_fail_early(sets, match):
+    with pytest.raises(ValueError, match=match):
+        resolve(1, "paper", sets=sets, environ={})
+
+
+def test_bad_env_and_set_syntax():
+    with pytest.raises(ValueError, match="MAX_STEPS"):
+        resolve(1, "paper", environ={"MAX_STEPS": "many"})
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        parse_sets(["justakey"])
+    with pytest.raises(ValueError, match="replay_languages"):
+        resolve(2, "paper", sets=["replay_languages=[]"], environ={})

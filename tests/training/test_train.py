@@ -1,0 +1,217 @@
+"""End-to-end stage 1 / stage 2 on a tiny Llama: trainable sets, LPR, artefacts, resume, bad input."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from neuronmoe.training.run import TrainingInputError, TrainOptions, train
+from neuronmoe.training.trainer import StopAtStep
+
+from conftest import TINY_SETS, write_allocation, write_jsonl
+
+
+def _opts(out, tiny_dir, cache_dir, stage=1, **kw):
+    sets = list(TINY_SETS) + kw.pop("sets", [])
+    kw.setdefault("allocation", "tiny")
+    return TrainOptions(stage=stage, model=str(tiny_dir), output_dir=str(out), profile="cpu",
+                        sets=sets, cache_dir=str(cache_dir), **kw)
+
+
+def _adapter(run_dir) -> dict[str, torch.Tensor]:
+    return load_file(str(Path(run_dir) / "adapter" / "adapter_model.safetensors"))
+
+
+def _metrics(run_dir) -> list[dict]:
+    return [json.loads(x) for x in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def stage1(tmp_path_factory, data_dir, tiny_dir):
+    """One stage-1 run shared by the tests that only read it (stage 2 writes a separate run)."""
+    out = tmp_path_factory.mktemp("stage1") / "out"
+    out.mkdir()
+    (out / "data").symlink_to(data_dir)
+    write_allocation(out / "allocation" / "tiny.json", [3, 1, 2], tiny_dir)
+    res = train(_opts(out, tiny_dir, tmp_path_factory.getbasetemp() / "tok-cache"))
+    return out, res
+
+
+def test_stage1_trains_experts_and_routers_only(stage1):
+    out, res = stage1
+    run = Path(res["run_dir"])
+    assert run == out / "train" / "tiny-s1"
+    groups = res["trainable_parameters"]["by_group"]
+    assert set(groups) == {"router", "experts"}  # base frozen
+    # tiny llama: hidden 32, MLP 64 -> one expert copy = 3*32*64 parameters; layers 0 (3 experts), 2 (2)
+    assert groups["experts"] == (2 + 1) * 3 * 32 * 64 and groups["router"] == 32 * (3 + 2)
+    for f in ("resolved_config.yaml", "allocation.json", "data_manifest.json", "metrics.jsonl", "manifest.json",
+              "adapter/adapter_config.json", "adapter/adapter_model.safetensors", "adapter/README.md"):
+        assert (run / f).is_file(), f
+    assert (run / "checkpoint-6").is_dir() and (run / "checkpoint-3").is_dir()
+    rows = _metrics(run)
+    assert [r["step"] for r in rows] == [2, 4, 6]
+    for r in rows:
+        assert {"loss", "lm_loss", "aux_loss", "learning_rate", "grad_norm", "tokens_per_s", "expert_load"} <= set(r)
+        assert "lpr_loss" not in r  # no old-language token in stage 1
+        assert set(r["expert_load"]) == {"0", "2"} and len(r["expert_load"]["0"]) == 3
+        assert abs(sum(r["expert_load"]["0"]) - 1) < 1e-3
+        assert r["loss"] == pytest.approx(r["lm_loss"] + 0.01 * r["aux_loss"], rel=1e-3)
+    card = (run / "adapter" / "README.md").read_text()
+    assert "PeftModel.from_pretrained" in card and "import neuronmoe" in card and "neuronmoe evaluate" in card
+    assert "Greek (el)" in card and "3,1,2" in card
+    man = json.loads((run / "manifest.json").read_text())
+    assert man["stage"] == "train-stage1" and "adapter/adapter_model.safetensors" in man["files"]
+    assert set(man["result"]["perplexity"]) == {"el", "en"}
+    assert man["result"]["perplexity"]["el"]["perplexity"] > 1
+    # the adapter loads back after `import neuronmoe`
+    import neuronmoe  # noqa: F401
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    m = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_dir_of(out)), str(run / "adapter"))
+    saved = _adapter(run)
+    state = {k: v for k, v in m.state_dict().items() if "moe_router" in k}
+    assert state and all(any(torch.equal(v, s) for s in saved.values()) for v in state.values())
+
+
+def tiny_dir_of(out: Path) -> str:
+    return json.loads((out / "train" / "tiny-s1" / "manifest.json").read_text())["result"]["model"]
+
+
+def test_stage2_trains_routers_only_with_lpr(stage1, tiny_dir, cache_dir):
+    out, _ = stage1
+    res = train(_opts(out, tiny_dir, cache_dir, stage=2, sets=["aux_loss_coef=0.0", "lpr_loss_coef=1.0"]))
+    run = Path(res["run_dir"])
+    assert run.name == "tiny-s2"
+    assert res["trainable_parameters"]["by_group"] == {"router": 32 * (3 + 2)}
+    rows = _metrics(run)
+    assert all(r["lpr_loss"] > 0 for r in rows)  # old-language (replay) tokens present
+    a1, a2 = _adapter(out / "train" / "tiny-s1"), _adapter(run)
+    assert a1.keys() == a2.keys()
+    routers = [k for k in a1 if "moe_router" in k]
+    experts = [k for k in a1 if "moe_experts" in k]
+    assert routers and experts
+    assert all(not torch.equal(a1[k], a2[k]) for k in routers)  # routers moved
+    assert all(torch.equal(a1[k], a2[k]) for k in experts)  # experts frozen
+    data = json.loads((run / "data_manifest.json").read_text())["packed"]["counts"]
+    assert 0 < data["old_token_fraction"] < 1
+
+
+def test_lpr_gradient_moves_routers_towards_expert_0(stage1, tiny_dir):
+    """The LPR loss alone is non-zero on old tokens, reaches only the routers, and raises expert-0 probability."""
+    import neuronmoe  # noqa: F401
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from neuronmoe.moe import router_stats
+    from neuronmoe.training.run import set_loss_coefs, set_routers_only
+
+    out, _ = stage1
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_dir),
+                                      str(out / "train" / "tiny-s1" / "adapter"), is_trainable=True)
+    set_routers_only(model)
+    set_loss_coefs(model, aux=0.0, lpr=1.0)
+    torch.manual_seed(0)
+    ids = torch.randint(3, 250, (4, 24))
+    flags = torch.ones_like(ids)
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
+    p0 = []
+    for _ in range(5):
+        out_ = model(input_ids=ids, attention_mask=torch.ones_like(ids), lang_flags=flags)
+        assert float(out_.lpr_loss.detach()) > 0
+        p0.append(sum(s["mean_prob"][0] for s in router_stats(model).values()))
+        opt.zero_grad()
+        out_.moe_loss.backward()
+        grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+        assert grads and all("moe_router" in n for n in grads)
+        assert any(float(g.abs().sum()) > 0 for g in grads.values())
+        opt.step()
+    assert p0[-1] > p0[0] + 1e-3
+
+
+def test_resume_continues_at_the_same_step_and_data_order(out_dir, tiny_dir, cache_dir):
+    full = train(_opts(out_dir, tiny_dir, cache_dir, run="full"))
+    with pytest.raises(KeyboardInterrupt):
+        train(_opts(out_dir, tiny_dir, cache_dir, run="killed", callbacks=[StopAtStep(3)]))
+    killed = out_dir / "train" / "killed"
+    assert (killed / "checkpoint-3").is_dir() and not (killed / "manifest.json").exists()
+    with pytest.raises(FileExistsError, match="--resume"):  # never silently overwritten
+        train(_opts(out_dir, tiny_dir, cache_dir, run="killed"))
+    with pytest.raises(TrainingInputError, match="differs"):  # resume with other settings
+        train(_opts(out_dir, tiny_dir, cache_dir, run="killed", resume=True, sets=["learning_rate=0.1"]))
+    resumed = train(_opts(out_dir, tiny_dir, cache_dir, run="killed", resume=True))
+    assert resumed["resumed_from"].endswith("checkpoint-3") and resumed["global_step"] == 6
+    a, b = _adapter(full["run_dir"]), _adapter(resumed["run_dir"])
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
+    ma, mb = _metrics(full["run_dir"]), _metrics(resumed["run_dir"])
+    assert [r["step"] for r in mb] == [2, 4, 6]
+    assert mb[-1]["loss"] == pytest.approx(ma[-1]["loss"], rel=1e-4)
+    # a complete run + --resume is a no-op
+    again = train(_opts(out_dir, tiny_dir, cache_dir, run="killed", resume=True))
+    assert again["skipped"] is True
+
+
+def _no_training_happened(out: Path, run: str) -> bool:
+    d = out / "train" / run
+    return not d.exists() or not any(d.glob("checkpoint-*"))
+
+
+def test_bad_inputs_fail_before_training(out_dir, tiny_dir, cache_dir, tmp_path):
+    from neuronmoe.testing import save_tiny_model
+
+    # stage 2 without a stage-1 adapter
+    with pytest.raises(TrainingInputError, match="stage-1 adapter"):
+        train(_opts(out_dir, tiny_dir, cache_dir, stage=2, run="s2-none"))
+    # allocation for another model (wrong layer count)
+    write_allocation(out_dir / "allocation" / "four.json", [2, 1, 1, 2])
+    with pytest.raises(TrainingInputError, match="4 layers but the model has 3"):
+        train(_opts(out_dir, tiny_dir, cache_dir, allocation="four"))
+    # allocation whose fingerprint names another base (same layer count, other width)
+    other = save_tiny_model(tmp_path / "wide", "llama", hidden_size=64, intermediate_size=128)
+    write_allocation(out_dir / "allocation" / "wide.json", [3, 1, 2], other)
+    with pytest.raises(TrainingInputError, match="another base model"):
+        train(_opts(out_dir, tiny_dir, cache_dir, allocation="wide"))
+    # stage-1 adapter from another base model
+    train(_opts(out_dir, other, cache_dir, allocation="wide", run="wide-s1", sets=["max_steps=1", "save_steps=1"]))
+    with pytest.raises(TrainingInputError, match="another base model"):
+        train(_opts(out_dir, tiny_dir, cache_dir, stage=2, run="s2-wrong",
+                    init_adapter=str(out_dir / "train" / "wide-s1" / "adapter")))
+    # cutoff longer than the context
+    with pytest.raises(TrainingInputError, match="max_position_embeddings=512"):
+        train(_opts(out_dir, tiny_dir, cache_dir, run="long", sets=["cutoff_len=1024"]))
+    # empty training set after filtering
+    empty = write_jsonl(tmp_path / "empty.jsonl", ["   "])
+    with pytest.raises(ValueError, match="empty"):
+        train(_opts(out_dir, tiny_dir, cache_dir, run="empty", sets=[f"train_files.el={empty}"]))
+    # missing replay language for stage 2
+    with pytest.raises(TrainingInputError, match="replay languages present"):
+        train(_opts(out_dir, other, cache_dir, stage=2, run="s2-zh", sets=["replay_languages=[zh]"],
+                    init_adapter=str(out_dir / "train" / "wide-s1" / "adapter")))
+    for run in ("s2-none", "four", "long", "empty", "s2-wrong", "s2-zh", "tiny-s1"):
+        assert _no_training_happened(out_dir, run), run
+
+
+def test_cli_train_and_errors(out_dir, tiny_dir, cache_dir, capsys, monkeypatch):
+    from neuronmoe.cli import main
+
+    monkeypatch.setenv("NEURONMOE_CACHE", str(cache_dir.parent / "nm-cache"))
+    monkeypatch.setenv("MAX_STEPS", "2")  # env layer
+    base = ["train", "--stage", "1", "--model", str(tiny_dir), "--output-dir", str(out_dir), "--allocation", "tiny",
+            "--profile", "cpu", "--cutoff-len", "32", "--batch-size", "2", "--report-to", "tensorboard",
+            "--set", "heldout_dense=false", "--set", "heldout_max_tokens=128", "--set", "bf16=false",
+            "--max-samples", "20"]
+    assert main(base) == 0
+    run = out_dir / "train" / "tiny-s1"
+    assert json.loads((run / "manifest.json").read_text())["result"]["global_step"] == 2
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))  # --report-to tensorboard
+    assert main(base) == 2  # exists, no --resume/--overwrite
+    assert "--resume" in capsys.readouterr().err
+    assert main(base + ["--resume"]) == 0 and "already complete" in capsys.readouterr().out
+    assert main(base + ["--overwrite", "--max-steps", "1"]) == 0
+    assert json.loads((run / "manifest.json").read_text())["result"]["global_step"] == 1
