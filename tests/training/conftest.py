@@ -1,56 +1,10 @@
 """Fixtures of the training tests: a prepared-data folder, allocations, a tiny model folder."""
 from __future__ import annotations
 
-import json
-import os
-import random
 from pathlib import Path
 
 import pytest
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-
-_CORPUS = Path(os.path.expanduser("~/.cache/neuronmoe/packages/dataset-build-0.1.11/dataset_build/data"))
-
-_WORDS = {
-    "el": "το και της η να με για από στην είναι ότι ένα αυτό σε δεν θα οι τον πολύ".split(),
-    "en": "the and of to a in is that it for with as was on be by this are from".split(),
-}
-
-
-def corpus_docs(lang: str) -> list[str]:
-    """Paragraphs of the dataset-build corpus (preamble and headings dropped), or synthetic text."""
-    iso = {"el": "ell", "en": "eng", "zh": "zho", "es": "spa"}[lang]
-    f = _CORPUS / iso / f"{iso}.txt"
-    if f.exists():
-        lines = [x.strip() for x in f.read_text(encoding="utf-8").splitlines()]
-        docs = [x.replace("**", "") for x in lines[1:] if len(x) > 40 and not x.startswith("#")]
-        if docs:
-            return docs
-    rng = random.Random(lang)
-    words = _WORDS.get(lang, _WORDS["en"])
-    return [" ".join(rng.choice(words) for _ in range(60)) for _ in range(300)]
-
-
-def write_jsonl(path: Path, texts: list[str]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts), encoding="utf-8")
-    return path
-
-
-def make_data_dir(root: Path, new: tuple[str, ...] = ("el",), old: tuple[str, ...] = ("en",)) -> Path:
-    """$OUTPUT_DIR/data layout of docs/CONTRACTS.md: train/, replay/, heldout/ (no text shared)."""
-    for lang in set(new) | set(old):
-        docs = corpus_docs(lang)
-        n_held = max(4, len(docs) // 8)
-        held, rest = docs[:n_held], docs[n_held:]
-        write_jsonl(root / "heldout" / f"{lang}.jsonl", held)
-        if lang in new:
-            write_jsonl(root / "train" / f"{lang}.jsonl", rest)
-        if lang in old:
-            write_jsonl(root / "replay" / f"{lang}.jsonl", rest)
-    return root
+from train_helpers import make_data_dir, write_allocation
 
 
 @pytest.fixture(scope="session")
@@ -63,20 +17,6 @@ def tiny_dir(tmp_path_factory) -> Path:
     from neuronmoe.testing import save_tiny_model
 
     return save_tiny_model(tmp_path_factory.mktemp("tiny"), "llama")
-
-
-def write_allocation(path: Path, experts_per_layer: list[int], model_dir: str | Path | None = None) -> Path:
-    alloc = {"experts_per_layer": experts_per_layer, "num_layers": len(experts_per_layer),
-             "total_experts": sum(experts_per_layer), "mode": "test"}
-    if model_dir is not None:
-        from transformers import AutoConfig
-
-        from neuronmoe.utils.fingerprint import config_fingerprint
-
-        alloc["base_model_fingerprint"] = config_fingerprint(AutoConfig.from_pretrained(model_dir))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(alloc))
-    return path
 
 
 @pytest.fixture
@@ -92,9 +32,3 @@ def out_dir(tmp_path, data_dir, tiny_dir) -> Path:
 @pytest.fixture
 def cache_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.getbasetemp() / "tok-cache"
-
-
-#: settings that make a tiny-model run take a second or two
-TINY_SETS = ["cutoff_len=32", "per_device_train_batch_size=4", "max_steps=6", "logging_steps=2",
-             "save_steps=3", "learning_rate=0.003", "bf16=false", "report_to=none", "heldout_max_tokens=256",
-             "heldout_block_len=64", "max_samples=60", "replay_max_samples=60"]

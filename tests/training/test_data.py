@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from neuronmoe.testing import byte_tokenizer
 from neuronmoe.training.data import NEW, OLD, PackedCollator, Source, build_packed, pack
 
-from conftest import write_jsonl
+from train_helpers import write_jsonl
 
 
 @settings(max_examples=60, deadline=None)

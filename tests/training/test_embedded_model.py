@@ -7,7 +7,7 @@ import pytest
 
 from neuronmoe.training.run import TrainOptions, train
 
-from conftest import write_allocation
+from train_helpers import write_allocation
 
 #: English held-out perplexity after stage 2 must stay within this factor of the dense model's
 EN_PPL_BOUND = 1.15

@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from neuronmoe.training.run import TrainingInputError, TrainOptions, train
 from neuronmoe.training.trainer import StopAtStep
 
-from conftest import TINY_SETS, write_allocation, write_jsonl
+from train_helpers import TINY_SETS, write_allocation, write_jsonl
 
 
 def _opts(out, tiny_dir, cache_dir, stage=1, **kw):
