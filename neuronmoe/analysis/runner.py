@@ -1,0 +1,230 @@
+"""Streaming driver of the per-expert analysis: batches -> routed pooling -> on-disk memmaps -> AP.
+
+Per batch, every (layer, expert) gets the per-sentence means of eq. 5 (all of a sentence's tokens are in
+one batch, so a sentence is complete after its batch); they are written into one float32 ``[N, U]``
+memmap per (layer, expert) under ``work_dir`` together with the routed-token counts. Per-token
+activations never outlive their batch. A progress file records the batches done, so a killed run
+resumes where it stopped. AP is then computed one (layer, expert) at a time.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+
+from neuronmoe.analysis.expert_ap import (
+    ExpertResult,
+    UnitLayout,
+    expert_ap,
+    expert_name,
+    pool_routed,
+)
+from neuronmoe.utils.io import atomic_write_json
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Sample:
+    text: str
+    lang: str
+
+
+def read_samples(samples_dir: str | Path, languages: Sequence[str], limit: int | None = None) -> list[Sample]:
+    """``samples/<lang>.jsonl`` (``{"text", "lang", ...}``) for each language, in language order."""
+    out: list[Sample] = []
+    for lang in languages:
+        path = Path(samples_dir) / f"{lang}.jsonl"
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no neuron-analysis samples for {lang!r} (run `neuronmoe prepare-data`)")
+        n = 0
+        with open(path, encoding="utf-8") as fh:
+            for line in fh:
+                if not line.strip():
+                    continue
+                rec = json.loads(line)
+                out.append(Sample(rec["text"], lang))
+                n += 1
+                if limit and n >= limit:
+                    break
+        if n == 0:
+            raise ValueError(f"{path}: no samples")
+    return out
+
+
+def _dense_hooks(model: Any, layers: Sequence[int], mask_box: dict[str, Any]) -> tuple[dict[int, dict[str, Any]], list[Any]]:
+    """Forward hooks that pool dense MLP layers inside the forward (gate pre-activation, up, down).
+
+    Each hook reduces its output to per-sentence sums over the non-padding tokens (``mask_box["mask"]``,
+    set before the forward), so no ``[B, T, units]`` tensor outlives its module's forward.
+    """
+    from neuronmoe.models.arch import decoder_layers, get_arch, mlp_module
+
+    spec = get_arch(model)
+    store: dict[int, dict[str, Any]] = {}
+    handles = []
+    dls = decoder_layers(model)
+    for li in layers:
+        mlp = mlp_module(dls[li], spec)
+        store[li] = {}
+        for key, proj in zip(("gate", "up", "down"), spec.mlp_proj):
+            def hook(_m, _inp, out, _li=li, _key=key):
+                m = mask_box["mask"].to(out.device).float().unsqueeze(-1)
+                store[_li][_key] = (out.detach().float() * m).sum(dim=1).double().cpu()
+
+            handles.append(getattr(mlp, proj).register_forward_hook(hook))
+    return store, handles
+
+
+def _moe_capture(model: Any):
+    from neuronmoe.moe import capture_routing
+
+    return capture_routing(model, activations=True)
+
+
+def analyse(
+    model: Any,
+    tokenizer: Any,
+    samples: Sequence[Sample],
+    languages: Sequence[str],
+    experts_per_layer: Sequence[int],
+    layout: UnitLayout,
+    work_dir: str | Path,
+    *,
+    batch_size: int = 8,
+    max_length: int = 256,
+    policy: str = "exclude",
+    dense_layers: bool = False,
+    capture: Callable[[Any], Any] | None = None,
+    ap_fn: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+    device: Any = None,
+    progress_key: str = "",
+) -> tuple[list[ExpertResult], dict[str, Any]]:
+    """Run ``samples`` through ``model`` and return one :class:`ExpertResult` per analysed expert.
+
+    ``experts_per_layer[l]`` counts the base; layers with more than one expert are read from the
+    routing capture (``capture(model)`` is a context manager yielding an object with ``.layers``,
+    default ``neuronmoe.moe.capture_routing(model, activations=True)``); layers with one expert are
+    analysed through MLP hooks when ``dense_layers`` is true.
+    """
+    import torch
+
+    work = Path(work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    lang_id = {lang: i for i, lang in enumerate(languages)}
+    order = sorted(range(len(samples)), key=lambda i: (len(samples[i].text), i))  # less padding
+    texts = [samples[i].text for i in order]
+    labels = np.array([lang_id[samples[i].lang] for i in order], dtype=np.int64)
+    N, U = len(texts), layout.total
+    moe_layers = [li for li, e in enumerate(experts_per_layer) if e > 1]
+    dense = [li for li, e in enumerate(experts_per_layer) if e <= 1] if dense_layers else []
+    targets = [(li, e) for li in moe_layers for e in range(experts_per_layer[li])] + [(li, 0) for li in dense]
+    targets.sort()
+    if not targets:
+        raise ValueError("nothing to analyse: no MoE layer (all experts_per_layer are 1) and --dense-layers is off")
+    capture = capture or _moe_capture
+    dev = device or next(model.parameters()).device
+
+    progress_path = work / "progress.json"
+    key = {"key": progress_key, "N": N, "U": U, "targets": [list(t) for t in targets], "batch_size": batch_size,
+           "max_length": max_length}
+    done = 0
+    stems = [work / f"L{t[0]:03d}_{expert_name(t[1])}" for t in targets]
+    have_all = all(Path(f"{st}.npy").exists() and Path(f"{st}.counts.npy").exists() for st in stems)
+    if progress_path.exists() and have_all:
+        try:
+            prog = json.loads(progress_path.read_text())
+        except json.JSONDecodeError:
+            prog = {}
+        if prog.get("config") == key:
+            done = int(prog.get("rows_done", 0))
+            log.info("resuming the expert analysis after %d/%d sentences", done, N)
+    mode = "r+" if done else "w+"
+    mm: dict[tuple[int, int], np.memmap] = {}
+    cnt: dict[tuple[int, int], np.memmap] = {}
+    for t in targets:
+        stem = work / f"L{t[0]:03d}_{expert_name(t[1])}"
+        mm[t] = np.lib.format.open_memmap(f"{stem}.npy", mode=mode, dtype=np.float32, shape=(N, U))
+        cnt[t] = np.lib.format.open_memmap(f"{stem}.counts.npy", mode=mode, dtype=np.int64, shape=(N,))
+    np.save(work / "labels.npy", labels)
+
+    mask_box: dict[str, Any] = {}
+    store, handles = _dense_hooks(model, dense, mask_box) if dense else ({}, [])
+    n_batches = (N - done + batch_size - 1) // batch_size
+    every = max(1, n_batches // 10)
+    try:
+        model.eval()
+        for start in range(done, N, batch_size):
+            batch = texts[start : start + batch_size]
+            enc = tokenizer(batch, return_tensors="pt", padding=True, truncation=True, max_length=max_length)
+            ids = enc["input_ids"].to(dev)
+            mask = enc["attention_mask"].to(dev)
+            mask_box["mask"] = mask
+            ctx = capture(model) if moe_layers else contextlib.nullcontext(None)
+            with torch.no_grad(), ctx as cap:
+                # only the layers' activations matter: skip the [B, T, vocab] logits where the model allows
+                model(input_ids=ids, attention_mask=mask, logits_to_keep=1)
+            mask_cpu = mask.cpu()
+            B = ids.shape[0]
+            for li, e in targets:
+                if li in store:
+                    sums = torch.cat([store[li][k] for k in ("gate", "up", "down")], dim=1)
+                    counts = mask_cpu.sum(dim=1).numpy().astype(np.int64)
+                    means = (sums / torch.as_tensor(counts).clamp(min=1).unsqueeze(1).double()).float().numpy()
+                    means[counts == 0] = np.nan
+                else:
+                    layer = cap.layers.get(li) if cap is not None else None
+                    if layer is None:
+                        raise RuntimeError(f"the routing capture has no layer {li}; is it a MoE layer of this adapter?")
+                    a = layer["acts"].get(e)
+                    if a is None or len(a["token_index"]) == 0:
+                        means, counts = np.full((B, U), np.nan, np.float32), np.zeros(B, np.int64)
+                    else:
+                        means, counts = pool_routed(a, mask_cpu)
+                if means.shape[1] != U:
+                    raise ValueError(f"layer {li} {expert_name(e)}: {means.shape[1]} units, expected {U}")
+                mm[(li, e)][start : start + B] = means
+                cnt[(li, e)][start : start + B] = counts
+            for v in list(mm.values()) + list(cnt.values()):
+                v.flush()
+            atomic_write_json(progress_path, {"config": key, "rows_done": start + B})
+            store_clear(store)
+            k = (start - done) // batch_size + 1
+            if k % every == 0 or start + B >= N:
+                log.info("analyze-experts: %d/%d sentences", start + B, N)
+    finally:
+        for h in handles:
+            h.remove()
+
+    results = []
+    for t in targets:
+        ap, info = expert_ap(np.asarray(mm[t]), np.asarray(cnt[t]), labels, len(languages), policy=policy, ap_fn=ap_fn)
+        results.append(ExpertResult(layer=t[0], expert=t[1], ap=ap, info=info, dense=t[0] in dense))
+    return results, {"sentences": N, "units_per_expert": U, "targets": len(targets), "moe_layers": moe_layers,
+                     "dense_layers": dense}
+
+
+def store_clear(store: dict[int, dict[str, Any]]) -> None:
+    for v in store.values():
+        v.clear()
+
+
+def cleanup(work_dir: str | Path) -> None:
+    """Remove the pooled-activation memmaps once the results are written."""
+    work = Path(work_dir)
+    for p in list(work.glob("L*.npy")) + [work / "labels.npy", work / "progress.json"]:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(p)
+    with contextlib.suppress(OSError):
+        work.rmdir()
+
+
+def iter_batches(seq: Sequence[Any], n: int) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(seq), n):
+        yield seq[i : i + n]

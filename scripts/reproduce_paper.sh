@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The paper-scale run: Llama-3.2-3B extended to Greek, Turkish and Hungarian with the paper's
+# hyper-parameters (Table 7), DeepSpeed ZeRO-2 on a multi-GPU node.
+#
+#   scripts/reproduce_paper.sh --dry-run     # here: validate every config, print allocations,
+#                                            # parameter budgets and the exact commands
+#   scripts/reproduce_paper.sh               # on the cluster: validate, then run the commands in order
+#
+# Presets (environment):
+#   PAPER_MODEL (meta-llama/Llama-3.2-3B)  PAPER_MODEL_CONFIG (llama-3.2-3b)  PAPER_TARGETS (el,tr,hu)
+#   PAPER_ALLOCATIONS (computed | published: train the paper's own Tables 2/8 allocations)
+#   NPROC_PER_NODE (8)  DEEPSPEED_CONFIG (zero2)  OUTPUT_DIR (outputs/paper)
+# Every command skips or resumes work that is already complete, so rerunning after a failure is safe.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/setup_env.sh
+export OUTPUT_DIR="${OUTPUT_DIR:-outputs/paper}"
+dry=0
+args=()
+for a in "$@"; do
+  if [ "$a" = "--dry-run" ]; then dry=1; else args+=("$a"); fi
+done
+if [ "$dry" = 1 ]; then
+  exec python -m neuronmoe reproduce-paper --dry-run ${args[@]+"${args[@]}"}
+fi
+python -m neuronmoe reproduce-paper --dry-run ${args[@]+"${args[@]}"} >&2
+mapfile -t cmds < <(python -m neuronmoe reproduce-paper --print-commands ${args[@]+"${args[@]}"})
+for c in "${cmds[@]}"; do
+  echo "[reproduce_paper] $c" >&2
+  bash -c "$c"
+done

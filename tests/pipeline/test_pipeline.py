@@ -1,0 +1,132 @@
+"""Orchestration: the stage plan, skip/resume by fingerprints, the report, the paper-scale dry run."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from neuronmoe.pipeline import PipelineConfig, is_complete, paper_dry_run, plan, run_pipeline
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _cfg(runner, **kw):
+    return PipelineConfig(output_dir=str(runner.out), **kw)
+
+
+def test_plan_order_deps_and_settings():
+    cfg = PipelineConfig(output_dir="/o", model="gemma3-270m", source="en", target="tr", neg_langs=["hu", "tr"])
+    st = plan(cfg)
+    names = [s.name for s in st]
+    assert names[:3] == ["data", "neurons", "similarity"] and names[-2:] == ["analyze-experts", "figures"]
+    for i, s in enumerate(st):
+        assert all(names.index(d) < i for d in s.deps), s.name
+        assert s.argv[s.argv.index("--output-dir") + 1] == "/o"
+    by = {s.name: s for s in st}
+    assert by["neurons"].argv[by["neurons"].argv.index("--languages") + 1] == "en,tr,hu"
+    assert by["data"].argv[by["data"].argv.index("--neg-langs") + 1] == "hu"
+    assert "train-neuronmoe-s1" in by["train-neuronmoe-s2"].deps
+    assert by["train-neuronmoe-s2"].argv[by["train-neuronmoe-s2"].argv.index("--replay-languages") + 1] == "en"
+    assert all(by[n].argv[by[n].argv.index("--model") + 1] == "gemma3-270m" for n in names if "--model" in by[n].argv)
+    evals = [s for s in st if s.name.startswith("eval-")]
+    assert [s.argv[s.argv.index("--label") + 1] for s in evals] == ["Dense", "LayerMoE-S1", "NeuronMoE-EN", "NeuronMoE-S1", "NeuronMoE"]
+    assert "--adapter" not in evals[0].argv and evals[-1].argv[evals[-1].argv.index("--adapter") + 1] == "/o/train/neuronmoe-s2/adapter"
+
+
+def test_runs_everything_then_skips_then_reruns_downstream_only(fake_runner):
+    cfg = _cfg(fake_runner)
+    run_pipeline(cfg, runner=fake_runner, python="python")
+    first = fake_runner.subcommands()
+    assert len(first) == len(plan(cfg)) == 16
+    assert all("--resume" in c for c in fake_runner.calls if c[0] == "train")
+    report = (fake_runner.out / "report.md").read_text()
+    assert "| NeuronMoE-S1 | 6 (-25%) |" in report  # 6 experts vs LayerMoE's 8, from allocation/neuronmoe.json
+    assert "40.00" in report and "60.00" in report  # cloze acc and perplexity of neuronmoe-s1
+    assert "| Dense | - | - |" in report and "figures/expert_heatmap.png" in report
+    timings = json.loads((fake_runner.out / "pipeline/timings.json").read_text())
+    assert set(s.name for s in plan(cfg)) <= set(timings)
+
+    fake_runner.calls.clear()
+    run_pipeline(cfg, runner=fake_runner, python="python")
+    assert fake_runner.calls == []  # everything up to date
+    run_pipeline(cfg, runner=fake_runner, python="python", rerun=["eval-dense"])
+    assert fake_runner.subcommands() == ["evaluate:dense"]  # forced; it changes no marker others read
+    fake_runner.calls.clear()
+    (fake_runner.out / "pipeline/state/train-layermoe-s1.json").unlink()  # e.g. killed before it recorded
+    run_pipeline(cfg, runner=fake_runner, python="python", rerun=["train-layermoe-s1"], only=["train-layermoe-s1"])
+    assert fake_runner.calls[0][0] == "train" and "--overwrite" in fake_runner.calls[0]  # forced: start afresh
+    fake_runner.calls.clear()
+    with pytest.raises(ValueError, match="unknown stage"):
+        run_pipeline(cfg, runner=fake_runner, python="python", rerun=["nope"])
+
+    # the neuron stage is redone (new manifest): its dependants rerun, the others do not (an allocation
+    # whose content did not change would not retrain: markers are compared by content)
+    (fake_runner.out / "neurons/manifest.json").write_text('{"n": "again"}')
+    run_pipeline(cfg, runner=fake_runner, python="python")
+    again = fake_runner.subcommands()
+    assert "prepare-data:" not in again and "similarity:layermoe" not in again and "train:layermoe-s1" not in again
+    assert {"allocate:neuronmoe", "allocate:neuronmoe-en", "train:neuronmoe-s1", "train:neuronmoe-s2",
+            "evaluate:neuronmoe-s1", "analyze-experts:neuronmoe-s1", "figures:"} <= set(again)
+    assert all("--overwrite" in c for c in fake_runner.calls if c[0] == "train")
+
+
+def test_failure_then_resume_from_failed_stage(fake_runner):
+    cfg = _cfg(fake_runner)
+    fake_runner.fail_at = "train:neuronmoe-s1"
+    with pytest.raises(RuntimeError, match="train-neuronmoe-s1 failed"):
+        run_pipeline(cfg, runner=fake_runner, python="python")
+    done = fake_runner.subcommands()
+    assert done[-1] == "train:neuronmoe-en-s1"
+    stages = {s.name: s for s in plan(cfg)}
+    assert is_complete(stages["train-layermoe-s1"], stages, fake_runner.out)
+    assert not is_complete(stages["train-neuronmoe-s1"], stages, fake_runner.out)
+    fake_runner.calls.clear()
+    run_pipeline(cfg, runner=fake_runner, python="python")
+    assert fake_runner.subcommands()[0] == "train:neuronmoe-s1"
+    assert "--resume" in fake_runner.calls[0]
+
+
+def test_stage_that_writes_no_marker_is_an_error(fake_runner):
+    cfg = _cfg(fake_runner)
+    with pytest.raises(RuntimeError, match="did not write"):
+        run_pipeline(cfg, runner=lambda cmd: 0, python="python", only=["data"])
+
+
+def test_paper_dry_run_facts():
+    facts = paper_dry_run("llama-3.2-3b", "/tmp/paper", ["el", "tr", "hu"])
+    a = facts["allocations"]
+    assert a["neuronmoe-el"]["experts_per_layer"][:3] == [6, 2, 1]
+    assert {k: v["total_experts"] for k, v in a.items()} == {"neuronmoe-el": 49, "neuronmoe-tr": 50, "neuronmoe-hu": 47,
+                                                            "neuronmoe-en": 37, "layermoe": 84}
+    assert round(100 * a["neuronmoe-el"]["moe_ffn_change_vs_layermoe"], 1) == -41.7
+    # 21 new experts x 3 * 3072 * 8192 + routers
+    assert a["neuronmoe-el"]["params"]["new_expert_params"] == 21 * 3 * 3072 * 8192
+    assert facts["train_stage1"]["learning_rate"] == 1e-4 and facts["train_stage1"]["max_steps"] == 15000
+    cmds = facts["commands"]
+    trains = [c for c in cmds if " train " in c]
+    assert len(trains) == 9 and all("--deepspeed zero2" in c and c.startswith("torchrun --nproc_per_node=8 -m neuronmoe") for c in trains)
+    assert sum("--stage 2" in c for c in trains) == 2
+    assert any(c.startswith("neuronmoe analyze-experts") and "--run neuronmoe-el-s1" in c for c in cmds)
+    with pytest.raises(ValueError, match="presets cover"):
+        paper_dry_run("llama-3.2-3b", "/tmp/paper", ["de"])
+
+
+def test_reproduce_paper_cli_and_script(tmp_path, capsys):
+    from neuronmoe.cli import main
+
+    assert main(["reproduce-paper", "--dry-run", "--allocations", "published", "--nproc", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "neuronmoe-el    49 experts" in out and "-41.7%" in out
+    assert "--allocation llama-3.2-3b-tr-neuronmoe" in out and "torchrun --nproc_per_node=4" in out
+    env = dict(os.environ, NEURONMOE_SKIP_SETUP="1", PATH=f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}",
+               OUTPUT_DIR=str(tmp_path / "o"), HF_HUB_OFFLINE="1")
+    r = subprocess.run(["bash", "scripts/reproduce_paper.sh", "--dry-run"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert f"--output-dir {tmp_path / 'o'}" in r.stdout and "49 experts" in r.stdout
+    r = subprocess.run(["bash", "scripts/run_pipeline.sh", "--dry-run"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "[pipeline] data: -m neuronmoe prepare-data" in r.stdout and "[pipeline] figures:" in r.stdout
+    assert not (tmp_path / "o" / "report.md").exists()
