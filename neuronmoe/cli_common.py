@@ -38,7 +38,7 @@ def add_device_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_seed_arg(p: argparse.ArgumentParser, default: int = 42) -> None:
-    p.add_argument("--seed", type=int, default=int(env("SEED", str(default))), help=f"random seed (env SEED; default {default})")
+    p.add_argument("--seed", type=int, default=env("SEED", str(default)), help=f"random seed (env SEED; default {default})")
 
 
 def split_langs(value: str | list[str] | None) -> list[str]:

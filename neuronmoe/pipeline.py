@@ -51,7 +51,7 @@ class PipelineConfig:
     model: str = "smollm2-135m"
     source: str = "en"
     target: str = "el"
-    neg_langs: list[str] = field(default_factory=lambda: ["tr", "hu"])
+    neg_langs: list[str] = field(default_factory=lambda: ["tr", "hu", "de", "es", "fr", "ja", "zh"])
     num_sentences: int = 200
     profile: str = "auto"
     eval_suite: str = "local"
@@ -470,14 +470,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_model_arg(p)
     p.add_argument("--source", default=env("SOURCE_LANG", "en"), help="old (source) language (env SOURCE_LANG; default en)")
     p.add_argument("--target", default=env("TARGET_LANG", "el"), help="new (target) language (env TARGET_LANG; default el)")
-    p.add_argument("--neg-langs", default=env("NEG_LANGS", "tr,hu"),
-                   help="extra neuron-analysis languages (negatives), comma separated, or 'none' (env NEG_LANGS; default tr,hu)")
-    p.add_argument("--num-sentences", type=int, default=int(env("NUM_SENTENCES", "200")),
+    p.add_argument("--neg-langs", default=env("NEG_LANGS", "tr,hu,de,es,fr,ja,zh"),
+                   help="extra neuron-analysis languages (negatives), comma separated, or 'none' (env NEG_LANGS; default tr,hu,de,es,fr,ja,zh)")
+    p.add_argument("--num-sentences", type=int, default=env("NUM_SENTENCES", "200"),
                    help="neuron-analysis sentences per language (env NUM_SENTENCES; default 200 for the 30-minute budget)")
     p.add_argument("--profile", default=env("TRAIN_PROFILE", "auto"), choices=["auto", "paper", "cpu"],
                    help="training profile: auto = cpu profile without a GPU (env TRAIN_PROFILE)")
     p.add_argument("--eval-suite", default=env("EVAL_SUITE", "local"), help="evaluation suite (env EVAL_SUITE; default local, offline)")
-    p.add_argument("--analysis-limit", type=int, default=int(env("ANALYSIS_LIMIT", "0")),
+    p.add_argument("--analysis-limit", type=int, default=env("ANALYSIS_LIMIT", "0"),
                    help="samples per language for the expert analysis, 0 = all (env ANALYSIS_LIMIT)")
     p.add_argument("--only", default=env("PIPELINE_ONLY"), help="run only these stages, comma separated (env PIPELINE_ONLY)")
     p.add_argument("--rerun", default=env("PIPELINE_RERUN"),
@@ -498,7 +498,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "allocations (Tables 2, 8) (env PAPER_ALLOCATIONS; default computed)")
     r.add_argument("--print-commands", action="store_true", help="print only the commands, one per line (for scripts)")
     r.add_argument("--targets", default=env("PAPER_TARGETS", "el,tr,hu"), help="new languages (env PAPER_TARGETS; default el,tr,hu)")
-    r.add_argument("--nproc", type=int, default=int(env("NPROC_PER_NODE", "8")), help="GPUs per node for torchrun (env NPROC_PER_NODE; default 8)")
+    r.add_argument("--nproc", type=int, default=env("NPROC_PER_NODE", "8"), help="GPUs per node for torchrun (env NPROC_PER_NODE; default 8)")
     r.add_argument("--deepspeed", default=env("DEEPSPEED_CONFIG", "zero2"), help="DeepSpeed config for training (env DEEPSPEED_CONFIG; default zero2)")
     r.add_argument("--dry-run", action="store_true", help="validate every config and print the exact commands; needs no GPU, weights or data")
     r.add_argument("--json", action="store_true", help="print the dry-run facts as JSON")

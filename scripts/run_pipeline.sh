@@ -8,7 +8,7 @@
 #
 # Environment (each also a flag of `neuronmoe pipeline`, see --help):
 #   OUTPUT_DIR (./outputs)  BASE_MODEL_PATH (smollm2-135m)  SOURCE_LANG (en)  TARGET_LANG (el)
-#   NEG_LANGS (tr,hu)  NUM_SENTENCES (200)  TRAIN_PROFILE (auto)  EVAL_SUITE (local)  PIPELINE_ONLY
+#   NEG_LANGS (tr,hu,de,es,fr,ja,zh)  NUM_SENTENCES (200)  TRAIN_PROFILE (auto)  EVAL_SUITE (local)  PIPELINE_ONLY
 # Stages: prepare-data, neurons, similarity (LayerMoE), allocate (NeuronMoE, NeuronMoE-EN),
 # train stage 1 x3 + stage 2, evaluate x5, analyze-experts, figures, report.md.
 set -euo pipefail

@@ -39,9 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "below every other sentence, or score them 0 (env ANALYSIS_NO_TOKEN); see docs/analysis.md")
     p.add_argument("--dense-layers", action=argparse.BooleanOptionalAction, default=env("ANALYSIS_DENSE_LAYERS", "1") == "1",
                    help="also analyse single-expert (dense) layers, the MLP as 'base' (env ANALYSIS_DENSE_LAYERS=1|0; default on)")
-    p.add_argument("--batch-size", type=int, default=int(env("ANALYSIS_BATCH_SIZE", "8")), help="sentences per forward pass (env ANALYSIS_BATCH_SIZE; default 8)")
-    p.add_argument("--max-length", type=int, default=int(env("ANALYSIS_MAX_LENGTH", "256")), help="truncate sentences to this many tokens (env ANALYSIS_MAX_LENGTH; default 256)")
-    p.add_argument("--limit", type=int, default=int(env("ANALYSIS_LIMIT", "0")), help="use at most this many samples per language, 0 = all (env ANALYSIS_LIMIT)")
+    p.add_argument("--batch-size", type=int, default=env("ANALYSIS_BATCH_SIZE", "8"), help="sentences per forward pass (env ANALYSIS_BATCH_SIZE; default 8)")
+    p.add_argument("--max-length", type=int, default=env("ANALYSIS_MAX_LENGTH", "256"), help="truncate sentences to this many tokens (env ANALYSIS_MAX_LENGTH; default 256)")
+    p.add_argument("--limit", type=int, default=env("ANALYSIS_LIMIT", "0"), help="use at most this many samples per language, 0 = all (env ANALYSIS_LIMIT)")
     p.add_argument("--keep-activations", action="store_true", default=env("ANALYSIS_KEEP_ACTIVATIONS", "0") == "1",
                    help="keep the pooled-activation memmaps under analysis/activations/ (env ANALYSIS_KEEP_ACTIVATIONS=1)")
     p.add_argument("--force", action="store_true", help="recompute even if analysis/manifest.json says the outputs are up to date")

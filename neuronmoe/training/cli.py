@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "new language(s). Stage 2: load the stage-1 adapter, train the routers only on new + replay data with "
         "the LPR loss. Settings: profile YAML < --config < environment < flags < --set.",
     )
-    p.add_argument("--stage", type=int, choices=(1, 2), default=int(env("STAGE", "0")) or None,
+    p.add_argument("--stage", type=int, choices=(1, 2), default=env("STAGE"),
                    required=env("STAGE") is None, help="1 = expert initialisation, 2 = router training (env STAGE)")
     add_model_arg(p)
     add_output_dir_arg(p)
