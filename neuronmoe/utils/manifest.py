@@ -61,8 +61,9 @@ def describe_files(root: str | Path, paths: list[str | Path]) -> dict[str, dict[
     root = Path(root)
     out: dict[str, dict[str, Any]] = {}
     for p in sorted(Path(x) for x in paths):
-        full = p if p.is_absolute() else root / p
-        rel = full.relative_to(root).as_posix()
+        # a relative path is taken relative to ``root`` when it names a file there, else to the cwd
+        full = root / p if not p.is_absolute() and (root / p).exists() else p
+        rel = full.resolve().relative_to(root.resolve()).as_posix()
         out[rel] = {"sha256": sha256_file(full), "bytes": full.stat().st_size}
     return out
 
