@@ -96,9 +96,9 @@ def plan(cfg: PipelineConfig) -> list[Stage]:
     ]
     train_common = ["--stage", "1", *common, "--languages", cfg.target, "--profile", cfg.profile]
     for alloc, dep in (("layermoe", "similarity"), ("neuronmoe-en", "allocate-neuronmoe-en"), ("neuronmoe", "allocate-neuronmoe")):
-        st.append(Stage(f"train-{alloc}-s1", ["train", *train_common, "--allocation", alloc, "--run", f"{alloc}-s1"],
+        st.append(Stage(f"train-{alloc}-s1", ["train", *train_common, "--allocation", alloc, "--run-name", f"{alloc}-s1"],
                         f"train/{alloc}-s1/manifest.json", ["data", dep], kind="train"))
-    st.append(Stage("train-neuronmoe-s2", ["train", "--stage", "2", *common, "--allocation", "neuronmoe", "--run", "neuronmoe-s2",
+    st.append(Stage("train-neuronmoe-s2", ["train", "--stage", "2", *common, "--allocation", "neuronmoe", "--run-name", "neuronmoe-s2",
                                            "--languages", cfg.target, "--replay-languages", cfg.source, "--profile", cfg.profile,
                                            "--init-adapter", f"{o}/train/neuronmoe-s1/adapter"],
                     "train/neuronmoe-s2/manifest.json", ["data", "train-neuronmoe-s1"], kind="train"))
@@ -189,10 +189,14 @@ def run_pipeline(cfg: PipelineConfig, *, dry_run: bool = False, only: Sequence[s
         argv = list(s.argv)
         if s.kind == "train":
             run_dir = out_dir / s.marker.rsplit("/", 1)[0]
-            sp = state_path(out_dir, s.name)
-            # finished before (with other inputs, or a forced rerun): start afresh
-            stale = sp.exists() or (out_dir / s.marker).exists() or s.name in (rerun or [])
-            argv.append("--overwrite" if (stale and run_dir.exists()) else "--resume")
+            started = out_dir / "pipeline" / "started" / f"{s.name}.json"
+            fp = fingerprint(s, by_name, out_dir)
+            # resume only a run that was started with these very inputs; anything else starts afresh
+            same = started.exists() and json.loads(started.read_text()).get("fingerprint") == fp
+            fresh = s.name in (rerun or []) or (out_dir / s.marker).exists() or not same
+            argv.append("--overwrite" if (fresh and run_dir.exists()) else "--resume")
+            if not dry_run:
+                atomic_write_json(started, {"fingerprint": fp})
         cmd = [python, "-m", "neuronmoe", *argv]
         print(f"[pipeline] {s.name}: {shlex.join(cmd[1:])}", flush=True)
         if dry_run:
@@ -266,7 +270,8 @@ def build_report(cfg: PipelineConfig, timings: dict[str, Any] | None = None) -> 
     lines += ["#Exp = experts summed over layers, the original MLP of every layer included (the paper's count); "
               "added params = new experts + routers (what stage 1 trains).", ""]
 
-    allocs = sorted((out_dir / "allocation").glob("*.json")) if (out_dir / "allocation").is_dir() else []
+    names = dict.fromkeys(a for _, _, a in TABLE_ROWS if a)
+    allocs = [p for p in (out_dir / "allocation" / f"{a}.json" for a in names) if p.exists()]
     if allocs:
         lines += ["## Allocations (experts per layer)", "", "| allocation | total | per layer |", "|---|---:|---|"]
         for p in allocs:
@@ -276,10 +281,10 @@ def build_report(cfg: PipelineConfig, timings: dict[str, Any] | None = None) -> 
 
     ana = out_dir / "analysis" / "expert_ap.json"
     if ana.exists():
-        md = sorted((out_dir / "analysis").glob("expert_ap_*.md"))
+        md = out_dir / "analysis" / f"expert_ap_{cfg.target}.md"
         lines += ["## Language-specific units inside the experts (NeuronMoE-S1; paper Tables 4/10, Figure 3)", ""]
-        if md:
-            lines += [md[0].read_text(encoding="utf-8"), ""]
+        if md.exists():
+            lines += [md.read_text(encoding="utf-8"), ""]
 
     figs = sorted((out_dir / "figures").glob("*.png")) if (out_dir / "figures").is_dir() else []
     if figs:
@@ -358,14 +363,14 @@ def paper_plan(output_dir: str = "outputs/paper", model: str = "meta-llama/Llama
             if (kind, t) not in names:
                 continue
             run = f"{kind}-{t}-s1"
-            cmds.append([*launch, "train", "--stage", "1", *common, "--allocation", names[(kind, t)], "--run", run,
+            cmds.append([*launch, "train", "--stage", "1", *common, "--allocation", names[(kind, t)], "--run-name", run,
                          "--languages", t, "--profile", "paper", "--deepspeed", deepspeed, "--resume"])
             runs.append((run, t, {"layermoe": "LayerMoE-S1", "neuronmoe": "NeuronMoE-S1", "neuronmoe-en": "NeuronMoE-EN"}[kind]
                          + ("" if t == "el" else f" ({t})")))
     if "el" in targets:  # stage 2 (router training with replay + LPR): Greek only, as in the paper
         for kind, label in (("layermoe", "LayerMoE"), ("neuronmoe", "NeuronMoE")):
             run = f"{kind}-el-s2"
-            cmds.append([*launch, "train", "--stage", "2", *common, "--allocation", names[(kind, "el")], "--run", run,
+            cmds.append([*launch, "train", "--stage", "2", *common, "--allocation", names[(kind, "el")], "--run-name", run,
                          "--init-adapter", f"{o}/train/{kind}-el-s1/adapter", "--languages", "el",
                          "--replay-languages", ",".join(old), "--profile", "paper", "--deepspeed", deepspeed, "--resume"])
             runs.append((run, "el", label))

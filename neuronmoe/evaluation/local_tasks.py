@@ -101,7 +101,11 @@ def build_cloze_items(
             lead, answer, trail = _core(words[i])  # type: ignore[misc]
             pid = str(p.get("id"))
             low = answer.casefold()
-            cands = [forms[w] for w in pool if pid not in vocab[w] and w != low]
+            context = words[max(0, i - prefix_words) : i] + words[i + 1 : i + 1 + suffix_words]
+            if any((c := _core(w)) is not None and c[1].casefold() == low for w in context):
+                continue  # the answer is visible in the context: copying it would beat chance
+            # distractors take the answer's case pattern, so that case is no cue
+            cands = [_match_case(forms[w], answer) for w in pool if pid not in vocab[w] and w != low]
             near = [w for w in cands if abs(len(w) - len(answer)) <= max(2, len(answer) // 3)]
             src = near if len(near) >= n_choices - 1 else cands
             picked: list[str] = []
@@ -126,6 +130,16 @@ def build_cloze_items(
     if not items:
         raise ValueError("cloze: no item could be built (paragraphs too short?)")
     return items
+
+
+def _match_case(word: str, answer: str) -> str:
+    """``word`` in the case pattern of ``answer``: UPPER, Capitalised or lower (scripts without case: as is)."""
+    if len(answer) > 1 and answer.isupper():
+        return word.upper()
+    base = word.lower()
+    if answer[:1].isupper():
+        return base[:1].upper() + base[1:]
+    return base
 
 
 def select_heldout(docs: list[dict[str, Any]], n_docs: int = 8, max_chars: int = 500) -> list[dict[str, str]]:

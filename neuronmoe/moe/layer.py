@@ -26,13 +26,20 @@ from neuronmoe.moe.losses import lpr_loss, routing_fractions
 def route(x: torch.Tensor, router_weight: torch.Tensor, k: int) -> tuple[torch.Tensor, ...]:
     """``(logits, probs, weights, expert_idx)`` for flattened tokens ``x`` [N, H].
 
-    All routing math is fp32 whatever the dtype of ``x``; ``weights`` [N, k] sum to 1 per token.
+    All routing math is fp32 whatever the dtype of ``x``, also under mixed-precision autocast
+    (which would otherwise run the router matmul in bf16/fp16); ``weights`` [N, k] sum to 1.
     """
-    logits = F.linear(x.float(), router_weight.float())
-    probs = logits.softmax(dim=-1)
-    top_p, expert_idx = probs.topk(k, dim=-1)
-    weights = top_p / top_p.sum(dim=-1, keepdim=True)
+    with _fp32_region(x):
+        logits = F.linear(x.float(), router_weight.float())
+        probs = logits.softmax(dim=-1)
+        top_p, expert_idx = probs.topk(k, dim=-1)
+        weights = top_p / top_p.sum(dim=-1, keepdim=True)
     return logits, probs, weights, expert_idx
+
+
+def _fp32_region(x: torch.Tensor) -> Any:
+    """Autocast switched off for ``x``'s device type (a no-op context when autocast is off)."""
+    return torch.autocast(device_type=x.device.type, enabled=False)
 
 
 def sparse_dispatch(
@@ -64,7 +71,9 @@ def sparse_dispatch(
     inverse = torch.empty_like(order)
     inverse[order] = torch.arange(order.numel(), device=order.device)
     ys = ys.index_select(0, inverse).view(n, k, -1)
-    return (ys * weights.to(ys.dtype).unsqueeze(-1)).sum(dim=1)
+    # combine in fp32 so that the k weights (summing to 1) are not rounded to a bf16/fp16 base dtype
+    with _fp32_region(x):
+        return (ys.float() * weights.float().unsqueeze(-1)).sum(dim=1)
 
 
 def naive_dispatch(
@@ -202,9 +211,10 @@ class MoELayer(nn.Module, BaseTunerLayer):
         valid, old = ctx.token_masks(shape, x.device) if ctx is not None else (None, None)
         if ctx is not None:
             # computed the same way in a gradient-checkpoint recompute (same saved tensors), collected once
-            f, p = routing_fractions(probs, expert_idx, valid)
-            aux = probs.shape[-1] * torch.dot(f, p)  # = load_balancing_loss(probs, expert_idx, valid)
-            lpr = lpr_loss(logits, old) if ctx.old is not None else None
+            with _fp32_region(x):
+                f, p = routing_fractions(probs, expert_idx, valid)
+                aux = probs.shape[-1] * torch.dot(f, p)  # = load_balancing_loss(probs, expert_idx, valid)
+                lpr = lpr_loss(logits, old) if ctx.old is not None else None
             if not ctx.closed:
                 ctx.losses.append((self.layer_idx, aux, lpr))
             self._moe_stats = (f.detach(), p.detach())

@@ -37,6 +37,24 @@ def test_cloze_items_are_well_formed_and_chance_is_one_in_four():
     assert set(Counter(it["gold"] for it in items)) == {0, 1, 2, 3}
 
 
+def test_cloze_gives_no_case_or_copy_cue():
+    # capitalised words everywhere (sentence starts, names) and repeated words inside paragraphs
+    w = WORDS["en"]
+    paras = [
+        {"id": f"p{i}", "text": " ".join((w[(3 * i + j) % len(w)].capitalize() if j % 2 == 0 else w[(3 * i + j) % len(w)])
+                                         for j in range(6)) + " rights and rights again"}
+        for i in range(10)
+    ]
+    items = build_cloze_items(paras, n_items=60, n_choices=4, prefix_words=6, suffix_words=2, seed=5)
+    assert items
+    for it in items:
+        cores = [c.split()[0].strip(".,;:") for c in it["choices"]]
+        caps = {c[:1].isupper() for c in cores}
+        assert len(caps) == 1, it  # every option in the answer's case pattern
+        context = {w.strip(".,;:").casefold() for w in it["query"].split() + it["choices"][0].split()[1:]}
+        assert it["answer"].casefold() not in context, it  # the answer is not visible around the blank
+
+
 def test_cloze_is_deterministic_and_seed_dependent():
     paras = make_paragraphs("el", n=10)
     a = build_cloze_items(paras, n_items=20, seed=1)

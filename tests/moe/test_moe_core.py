@@ -90,6 +90,23 @@ def test_route_weights_renormalised_and_fp32():
     assert torch.equal(idx, probs.topk(2, -1).indices)
 
 
+def test_route_and_combination_stay_fp32_under_bf16_autocast():
+    torch.manual_seed(0)
+    x = torch.randn(64, 32)
+    w = torch.randn(6, 32)
+    ref = route(x, w, 2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = route(x.bfloat16(), w, 2)
+        experts = [torch.nn.Linear(32, 32) for _ in range(6)]
+        y = sparse_dispatch(x, got[3], got[2], experts)
+    assert all(t.dtype == torch.float32 for t in got[:3])
+    # the router matmul ran in fp32: logits match fp32 math on the bf16-rounded inputs exactly
+    assert torch.allclose(got[0], x.bfloat16().float() @ w.T, atol=1e-5)
+    assert torch.allclose(got[2].sum(-1), torch.ones(64), atol=1e-6)
+    assert y.dtype == torch.float32
+    assert (got[3] == ref[3]).float().mean() > 0.9  # bf16 input rounding may flip a near-tie only
+
+
 def test_losses_equal_hand_computed_values():
     logits = torch.tensor([[2.0, 1.0, 0.0], [0.0, 1.0, 3.0], [5.0, 0.0, 0.0]], requires_grad=True)
     probs = logits.softmax(-1)

@@ -46,7 +46,7 @@ class FakeRunner:
             self._alloc(name, [2, 1, 3] if name == "neuronmoe" else [2, 1, 1], self._opt(argv, "--mode"),
                         neurons=(o / "neurons/manifest.json").read_text())
         elif sub == "train":
-            run = self._opt(argv, "--run")
+            run = self._opt(argv, "--run-name")
             d = o / "train" / run
             self._write(d / "adapter/adapter_config.json", {})
             (d / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "lm_loss": 3.0 / s, "aux_loss": 1.0 + 0.1 / s}) + "\n"
