@@ -21,6 +21,7 @@ from typing import Any, Iterator
 
 from neuronmoe.data.text import clean_generated, normalize
 from neuronmoe.languages import get_language
+from neuronmoe.utils.io import iter_jsonl
 
 BUNDLED_PACKAGE = ("dataset-build", "0.1.11", "dataset_build")
 # extra files of the bundled corpus that open with a generator preamble line (pinned version)
@@ -169,24 +170,7 @@ class JsonlSource(Source):
         _check_text_file(f, f"--source {self.spec}: language {lang!r}")
 
     def _records(self, f: Path) -> Iterator[tuple[int, dict]]:
-        try:
-            fh = open(f, encoding="utf-8")
-        except OSError as e:
-            raise SourceError(f"{f}: cannot read ({e.strerror})") from None
-        with fh:
-            try:
-                for i, line in enumerate(fh, 1):
-                    if not line.strip():
-                        continue
-                    try:
-                        rec = json.loads(line)
-                    except json.JSONDecodeError as e:
-                        raise SourceError(f"{f}:{i}: not valid JSON ({e.msg})") from None
-                    if not isinstance(rec, dict):
-                        raise SourceError(f"{f}:{i}: expected a JSON object per line")
-                    yield i, rec
-            except UnicodeDecodeError as e:
-                raise SourceError(f"{f}: not UTF-8 text (byte {e.start})") from None
+        return iter_jsonl(f, error=SourceError)
 
     def documents(self, lang: str) -> Iterator[Document]:
         f, filt = self.resolve(lang)

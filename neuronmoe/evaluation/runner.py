@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from neuronmoe.evaluation.suites import TaskSpec
+from neuronmoe.utils.io import json_default
 
 log = logging.getLogger(__name__)
 
@@ -285,12 +286,6 @@ def _jsonable(obj: Any) -> Any:
 
 def _default(o: Any) -> Any:
     try:
-        import numpy as np
-
-        if isinstance(o, np.generic):
-            return o.item()
-        if isinstance(o, np.ndarray):
-            return o.tolist()
-    except ImportError:  # pragma: no cover
-        pass
-    return str(o)
+        return json_default(o)  # numpy scalars and arrays, paths, sets
+    except TypeError:
+        return str(o)

@@ -27,6 +27,8 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from neuronmoe.utils.io import iter_jsonl
+
 log = logging.getLogger(__name__)
 
 OLD, NEW = 1, 0
@@ -118,17 +120,10 @@ def _iter_texts(src: Source) -> Iterator[Any]:
                 raise ValueError(f"data source {src.spec}: rows have no {src.text_field!r} field (fields: {sorted(row)})")
             yield row[src.text_field]
         return
-    with open(src.spec, encoding="utf-8") as fh:
-        for i, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{src.spec}:{i}: not valid JSON ({e})") from None
-            if not isinstance(obj, dict) or src.text_field not in obj:
-                raise ValueError(f"{src.spec}:{i}: expected an object with a {src.text_field!r} field")
-            yield obj[src.text_field]
+    for i, obj in iter_jsonl(src.spec):
+        if src.text_field not in obj:
+            raise ValueError(f"{src.spec}:{i}: expected an object with a {src.text_field!r} field")
+        yield obj[src.text_field]
 
 
 def pack(

@@ -12,7 +12,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Type
 
 
 def _fsync_dir(path: Path) -> None:
@@ -52,11 +52,12 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int = 2) -> Path:
-    text = json.dumps(obj, indent=indent, ensure_ascii=False, sort_keys=False, default=_json_default)
+    text = json.dumps(obj, indent=indent, ensure_ascii=False, sort_keys=False, default=json_default)
     return atomic_write_text(path, text + "\n")
 
 
-def _json_default(o: Any) -> Any:
+def json_default(o: Any) -> Any:
+    """``json.dumps(default=...)`` for numpy scalars and arrays, paths and sets."""
     try:
         import numpy as np
 
@@ -143,3 +144,30 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def iter_jsonl(path: str | os.PathLike, error: Type[Exception] = ValueError) -> Iterator[tuple[int, dict]]:
+    """``(line number, object)`` for each non-blank line of a JSONL file.
+
+    Every problem is raised as ``error`` with a message naming the file (and line): unreadable
+    file, invalid JSON, a line that is not an object, text that is not UTF-8.
+    """
+    path = Path(path)
+    try:
+        fh = open(path, encoding="utf-8")
+    except OSError as e:
+        raise error(f"{path}: cannot read ({e.strerror})") from None
+    with fh:
+        try:
+            for i, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise error(f"{path}:{i}: not valid JSON ({e.msg})") from None
+                if not isinstance(rec, dict):
+                    raise error(f"{path}:{i}: expected a JSON object per line")
+                yield i, rec
+        except UnicodeDecodeError as e:
+            raise error(f"{path}: not UTF-8 text (byte {e.start})") from None
