@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--chunk-mb", type=int, default=64, help="max_chunk_bytes for the memory measurement")
     ap.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1), help="torch threads")
     ap.add_argument("--json", default=None, help="also write the results here")
+    ap.add_argument("--device", default="cpu", help="device of the sort and the AP (cpu, cuda, ...); the matrix is moved there first")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     from sklearn.metrics import average_precision_score
@@ -78,24 +79,38 @@ def main(argv: list[str] | None = None) -> int:
     from neuronmoe.neuron_analysis import average_precision
 
     scores, labels = _data(args.n, args.units, args.langs)
-    x = torch.from_numpy(scores.astype(np.float32))
+    dev = torch.device(args.device)
+    x = torch.from_numpy(scores.astype(np.float32)).to(dev)
+    xs = torch.from_numpy(scores).to(dev)  # the stored fp16 activations, on the device
+    lab = torch.from_numpy(labels).to(dev)
+
+    def sync() -> None:
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+
     t_sort, t_ap = [], []
-    for _ in range(args.repeats):  # interleaved
+    for _ in range(args.repeats + (1 if dev.type == "cuda" else 0)):  # interleaved; one warm-up on a GPU
+        sync()
         t = time.perf_counter()
         torch.sort(x.t().contiguous(), dim=1, descending=True)
+        sync()
         t_sort.append(time.perf_counter() - t)
         t = time.perf_counter()
-        res = average_precision(scores, labels)
+        res = average_precision(scores, labels) if dev.type == "cpu" else average_precision(xs, lab, device=dev)
+        sync()
         t_ap.append(time.perf_counter() - t)
+    if dev.type == "cuda":
+        t_sort, t_ap = t_sort[1:], t_ap[1:]
+    res = res.cpu().numpy() if isinstance(res, torch.Tensor) else res
     k = args.sk_units
     t = time.perf_counter()
     ref = np.array([[average_precision_score(labels == lang, scores[:, u]) for lang in range(args.langs)] for u in range(k)])
     t_sk = (time.perf_counter() - t) * args.units / k
     err = float(np.abs(res[:k] - ref).max())
-    peak = _peak(args, scores, labels)
+    peak = _peak(args, scores, labels) if dev.type == "cpu" else {}
     cell = args.n * args.units * 8 / 2**20
     out = {
-        "n": args.n, "units": args.units, "langs": args.langs, "threads": args.threads,
+        "n": args.n, "units": args.units, "langs": args.langs, "threads": args.threads, "device": str(dev),
         "torch_sort_s": statistics.median(t_sort), "ap_s": statistics.median(t_ap),
         "ap_over_sort": statistics.median(t_ap) / statistics.median(t_sort),
         "sklearn_loop_s_extrapolated": t_sk, "sklearn_units_timed": k,

@@ -94,3 +94,18 @@ def test_embedded_aliases_load_and_run_greek(alias, n_layers):
     mtime = (__import__("pathlib").Path(path) / "model.safetensors").stat().st_mtime
     assert resolve_model(alias) == path
     assert (__import__("pathlib").Path(path) / "model.safetensors").stat().st_mtime == mtime
+
+
+def test_model_random_saves_a_loadable_random_copy(tiny_model_dir, tmp_path):
+    from neuronmoe.cli import main
+
+    out = tmp_path / "rand"
+    assert main(["model", "random", str(tiny_model_dir), "--out", str(out), "--tokenizer", str(tiny_model_dir),
+                 "--dtype", "float32", "--seed", "3"]) == 0
+    m = load_model(str(out), device="cpu")
+    ref = load_model(str(tiny_model_dir), device="cpu")
+    assert model_dims(m) == model_dims(ref)
+    w, w_ref = m.model.layers[0].mlp.up_proj.weight, ref.model.layers[0].mlp.up_proj.weight
+    assert not torch.equal(w, w_ref)  # fresh random weights, same shapes
+    assert load_tokenizer(str(out)).get_vocab() == load_tokenizer(str(tiny_model_dir)).get_vocab()
+    assert main(["model", "random", str(tiny_model_dir), "--out", str(out)]) == 2  # never overwrites
