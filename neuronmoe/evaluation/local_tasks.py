@@ -23,6 +23,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from neuronmoe.evaluation.paper_tasks import metric_list
+
 _WORD = re.compile(r"^(\W*)(\w+)(\W*)$")
 
 DEFAULT_SIZES: dict[str, int] = {
@@ -190,13 +192,7 @@ def cloze_yaml(lang: str, data_file: Path, n_choices: int) -> str:
         'doc_to_text: "{{query}}"',
         "doc_to_choice: choices",
         "doc_to_target: gold",
-        "metric_list:",
-        "  - metric: acc",
-        "    aggregation: mean",
-        "    higher_is_better: true",
-        "  - metric: acc_norm",
-        "    aggregation: mean",
-        "    higher_is_better: true",
+        *metric_list("acc", "acc_norm"),
         "metadata:",
         "  version: 1.0",
         f"  chance: {1.0 / n_choices}",
