@@ -37,10 +37,6 @@ def add_device_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default=env("DTYPE", "auto"), choices=DTYPE_CHOICES, help="compute dtype: auto = bf16 on a GPU, fp32 on CPU (env DTYPE)")
 
 
-def add_seed_arg(p: argparse.ArgumentParser, default: int = 42) -> None:
-    p.add_argument("--seed", type=int, default=env("SEED", str(default)), help=f"random seed (env SEED; default {default})")
-
-
 def split_langs(value: str | list[str] | None) -> list[str]:
     if value is None:
         return []
