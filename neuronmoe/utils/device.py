@@ -43,6 +43,14 @@ def cpu_has_native_bf16() -> bool:
     return any(bool(f()) for f in checks if callable(f))
 
 
+def native_bf16(device: torch.device | str | None = None) -> bool:
+    """True when ``device`` (default: this rank's ``auto`` device) computes bf16 natively."""
+    dev = torch.device(device) if device is not None else resolve_device("auto")
+    if dev.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    return dev.type == "cpu" and cpu_has_native_bf16()
+
+
 def resolve_dtype(dtype: str | torch.dtype | None = "auto", device: torch.device | str | None = None) -> torch.dtype:
     """Resolve a dtype name for ``device``.
 
@@ -58,9 +66,7 @@ def resolve_dtype(dtype: str | torch.dtype | None = "auto", device: torch.device
         dev = torch.device(device) if device is not None else resolve_device("auto")
         if dev.type == "cuda" and torch.cuda.is_bf16_supported():
             return torch.bfloat16
-        if name == "fast" and dev.type == "cpu" and cpu_has_native_bf16():
-            return torch.bfloat16
-        return torch.float32
+        return torch.bfloat16 if name == "fast" and native_bf16(dev) else torch.float32
     try:
         out = _DTYPES[name]
     except KeyError:
