@@ -12,8 +12,6 @@ from neuronmoe.moe._registry import peft_type
 
 TRAIN_MODES = ("experts", "routers")
 ROUTER_INITS = ("xavier_normal",)
-#: fingerprint fields an adapter must match exactly (vocab_size only warns)
-STRICT_FINGERPRINT_KEYS = ("model_type", "num_layers", "hidden_size", "intermediate_size")
 _ALLOCATION_FINGERPRINT_KEYS = ("base_model_fingerprint", "model_fingerprint", "fingerprint", "model")
 
 
@@ -131,11 +129,3 @@ class MoEConfig(PeftConfig):
         kw.update(overrides)
         return cls(**kw)
 
-
-def fingerprint_mismatch(expected: dict[str, Any], actual: dict[str, Any]) -> list[str]:
-    """Human-readable differences on the strict keys (empty when compatible)."""
-    out = []
-    for key in STRICT_FINGERPRINT_KEYS:
-        if key in expected and expected[key] is not None and expected.get(key) != actual.get(key):
-            out.append(f"{key}: adapter {expected[key]!r} vs base model {actual.get(key)!r}")
-    return out

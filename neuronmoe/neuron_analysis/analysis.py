@@ -20,50 +20,24 @@ CONFIG_KEYS = {"languages", "metric", "top_k", "ap_threshold", "pool", "include_
 
 def load_samples(data_dir: str | Path, languages: list[str], tokenizer: Any) -> tuple[list[str], list[int], dict[str, Any]]:
     """Texts and language ids of ``data_dir/samples/<lang>.jsonl``; checks the tokenizer fingerprint."""
+    from neuronmoe.utils.checks import check_data_tokenizer
     from neuronmoe.utils.fingerprint import tokenizer_fingerprint
-    from neuronmoe.utils.io import read_json, sha256_file
+    from neuronmoe.utils.io import read_texts, sha256_file
 
     data_dir = Path(data_dir)
-    man_path = data_dir / "manifest.json"
-    if not man_path.exists():
-        raise FileNotFoundError(f"{man_path}: no data manifest; run `neuronmoe prepare-data` first (or pass --data-dir)")
-    man = read_json(man_path)
-    want = man.get("tokenizer_fingerprint") if isinstance(man, dict) else None
-    if not want:
-        raise ValueError(f"{man_path}: field 'tokenizer_fingerprint' is missing; rerun `neuronmoe prepare-data`")
     have = tokenizer_fingerprint(tokenizer)
-    if want != have:
-        raise ValueError(
-            f"{man_path}: the samples were prepared with another tokenizer (fingerprint {want}) than the model's "
-            f"({have}); rerun `neuronmoe prepare-data` with the same --model"
-        )
+    man = check_data_tokenizer(data_dir, have)
     texts: list[str] = []
     lang_ids: list[int] = []
     files: dict[str, Any] = {}
     for li, lang in enumerate(languages):
         path = data_dir / "samples" / f"{lang}.jsonl"
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: no samples for language {lang!r}; run `neuronmoe prepare-data` with it")
-        n0 = len(texts)
-        with open(path, encoding="utf-8") as fh:
-            for ln, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                    text = row["text"]
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    raise ValueError(f"{path}:{ln}: expected a JSON object with a 'text' field") from None
-                if not isinstance(text, str) or not text.strip():
-                    raise ValueError(f"{path}:{ln}: empty or non-string 'text'")
-                if row.get("lang", lang) != lang:
-                    raise ValueError(f"{path}:{ln}: sample of language {row.get('lang')!r} in the file of {lang!r}")
-                texts.append(text)
-                lang_ids.append(li)
-        if len(texts) == n0:
-            raise ValueError(f"{path}: language {lang!r} has no samples")
+        got = read_texts(path, lang=lang)
+        texts += got
+        lang_ids += [li] * len(got)
         files[f"samples/{lang}.jsonl"] = sha256_file(path)
-    inputs = {"data_manifest": str(man_path), "tokenizer_fingerprint": have, "samples_sha256": files}
+    inputs = {"data_manifest": str(data_dir / "manifest.json") if man is not None else None,
+              "tokenizer_fingerprint": have, "samples_sha256": files}
     return texts, lang_ids, inputs
 
 
