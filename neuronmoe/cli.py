@@ -39,13 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for modname in STAGE_MODULES:
-        try:
-            mod = importlib.import_module(modname)
-        except ModuleNotFoundError as e:
-            if e.name == modname or modname.startswith(f"{e.name}."):
-                continue  # stage not built yet
-            raise
-        mod.register(sub)
+        importlib.import_module(modname).register(sub)
     return parser
 
 
@@ -60,7 +54,13 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from neuronmoe.envvars import print_args_requested, report_at_start
+
+    if getattr(args, "report_env", True):
+        report_at_start(args.command)
     try:
+        if print_args_requested():
+            return print_args(args)
         rc = args.func(args)
     except (CLIError, ValueError, FileNotFoundError, FileExistsError, KeyError) as e:
         if args.verbose:
@@ -69,6 +69,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"neuronmoe {args.command}: error: {msg}", file=sys.stderr)
         return 2
     return int(rc or 0)
+
+
+def print_args(args: argparse.Namespace) -> int:
+    """``NEURONMOE_PRINT_ARGS=1``: the command's resolved arguments (flags, environment, defaults) as JSON, and
+    what the command adds to them (``args.describe``, e.g. train's resolved configuration); runs nothing."""
+    import json
+
+    out = {k: v for k, v in vars(args).items() if not callable(v)}
+    describe = getattr(args, "describe", None)
+    if describe is not None:
+        out["resolved"] = describe(args)
+    print(json.dumps(out, default=str, sort_keys=True))
+    return 0
 
 
 if __name__ == "__main__":
