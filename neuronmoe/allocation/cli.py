@@ -9,13 +9,6 @@ from neuronmoe.cli_common import add_output_dir_arg, env, source_lang_default
 
 log = logging.getLogger(__name__)
 
-def _int_or_none(v: str | None) -> int | None:
-    return None if v in (None, "") else int(v)
-
-
-def _float_or_none(v: str | None) -> float | None:
-    return None if v in (None, "") else float(v)
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     from neuronmoe.allocation.core import MODES, ROUNDING_CHOICES
@@ -33,16 +26,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--source", default=source_lang_default(), help="source language (env SOURCE_LANG, else the first of OLD_LANGS; default en)")
     p.add_argument("--targets", default=env("NEW_LANGS", command="allocate"),
                    help="target language(s), comma/space separated; pair mode takes one (env NEW_LANGS; default el)")
-    p.add_argument("--e-min", type=int, default=_int_or_none(env("E_MIN")), help="fewest experts per layer, >= 1 (env E_MIN; default 1)")
-    p.add_argument("--e-max", type=int, default=_int_or_none(env("E_MAX")), help="most experts per layer (env E_MAX; default 6)")
+    p.add_argument("--e-min", type=int, default=env("E_MIN"), help="fewest experts per layer, >= 1 (env E_MIN; default 1)")
+    p.add_argument("--e-max", type=int, default=env("E_MAX"), help="most experts per layer (env E_MAX; default 6)")
     p.add_argument("--rounding", default=env("ROUNDING"), choices=list(ROUNDING_CHOICES),
                    help="floor (truncation, reproduces the published allocations) or round (half up, the paper's "
                    "eq. 4 text) (env ROUNDING; default floor)")
     p.add_argument("--scores-csv", default=env("SCORES_CSV"),
                    help="allocate from a CSV with columns layer,score instead (--model optional) (env SCORES_CSV)")
-    p.add_argument("--num-experts", type=int, default=_int_or_none(env("NUM_EXPERTS")),
+    p.add_argument("--num-experts", type=int, default=env("NUM_EXPERTS"),
                    help="--mode uniform: experts in every layer (env NUM_EXPERTS; default E_MAX)")
-    p.add_argument("--budget", type=float, default=_float_or_none(env("BUDGET")),
+    p.add_argument("--budget", type=float, default=env("BUDGET"),
                    help="--mode similarity: LayerMoE budget B in E_l = ceil((1/S_l)/sum(1/S) * B) "
                    "(env BUDGET; default 2.5 x layers, i.e. 70 for 28 layers)")
     p.add_argument("--model", default=env("BASE_MODEL_PATH"),
@@ -70,19 +63,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 def resolve_options(args: argparse.Namespace) -> dict[str, Any]:
     """YAML defaults < --config < environment / flags."""
     from neuronmoe.cli_common import split_langs
-    from neuronmoe.config import check_keys, load_yaml, merge
+    from neuronmoe.config import layered
 
-    base = load_yaml("allocation")
-    user = load_yaml(args.config) if args.config else None
-    if user:
-        check_keys(user, set(base), args.config)
     cli = {
         "mode": args.mode, "source": args.source,
         "targets": split_langs(args.targets) if args.targets else None,
         "e_min": args.e_min, "e_max": args.e_max, "rounding": args.rounding,
         "uniform_experts": args.num_experts,
     }
-    opts = merge(base, user, cli)
+    opts = layered("allocation", args.config, cli)
     if isinstance(opts.get("targets"), str):
         opts["targets"] = split_langs(opts["targets"])
     opts.update(budget=args.budget, scores_csv=args.scores_csv, model=args.model, output_dir=args.output_dir,

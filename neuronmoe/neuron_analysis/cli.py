@@ -49,13 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def resolve_config(args: argparse.Namespace) -> dict:
     from neuronmoe.cli_common import split_langs
-    from neuronmoe.config import check_keys, load_yaml, merge
+    from neuronmoe.config import layered
     from neuronmoe.neuron_analysis.analysis import CONFIG_KEYS
-
-    base = load_yaml("neurons")
-    user = load_yaml(args.config) if args.config else {}
-    if user:
-        check_keys(user, CONFIG_KEYS, str(args.config))
 
     def num(flag: str, v, typ):
         if v is None:
@@ -79,7 +74,7 @@ def resolve_config(args: argparse.Namespace) -> dict:
         "lape_quantile": num("--lape-quantile", args.lape_quantile, float),
         "ap_chunk_mb": num("--ap-chunk-mb", args.ap_chunk_mb, int),
     }
-    cfg = merge(base, user, over)
+    cfg = layered("neurons", args.config, over, allowed=CONFIG_KEYS)
     if isinstance(cfg.get("languages"), str):
         cfg["languages"] = split_langs(cfg["languages"])
     cfg.update(model=args.model, output_dir=args.output_dir, data_dir=args.data_dir, device=args.device, force=args.force)

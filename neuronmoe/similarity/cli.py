@@ -10,10 +10,6 @@ from neuronmoe.cli_common import add_device_args, add_model_arg, add_output_dir_
 log = logging.getLogger(__name__)
 
 
-def _int_or_none(v: str | None) -> int | None:
-    return None if v in (None, "") else int(v)
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "similarity",
@@ -29,11 +25,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", default=env("DATA_DIR"), help="prepared data (env DATA_DIR; default $OUTPUT_DIR/data)")
     p.add_argument("--split", default=env("SIMILARITY_SPLIT"), choices=["samples", "train", "heldout", "replay"],
                    help="which data/<split>/<lang>.jsonl to read (env SIMILARITY_SPLIT; default samples)")
-    p.add_argument("--max-tokens", type=int, default=_int_or_none(env("SIMILARITY_TOKENS")),
+    p.add_argument("--max-tokens", type=int, default=env("SIMILARITY_TOKENS"),
                    help="tokens per language (env SIMILARITY_TOKENS; default 100000 on a GPU, 1024 on CPU)")
-    p.add_argument("--batch-size", type=int, default=_int_or_none(env("SIMILARITY_BATCH_SIZE", command="similarity")), help="texts per forward pass (env SIMILARITY_BATCH_SIZE; default 8)")
-    p.add_argument("--max-length", type=int, default=_int_or_none(env("SIMILARITY_MAX_LENGTH", command="similarity")), help="tokens per text, longer ones truncated (env SIMILARITY_MAX_LENGTH; default 256)")
-    p.add_argument("--budget", type=float, default=None if env("BUDGET") is None else float(env("BUDGET")),
+    p.add_argument("--batch-size", type=int, default=env("SIMILARITY_BATCH_SIZE", command="similarity"), help="texts per forward pass (env SIMILARITY_BATCH_SIZE; default 8)")
+    p.add_argument("--max-length", type=int, default=env("SIMILARITY_MAX_LENGTH", command="similarity"), help="tokens per text, longer ones truncated (env SIMILARITY_MAX_LENGTH; default 256)")
+    p.add_argument("--budget", type=float, default=env("BUDGET"),
                    help="LayerMoE budget B in E_l = ceil((1/S_l)/sum(1/S) * B) (env BUDGET; default 2.5 x layers)")
     p.add_argument("--name", default=env("ALLOCATION_NAME"), help="allocation name (env ALLOCATION_NAME; default layermoe)")
     p.add_argument("--allocation-out", default=env("ALLOCATION_OUT"), help="allocation JSON (env ALLOCATION_OUT; default $OUTPUT_DIR/allocation/<name>.json)")
@@ -45,12 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def resolve_options(args: argparse.Namespace) -> dict[str, Any]:
     from neuronmoe.cli_common import split_langs
-    from neuronmoe.config import check_keys, load_yaml, merge
+    from neuronmoe.config import layered
 
-    base = load_yaml("similarity")
-    user = load_yaml(args.config) if args.config else None
-    if user:
-        check_keys(user, set(base), args.config)
     cli = {
         "source": args.source,
         "targets": split_langs(args.targets) if args.targets else None,
@@ -58,7 +50,7 @@ def resolve_options(args: argparse.Namespace) -> dict[str, Any]:
         "split": args.split, "batch_size": args.batch_size, "max_length": args.max_length,
         "allocation_name": args.name,
     }
-    opts = merge(base, user, cli)
+    opts = layered("similarity", args.config, cli)
     for k in ("targets", "old_langs"):
         if isinstance(opts.get(k), str):
             opts[k] = split_langs(opts[k])
