@@ -15,8 +15,6 @@ Nothing here imports torch, transformers or peft at import time.
 """
 from __future__ import annotations
 
-import importlib.abc
-import importlib.util
 import sys
 import threading
 import warnings
@@ -47,7 +45,7 @@ def _register_quietly() -> None:
         )
 
 
-class _ThenRegister(importlib.abc.Loader):
+class _ThenRegister:  # an importlib Loader (the abc itself is not imported: it costs ~30 ms at start-up)
     """peft's own loader, followed by registration once peft's ``__init__`` has run."""
 
     def __init__(self, loader: Any) -> None:
@@ -69,7 +67,7 @@ class _ThenRegister(importlib.abc.Loader):
         return getattr(self._loader, name)
 
 
-class _RegisterAfterPeft(importlib.abc.MetaPathFinder):
+class _RegisterAfterPeft:  # an importlib MetaPathFinder
     """Finds nothing itself: hands out peft's spec with a loader that registers after executing peft.
 
     Stays installed until peft is really imported: ``importlib.util.find_spec("peft")`` (how
