@@ -52,10 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["lm-eval"]:  # every argument after it belongs to lm-eval's own parser
+    rest = argv[1:] if argv[:1] in (["-v"], ["--verbose"]) else argv
+    if rest[:1] == ["lm-eval"]:  # every argument after it belongs to lm-eval's own parser
         from neuronmoe.interop.lm_eval_cli import run as run_lm_eval
 
-        return run_lm_eval(argv[1:])
+        return run_lm_eval(rest[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

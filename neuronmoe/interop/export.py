@@ -120,6 +120,8 @@ def plan_export(adapter: str | Path, out: str | Path, model: str | None = None, 
     base_cfg = load_config(model)
     check_adapter(acfg, base_cfg, str(adapter))  # adapter made for this base (fingerprint, layer count)
     export_classes(str(base_cfg.model_type))
+    if getattr(base_cfg, "quantization_config", None):
+        raise ExportError(f"--model {model}: a quantized checkpoint; export from the unquantized base model")
     out = Path(out)
     for name, src in (("--adapter", adapter), ("--model", Path(model_path))):
         if src.exists() and (_is_inside(src.resolve(), out.resolve()) or out.resolve() == src.resolve()):

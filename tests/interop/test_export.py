@@ -219,6 +219,15 @@ def test_bad_input_fails_before_anything_is_written(families, tmp_path, capsys):
     assert _export(lora, tmp_path / "out2") == 2
     assert "peft_type is 'LORA', not a NeuronMoE adapter" in capsys.readouterr().err
     assert not (tmp_path / "out2").exists()
+    # a quantized base
+    import shutil
+
+    quant = tmp_path / "quantized-base"
+    shutil.copytree(families["llama"][0], quant)
+    cfg = json.loads((quant / "config.json").read_text())
+    (quant / "config.json").write_text(json.dumps({**cfg, "quantization_config": {"quant_method": "bitsandbytes", "load_in_4bit": True}}))
+    assert _export(adapter, tmp_path / "out3", "--model", str(quant)) == 2
+    assert "a quantized checkpoint" in capsys.readouterr().err and not (tmp_path / "out3").exists()
     # --overwrite replaces the folder
     assert _export(adapter, out, "--overwrite") == 0
     assert not (out / "keep.txt").exists() and (out / "model.safetensors").exists()

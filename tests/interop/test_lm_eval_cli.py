@@ -67,6 +67,7 @@ def test_lm_eval_passes_every_argument_to_lm_eval(capsys):
     out = capsys.readouterr().out
     for flag in ("--model_args", "--include_path", "--log_samples", "--output_path", "--num_fewshot", "--apply_chat_template"):
         assert flag in out, flag
+    assert main(["-v", "lm-eval", "run", "--help"]) == 0 and "--include_path" in capsys.readouterr().out
     assert main(["lm-eval", "run", "--no-such-flag"]) == 2
     assert "unrecognized arguments: --no-such-flag" in capsys.readouterr().err
 
