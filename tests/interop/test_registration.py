@@ -9,7 +9,7 @@ import textwrap
 import pytest
 from interop_helpers import EPL_TINY, TINY_VOCAB, make_adapter, subprocess_env
 
-HEAVY = ("torch", "transformers", "peft", "lm_eval", "numpy", "datasets")
+HEAVY = ("torch", "transformers", "peft", "lm_eval", "datasets", "accelerate")
 
 
 def _run(code: str, tmp_path, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -18,7 +18,7 @@ def _run(code: str, tmp_path, timeout: int = 600) -> subprocess.CompletedProcess
 
 
 def test_cli_start_imports_no_heavy_library(tmp_path):
-    """`neuronmoe --help` builds the whole parser without torch, transformers, peft, lm-eval or numpy."""
+    """`neuronmoe --help` builds the whole parser without torch, transformers, peft, lm-eval, datasets, accelerate."""
     res = _run(f"""
         import sys
         import neuronmoe.cli
