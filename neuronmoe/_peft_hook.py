@@ -16,11 +16,9 @@ Nothing here imports torch, transformers or peft at import time.
 from __future__ import annotations
 
 import sys
-import threading
 import warnings
 from typing import Any
 
-_lock = threading.Lock()
 _finder: "_RegisterAfterPeft | None" = None
 
 
@@ -99,21 +97,19 @@ def install() -> None:
         if not getattr(getattr(peft, "__spec__", None), "_initializing", False):
             _register_quietly()
         return  # a peft mid-import (neuronmoe imported from inside it) is left to neuronmoe.moe
-    with _lock:
-        if _finder is None:
-            _finder = _RegisterAfterPeft()
-            sys.meta_path.insert(0, _finder)
+    if _finder is None:  # called from neuronmoe.__init__, under the import system's lock on that module
+        _finder = _RegisterAfterPeft()
+        sys.meta_path.insert(0, _finder)
 
 
 def uninstall() -> None:
     global _finder
-    with _lock:
-        if _finder is not None:
-            try:
-                sys.meta_path.remove(_finder)
-            except ValueError:
-                pass
-            _finder = None
+    if _finder is not None:
+        try:
+            sys.meta_path.remove(_finder)
+        except ValueError:
+            pass
+        _finder = None
 
 
 def pending() -> bool:

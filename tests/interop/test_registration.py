@@ -9,7 +9,7 @@ import textwrap
 import pytest
 from interop_helpers import EPL_TINY, TINY_VOCAB, make_adapter, subprocess_env
 
-HEAVY = ("torch", "transformers", "peft", "lm_eval", "datasets", "accelerate")
+HEAVY = ("torch", "transformers", "peft", "lm_eval", "datasets", "accelerate", "numpy")
 
 
 def _run(code: str, tmp_path, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -18,7 +18,7 @@ def _run(code: str, tmp_path, timeout: int = 600) -> subprocess.CompletedProcess
 
 
 def test_cli_start_imports_no_heavy_library(tmp_path):
-    """`neuronmoe --help` builds the whole parser without torch, transformers, peft, lm-eval, datasets, accelerate."""
+    """`neuronmoe --help` builds the whole parser without torch, transformers, peft, lm-eval, datasets, numpy."""
     res = _run(f"""
         import sys
         import neuronmoe.cli
@@ -58,6 +58,19 @@ def test_fresh_process_registers_on_first_peft_import_and_the_load_line_works(tm
         print('ok')
     """, tmp_path)
     assert res.returncode == 0 and res.stdout.strip().endswith("ok"), res.stderr[-3000:]
+
+
+def test_analysis_package_keeps_the_function_expert_ap_whatever_is_imported_first(tmp_path):
+    """analysis/ exports lazily; `expert_ap` is both a function there and its submodule's name."""
+    for first in ("import neuronmoe.analysis.runner", "from neuronmoe.analysis import summarize"):
+        res = _run(f"""
+            {first}
+            from neuronmoe.analysis import expert_ap
+            from neuronmoe.analysis.expert_ap import expert_units
+            import neuronmoe.analysis as a
+            assert callable(expert_ap) and a.expert_ap is expert_ap and callable(expert_units)
+        """, tmp_path)
+        assert res.returncode == 0, (first, res.stderr[-2000:])
 
 
 def test_failed_registration_warns_and_does_not_break_peft(monkeypatch):
