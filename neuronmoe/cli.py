@@ -20,6 +20,7 @@ STAGE_MODULES = [
     "neuronmoe.training.cli",  # train
     "neuronmoe.evaluation.cli",  # evaluate, report
     "neuronmoe.analysis.cli",  # analyze-experts, figures
+    "neuronmoe.interop.cli",  # lm-eval (lm-eval's own CLI, method registered), export (standalone HF folder)
     "neuronmoe.pipeline",  # reproduce-paper (dry run) and pipeline helpers
 ]
 
@@ -44,6 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    rest = argv[1:] if argv[:1] in (["-v"], ["--verbose"]) else argv
+    if rest[:1] == ["lm-eval"]:  # every argument after it belongs to lm-eval's own parser
+        from neuronmoe.interop.lm_eval_cli import run as run_lm_eval
+
+        return run_lm_eval(rest[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

@@ -8,7 +8,7 @@ from typing import Any, Optional, Union
 
 from peft.config import PeftConfig
 
-from neuronmoe.moe._registry import peft_type
+from neuronmoe.moe._registry import LOAD_LINE_FIELD, load_line, peft_type
 
 TRAIN_MODES = ("experts", "routers")
 ROUTER_INITS = ("xavier_normal",)
@@ -41,6 +41,9 @@ class MoEConfig(PeftConfig):
     target_modules: Optional[Union[list[str], str]] = field(
         default=None, metadata={"help": "filled in at injection: the MLP modules that became MoE (informative)"}
     )
+    how_to_load: Optional[str] = field(
+        default=None, metadata={"help": "written on save: the one line that loads this adapter (needs neuronmoe)"}
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -70,6 +73,12 @@ class MoEConfig(PeftConfig):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
                 raise ValueError(f"MoEConfig.{name} must be a number >= 0, got {v!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """PEFT's dict (what save_pretrained writes), with the line that loads the adapter."""
+        d = super().to_dict()
+        d[LOAD_LINE_FIELD] = load_line(d.get("base_model_name_or_path"))
+        return d
 
     # ---- derived facts -------------------------------------------------------------------
     @property
