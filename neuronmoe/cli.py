@@ -69,13 +69,27 @@ def main(argv: list[str] | None = None) -> int:
         if print_args_requested():
             return print_args(args)
         rc = args.func(args)
-    except (CLIError, ValueError, FileNotFoundError, FileExistsError, KeyError) as e:
+    except EXPECTED_ERRORS as e:
         if args.verbose:
             raise
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"neuronmoe {args.command}: error: {msg}", file=sys.stderr)
+        print(f"neuronmoe {args.command}: error: {error_line(e)}", file=sys.stderr)
         return 2
     return int(rc or 0)
+
+
+#: the failures a user can cause and fix (a bad flag or file, a folder in use or blocked, a full disk, a failed
+#: pipeline stage): one line, exit status 2. Anything else is a bug and keeps its traceback.
+EXPECTED_ERRORS = (CLIError, ValueError, OSError, KeyError)
+
+
+def error_line(e: BaseException) -> str:
+    """The one-line message of an expected error: a KeyError's own text; an OSError raised by the system
+    (``open``, ``mkdir``) as ``<file>: <reason>``; else the message."""
+    if isinstance(e, KeyError) and e.args:
+        return str(e.args[0])
+    if isinstance(e, OSError) and e.strerror and e.filename is not None:
+        return f"{e.filename}: {e.strerror}" + (f" -> {e.filename2}" if e.filename2 else "")
+    return str(e)
 
 
 def print_args(args: argparse.Namespace) -> int:

@@ -137,6 +137,11 @@ def score_neurons(opts: dict[str, Any], ctx: Inputs, source: str, targets: list[
     src = inputs.read_selected(nd, source, "source language", ctx.neuron_manifest)
     tgt = {} if mode == "source-only" else {t: inputs.read_selected(nd, t, "target language", ctx.neuron_manifest)
                                             for t in targets}
+    empty = [lang for lang, units in [(source, src), *tgt.items()] if not units]
+    if empty:
+        thr = ((ctx.neuron_manifest or {}).get("config") or {}).get("ap_threshold")
+        raise ValueError(f"{nd}: no selected units for {', '.join(empty)} (neurons ran with ap_threshold {thr}), so the "
+                         f"allocation would be dense; rerun `neuronmoe neurons` with a lower --ap-threshold")
     if mode == "pair":
         scores = core.pair_scores(src, tgt[targets[0]], n_layers)
     elif mode == "multi":

@@ -218,13 +218,16 @@ def env_text(experts: Sequence[int]) -> str:
 
 
 def write_allocation(record: dict[str, Any], out: str | os.PathLike) -> tuple[Path, Path]:
-    """Write ``<out>`` (JSON) and the sibling ``.env`` atomically; returns both paths."""
+    """Write ``<out>`` (JSON) and the sibling ``.env`` atomically, under the JSON's lock (two runs writing one
+    allocation never leave a JSON of one and a ``.env`` of the other); returns both paths."""
     from neuronmoe.utils.io import atomic_write_json, atomic_write_text
+    from neuronmoe.utils.lock import output_lock
 
     out = Path(out)
     if out.suffix != ".json":
         out = out.with_name(out.name + ".json")
     env = out.with_suffix(".env")
-    atomic_write_text(env, env_text(record["experts_per_layer"]))
-    atomic_write_json(out, record)
+    with output_lock(out, f"allocation {out}", file=True):
+        atomic_write_text(env, env_text(record["experts_per_layer"]))
+        atomic_write_json(out, record)
     return out, env

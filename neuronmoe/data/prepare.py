@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -279,14 +278,11 @@ def prepare_data(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Build ``<output_dir>/data``; returns the manifest dict (or the existing one when skipped)."""
-    from tqdm.auto import tqdm
-
     from neuronmoe.data.udhr import UDHR_PACKAGE, load_udhr, udhr_dir
-    from neuronmoe.models import describe, load_tokenizer, model_identity, resolve_model
+    from neuronmoe.models import load_tokenizer, model_identity, resolve_model
     from neuronmoe.models.registry import RegistryFetchError
     from neuronmoe.utils.fingerprint import tokenizer_fingerprint
-    from neuronmoe.utils.io import atomic_dir
-    from neuronmoe.utils.manifest import Manifest, describe_files
+    from neuronmoe.utils.lock import output_lock
 
     # ---- validate everything before writing anything
     cfg.validate()
@@ -325,6 +321,21 @@ def prepare_data(
     inputs = {"model": model_identity(model), "tokenizer_fingerprint": fp,
               "source": source.describe(langs), "udhr": udhr_info}
     data_dir = Path(output_dir) / "data"
+    with output_lock(data_dir, f"data folder {data_dir}"):  # a second run into it stops here
+        return _build(cfg, data_dir, model, inputs, config, force, tokenizer, source, udhr, udhr_info, fp, progress)
+
+
+def _build(cfg: DataConfig, data_dir: Path, model: str | None, inputs: dict[str, Any], config: dict[str, Any],
+           force: bool, tokenizer: Any, source: Source, udhr: dict[str, list[dict]], udhr_info: dict[str, Any],
+           fp: str, progress: bool) -> dict[str, Any]:
+    """Build ``data_dir`` (the caller holds its lock): skip it when complete, else write it atomically."""
+    from tqdm.auto import tqdm
+
+    from neuronmoe.models import describe, model_identity
+    from neuronmoe.utils.io import atomic_dir
+    from neuronmoe.utils.manifest import Manifest, describe_files
+
+    langs = cfg.languages
     if not force and is_complete(data_dir, inputs, config):
         log.info("%s is complete for these inputs and settings; skipping (use --force to redo)", data_dir)
         m = json.loads((data_dir / "manifest.json").read_text(encoding="utf-8"))
@@ -337,9 +348,6 @@ def prepare_data(
     # the folder is built under a temporary name (removed on any error) and renamed into place
     # with the manifest inside; train/replay documents are streamed into it
     with atomic_dir(data_dir, overwrite=True) as tmp:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700
         written: list[str] = []
 
         def put(rel: str, records: list[dict]) -> None:

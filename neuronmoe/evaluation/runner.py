@@ -203,7 +203,16 @@ def _fmt_limit(limit: float | None) -> float | int | None:
 
 
 def evaluate(request: EvalRequest, tm: Any | None = None) -> Path | None:
-    """Run the request; write ``<output_dir>/eval/<run>/results.json`` + ``manifest.json``."""
+    """Run the request; write ``<output_dir>/eval/<run>/results.json`` + ``manifest.json`` (under the run
+    folder's lock: a second evaluation into it stops with a message naming the first)."""
+    from neuronmoe.utils.lock import output_lock
+
+    run_dir = Path(request.run_dir) if request.run_dir else Path(request.output_dir) / "eval" / request.run_name
+    with output_lock(run_dir, f"evaluation run folder {run_dir}"):
+        return _evaluate(request, tm)
+
+
+def _evaluate(request: EvalRequest, tm: Any | None = None) -> Path | None:
     from neuronmoe.evaluation.taskindex import check_tasks, task_manager
     from neuronmoe.models import describe, load_config
     from neuronmoe.utils import Manifest, sha256_file, write_manifest

@@ -231,14 +231,12 @@ def export(adapter: str | Path, out: str | Path, model: str | None = None, dtype
 
 def _shareable(folder: Path) -> None:
     """The permissions save_pretrained would give (temporary files and folders are created owner-only)."""
-    import os
+    from neuronmoe.utils.io import follow_umask
 
-    umask = os.umask(0)
-    os.umask(umask)
-    folder.chmod(0o777 & ~umask)
+    follow_umask(folder, folder=True)
     for f in folder.iterdir():
         if f.is_file():
-            f.chmod(0o666 & ~umask)
+            follow_umask(f)
 
 
 def push(folder: str | Path, repo_id: str, private: bool = False) -> str:

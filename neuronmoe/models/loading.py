@@ -60,9 +60,13 @@ def resolve_model(spec: str | os.PathLike | None, *, flag: str = "--model", weig
 
 
 def model_identity(spec: str | None) -> str:
-    """A stable name for a model argument, recorded in manifests and adapters."""
+    """A stable name for a model argument, recorded in manifests and adapters: an alias, shipped config or
+    hub id as given; a local folder as its resolved absolute path (``./m``, ``m/`` and ``/abs/m`` are one model)."""
     spec = str(spec) if spec not in (None, "") else DEFAULT_MODEL
-    return spec
+    if spec in ALIASES:
+        return spec
+    p = Path(os.path.expanduser(spec))
+    return str(p.resolve()) if p.is_dir() else spec
 
 
 def load_config(spec: str | None, *, flag: str = "--model") -> Any:

@@ -22,22 +22,21 @@ CONFIG_KEYS = {"languages", "metric", "top_k", "ap_threshold", "pool", "include_
 
 def load_samples(data_dir: str | Path, languages: list[str], tokenizer: Any) -> tuple[list[str], list[int], dict[str, Any]]:
     """Texts and language ids of ``data_dir/samples/<lang>.jsonl``; checks the tokenizer fingerprint."""
-    from neuronmoe.utils.checks import check_data_tokenizer
+    from neuronmoe.utils.checks import check_data_tokenizer, check_input_files
     from neuronmoe.utils.fingerprint import tokenizer_fingerprint
-    from neuronmoe.utils.io import read_texts, sha256_file
+    from neuronmoe.utils.io import read_texts
 
-    data_dir = Path(data_dir)
+    data_dir = Path(data_dir).resolve()  # one fingerprint however the folder is spelled
     have = tokenizer_fingerprint(tokenizer)
     man = check_data_tokenizer(data_dir, have)
     texts: list[str] = []
     lang_ids: list[int] = []
-    files: dict[str, Any] = {}
-    for li, lang in enumerate(languages):
-        path = data_dir / "samples" / f"{lang}.jsonl"
+    paths = [data_dir / "samples" / f"{lang}.jsonl" for lang in languages]
+    files = check_input_files(data_dir, man, paths)  # sha256 of each, equal to the data manifest's
+    for li, (lang, path) in enumerate(zip(languages, paths)):
         got = read_texts(path, lang=lang)
         texts += got
         lang_ids += [li] * len(got)
-        files[f"samples/{lang}.jsonl"] = sha256_file(path)
     inputs = {"data_manifest": str(data_dir / "manifest.json") if man is not None else None,
               "tokenizer_fingerprint": have, "samples_sha256": files}
     return texts, lang_ids, inputs
@@ -110,6 +109,7 @@ def is_complete(out_dir: Path, config: dict[str, Any], inputs: dict[str, Any]) -
 
 def validate_config(cfg: dict[str, Any]) -> None:
     from neuronmoe.languages import check_languages
+    from neuronmoe.utils.checks import check_range
 
     check_languages(list(cfg["languages"]), "--languages")
     if len(cfg["languages"]) < 2:
@@ -124,6 +124,11 @@ def validate_config(cfg: dict[str, Any]) -> None:
         raise ValueError(f"--batch-size must be >= 1, got {cfg['batch_size']}")
     if int(cfg["max_length"]) < 1:
         raise ValueError(f"--max-length must be >= 1, got {cfg['max_length']}")
+    if cfg["metric"] == "ap":  # AP lies in [0, 1]; a unit is kept when its AP is above the threshold
+        check_range("--ap-threshold", float(cfg["ap_threshold"]), 0, 1, hi_open=True,
+                    hint="AP lies in [0, 1] and units above the threshold are kept (0.5 in the paper)")
+    check_range("--lape-quantile", float(cfg["lape_quantile"]), 0, 1, lo_open=True, hi_open=True)
+    check_range("--ap-chunk-mb", int(cfg["ap_chunk_mb"]), 1)
     if cfg["metric"] == "lape" and cfg.get("modules"):
         raise ValueError("--modules: LAPE always uses the MLP activation outputs (act_fn); drop --modules or use --metric ap")
 
@@ -159,18 +164,21 @@ def run_neuron_analysis(cfg: dict[str, Any], *, stop_after: int | None = None, p
     """
     import torch
 
+    from neuronmoe.utils.lock import output_lock
+
     run = prepare_run(cfg)
-    if not cfg.get("force") and is_complete(run.out_dir, run.config, run.inputs):
-        log.info("%s is complete for this config and these inputs; nothing to do (use --force to redo)", run.out_dir)
-        return {"skipped": True, "out_dir": str(run.out_dir)}
-    ids, lab, _kept, dropped = tokenize(run.texts, run.lang_ids, run.languages, run.tokenizer, int(cfg["max_length"]))
-    res, dist = collect(run, ids, lab, stop_after, progress)
-    if dist.rank != 0:
-        return {"rank": dist.rank}
-    if not res["complete"]:
-        return {"complete": False, "out_dir": str(run.out_dir)}
-    scores, extra_files, lape_extra = score(run, lab, res["n_tokens"], progress)
-    per_layer, selected = write_outputs(run, scores, lab, ids, dropped, res["n_tokens"], extra_files, lape_extra, dist.world)
+    with output_lock(run.out_dir, f"neurons output folder {run.out_dir}"):  # a second run into it stops here
+        if not cfg.get("force") and is_complete(run.out_dir, run.config, run.inputs):
+            log.info("%s is complete for this config and these inputs; nothing to do (use --force to redo)", run.out_dir)
+            return {"skipped": True, "out_dir": str(run.out_dir)}
+        ids, lab, _kept, dropped = tokenize(run.texts, run.lang_ids, run.languages, run.tokenizer, int(cfg["max_length"]))
+        res, dist = collect(run, ids, lab, stop_after, progress)
+        if dist.rank != 0:
+            return {"rank": dist.rank}
+        if not res["complete"]:
+            return {"complete": False, "out_dir": str(run.out_dir)}
+        scores, extra_files, lape_extra = score(run, lab, res["n_tokens"], progress)
+        per_layer, selected = write_outputs(run, scores, lab, ids, dropped, res["n_tokens"], extra_files, lape_extra, dist.world)
     return {"complete": True, "out_dir": str(run.out_dir), "per_layer": per_layer, "selected": selected,
             "timings": run.timings, "config": run.config, "layout": run.layout, "torch_threads": torch.get_num_threads()}
 

@@ -84,10 +84,11 @@ def run_cli(args: argparse.Namespace) -> int:
     from neuronmoe.envvars import SCRIPT, report
     from neuronmoe.pipeline.plan import plan
     from neuronmoe.pipeline.report import write_report
-    from neuronmoe.pipeline.run import honoured_variables, run_pipeline
+    from neuronmoe.pipeline.run import honoured_variables, preflight, run_pipeline
 
     cfg = config_from_args(args)
-    stages = plan(cfg)  # validates the languages before anything runs
+    preflight(cfg)  # every argument checked before anything runs
+    stages = plan(cfg)
     report("pipeline", script=os.environ.get(SCRIPT) or None, honoured=honoured_variables(stages))
     print(f"[pipeline] model {cfg.model}; new language {cfg.target}; old {','.join(cfg.old)} (source {cfg.source}); "
           f"neuron-analysis languages {','.join(cfg.languages)}; profile {cfg.profile}; output {cfg.output_dir}", flush=True)

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from neuronmoe.cli import CLIError
 from neuronmoe.pipeline.plan import PipelineConfig, Stage, plan
 from neuronmoe.utils.io import atomic_write_json, sha256_file
 
@@ -79,6 +80,30 @@ def stage_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
             env.pop(n, None)
     env[REPORTED] = "1"
     return env
+
+
+# ------------------------------------------------------------------------------------------ checks
+class StageFailedError(CLIError, RuntimeError):
+    """A stage of the pipeline exited with an error (its own message is printed above this one)."""
+
+
+def preflight(cfg: PipelineConfig) -> None:
+    """Every argument of the pipeline, checked before its first stage starts (the stages check their own
+    again): the languages (:meth:`PipelineConfig.validate`), the sizes, the output folder, the model (it
+    must have weights: the pipeline trains) and the evaluation suite. Raises a one-line ``ValueError``/``OSError``."""
+    from neuronmoe.evaluation.suites import get_suite
+    from neuronmoe.models import resolve_model
+    from neuronmoe.utils.checks import check_range
+
+    cfg.validate()
+    check_range("--num-sentences", cfg.num_sentences, 1)
+    check_range("--analysis-limit", cfg.analysis_limit, 0)
+    out = Path(cfg.output_dir)
+    blocked = next((p for p in [out, *out.parents] if p.exists() and not p.is_dir()), None)
+    if blocked is not None:
+        raise NotADirectoryError(f"--output-dir {cfg.output_dir}: {blocked} is a file, not a folder")
+    resolve_model(cfg.model, flag="--model")
+    get_suite(cfg.eval_suite)
 
 
 # ------------------------------------------------------------------------------------------ running
@@ -151,9 +176,12 @@ def run_stage(s: Stage, argv: list[str], cmd: list[str], runner: Callable[[list[
     if rc != 0:
         timings[s.name] = {"seconds": round(dt, 1), "failed": True, "rc": rc}
         atomic_write_json(timings_path, timings)
-        raise RuntimeError(f"stage {s.name} failed (exit status {rc}); fix it and rerun: complete stages are skipped")
+        raise StageFailedError(f"stage {s.name} failed (exit status {rc}; its error is above); fix the cause and "
+                               f"run the same pipeline command again: complete stages are skipped and it resumes at "
+                               f"{s.name}" + (" from its last checkpoint" if s.kind == "train" else ""))
     if not (out_dir / s.marker).exists():
-        raise RuntimeError(f"stage {s.name} finished but did not write {out_dir / s.marker}")
+        raise StageFailedError(f"stage {s.name} finished but did not write {out_dir / s.marker}; run the same "
+                               f"pipeline command again to redo it")
     atomic_write_json(state_path(out_dir, s.name), {"fingerprint": fingerprint(s, by_name, out_dir), "argv": argv,
                                                       "seconds": round(dt, 1),
                                                       "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})

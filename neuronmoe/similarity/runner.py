@@ -17,10 +17,12 @@ def run_similarity(opts: dict[str, Any]) -> dict[str, Any]:
     """Run the stage; returns the allocation record. Writes nothing before every input is checked."""
     from neuronmoe.allocation.store import load_allocation, write_allocation
     from neuronmoe.models import load_config, load_tokenizer, num_layers
-    from neuronmoe.utils.checks import check_data_tokenizer
+    from neuronmoe.utils.checks import check_data_tokenizer, check_input_files
     from neuronmoe.utils.fingerprint import tokenizer_fingerprint
+    from neuronmoe.utils.lock import output_lock
 
     source, targets, old = check_languages(opts)
+    check_numbers(opts)
     languages = old + targets
     out_root = Path(opts["output_dir"])
     data_dir = Path(opts["data_dir"]) if opts.get("data_dir") else out_root / "data"
@@ -32,22 +34,33 @@ def run_similarity(opts: dict[str, Any]) -> dict[str, Any]:
     reference = load_allocation(opts["reference"], config, output_dir=out_root, flag="--reference") if opts.get("reference") else None
     tok = load_tokenizer(opts["model"])
     tok_fp = tokenizer_fingerprint(tok)
-    check_data_tokenizer(data_dir, tok_fp, opts["model"])
+    check_input_files(data_dir, check_data_tokenizer(data_dir, tok_fp, opts["model"]), list(files.values()))
 
-    sim, scores, used, run_facts = measure(opts, tok, texts, languages, targets)
-    record, alloc_error = layermoe_record(opts, scores, budget, config, reference, source, targets, old)
     sim_dir = out_root / "similarity"
-    write_similarity(sim_dir, opts, sim, scores, used, languages, files, config, tok_fp,
-                     {"source": source, "targets": targets, "old_langs": old, "languages": languages,
-                      "budget": budget, "num_layers": n_layers, **run_facts})
-    print(f"{sim_dir}: similarity of {', '.join(languages)} over {n_layers} layers "
-          f"(tokens: {', '.join(f'{k}={v}' for k, v in used.items())})")
-    if alloc_error is not None:
-        raise alloc_error
-    out = Path(opts["allocation_out"]) if opts.get("allocation_out") else out_root / "allocation" / f"{record['name']}.json"
-    json_path, _ = write_allocation(record, out)
+    with output_lock(sim_dir, f"similarity output folder {sim_dir}"):  # a second run into it stops here
+        sim, scores, used, run_facts = measure(opts, tok, texts, languages, targets)
+        record, alloc_error = layermoe_record(opts, scores, budget, config, reference, source, targets, old)
+        write_similarity(sim_dir, opts, sim, scores, used, languages, files, config, tok_fp,
+                         {"source": source, "targets": targets, "old_langs": old, "languages": languages,
+                          "budget": budget, "num_layers": n_layers, **run_facts})
+        print(f"{sim_dir}: similarity of {', '.join(languages)} over {n_layers} layers "
+              f"(tokens: {', '.join(f'{k}={v}' for k, v in used.items())})")
+        if alloc_error is not None:
+            raise alloc_error
+        out = Path(opts["allocation_out"]) if opts.get("allocation_out") else out_root / "allocation" / f"{record['name']}.json"
+        json_path, _ = write_allocation(record, out)
     print(f"{json_path}: {record['total_experts']} experts (budget {budget:g}) {record['experts_per_layer']}")
     return record
+
+
+def check_numbers(opts: dict[str, Any]) -> None:
+    """Sizes >= 1 (``--max-tokens`` unset = the config default for the device; 0 is an error, not a default)."""
+    from neuronmoe.utils.checks import check_range
+
+    check_range("--max-tokens", opts.get("max_tokens"), 1)
+    check_range("--batch-size", opts.get("batch_size"), 1)
+    check_range("--max-length", opts.get("max_length"), 1)
+    check_range("--budget", opts.get("budget"), 0, lo_open=True)
 
 
 def check_languages(opts: dict[str, Any]) -> tuple[str, list[str], list[str]]:
@@ -89,7 +102,7 @@ def measure(opts: dict[str, Any], tok: Any, texts: dict[str, list[str]], languag
     from neuronmoe.utils.device import resolve_device
 
     device = resolve_device(opts["device"])
-    max_tokens = opts.get("max_tokens") or int(
+    max_tokens = opts["max_tokens"] if opts.get("max_tokens") is not None else int(
         opts["tokens_per_language"] if device.type == "cuda" else opts["tokens_per_language_cpu"])
     dtype = opts["dtype"]
     if dtype in (None, "", "auto") and device.type == "cpu" and opts.get("cpu_dtype"):

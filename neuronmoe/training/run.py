@@ -92,17 +92,20 @@ class RunPlan:
 # ---------------------------------------------------------------------------------------------
 def train(opts: TrainOptions) -> dict[str, Any]:
     """Run one training stage; returns the run's report (``{"run_dir", "skipped": True, ...}`` when complete)."""
+    from neuronmoe.utils.lock import output_lock
+
     t_start = time.perf_counter()
     plan = plan_run(opts)
-    if plan.complete is not None:
-        log.info("run %s is already complete (manifest.json present); nothing to do", plan.run_dir)
-        return {"run_dir": str(plan.run_dir), "skipped": True, **plan.complete}
-    args, state = trainer_arguments(plan)
-    packed = build_data(plan, args)
-    write_run_inputs(plan, packed, state)
-    model, summary = build_model(plan)
-    trainer, result, train_s = fit(plan, model, args, packed)
-    report = finalise(plan, trainer, result, packed, summary, state, train_s, t_start)
+    with output_lock(plan.run_dir, f"run folder {plan.run_dir}"):  # a second run into it stops here
+        if plan.complete is not None:
+            log.info("run %s is already complete (manifest.json present); nothing to do", plan.run_dir)
+            return {"run_dir": str(plan.run_dir), "skipped": True, **plan.complete}
+        args, state = trainer_arguments(plan)
+        packed = build_data(plan, args)
+        write_run_inputs(plan, packed, state)
+        model, summary = build_model(plan)
+        trainer, result, train_s = fit(plan, model, args, packed)
+        report = finalise(plan, trainer, result, packed, summary, state, train_s, t_start)
     return {"run_dir": str(plan.run_dir), **report}
 
 
@@ -434,13 +437,29 @@ def default_run_name(stage: int, allocation: str) -> str:
 
 
 def last_checkpoint(run_dir: Path) -> Path | None:
-    best = None
-    for p in run_dir.glob("checkpoint-*"):
-        m = re.fullmatch(r"checkpoint-(\d+)", p.name)
-        if m and p.is_dir() and (p / "trainer_state.json").exists():
-            if best is None or int(m.group(1)) > best[0]:
-                best = (int(m.group(1)), p)
-    return best[1] if best else None
+    """The newest checkpoint that :func:`~neuronmoe.utils.checks.check_checkpoint` finds complete and readable;
+    a damaged newer one is passed over with a warning; checkpoints that are all damaged stop the run (before
+    anything in the run folder is touched)."""
+    from neuronmoe.utils.checks import CheckpointError, check_checkpoint
+
+    found = sorted(((int(m.group(1)), p) for p in run_dir.glob("checkpoint-*")
+                    if (m := re.fullmatch(r"checkpoint-(\d+)", p.name)) and p.is_dir()
+                    and (p / "trainer_state.json").exists()), key=lambda x: x[0], reverse=True)
+    damaged = []
+    for _step, p in found:
+        try:
+            check_checkpoint(p)
+        except CheckpointError as e:
+            log.warning("--resume: %s; trying the previous checkpoint", e)
+            damaged.append(str(e))
+            continue
+        if damaged:
+            log.warning("--resume: continuing from %s instead of the damaged newer checkpoint(s)", p.name)
+        return p
+    if damaged:
+        raise TrainingInputError(f"--resume {run_dir}: no usable checkpoint ({damaged[0]}); "
+                                 f"restore it, or start again with --overwrite")
+    return None
 
 
 def data_sources(cfg: dict[str, Any], data_dir: Path) -> list[Any]:

@@ -214,8 +214,13 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
             raise ValueError(f"training config: {k} must be >= 1 or null, got {cfg[k]}")
     if cfg["learning_rate"] <= 0:
         raise ValueError(f"training config: learning_rate must be > 0, got {cfg['learning_rate']}")
-    if cfg["max_steps"] <= 0 and cfg["num_train_epochs"] <= 0:
+    if cfg["max_steps"] == 0 or cfg["max_steps"] < -1:
+        raise ValueError(f"training config: max_steps must be >= 1, or -1 to train num_train_epochs; got {cfg['max_steps']}")
+    if cfg["max_steps"] == -1 and cfg["num_train_epochs"] <= 0:
         raise ValueError("training config: set max_steps > 0 or num_train_epochs > 0")
+    for k in ("aux_loss_coef", "lpr_loss_coef", "weight_decay", "warmup_steps"):
+        if k in cfg and cfg[k] is not None and not cfg[k] >= 0:
+            raise ValueError(f"training config: {k} must be >= 0, got {cfg[k]}")
     if not cfg["languages"]:
         raise ValueError("training config: languages (the new languages) is empty")
     if cfg["stage"] == 2 and not cfg["replay_languages"]:

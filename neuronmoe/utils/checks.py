@@ -7,6 +7,11 @@
   Policy: a recorded fingerprint that differs is an error; a folder without ``manifest.json``
   (data not written by ``neuronmoe prepare-data``, e.g. your own JSONL files) or a manifest without
   ``tokenizer_fingerprint`` cannot be checked and gives a warning, and the stage goes on.
+* :func:`check_input_files`: the files a stage reads from an upstream folder still have the sha256 the
+  upstream manifest recorded (a file edited or replaced since is an error; a file the manifest does
+  not list, or a folder without a manifest, cannot be checked and is read as it is).
+* :func:`check_checkpoint`: a training checkpoint folder is complete and loadable (``--resume``).
+* :func:`check_range`: a number is inside its allowed range (the flag named in the message).
 
 Message style: ``<what>: <problem> (<details>); <what to do>``, one line, naming the file or flag.
 """
@@ -29,6 +34,112 @@ class BaseModelMismatchError(ValueError):
 
 class TokenizerMismatchError(ValueError):
     """Prepared data tokenised with another tokenizer than the model's."""
+
+
+class InputChangedError(ValueError):
+    """An input file no longer has the sha256 its upstream manifest recorded."""
+
+
+class CheckpointError(ValueError):
+    """A training checkpoint that is incomplete or cannot be read."""
+
+
+def check_range(flag: str, value: Any, lo: float | None = None, hi: float | None = None, *,
+                lo_open: bool = False, hi_open: bool = False, hint: str = "") -> Any:
+    """Return ``value`` if ``lo <= value <= hi`` (``<`` with ``lo_open``/``hi_open``); else a ValueError
+    naming ``flag``: ``--ap-threshold: 2.0 is out of range [0, 1]``. None passes (not set)."""
+    if value is None:
+        return value
+    bad = ((lo is not None and (value <= lo if lo_open else value < lo))
+           or (hi is not None and (value >= hi if hi_open else value > hi)))
+    if bad or value != value:  # NaN is never in range
+        rng = (("(" if lo_open else "[") + ("-inf" if lo is None else f"{lo:g}") + ", "
+               + ("inf" if hi is None else f"{hi:g}") + (")" if hi_open else "]"))
+        raise ValueError(f"{flag}: {value!r} is out of range {rng}" + (f"; {hint}" if hint else ""))
+    return value
+
+
+def check_input_files(folder: str | Path, manifest: dict[str, Any] | None, paths: Sequence[str | Path]) -> dict[str, str]:
+    """``{path relative to folder: sha256}`` of ``paths``, each equal to what ``manifest["files"]`` recorded.
+
+    Raises :class:`InputChangedError` naming the first file that changed since its stage wrote it. Files the
+    manifest does not list (or no manifest) are hashed but cannot be checked; missing files are left to the
+    reader, which names them.
+    """
+    from neuronmoe.utils.io import sha256_file
+
+    folder = Path(folder)
+    recorded = (manifest or {}).get("files") or {}
+    out: dict[str, str] = {}
+    for p in paths:
+        p = Path(p)
+        if not p.is_file():
+            continue
+        try:
+            rel = p.resolve().relative_to(folder.resolve()).as_posix()
+        except ValueError:
+            rel = str(p)
+        digest = sha256_file(p)
+        out[rel] = digest
+        want = recorded.get(rel, {}).get("sha256") if isinstance(recorded.get(rel), dict) else None
+        if want is not None and want != digest:
+            raise InputChangedError(
+                f"{p}: changed since the stage that wrote it finished (sha256 {digest[:12]}, {folder / 'manifest.json'} "
+                f"records {want[:12]}); rerun that stage (e.g. `neuronmoe prepare-data --force`) or restore the file")
+    return out
+
+
+def check_checkpoint(path: str | Path) -> None:
+    """Raise :class:`CheckpointError` unless ``path`` is a complete, readable HF Trainer checkpoint:
+    ``trainer_state.json`` (valid JSON), the adapter/model weights (``*.safetensors`` with a readable header and
+    the size that header promises, or ``*.bin``) and, when present, ``optimizer.pt``/``scheduler.pt``/
+    ``rng_state*.pth`` that ``torch.load`` reads."""
+    import json
+    import struct
+
+    path = Path(path)
+    state = path / "trainer_state.json"
+    try:
+        json.loads(state.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{state}: missing or not valid JSON ({type(e).__name__})") from None
+    weights = sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin"))
+    if not weights:
+        raise CheckpointError(f"{path}: no model weights (*.safetensors or *.bin)")
+    for w in weights:
+        if w.suffix != ".safetensors":
+            continue
+        size = w.stat().st_size
+        try:
+            with open(w, "rb") as fh:
+                n = struct.unpack("<Q", fh.read(8))[0]
+                if n > size - 8:
+                    raise ValueError("header longer than the file")
+                header = json.loads(fh.read(n))
+            end = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
+        except (OSError, ValueError, KeyError, TypeError, struct.error) as e:
+            raise CheckpointError(f"{w}: not a readable safetensors file ({e})") from None
+        if 8 + n + end != size:
+            raise CheckpointError(f"{w}: truncated ({size} bytes, its header promises {8 + n + end})")
+    for name in ("optimizer.pt", "scheduler.pt", *sorted(p.name for p in path.glob("rng_state*.pth"))):
+        f = path / name
+        if not f.exists():
+            continue
+        _check_torch_file(f)
+
+
+def _check_torch_file(f: Path) -> None:
+    """A ``torch.save`` file is a zip archive: its central directory and every member's CRC must be intact
+    (a cut file loses the directory at its end). Checked without unpickling."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(f) as z:
+            bad = z.testzip()
+    except (OSError, zipfile.BadZipFile, EOFError) as e:
+        raise CheckpointError(f"{f}: damaged ({e})") from None
+    if bad is not None:
+        raise CheckpointError(f"{f}: damaged (member {bad} fails its CRC)")
 
 
 def fingerprint_mismatch(recorded: dict[str, Any], actual: dict[str, Any]) -> list[str]:

@@ -6,13 +6,74 @@ folder, is flushed and fsync'ed, then renamed over the target (rename is atomic 
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Type
+
+
+def current_umask() -> int:
+    """The process umask (read from /proc where there is one, so that no other thread sees it change)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def follow_umask(fd_or_path: int | str | os.PathLike, folder: bool = False) -> None:
+    """``mkstemp``/``mkdtemp`` create 0600/0700; give the file the mode an ordinary ``open`` would (0666 or
+    0777 less the umask), so that colleagues on a shared cluster can read what a stage wrote."""
+    mode = (0o777 if folder else 0o666) & ~current_umask()
+    try:
+        if isinstance(fd_or_path, int):
+            os.fchmod(fd_or_path, mode)
+        else:
+            os.chmod(fd_or_path, mode)
+    except OSError:  # pragma: no cover - a filesystem without modes
+        pass
+
+
+#: what the atomic helpers leave behind when a process is killed mid-write
+TEMP_SUFFIX = ".tmp"
+
+
+def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
+    """Remove what an interrupted run of the stage writing ``folder`` left: ``.<folder>.*.tmp`` and
+    ``.<folder>.old-*`` beside it (:func:`atomic_dir`), ``.*.tmp`` in it and in its subfolders
+    (:func:`atomic_write_bytes`, :func:`atomic_open`). Call it only while holding the folder's lock
+    (:func:`neuronmoe.utils.lock.output_lock`), which proves that no other run is writing them."""
+    folder = Path(folder)
+    removed: list[Path] = []
+    candidates: list[Path] = []
+    if folder.parent.is_dir():
+        candidates += [p for p in folder.parent.glob(f".{glob.escape(folder.name)}.*")
+                       if p.name.endswith(TEMP_SUFFIX) or ".old-" in p.name]
+    if folder.is_dir():
+        candidates += [p for p in folder.rglob(f".*{TEMP_SUFFIX}")]
+    for p in candidates:
+        try:
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+        except FileNotFoundError:
+            continue
+        removed.append(p)
+    if removed:
+        logging.getLogger("neuronmoe.io").warning("removed %d temporary file(s) left by an interrupted run: %s",
+                                                  len(removed), ", ".join(str(p) for p in removed[:5]))
+    return removed
 
 
 def _fsync_dir(path: Path) -> None:
@@ -33,6 +94,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    follow_umask(fd)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -80,6 +142,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None =
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    follow_umask(fd)
     binary = "b" in mode
     try:
         with os.fdopen(fd, mode, encoding=None if binary else encoding) as fh:
@@ -105,6 +168,7 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} already exists")
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    follow_umask(tmp, folder=True)
     try:
         yield tmp
         if path.exists():
