@@ -96,13 +96,20 @@ def output_lock(folder: str | os.PathLike, what: str | None = None, *, clean: bo
     if file and folder.is_dir():
         raise IsADirectoryError(f"{name}: {folder} is a folder, not a file")
     lock_file.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(lock_file), timeout=0)
-    try:
-        lock.acquire()
-    except Timeout:
-        raise OutputLockedError(
-            f"{name} is in use by another run ({describe_owner(read_owner(folder))}); wait for it to finish, "
-            f"or write to another --output-dir") from None
+    lock = None
+    for _attempt in range(20):
+        lock = FileLock(str(lock_file), timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise OutputLockedError(
+                f"{name} is in use by another run ({describe_owner(read_owner(folder))}); wait for it to finish, "
+                f"or write to another --output-dir") from None
+        if _still_linked(lock, lock_file):
+            break
+        lock.release()  # the previous holder removed this file as it released it: lock the new one
+    else:  # pragma: no cover - twenty releases in a row between two of our system calls
+        raise OutputLockedError(f"{name}: could not take its lock {lock_file}; try again")
     try:
         previous = read_owner(folder)
         if previous and not (previous.get("pid") == os.getpid() and previous.get("host") == socket.gethostname()):
@@ -115,4 +122,20 @@ def output_lock(folder: str | os.PathLike, what: str | None = None, *, clean: bo
     finally:
         with contextlib.suppress(OSError):
             owner_file.unlink()
+        if _still_linked(lock, lock_file) and getattr(getattr(lock, "_context", None), "lock_file_fd", None) is not None:
+            with contextlib.suppress(OSError):
+                lock_file.unlink()  # while still held: a waiter that opened it re-checks and retries
         lock.release()
+
+
+def _still_linked(lock: Any, lock_file: Path) -> bool:
+    """Whether the path still names the file whose ``flock`` we hold (a releasing holder unlinks it first, so
+    a run that opened the old file before that must not count it as the lock). A lock without a descriptor
+    (filelock's marker fallback, which manages its own file) counts as linked."""
+    fd = getattr(getattr(lock, "_context", None), "lock_file_fd", None)
+    if fd is None:
+        return True
+    try:
+        return os.stat(lock_file).st_ino == os.fstat(fd).st_ino
+    except OSError:
+        return False
