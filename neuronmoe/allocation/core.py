@@ -122,7 +122,8 @@ def layermoe_allocate(similarity: Sequence[float], budget: float, tol: float = 1
 def uniform_allocation(num_layers: int, num_experts: int) -> list[int]:
     if num_layers < 1:
         raise ValueError(f"num_layers must be >= 1, got {num_layers}")
-    check_bounds(num_experts, None)
+    if isinstance(num_experts, bool) or not isinstance(num_experts, int) or num_experts < 1:
+        raise ValueError(f"--num-experts: must be an integer >= 1 (expert 0, the original MLP, counted), got {num_experts!r}")
     return [int(num_experts)] * num_layers
 
 

@@ -108,6 +108,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise ValueError("--prefetch goes with --check")
     if args.limit is not None and args.limit <= 0:
         raise ValueError("--limit must be > 0")
+    if not args.check:  # the model and adapter are checked before resolve_specs writes the local task files
+        from neuronmoe.evaluation.runner import check_adapter, read_adapter_config
+        from neuronmoe.models import load_config
+
+        base = load_config(args.model)
+        if args.adapter:
+            check_adapter(read_adapter_config(args.adapter), base, args.adapter)
     specs, include, suite = resolve_specs(args)
     tm = task_manager(include)
     names = list(dict.fromkeys(s.task for s in specs))

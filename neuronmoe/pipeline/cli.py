@@ -102,7 +102,9 @@ def run_cli(args: argparse.Namespace) -> int:
 
 def run_reproduce(args: argparse.Namespace) -> int:
     from neuronmoe.pipeline.paper import paper_dry_run
+    from neuronmoe.utils.checks import check_range
 
+    check_range("--nproc", args.nproc, 1)
     targets = split_langs(args.targets)
     facts = paper_dry_run(args.model_config, args.output_dir, targets, args.deepspeed, args.nproc, args.model, args.allocations)
     if args.print_commands:

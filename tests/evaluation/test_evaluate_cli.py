@@ -60,7 +60,8 @@ def test_offline_paper_suite_fails_early_with_the_dataset_list(data_root, monkey
     monkeypatch.setenv("HF_HOME", str(data_root / "empty-hf-home"))
     monkeypatch.delenv("HF_DATASETS_CACHE", raising=False)
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-    assert main(["evaluate", "--model", "/nonexistent/model", "--output-dir", str(data_root), "--suite", "paper",
+    # a shipped config (no weights: nothing is loaded before the dataset check)
+    assert main(["evaluate", "--model", "llama-3.2-3b", "--output-dir", str(data_root), "--suite", "paper",
                  "--languages", "tr"]) == 2
     err = capsys.readouterr().err
     assert "HF_DATASETS_OFFLINE" in err and "malhajar/mmlu-tr" in err and "--check --prefetch" in err

@@ -1,0 +1,66 @@
+"""A workspace every reliability test reads: a tiny model, prepared data with a real manifest (sha256 of
+every file, tokenizer fingerprint), neuron results, an allocation, a regular file that blocks paths."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from reliability_helpers import SENTENCES, write_data  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def ws(tmp_path_factory):
+    """The shared workspace (see the module docstring); its paths as a dict of placeholders."""
+    from neuronmoe.cli import main
+    from neuronmoe.models import load_tokenizer
+    from neuronmoe.testing import save_tiny_model
+
+    root = tmp_path_factory.mktemp("reliability ws Ελληνικά")  # spaces and Greek letters on purpose
+    model = save_tiny_model(root / "model", "llama")
+    tok = load_tokenizer(str(model))
+    out = root / "out"
+    write_data(out / "data", tok)
+    rc = main(["neurons", "--model", str(model), "--output-dir", str(out), "--languages", "en,el,tr", "--dtype",
+               "float32", "--device", "cpu", "--batch-size", "4", "--top-k", "30", "--no-progress"])
+    assert rc == 0
+    alloc = {"experts_per_layer": [3, 1, 2], "num_layers": 3, "total_experts": 6, "mode": "test"}
+    from transformers import AutoConfig
+
+    from neuronmoe.utils.fingerprint import config_fingerprint
+
+    alloc["base_model_fingerprint"] = config_fingerprint(AutoConfig.from_pretrained(model))
+    (out / "allocation").mkdir()
+    (out / "allocation" / "tiny.json").write_text(json.dumps(alloc))
+    # neuron results that selected nothing (what --ap-threshold 2 used to write)
+    empty = root / "neurons-empty"
+    empty.mkdir()
+    man = json.loads((out / "neurons" / "manifest.json").read_text())
+    man["config"]["ap_threshold"] = 2.0
+    (empty / "manifest.json").write_text(json.dumps(man))
+    for lang in SENTENCES:
+        (empty / f"selected_{lang}.csv").write_text("layer,module,index,ap\n")
+    (empty / "counts.json").write_text((out / "neurons" / "counts.json").read_text())
+    # prepared data whose samples changed after the manifest was written / of another tokenizer
+    tampered = write_data(root / "data-tampered", tok)
+    with open(tampered / "samples" / "el.jsonl", "a", encoding="utf-8") as fh:
+        fh.write(json.dumps({"text": "Μια πρόταση που προστέθηκε αργότερα.", "lang": "el"}, ensure_ascii=False) + "\n")
+    other_tok = write_data(root / "data-other-tok", tok, fingerprint="0123456789abcdef")
+    # a training run with a damaged checkpoint only
+    run = root / "runs" / "train" / "damaged"
+    (run / "checkpoint-4").mkdir(parents=True)
+    (run / "checkpoint-4" / "trainer_state.json").write_text("{}")
+    (run / "checkpoint-4" / "adapter_model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\": 1")
+    (root / "runs" / "data").symlink_to(out / "data")
+    (root / "runs" / "allocation").symlink_to(out / "allocation")
+    blocker = root / "a-file"
+    blocker.write_text("not a folder\n")
+    (root / "bad.yaml").write_text("no_such_key: 1\n")
+    (root / "broken.json").write_text("{not json")
+    return {"ws": str(root), "model": str(model), "out": str(out), "data": str(out / "data"), "file": str(blocker),
+            "neurons_empty": str(empty), "tampered": str(tampered), "other_tok": str(other_tok),
+            "runs": str(root / "runs"), "bad_yaml": str(root / "bad.yaml"), "broken_json": str(root / "broken.json")}

@@ -1,0 +1,120 @@
+"""The bad-input sweep: one row per case, ``(id, command, expected exit status, expected message fragment)``.
+
+``command`` is split like a shell line, then each word is formatted with the workspace's placeholders
+(``{model}``, ``{out}``, ``{data}``, ``{file}`` a regular file, ``{ws}`` the workspace root, ...; see
+``conftest.ws``). Every case must exit with the status, print one ``neuronmoe <command>: error: ...`` line
+containing the fragment (case-insensitive), no traceback, and write nothing in the workspace.
+docs/reliability.md holds this table with the message each case printed (``NEURONMOE_WRITE_SWEEP_DOC=1``
+rewrites it).
+"""
+from __future__ import annotations
+
+M = "--model {model}"
+O = "--output-dir {out}"
+N = f"neurons {M} {O} --device cpu --dtype float32 --no-progress --force --languages en,el,tr"
+S = f"similarity {M} {O} --device cpu --dtype float32 --source en --targets el"
+A = f"allocate {M} {O} --source en --targets el"
+T = f"train --stage 1 {M} {O} --allocation tiny --run-name sweep --profile cpu --device cpu"
+E = f"evaluate {M} {O} --device cpu --dtype float32 --suite local --languages en,el"
+P = "pipeline --output-dir {ws}/pipe --model {model}"
+
+CASES: list[tuple[str, str, int, str]] = [
+    # ---- prepare-data
+    ("data-unknown-lang", f"prepare-data {M} --output-dir {{ws}}/d --new-langs xx", 2, "xx"),
+    ("data-new-is-old", f"prepare-data {M} --output-dir {{ws}}/d --new-langs el --old-langs el", 2, "el"),
+    ("data-zero-sentences", f"prepare-data {M} --output-dir {{ws}}/d --new-langs el --num-sentences 0", 2, "--num-sentences"),
+    ("data-heldout-fraction", f"prepare-data {M} --output-dir {{ws}}/d --new-langs el --heldout-fraction 1.5", 2, "--heldout-fraction"),
+    ("data-no-model", "prepare-data --model {ws}/no-model --output-dir {ws}/d --new-langs el", 2, "--model"),
+    ("data-missing-config", f"prepare-data {M} --output-dir {{ws}}/d --config {{ws}}/missing.yaml", 2, "missing.yaml"),
+    ("data-unknown-config-key", f"prepare-data {M} --output-dir {{ws}}/d --config {{bad_yaml}}", 2, "no_such_key"),
+    ("data-missing-jsonl-source", f"prepare-data {M} --output-dir {{ws}}/d --new-langs el --source jsonl:{{ws}}/nowhere", 2, "nowhere"),
+    # ---- neurons
+    ("neurons-ap-threshold-2", f"{N} --ap-threshold 2", 2, "--ap-threshold: 2.0 is out of range [0, 1)"),
+    ("neurons-ap-threshold-negative", f"{N} --ap-threshold -0.5", 2, "--ap-threshold"),
+    ("neurons-top-k-0", f"{N} --top-k 0", 2, "--top-k"),
+    ("neurons-batch-size-0", f"{N} --batch-size 0", 2, "--batch-size"),
+    ("neurons-max-length-0", f"{N} --max-length 0", 2, "--max-length"),
+    ("neurons-one-language", f"neurons {M} {O} --languages en --device cpu", 2, "at least two languages"),
+    ("neurons-unknown-language", f"{N} --languages en,xx", 2, "xx"),
+    ("neurons-lape-quantile", f"{N} --metric lape --lape-quantile 1.5", 2, "--lape-quantile"),
+    ("neurons-lape-modules", f"{N} --metric lape --modules gate_proj", 2, "--modules"),
+    ("neurons-unknown-module", f"{N} --modules foo_proj", 2, "foo_proj"),
+    ("neurons-ap-chunk-0", f"{N} --ap-chunk-mb 0", 2, "--ap-chunk-mb"),
+    ("neurons-no-model", f"neurons --model {{ws}}/no-model {O} --languages en,el", 2, "--model"),
+    ("neurons-no-data", f"{N} --data-dir {{ws}}/no-data", 2, "no-data"),
+    ("neurons-samples-changed", f"{N} --data-dir {{tampered}}", 2, "changed since"),
+    ("neurons-other-tokenizer", f"{N} --data-dir {{other_tok}}", 2, "another tokenizer"),
+    ("neurons-output-is-file", f"neurons {M} --output-dir {{file}} --data-dir {{data}} --languages en,el --device cpu", 2, "is a file"),
+    ("neurons-output-under-file", f"neurons {M} --output-dir {{file}}/sub --data-dir {{data}} --languages en,el --device cpu", 2, "is a file"),
+    ("neurons-unknown-config-key", f"{N} --config {{bad_yaml}}", 2, "no_such_key"),
+    ("neurons-bad-dtype", f"{N} --dtype float8", 2, "invalid choice"),
+    # ---- similarity
+    ("similarity-max-tokens-0", f"{S} --max-tokens 0", 2, "--max-tokens"),
+    ("similarity-batch-size-0", f"{S} --batch-size 0", 2, "--batch-size"),
+    ("similarity-max-length-0", f"{S} --max-length 0", 2, "--max-length"),
+    ("similarity-budget-0", f"{S} --budget 0", 2, "--budget"),
+    ("similarity-target-is-source", f"similarity {M} {O} --source en --targets en", 2, "en"),
+    ("similarity-unknown-target", f"similarity {M} {O} --source en --targets xx", 2, "xx"),
+    ("similarity-missing-split", f"{S} --split train --old-langs tr", 2, "tr.jsonl"),
+    ("similarity-no-reference", f"{S} --reference no-such-allocation", 2, "no-such-allocation"),
+    ("similarity-no-model", f"similarity --model {{ws}}/no-model {O} --source en --targets el", 2, "--model"),
+    ("similarity-output-under-file", f"similarity {M} --output-dir {{file}}/x --data-dir {{data}} --source en --targets el --device cpu", 2, "is a file"),
+    ("similarity-samples-changed", f"{S} --data-dir {{tampered}}", 2, "changed since"),
+    # ---- allocate
+    ("allocate-pair-two-targets", f"allocate {M} {O} --source en --targets el,tr --mode pair", 2, "exactly one target"),
+    ("allocate-e-min-0", f"{A} --e-min 0", 2, "--e-min"),
+    ("allocate-e-max-below-e-min", f"{A} --e-min 3 --e-max 2", 2, "--e-max"),
+    ("allocate-uniform-0", f"allocate {M} {O} --mode uniform --num-experts 0", 2, "--num-experts"),
+    ("allocate-missing-scores-csv", f"allocate {M} {O} --scores-csv {{ws}}/none.csv", 2, "none.csv"),
+    ("allocate-no-neurons", f"{A} --neurons-dir {{ws}}/no-neurons", 2, "no-neurons"),
+    ("allocate-nothing-selected", f"{A} --neurons-dir {{neurons_empty}}", 2, "no selected units"),
+    ("allocate-unknown-target", f"allocate {M} {O} --source en --targets xx", 2, "xx"),
+    ("allocate-out-under-file", f"{A} --out {{file}}/x.json", 2, "is a file"),
+    ("allocate-no-model", f"allocate --model {{ws}}/no-model {O} --source en --targets el", 2, "--model"),
+    ("allocate-bad-mode", f"{A} --mode biggest", 2, "invalid choice"),
+    # ---- train
+    ("train-max-steps-0", f"{T} --set max_steps=0", 2, "max_steps must be >= 1"),
+    ("train-max-steps-negative", f"{T} --max-steps -5", 2, "max_steps"),
+    ("train-learning-rate-0", f"{T} --learning-rate 0", 2, "learning_rate"),
+    ("train-cutoff-1", f"{T} --cutoff-len 1", 2, "cutoff_len"),
+    ("train-batch-size-0", f"{T} --batch-size 0", 2, "per_device_train_batch_size"),
+    ("train-top-k-0", f"{T} --top-k 0", 2, "top_k"),
+    ("train-aux-coef-negative", f"{T} --aux-loss-coef -1", 2, "aux_loss_coef"),
+    ("train-unknown-set-key", f"{T} --set no_such_key=1", 2, "no_such_key"),
+    ("train-bad-set-syntax", f"{T} --set max_steps", 2, "KEY=VALUE"),
+    ("train-no-allocation", f"train --stage 1 {M} {O} --allocation no-such-alloc --profile cpu --device cpu", 2, "no-such-alloc"),
+    ("train-stage2-no-adapter", f"train --stage 2 {M} {O} --allocation tiny --run-name s2 --profile cpu --device cpu", 2, "stage-1 adapter"),
+    ("train-bad-run-name", f"train --stage 1 {M} {O} --allocation tiny --run-name 'a b' --profile cpu", 2, "--run"),
+    ("train-no-data", f"{T} --data-dir {{ws}}/no-data", 2, "no-data"),
+    ("train-missing-deepspeed", f"{T} --deepspeed {{ws}}/ds.json", 2, "ds.json"),
+    ("train-unknown-language", f"{T} --languages xx", 2, "xx"),
+    ("train-output-under-file", f"train --stage 1 {M} --output-dir {{file}}/x --allocation {{out}}/allocation/tiny.json --data-dir {{data}} --profile cpu", 2, "is a file"),
+    ("train-resume-damaged-checkpoint", f"train --stage 1 {M} --output-dir {{runs}} --allocation tiny --run-name damaged --profile cpu --device cpu --resume", 2, "no usable checkpoint"),
+    ("train-resume-and-overwrite", f"{T} --resume --overwrite", 2, "not allowed with"),
+    ("train-bad-stage", f"train --stage 3 {M} {O}", 2, "invalid choice"),
+    # ---- evaluate, report
+    ("evaluate-limit-0", f"{E} --limit 0", 2, "--limit"),
+    ("evaluate-unknown-suite", f"evaluate {M} --output-dir {{ws}}/eval-out --suite nope", 2, "nope"),
+    ("evaluate-unknown-task", f"evaluate {M} --output-dir {{ws}}/eval-out --tasks no_such_task_xyz", 2, "no_such_task_xyz"),
+    ("evaluate-no-adapter", f"{E} --adapter {{ws}}/no-adapter", 2, "no-adapter"),
+    ("evaluate-no-model", "evaluate --model {ws}/no-model --output-dir {out} --suite local --languages en", 2, "--model"),
+    ("report-no-runs", "report --output-dir {ws}/no-eval", 2, "no runs"),
+    ("report-broken-results", "report {broken_json}", 2, "broken.json"),
+    # ---- analyze-experts, figures, export, model
+    ("analyze-no-run", f"analyze-experts {M} {O} --run no-such-run --device cpu", 2, "no-such-run"),
+    ("export-no-adapter", f"export --adapter {{ws}}/no-adapter --out {{ws}}/exported {M}", 2, "no-adapter"),
+    ("export-bad-dtype", f"export --adapter {{ws}}/no-adapter --out {{ws}}/exported {M} --dtype int4", 2, "invalid choice"),
+    ("model-unknown", "model info {ws}/no-model", 2, "no-model"),
+    # ---- pipeline (checked before its first stage)
+    ("pipeline-unknown-target", f"{P} --target xx", 2, "xx"),
+    ("pipeline-two-targets", f"{P} --target el,tr", 2, "one language"),
+    ("pipeline-target-is-source", f"{P} --target en --source en", 2, "old language"),
+    ("pipeline-zero-sentences", f"{P} --num-sentences 0", 2, "--num-sentences"),
+    ("pipeline-negative-analysis-limit", f"{P} --analysis-limit -1", 2, "--analysis-limit"),
+    ("pipeline-no-model", "pipeline --output-dir {ws}/pipe --model {ws}/no-model", 2, "--model"),
+    ("pipeline-unknown-suite", f"{P} --eval-suite nope", 2, "nope"),
+    ("pipeline-output-under-file", "pipeline --output-dir {file}/x --model {model}", 2, "is a file"),
+    ("pipeline-unknown-only", f"{P} --only nope --dry-run", 2, "unknown stage"),
+    ("reproduce-unknown-target", "reproduce-paper --dry-run --targets xx --output-dir {ws}/paper", 2, "xx"),
+    ("reproduce-nproc-0", "reproduce-paper --dry-run --nproc 0 --output-dir {ws}/paper", 2, "--nproc"),
+]
