@@ -72,6 +72,19 @@ def _npy_bytes(arr: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def reproducibility_facts(device: Any) -> dict[str, Any]:
+    """What bitwise-equal activations depend on besides the inputs (docs/reliability.md): the kernels torch
+    dispatches to (CPU capability or GPU model), its intra-op threads, and the torch version (in ``versions``)."""
+    import torch
+
+    facts: dict[str, Any] = {"torch_threads": torch.get_num_threads(),
+                             "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    if getattr(device, "type", None) == "cuda":
+        facts["cuda_device"] = torch.cuda.get_device_name(device)
+        facts["cuda_version"] = torch.version.cuda
+    return facts
+
+
 def plot_counts(per_layer: np.ndarray, languages: list[str], stem: Path, title: str) -> list[Path]:
     from neuronmoe.plotting import lang_color, new_figure, save_figure
 
@@ -313,6 +326,7 @@ def write_outputs(run: NeuronRun, scores: np.ndarray, lab: np.ndarray, ids: list
         extra={"model_info": run.info, "unit_layout": {"modules": list(layout.modules), "sizes": list(layout.sizes)},
                "bos_added_by_tokenizer": bool(bos is not None and all(x and x[0] == bos for x in ids)),
                "compute_dtype": str(run.dtype).replace("torch.", ""), "device": str(run.device), "world_size": world,
+               "reproducibility": reproducibility_facts(run.device),
                "figures": [str(f) for f in figs], "timings": run.timings, **lape_extra},
     )
     write_manifest(out_dir, man)

@@ -152,3 +152,30 @@ def test_resume_skips_a_damaged_newest_checkpoint(ws, tmp_path, caplog):
     assert "checkpoint-6/optimizer.pt: damaged" in caplog.text and "continuing from checkpoint-4" in caplog.text
     man = json.loads((run / "manifest.json").read_text())
     assert man["counts"]["global_step"] == 6 and man["result"]["resumed_from"].endswith("checkpoint-4")
+
+
+DET = textwrap.dedent("""
+    import hashlib, sys, tempfile
+    import numpy as np, torch
+    from neuronmoe.neuron_analysis.collect import collect_activations
+    from neuronmoe.neuron_analysis.units import UnitLayout
+    from neuronmoe.testing import tiny_model
+    torch.set_num_threads(int(sys.argv[1]))
+    m = tiny_model("llama", seed=0).to(torch.bfloat16).eval()
+    rng = np.random.default_rng(0)
+    ids = [list(rng.integers(3, m.config.vocab_size, size=int(n))) for n in rng.integers(4, 60, size=40)]
+    layout = UnitLayout.for_model(m.config, None, "ap")
+    with tempfile.TemporaryDirectory() as d:
+        collect_activations(m, ids, d, layout, pool="mean", batch_size=8, progress=False)
+        h = hashlib.sha256(b"".join(open(f"{d}/layer_{i:03d}.npy", "rb").read() for i in range(layout.num_layers)))
+    print(h.hexdigest())
+""")
+
+
+@pytest.mark.slow
+def test_bf16_collection_is_bitwise_reproducible_on_this_cpu():
+    """Two processes (other addresses; 1 and 2 intra-op threads) collect bf16 activations: the same bytes."""
+    digests = {subprocess.run([sys.executable, "-c", DET, str(t)], capture_output=True, text=True, check=True,
+                              env={**os.environ, "OMP_NUM_THREADS": str(t)}).stdout.strip().splitlines()[-1]
+               for t in (1, 2)}
+    assert len(digests) == 1, digests
