@@ -118,13 +118,17 @@ def one_language(value: str | None) -> str | None:
 
 def check_inputs(opts: ExpertAnalysisOptions) -> tuple[list[str], Path | None, str]:
     """(languages, adapter folder or None for the dense base, target language), all checked."""
+    from neuronmoe.utils.checks import check_range
+
+    check_range("--threshold", opts.threshold, 0, 1, lo_open=True)
+    check_range("--limit", opts.limit, 0, hint="0 = all samples")
+    check_range("--batch-size", opts.batch_size, 1)
+    check_range("--max-length", opts.max_length, 1)
     langs = languages(opts)
     adapter = adapter_dir(opts)
     target = one_language(opts.target) or default_target(adapter, langs)
     if target not in langs:
         raise ValueError(f"--target {target!r} is not among the analysed languages {langs}")
-    if not 0.0 < opts.threshold <= 1.0:
-        raise ValueError(f"--threshold {opts.threshold}: must be in (0, 1]")
     return langs, adapter, target
 
 

@@ -108,6 +108,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise ValueError("--prefetch goes with --check")
     if args.limit is not None and args.limit <= 0:
         raise ValueError("--limit must be > 0")
+    check_eval_numbers(args)
     if not args.check:  # the model and adapter are checked before resolve_specs writes the local task files
         from neuronmoe.evaluation.runner import check_adapter, read_adapter_config
         from neuronmoe.models import load_config
@@ -143,6 +144,21 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if out is not None:
         print(out)
     return 0
+
+
+def check_eval_numbers(args: argparse.Namespace) -> None:
+    """--num-fewshot >= 0; --batch-size an int >= 1, or auto / auto:N."""
+    from neuronmoe.utils.checks import check_range
+
+    check_range("--num-fewshot", args.num_fewshot, 0)
+    bs = str(args.batch_size)
+    if not (bs == "auto" or (bs.startswith("auto:") and bs[5:].isdigit() and int(bs[5:]) >= 1)):
+        try:
+            check_range("--batch-size", int(bs), 1)
+        except ValueError as e:
+            if "out of range" in str(e):
+                raise
+            raise ValueError(f"--batch-size: expected an int >= 1, auto or auto:N, got {bs!r}") from None
 
 
 def run_report(args: argparse.Namespace) -> int:

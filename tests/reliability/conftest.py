@@ -36,6 +36,8 @@ def ws(tmp_path_factory):
     alloc["base_model_fingerprint"] = config_fingerprint(AutoConfig.from_pretrained(model))
     (out / "allocation").mkdir()
     (out / "allocation" / "tiny.json").write_text(json.dumps(alloc))
+    (out / "similarity").mkdir()
+    (out / "similarity" / "scores.csv").write_text("layer,score\n0,0.9\n1,0.5\n2,0.7\n")
     # neuron results that selected nothing (what --ap-threshold 2 used to write)
     empty = root / "neurons-empty"
     empty.mkdir()
