@@ -55,21 +55,23 @@ def run_expert_analysis(opts: ExpertAnalysisOptions) -> dict[str, Any] | None:
         return None
     langs, adapter, target = check_inputs(opts)
     fp = inputs_fingerprint(opts)
-    model, tok, epl, layout = load_models(opts, adapter)
     from neuronmoe.analysis.runner import analyse, cleanup, read_samples
+    from neuronmoe.utils.lock import output_lock
 
-    samples = read_samples(opts.samples_dir, langs, limit=opts.limit or None)
-    log.info("analyze-experts: %d sentences (%s), %d MoE layers, %d units per expert",
-             len(samples), ",".join(langs), sum(e > 1 for e in epl), layout.total)
-    work = opts.analysis_dir / "activations"
-    results, facts = analyse(
-        model, tok, samples, langs, epl, layout, work, batch_size=opts.batch_size, max_length=opts.max_length,
-        policy=opts.no_token, dense_layers=opts.dense_layers or adapter is None,
-        progress_key=json.dumps(fp, sort_keys=True),
-    )
-    counts = write_outputs(opts, results, facts, langs, target, epl, layout, fp, t0)
-    if not opts.keep_activations:
-        cleanup(work)
+    with output_lock(opts.analysis_dir, f"analysis folder {opts.analysis_dir}"):  # a second run into it stops here
+        model, tok, epl, layout = load_models(opts, adapter)
+        samples = read_samples(opts.samples_dir, langs, limit=opts.limit or None)
+        log.info("analyze-experts: %d sentences (%s), %d MoE layers, %d units per expert",
+                 len(samples), ",".join(langs), sum(e > 1 for e in epl), layout.total)
+        work = opts.analysis_dir / "activations"
+        results, facts = analyse(
+            model, tok, samples, langs, epl, layout, work, batch_size=opts.batch_size, max_length=opts.max_length,
+            policy=opts.no_token, dense_layers=opts.dense_layers or adapter is None,
+            progress_key=json.dumps(fp, sort_keys=True),
+        )
+        counts = write_outputs(opts, results, facts, langs, target, epl, layout, fp, t0)
+        if not opts.keep_activations:
+            cleanup(work)
     print(f"analyze-experts: wrote {opts.analysis_dir} in {time.time() - t0:.0f}s")
     return counts
 

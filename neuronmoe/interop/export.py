@@ -208,6 +208,7 @@ def export(adapter: str | Path, out: str | Path, model: str | None = None, dtype
     from neuronmoe import register_peft
     from neuronmoe.models import load_model
     from neuronmoe.utils.io import atomic_dir, atomic_write_text
+    from neuronmoe.utils.lock import output_lock
 
     register_peft()
     log.info("loading %s (%s) + adapter %s", plan.model, plan.dtype, plan.adapter)
@@ -216,7 +217,7 @@ def export(adapter: str | Path, out: str | Path, model: str | None = None, dtype
     peft_model.eval()
     exported = build_exported_model(plan, peft_model)
     tok = AutoTokenizer.from_pretrained(plan.model_path)
-    with atomic_dir(plan.out, overwrite=True) as tmp:
+    with output_lock(plan.out, f"--out {plan.out}"), atomic_dir(plan.out, overwrite=True) as tmp:
         exported.save_pretrained(tmp)
         tok.save_pretrained(tmp)
         shutil.copyfile(MODELING_FILE, tmp / MODELING_FILE.name)
