@@ -195,5 +195,5 @@ def test_layermoe_rejects_nonpositive_similarity_and_budget():
 
 def test_uniform():
     assert uniform_allocation(4, 3) == [3, 3, 3, 3]
-    with pytest.raises(ValueError, match="e-min"):
+    with pytest.raises(ValueError, match="--num-experts"):
         uniform_allocation(4, 0)
