@@ -7,12 +7,13 @@ from pathlib import Path
 
 
 SENTENCES = {
-    "en": ["The cat sat on the mat.", "A dog runs in the park today.", "We read books at night.",
-           "It is raining again.", "She walks to school.", "Birds sing in the morning light."],
-    "el": ["Η γάτα κάθεται στο χαλί.", "Ο σκύλος τρέχει στο πάρκο.", "Διαβάζουμε βιβλία το βράδυ.",
-           "Βρέχει πάλι σήμερα.", "Πηγαίνει στο σχολείο.", "Τα πουλιά τραγουδούν."],
-    "tr": ["Kedi halının üstünde oturuyor.", "Köpek parkta koşuyor.", "Geceleri kitap okuruz.",
-           "Yine yağmur yağıyor.", "Okula yürüyor.", "Kuşlar sabah şarkı söyler."],
+    "en": ["The river runs past the old mill.", "Children play football after school.", "My sister bakes bread on Sundays.",
+           "The train to the coast is late.", "He planted tomatoes in the garden.", "Snow covered the quiet village."],
+    "el": ["Το ποτάμι περνά δίπλα από τον παλιό μύλο.", "Τα παιδιά παίζουν μπάλα μετά το σχολείο.",
+           "Η αδελφή μου ψήνει ψωμί τις Κυριακές.", "Το τρένο για την ακτή αργεί.", "Φύτεψε ντομάτες στον κήπο.",
+           "Το χιόνι σκέπασε το ήσυχο χωριό."],
+    "tr": ["Nehir eski değirmenin yanından akar.", "Çocuklar okuldan sonra futbol oynar.", "Kız kardeşim pazar günleri ekmek yapar.",
+           "Sahile giden tren gecikti.", "Bahçeye domates dikti.", "Kar sessiz köyü kapladı."],
 }
 
 
