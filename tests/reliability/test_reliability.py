@@ -179,3 +179,19 @@ def test_bf16_collection_is_bitwise_reproducible_on_this_cpu():
                               env={**os.environ, "OMP_NUM_THREADS": str(t)}).stdout.strip().splitlines()[-1]
                for t in (1, 2)}
     assert len(digests) == 1, digests
+
+
+@pytest.mark.slow
+def test_pipeline_reports_the_failed_stage_in_one_line(ws, tmp_path, capfd):
+    """A stage that fails ends the pipeline with one line naming it and how to resume (no traceback)."""
+    out = tmp_path / "out"
+    shutil.copytree(ws["data"], out / "data")
+    (out / "neurons").write_text("a file where the neuron results go\n")  # the stage will refuse it
+    rc = main(["pipeline", "--output-dir", str(out), "--model", ws["model"], "--target", "el", "--neg-langs", "tr",
+               "--only", "neurons"])
+    err = capfd.readouterr().err
+    assert rc == 2 and "Traceback" not in err
+    lines = [ln for ln in err.splitlines() if "error:" in ln]
+    assert lines[-1].startswith("neuronmoe pipeline: error: stage neurons failed (exit status 2")
+    assert "run the same pipeline command again" in lines[-1] and "resumes at neurons" in lines[-1]
+    assert any(ln.startswith("neuronmoe neurons: error:") and "is a file" in ln for ln in lines)  # the stage's own line
