@@ -32,6 +32,7 @@ CASES: list[tuple[str, str, int, str]] = [
     ("data-replay-docs-negative", f"prepare-data {M} --output-dir {{ws}}/d --new-langs el --replay-docs -1", 2, "--replay-docs"),
     ("data-max-sample-tokens-0", f"prepare-data {M} --output-dir {{ws}}/d --new-langs el --max-sample-tokens 0", 2, "--max-sample-tokens"),
     ("data-max-heldout-docs-negative", f"prepare-data {M} --output-dir {{ws}}/d --new-langs el --max-heldout-docs -1", 2, "--max-heldout-docs"),
+    ("data-output-under-file", f"prepare-data {M} --output-dir {{file}}/x --new-langs el", 2, "is a file"),
     # ---- neurons
     ("neurons-ap-threshold-2", f"{N} --ap-threshold 2", 2, "--ap-threshold: 2.0 is out of range [0, 1)"),
     ("neurons-ap-threshold-negative", f"{N} --ap-threshold -0.5", 2, "--ap-threshold"),
@@ -104,6 +105,7 @@ CASES: list[tuple[str, str, int, str]] = [
     ("evaluate-no-model", "evaluate --model {ws}/no-model --output-dir {out} --suite local --languages en", 2, "--model"),
     ("evaluate-fewshot-negative", f"{E} --num-fewshot -1", 2, "--num-fewshot"),
     ("evaluate-batch-size-0", f"{E} --batch-size 0", 2, "--batch-size"),
+    ("evaluate-output-under-file", f"evaluate {M} --output-dir {{file}}/x --suite local --languages en,el --device cpu", 2, "a-file"),
     ("report-no-runs", "report --output-dir {ws}/no-eval", 2, "no runs"),
     ("report-broken-results", "report {broken_json}", 2, "broken.json"),
     # ---- analyze-experts, figures, export, model
