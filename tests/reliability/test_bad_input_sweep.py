@@ -61,6 +61,7 @@ def test_sweep_covers_every_stage_and_the_pipeline():
             "export", "pipeline", "reproduce-paper"} <= commands
 
 
+@pytest.mark.skipif(os.environ.get("NEURONMOE_WRITE_SWEEP_DOC") == "1", reason="the table is being rewritten")
 def test_doc_table_lists_every_case():
     text = DOC.read_text(encoding="utf-8")
     missing = [c[0] for c in CASES if f"| {c[0]} |" not in text]
