@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from neuronmoe.cli_common import add_model_arg, add_output_dir_arg, env
+from neuronmoe.utils.device import DTYPE_CHOICES
 
 
 def _bool(v: str) -> bool:
@@ -37,8 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=env("BATCH_SIZE"), help="sentences per forward pass, padded (env BATCH_SIZE; default 8)")
     p.add_argument("--max-length", type=int, default=env("MAX_LENGTH"), help="drop samples with more tokens (env MAX_LENGTH; default 256)")
     p.add_argument("--device", default=env("DEVICE", "auto"), help="torch device: auto (this rank's GPU, else CPU), cpu, cuda:1 ... (env DEVICE)")
-    p.add_argument("--dtype", default=env("DTYPE"), choices=["auto", "float32", "bfloat16", "float16", "fp32", "bf16", "fp16"],
-                   help="forward compute dtype; pooling is fp32 and storage fp16 (env DTYPE; default bfloat16, also on CPU: 3x faster there; auto = bf16 on GPU, fp32 on CPU)")
+    p.add_argument("--dtype", default=env("DTYPE"), choices=DTYPE_CHOICES,
+                   help="forward compute dtype; pooling is fp32 and storage fp16 (env DTYPE; default fast = bf16 where computed natively: a GPU, or a CPU with AVX512-BF16/AMX; else fp32; auto = bf16 on GPU, fp32 on CPU)")
     p.add_argument("--lape-quantile", type=float, default=env("LAPE_QUANTILE"), help="LAPE activation bar quantile (env LAPE_QUANTILE; default 0.95)")
     p.add_argument("--ap-chunk-mb", type=int, default=env("AP_CHUNK_MB"), help="working-memory bound of the AP step in MiB (env AP_CHUNK_MB; default 256)")
     p.add_argument("--force", action="store_true", help="recompute even when neurons/manifest.json matches this config and these inputs")

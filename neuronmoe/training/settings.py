@@ -64,7 +64,7 @@ REQUIRED_TYPES: dict[str, tuple[type, ...]] = {
     "max_steps": (int,),
     "num_train_epochs": (int, float),
     "max_grad_norm": (int, float),
-    "bf16": (bool,),
+    "bf16": (bool, str),
     "seed": (int,),
     "gradient_checkpointing": (bool,),
     "dataloader_num_workers": (int,),
@@ -150,9 +150,9 @@ def env_layer(environ: Mapping[str, str] | None = None) -> tuple[dict[str, Any],
             if typ == "langs":
                 out[key] = _split_langs(raw)
             elif typ == "bool":
-                if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                if raw.lower() not in ("1", "0", "true", "false", "yes", "no", "auto"):
                     raise ValueError
-                out[key] = raw.lower() in ("1", "true", "yes")
+                out[key] = "auto" if raw.lower() == "auto" else raw.lower() in ("1", "true", "yes")
             elif typ is int and raw.lower() in ("none", "null"):
                 out[key] = None
             else:
@@ -192,6 +192,8 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
             raise ValueError(f"training config: {k}={v!r} must be {'/'.join(t.__name__ for t in types)}")
     if cfg["stage"] not in (1, 2):
         raise ValueError(f"training config: stage must be 1 or 2, got {cfg['stage']}")
+    if isinstance(cfg["bf16"], str) and cfg["bf16"] != "auto":
+        raise ValueError(f"training config: bf16 must be true, false or auto, got {cfg['bf16']!r}")
     if cfg["train_mode"] not in ("experts", "routers"):
         raise ValueError(f"training config: train_mode must be experts or routers, got {cfg['train_mode']!r}")
     for k in ("cutoff_len", "top_k", "per_device_train_batch_size", "gradient_accumulation_steps",
@@ -242,6 +244,10 @@ def resolve(
     cfg = merge(base, user, env_vals, flag_vals, set_vals)
     cfg["stage"] = stage if "stage" not in set_vals else cfg["stage"]
     cfg = validate(normalize(cfg))
+    if cfg["bf16"] == "auto":  # bf16 autocast only where it is computed natively (it is emulated, slower, elsewhere)
+        from neuronmoe.utils.device import native_bf16
+
+        cfg["bf16"] = native_bf16()
     prov = {"profile": profile_name(stage, profile), "config_file": user_config, "env": env_used,
             "flags": flag_vals, "set": list(sets or [])}
     return cfg, prov

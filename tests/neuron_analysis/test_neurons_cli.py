@@ -139,7 +139,7 @@ def test_config_precedence_yaml_env_flag(monkeypatch, tmp_path):
     args = build_parser().parse_args(["neurons", "--config", str(user), "--ap-threshold", "0"])
     cfg = resolve_config(args)
     assert cfg["top_k"] == 77 and cfg["languages"] == ["en", "el"] and cfg["include_bos"] is False
-    assert cfg["ap_threshold"] == 0.0 and cfg["pool"] == "mean" and cfg["dtype"] == "bfloat16"
+    assert cfg["ap_threshold"] == 0.0 and cfg["pool"] == "mean" and cfg["dtype"] == "fast"
     user.write_text("topk: 5\n")
     with pytest.raises(ValueError, match="unknown field"):
         resolve_config(build_parser().parse_args(["neurons", "--config", str(user)]))
