@@ -325,9 +325,10 @@ def evaluate(request: EvalRequest, tm: Any | None = None) -> Path | None:
     specs = [replace(s, shots=request.num_fewshot) for s in request.specs] if request.num_fewshot is not None else list(request.specs)
     check_tasks([s.task for s in specs], tm)
     cells = plan_cells(specs, tm, load_dataset_pins(), request.replicas)
-    loose = check_pins(cells, allow_unpinned=request.allow_unpinned or not request.require_pins)
+    check_pins(cells, allow_unpinned=request.allow_unpinned or not request.require_pins)
+    offline = True
     if not request.replicas:  # hub data absent from the cache and no network: say so now, not per cell
-        check_network(datasets_needed([c.spec.task for c in cells], tm))
+        offline = check_network(datasets_needed([c.spec.task for c in cells], tm))["offline"]
     base_cfg = load_config(request.model)
     if request.adapter:  # before any data or weights are loaded
         check_adapter(read_adapter_config(request.adapter), base_cfg, request.adapter)
@@ -357,7 +358,9 @@ def evaluate(request: EvalRequest, tm: Any | None = None) -> Path | None:
     done = len([c for c in cells if c.key in built]) - len(todo)
     if done:
         log.info("%s: %d cell(s) already done with the same inputs, %d to run", run_dir, done, len(todo))
-    revisions = _revisions(cells, loose)
+    revisions = _revisions(cells, resolve=not offline)
+    if todo:  # the completion marker of an earlier complete run no longer holds
+        (run_dir / "manifest.json").unlink(missing_ok=True)
 
     lm = None
     model = None
@@ -397,8 +400,8 @@ def evaluate(request: EvalRequest, tm: Any | None = None) -> Path | None:
     return run_dir
 
 
-def _revisions(cells: list[Any], loose: list[Any]) -> dict[str, Any]:
-    """What each hub dataset was read at: the pinned commit, the hub's main (resolved if possible), or a replica."""
+def _revisions(cells: list[Any], resolve: bool) -> dict[str, Any]:
+    """What each hub dataset was read at: the pinned commit, the hub's main (resolved when online), or a replica."""
     from neuronmoe.evaluation.cells import resolve_revision
 
     out: dict[str, Any] = {}
@@ -410,10 +413,12 @@ def _revisions(cells: list[Any], loose: list[Any]) -> dict[str, Any]:
         elif c.pinned:
             out[c.dataset] = {"revision": c.revision, "pinned": True}
         else:
-            try:
-                sha = resolve_revision(c.dataset, None)
-            except Exception:  # noqa: BLE001 - offline with a cached copy
-                sha = "main (unresolved)"
+            sha = "main (unresolved: offline)"
+            if resolve:
+                try:
+                    sha = resolve_revision(c.dataset, None)
+                except Exception as e:  # noqa: BLE001 - the run goes on; the manifest says what is known
+                    sha = f"main (unresolved: {type(e).__name__})"
             out[c.dataset] = {"revision": sha, "pinned": False}
     return out
 
