@@ -4,23 +4,28 @@ from __future__ import annotations
 import functools
 import logging
 import os
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch is imported on first use, so that `neuronmoe --help` stays fast
+    import torch
 
 log = logging.getLogger(__name__)
 
+#: dtype spellings accepted on the command line -> attribute of ``torch``
 _DTYPES = {
-    "float32": torch.float32,
-    "fp32": torch.float32,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-    "float16": torch.float16,
-    "fp16": torch.float16,
+    "float32": "float32",
+    "fp32": "float32",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+    "float16": "float16",
+    "fp16": "float16",
 }
 
 
 def resolve_device(device: str | None = "auto") -> torch.device:
     """``auto`` -> this process's CUDA device (LOCAL_RANK aware) when available, else CPU."""
+    import torch
+
     if device in (None, "", "auto"):
         if torch.cuda.is_available():
             local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -38,6 +43,8 @@ def cpu_has_native_bf16() -> bool:
     Without them (e.g. AVX2-only x86 CPUs) PyTorch emulates bf16 GEMMs, several times slower than fp32
     (measured 6.7x for a 576x1536 linear layer on an AVX2 AMD EPYC).
     """
+    import torch
+
     cpu = getattr(torch, "cpu", None)
     checks = [getattr(cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
     return any(bool(f()) for f in checks if callable(f))
@@ -45,6 +52,8 @@ def cpu_has_native_bf16() -> bool:
 
 def native_bf16(device: torch.device | str | None = None) -> bool:
     """True when ``device`` (default: this rank's ``auto`` device) computes bf16 natively."""
+    import torch
+
     dev = torch.device(device) if device is not None else resolve_device("auto")
     if dev.type == "cuda":
         return bool(torch.cuda.is_bf16_supported())
@@ -59,6 +68,8 @@ def resolve_dtype(dtype: str | torch.dtype | None = "auto", device: torch.device
     AMX), fp32 otherwise: for throughput-bound forward passes (neuron analysis, similarity).
     An explicit bf16 on a CPU without native bf16 is honoured, with a warning that it is slow.
     """
+    import torch
+
     if isinstance(dtype, torch.dtype):
         return dtype
     name = "auto" if dtype in (None, "") else str(dtype).lower()
@@ -68,7 +79,7 @@ def resolve_dtype(dtype: str | torch.dtype | None = "auto", device: torch.device
             return torch.bfloat16
         return torch.bfloat16 if name == "fast" and native_bf16(dev) else torch.float32
     try:
-        out = _DTYPES[name]
+        out = getattr(torch, _DTYPES[name])
     except KeyError:
         raise ValueError(f"--dtype: unknown dtype {dtype!r}; choose from {', '.join(DTYPE_CHOICES)}") from None
     dev_type = torch.device(device).type if device is not None else None

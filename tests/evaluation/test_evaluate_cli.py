@@ -169,7 +169,7 @@ def test_a_failing_cell_is_reported_the_others_written_and_a_rerun_retries_it(ti
 
 
 def test_adapter_for_another_base_is_refused_before_loading(tiny_model_dir, data_root, tmp_path, no_model_load, capsys):
-    from neuronmoe.evaluation.runner import AdapterMismatchError, check_adapter, read_adapter_config
+    from neuronmoe.evaluation.runner import check_adapter, read_adapter_config
     from neuronmoe.models import load_config
 
     ad = tmp_path / "adapter"
@@ -178,7 +178,9 @@ def test_adapter_for_another_base_is_refused_before_loading(tiny_model_dir, data
            "base_model_fingerprint": {"model_type": "llama", "num_layers": 4, "hidden_size": 32, "intermediate_size": 64},
            "base_model_name_or_path": "other"}
     (ad / "adapter_config.json").write_text(json.dumps(cfg))
-    with pytest.raises(AdapterMismatchError, match="num_layers: adapter 4 vs base 3"):
+    from neuronmoe.utils.checks import BaseModelMismatchError
+
+    with pytest.raises(BaseModelMismatchError, match=r"another base model \(4 layers, the base model \(llama\) has 3\)"):
         check_adapter(read_adapter_config(ad), load_config(str(tiny_model_dir)), str(ad))
     with pytest.raises(FileNotFoundError, match="no adapter_config.json"):
         read_adapter_config(tmp_path)
