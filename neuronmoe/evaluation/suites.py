@@ -18,7 +18,7 @@ _SUITE_KEYS = {"description", "languages", "benchmarks", "generated", "sizes", "
 _BENCH_KEYS = {"name", "label", "shots", "metric", "tasks", "lower_is_better"}
 _CELL_KEYS = {"task", "shots", "fewshot_split", "items"}
 _PROFILE_KEYS = {"description", "shots"}
-_DATASET_KEYS = {"revision", "evidence"}
+_DATASET_KEYS = {"revision", "evidence", "reason"}
 _SHA = re.compile(r"^[0-9a-f]{40}$")
 
 
@@ -75,7 +75,8 @@ def load_suites(path: str | None = None) -> dict[str, dict[str, Any]]:
 
 
 def load_dataset_pins(path: str | None = None) -> dict[str, dict[str, Any]]:
-    """``{hub dataset: {"revision": sha | UNPINNED, "evidence": ...}}``; every entry needs a revision."""
+    """``{hub dataset: {"revision": sha | UNPINNED, "evidence" | "reason": ...}}``; every entry needs a
+    revision, a pinned one its evidence, an UNPINNED one its reason."""
     where = path or SUITES_CONFIG
     data = load_yaml(path or SUITES_CONFIG).get("datasets") or {}
     if not isinstance(data, dict):
@@ -87,6 +88,10 @@ def load_dataset_pins(path: str | None = None) -> dict[str, dict[str, Any]]:
         rev = str(entry["revision"])
         if rev != UNPINNED and not _SHA.match(rev):
             raise ValueError(f"{where}: datasets.{ds}.revision {rev!r}: expected a 40-hex commit or {UNPINNED}")
+        if rev == UNPINNED and not str(entry.get("reason") or "").strip():
+            raise ValueError(f"{where}: datasets.{ds}: {UNPINNED} needs a 'reason' (why no commit is pinned)")
+        if rev != UNPINNED and not str(entry.get("evidence") or "").strip():
+            raise ValueError(f"{where}: datasets.{ds}: a pinned revision needs its 'evidence' (where the commit comes from)")
     return data
 
 

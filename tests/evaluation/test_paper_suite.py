@@ -86,8 +86,11 @@ def test_every_dataset_of_the_suite_has_a_revision_entry(tm):
         assert rev == UNPINNED or re.fullmatch(r"[0-9a-f]{40}", rev), ds
         if rev != UNPINNED:
             assert entry.get("evidence"), f"{ds}: a pinned commit says where it comes from"
+        else:
+            assert entry.get("reason"), f"{ds}: an unpinned dataset says why"
     pinned = {c.key: c.dataset_kwargs.get("revision") for c in cells}  # passed to load_dataset, ours and lm-eval's alike
-    assert pinned["mmlu/el"] == pins["ilsp/mmlu_greek"]["revision"] and pinned["arc/en"] is None
+    assert pinned["mmlu/el"] == pins["ilsp/mmlu_greek"]["revision"] and pinned["arc/tr"] is None
+    assert pinned["arc/en"] == pins["allenai/ai2_arc"]["revision"]  # lm-eval's own task gets the pin too
     for c in cells:  # a pinned revision reaches every task: through our YAML or an override of lm-eval's
         assert pinned[c.key] == (c.revision if c.pinned else None), c.key
 
@@ -99,6 +102,12 @@ def test_pins_table_rejects_missing_or_malformed_revisions(tmp_path):
         load_dataset_pins(str(bad))
     bad.write_text("datasets:\n  a/b: {revision: main}\n")
     with pytest.raises(ValueError, match="40-hex commit or UNPINNED"):
+        load_dataset_pins(str(bad))
+    bad.write_text("datasets:\n  a/b: {revision: UNPINNED}\n")
+    with pytest.raises(ValueError, match="UNPINNED needs a 'reason'"):
+        load_dataset_pins(str(bad))
+    bad.write_text("datasets:\n  a/b: {revision: " + "0" * 40 + "}\n")
+    with pytest.raises(ValueError, match="needs its 'evidence'"):
         load_dataset_pins(str(bad))
 
 
