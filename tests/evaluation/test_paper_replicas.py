@@ -56,8 +56,8 @@ def test_every_cell_of_the_paper_suite_runs_dense_and_adapter(embedded_model_dir
 
     common = ["evaluate", "--model", str(embedded_model_dir), "--output-dir", str(tmp_path), "--suite", "paper",
               "--languages", LANGS, "--dataset-replicas", str(replicas), *FAST]
-    assert main([*common, "--run-name", "dense", "--label", "Dense"]) == 0
-    assert main([*common, "--run-name", "moe", "--label", "NeuronMoE-S1", "--adapter", str(adapter_dir)]) == 0
+    assert main([*common, "--run-name", "dense", "--label", "Dense", "--log-samples"]) == 0
+    assert main([*common, "--run-name", "moe", "--label", "NeuronMoE-S1", "--adapter", str(adapter_dir), "--log-samples"]) == 0
 
     cells = {s.key for s in resolve_suite("paper", LANGS.split(","))}
     assert len(cells) == 4 * 6
@@ -82,10 +82,15 @@ def test_every_cell_of_the_paper_suite_runs_dense_and_adapter(embedded_model_dir
     res = runs[0]
     assert res["n-shot"]["mmlu_tr_anatomy"] == 4 and res["n-shot"]["mmlu_anatomy"] == 5
     assert res["n-shot"]["arc_el"] == 25 and res["n-shot"]["belebele_ell_Grek"] == 0
-    # the adapter run really ran the adapter: the experts were nudged, so some log-likelihood moved
-    items_d = (tmp_path / "eval" / "dense" / "items" / "arc__el.jsonl").read_text()
-    items_m = (tmp_path / "eval" / "moe" / "items" / "arc__el.jsonl").read_text()
-    assert json.loads(items_d.splitlines()[0])["doc_hash"] == json.loads(items_m.splitlines()[0])["doc_hash"]
+    # the adapter run really ran the adapter: the same items, but the experts were nudged, so the
+    # log-likelihoods lm-eval logged for them moved
+    def lls(run):
+        rows = [json.loads(x) for x in (tmp_path / "eval" / run / "samples" / "arc__el.jsonl").read_text().splitlines()]
+        return {r["doc_hash"]: [float(c[0]) for c in r["filtered_resps"]] for r in rows}
+
+    dense_ll, moe_ll = lls("dense"), lls("moe")
+    assert dense_ll.keys() == moe_ll.keys() and dense_ll
+    assert max(abs(a - b) for h in dense_ll for a, b in zip(dense_ll[h], moe_ll[h])) > 1e-4
     # the report renders every cell with its uncertainty and the paired tests against Dense
     assert main(["report", str(tmp_path / "eval" / "dense"), str(tmp_path / "eval" / "moe"), "--out", str(tmp_path / "t1")]) == 0
     md = (tmp_path / "t1.md").read_text()
