@@ -57,6 +57,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="a YAML file of overrides over the profile (env TRAIN_CONFIG)")
     for flag, key, typ, var, text in _FLAGS:
         p.add_argument(flag, dest=f"opt_{key}", metavar=var, type=typ, default=None, help=f"{text} (env {var}; config key {key})")
+    p.add_argument("--max-tokens", dest="opt_max_tokens", metavar="N", default=None,
+                   help="training tokens to pack (tokenizing stops there): auto = what --max-steps will see, all, or a "
+                   "number such as 5e8 (config key max_tokens; stage 1 default auto, stage 2 all)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config field, e.g. --set warmup_steps=100 --set train_files.el=hf:NAME:CONFIG "
                    "--set trainer_extra.torch_compile=true (repeatable)")
@@ -81,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
         if v is not None and key in ("languages", "replay_languages"):
             v = split_langs(v)
         flags[key] = v
+    flags["max_tokens"] = args.opt_max_tokens
     res = train(TrainOptions(
         stage=args.stage, model=args.model, output_dir=args.output_dir, allocation=args.allocation, run=args.run,
         init_adapter=args.init_adapter, data_dir=args.data_dir, profile=args.profile, config=args.config,

@@ -357,11 +357,11 @@ def train(opts: TrainOptions) -> dict[str, Any]:
     state.wait_for_everyone()
 
     # ---- data (main process first: it fills the cache) -----------------------------------------
-    from neuronmoe.training.data import PackedCollator, PackedDataset, build_packed
+    from neuronmoe.training.data import PackedCollator, PackedDataset, build_packed, token_budget
 
-    with args.main_process_first(desc="tokenize"):
-        packed = build_packed(sources, tok, cfg["cutoff_len"], cfg["seed"], cache_dir=opts.cache_dir,
-                              use_cache=opts.use_cache)
+    # every rank calls it: the first to take the cache entry's file lock builds, the others wait on the lock
+    packed = build_packed(sources, tok, cfg["cutoff_len"], cfg["seed"], cache_dir=opts.cache_dir,
+                          use_cache=opts.use_cache, max_tokens=token_budget(cfg, state.num_processes))
     log.info("training data: %d blocks x %d tokens (%s)", len(packed), cfg["cutoff_len"],
              ", ".join(f"{k}: {v}" for k, v in packed.meta["counts"]["tokens_per_lang"].items()))
 
