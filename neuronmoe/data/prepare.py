@@ -474,7 +474,9 @@ def prepare_data(
                 fh = open(tmp / docs_rel, "w", encoding="utf-8")
             try:
                 sink = (lambda t, fh=fh: fh.write(json.dumps({"text": t}, ensure_ascii=False) + "\n")) if fh else None
-                r = process_language(lang, source.documents(lang), cfg, count, role=role, exclude=exclude,
+                docs = tqdm(source.documents(lang), desc=f"{lang} documents", unit=" docs", leave=False,
+                            disable=not progress, mininterval=2.0)
+                r = process_language(lang, docs, cfg, count, role=role, exclude=exclude,
                                      token_budget=budget, doc_sink=sink, pool=pool)
             finally:
                 if fh is not None:

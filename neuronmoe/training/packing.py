@@ -301,6 +301,13 @@ class BuildResult:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def plan_segments(n_docs: int, total_bytes: int, segment_bytes: int) -> list[tuple[int, int]]:
     """Contiguous ``[start, stop)`` ranges of the permuted order, about ``segment_bytes`` of text each."""
     if n_docs == 0:
@@ -354,7 +361,7 @@ def build_blocks(
                 if writer.full:
                     break
                 seg_bytes = total_bytes * (b - a) / n_docs
-                procs = None if seg_bytes < INLINE_BYTES else (num_proc or min(8, os.cpu_count() or 1))
+                procs = None if seg_bytes < INLINE_BYTES else (num_proc or min(8, _cores()))
                 fp = _digest({"format": SEGMENT_FORMAT, "docs": docs_key, "seed": seed, "range": [a, b],
                               "tokenizer": tok_fp, "dtype": dtype.name})
                 files = tokenize_segment(texts, perm[a:b], tokenizer, dtype, work_root / "segments" / f"{fp}.arrow",
@@ -370,7 +377,8 @@ def build_blocks(
                         ends = np.cumsum(lens)
                         n_in = int(np.searchsorted(ends - lens, taken, side="left"))
                         part = lens[:n_in].copy()
-                        part[-1] -= int(ends[n_in - 1] - taken) if n_in else 0
+                        if n_in:  # the last document is cut where the budget ends
+                            part[-1] -= int(ends[n_in - 1] - taken)
                         np.add.at(used_docs, src[:n_in], 1)
                         np.add.at(used_tokens, src[:n_in], part)
                     else:
