@@ -118,6 +118,12 @@ def _status(pid: int | str = "self") -> dict[str, int]:
     return out
 
 
+def _cpu() -> float:
+    """User + system CPU seconds of this process and its finished children."""
+    a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
+
+
 def legacy_build(sources, tok, cutoff: int, seed: int):
     """The packer before streaming: every document, every id as a Python int, then int64 arrays."""
     from neuronmoe.training.data import pack, read_documents
@@ -147,6 +153,7 @@ def child(step: str, spec: dict) -> dict:
         from neuronmoe.data.prepare import DataConfig, prepare_data  # noqa: F401
     gc.collect()
     base = _status()
+    cpu0 = _cpu()
     Path(spec["baseline_file"]).write_text(json.dumps(base))
     t0 = time.perf_counter()
     if step == "prepare":
@@ -172,9 +179,11 @@ def child(step: str, spec: dict) -> dict:
     else:
         raise SystemExit(f"unknown step {step}")
     wall = time.perf_counter() - t0
+    cpu = _cpu() - cpu0
     end = _status()
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
     return {"step": step, "wall_s": round(wall, 2), "tokens": int(tokens), "tokens_per_s": round(tokens / wall),
+            "cpu_s": round(cpu, 2), "tokens_per_cpu_s": round(tokens / cpu),
             "rss_growth_mb": round((end["VmHWM"] - base["VmRSS"]) / 2**20, 1),
             "baseline_rss_mb": round(base["VmRSS"] / 2**20, 1),
             "workers_rss_mb": round(kids / 2**20, 1), **extra}
@@ -251,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="10M,100M", help="corpus sizes in tokens (comma separated)")
     ap.add_argument("--legacy-sizes", default="10M", help="sizes at which the in-memory packer also runs")
+    ap.add_argument("--one-proc-sizes", default="10M", help="sizes at which prepare-data also runs in one process")
     ap.add_argument("--num-proc", type=int, default=2, help="processes for prepare-data and for tokenizing")
     ap.add_argument("--cutoff", type=int, default=1024, help="block length")
     ap.add_argument("--work", default="/tmp/neuronmoe-bench-data", help="folder for corpora and outputs")
@@ -265,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.work)
     steps = set(args.steps.split(","))
     legacy = {parse_size(s) for s in args.legacy_sizes.split(",") if s}
+    one_proc = {parse_size(s) for s in args.one_proc_sizes.split(",") if s}
     results = {"machine": machine(), "num_proc": args.num_proc, "cutoff": args.cutoff, "runs": []}
     import shutil
 
@@ -279,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{size_s}] corpus {info}", flush=True)
         spec = {"work": str(d), "corpus": str(d / "corpus" / "{lang}.jsonl"), "cutoff": args.cutoff}
         run = {"size": size_s, "corpus": info, "load": os.getloadavg()}
-        if "prepare1" in steps:
+        if "prepare1" in steps and size in one_proc:
             run["prepare_1proc"] = run_child("prepare", {**spec, "out": str(d / "prep1"), "num_proc": 1})
             print(f"[{size_s}] prepare 1 proc {run['prepare_1proc']}", flush=True)
         if "prepare" in steps or not (d / "prep" / "data" / "train" / "el.jsonl").exists():
@@ -305,12 +316,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def summarize(results: dict) -> None:
     runs = results["runs"]
-    print("\nsize | step | tokens | wall s | tokens/s | RSS growth MB | tree anon growth MB | tree PSS growth MB | workers RSS MB | load")
+    print("\nsize | step | tokens | wall s | tokens/s | CPU s | tokens/CPU-s | RSS growth MB | tree anon growth MB | "
+          "tree PSS growth MB | workers RSS MB | load")
     for r in runs:
         for k in ("prepare_1proc", "prepare", "pack", "legacy"):
             if k in r:
                 x = r[k]
-                print(f"{r['size']} | {k} | {x['tokens']:,} | {x['wall_s']} | {x['tokens_per_s']:,} | {x['rss_growth_mb']} | "
+                print(f"{r['size']} | {k} | {x['tokens']:,} | {x['wall_s']} | {x['tokens_per_s']:,} | {x['cpu_s']} | "
+                      f"{x['tokens_per_cpu_s']:,} | {x['rss_growth_mb']} | "
                       f"{x['tree_anon_growth_mb']} | {x['tree_pss_growth_mb']} | {x['workers_rss_mb']} | "
                       f"{x.get('load', ['?'])[0]}")
     if len(runs) >= 2:
