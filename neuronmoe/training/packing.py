@@ -156,6 +156,27 @@ def source_documents(src: Any, root: Path, read: Callable[[Any, dict], Iterator[
 _ENCODERS: dict[int, Callable[[Sequence[str]], list[list[int]]]] = {}
 
 
+def gather_texts(texts: Any, rows: np.ndarray) -> list[str]:
+    """``texts[rows]`` as Python strings, taken chunk by chunk.
+
+    ``ChunkedArray.take`` concatenates every chunk first: a copy of the whole text column per
+    call (0.8 s and +216 MB for 100M tokens), so each Arrow chunk is taken from separately.
+    """
+    import pyarrow as pa
+
+    col = getattr(texts.data, "table", texts.data).column("text")
+    starts = np.concatenate([[0], np.cumsum([len(c) for c in col.chunks])])
+    rows = np.asarray(rows, dtype=np.int64)
+    which = np.searchsorted(starts, rows, side="right") - 1
+    out: list[Any] = [None] * len(rows)
+    for c in np.unique(which):
+        at = np.flatnonzero(which == c)
+        got = col.chunk(int(c)).take(pa.array(rows[at] - starts[c])).to_pylist()
+        for i, t in zip(at.tolist(), got):
+            out[i] = t
+    return out
+
+
 def _encode_rows(batch: Any, texts: Any, tokenizer: Any, dtype: str) -> Any:
     """``map`` function: document indices (an Arrow batch) -> ``doc`` + ``input_ids`` (list<dtype>)."""
     import pyarrow as pa
@@ -166,8 +187,7 @@ def _encode_rows(batch: Any, texts: Any, tokenizer: Any, dtype: str) -> Any:
     if enc is None:
         enc = _ENCODERS[id(tokenizer)] = encoder(tokenizer)
     doc = batch.column("doc")
-    table = getattr(texts.data, "table", texts.data)
-    strs = table.column("text").take(doc).to_pylist()
+    strs = gather_texts(texts, doc.to_numpy())
     ids = enc(strs)
     lens = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
     offsets = np.zeros(len(ids) + 1, dtype=np.int64)
@@ -192,11 +212,17 @@ def tokenize_segment(texts: Any, doc_ids: np.ndarray, tokenizer: Any, dtype: np.
     cache_file.parent.mkdir(parents=True, exist_ok=True)
     if num_proc is not None:
         num_proc = max(1, min(num_proc, len(doc_ids)))
-    out = idx.with_format("arrow").map(
-        _encode_rows, batched=True, batch_size=batch_size, num_proc=num_proc, features=features,
-        fn_kwargs={"texts": texts, "tokenizer": tokenizer, "dtype": dtype.name},
-        cache_file_name=str(cache_file), new_fingerprint=fingerprint, load_from_cache_file=True, desc=desc,
-    )
+    import gc
+
+    gc.freeze()  # forked workers: the parent's objects stay out of their collections (fewer copied pages)
+    try:
+        out = idx.with_format("arrow").map(
+            _encode_rows, batched=True, batch_size=batch_size, num_proc=num_proc, features=features,
+            fn_kwargs={"texts": texts, "tokenizer": tokenizer, "dtype": dtype.name},
+            cache_file_name=str(cache_file), new_fingerprint=fingerprint, load_from_cache_file=True, desc=desc,
+        )
+    finally:
+        gc.unfreeze()
     files = [f["filename"] for f in out.cache_files]
     if len(out) != len(doc_ids) or not files:
         raise RuntimeError(f"tokenizing {desc}: {len(out)} rows for {len(doc_ids)} documents")
