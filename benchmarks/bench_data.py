@@ -160,6 +160,7 @@ def child(step: str, spec: dict) -> dict:
         cfg = DataConfig(new_langs=["el"], old_langs=["en"], neg_langs=[], source=f"jsonl:{spec['corpus']}",
                          udhr=False, num_proc=spec["num_proc"], num_samples=500)
         m = prepare_data(cfg, spec["out"], None, tokenizer=tok, progress=False, force=True)
+        wall, cpu, end = time.perf_counter() - t0, _cpu() - cpu0, _status()
         c, e = m["counts"]["el"], m["counts"]["en"]
         tokens = c["train_tokens"] + c["heldout_tokens"] + e["replay_tokens"] + e["heldout_tokens"]
         extra = {"train_docs": c["train_docs"], "train_tokens": c["train_tokens"], "heldout_tokens": c["heldout_tokens"],
@@ -168,19 +169,21 @@ def child(step: str, spec: dict) -> dict:
     elif step == "pack":
         d = build_packed([Source(spec["train"], "el", NEW)], tok, spec["cutoff"], 42, cache_dir=spec["cache"],
                          num_proc=spec["num_proc"], progress=False)
+        wall, cpu, end = time.perf_counter() - t0, _cpu() - cpu0, _status()  # before the checks map pages
         tokens = d.meta["counts"]["tokens"]
-        ids = np.asarray(d.input_ids[:: max(1, len(d) // 1000)], dtype=np.int64)
-        extra = {"blocks": len(d), "storage_dtype": d.meta["storage_dtype"], "sample_sum": int(ids.sum()),
-                 "first_block_sha": __import__("hashlib").sha256(np.asarray(d.input_ids[0], dtype=np.int64).tobytes()).hexdigest()[:16]}
+        # checks read the file (a read through the memory map would add its pages to the RSS)
+        dt, t = np.dtype(d.meta["storage_dtype"]), spec["cutoff"]
+        rows = [np.fromfile(d.folder / "input_ids.bin", dtype=dt, count=t, offset=i * t * dt.itemsize).astype(np.int64)
+                for i in range(0, len(d), max(1, len(d) // 1000))]
+        extra = {"blocks": len(d), "storage_dtype": dt.name, "sample_sum": int(sum(r.sum() for r in rows)),
+                 "first_block_sha": __import__("hashlib").sha256(rows[0].tobytes()).hexdigest()[:16]}
     elif step == "legacy":
         ids, flags, tokens = legacy_build([Source(spec["train"], "el", NEW)], tok, spec["cutoff"], 42)
+        wall, cpu, end = time.perf_counter() - t0, _cpu() - cpu0, _status()
         extra = {"blocks": int(ids.shape[0]), "sample_sum": int(ids[:: max(1, len(ids) // 1000)].sum()),
                  "first_block_sha": __import__("hashlib").sha256(ids[0].astype(np.int64).tobytes()).hexdigest()[:16]}
     else:
         raise SystemExit(f"unknown step {step}")
-    wall = time.perf_counter() - t0
-    cpu = _cpu() - cpu0
-    end = _status()
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
     return {"step": step, "wall_s": round(wall, 2), "tokens": int(tokens), "tokens_per_s": round(tokens / wall),
             "cpu_s": round(cpu, 2), "tokens_per_cpu_s": round(tokens / cpu),
