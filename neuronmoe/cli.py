@@ -20,6 +20,7 @@ STAGE_MODULES = [
     "neuronmoe.training.cli",  # train
     "neuronmoe.evaluation.cli",  # evaluate, report
     "neuronmoe.analysis.cli",  # analyze-experts, figures
+    "neuronmoe.interop.cli",  # lm-eval (lm-eval's own CLI, method registered), export (standalone HF folder)
     "neuronmoe.pipeline",  # reproduce-paper (dry run) and pipeline helpers
 ]
 
@@ -39,17 +40,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for modname in STAGE_MODULES:
-        try:
-            mod = importlib.import_module(modname)
-        except ModuleNotFoundError as e:
-            if e.name == modname or modname.startswith(f"{e.name}."):
-                continue  # stage not built yet
-            raise
-        mod.register(sub)
+        importlib.import_module(modname).register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    rest = argv[1:] if argv[:1] in (["-v"], ["--verbose"]) else argv
+    if rest[:1] == ["lm-eval"]:  # every argument after it belongs to lm-eval's own parser
+        from neuronmoe.interop.lm_eval_cli import run as run_lm_eval
+
+        return run_lm_eval(rest[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -60,7 +61,13 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from neuronmoe.envvars import print_args_requested, report_at_start
+
+    if getattr(args, "report_env", True):
+        report_at_start(args.command)
     try:
+        if print_args_requested():
+            return print_args(args)
         rc = args.func(args)
     except (CLIError, ValueError, FileNotFoundError, FileExistsError, KeyError) as e:
         if args.verbose:
@@ -69,6 +76,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"neuronmoe {args.command}: error: {msg}", file=sys.stderr)
         return 2
     return int(rc or 0)
+
+
+def print_args(args: argparse.Namespace) -> int:
+    """``NEURONMOE_PRINT_ARGS=1``: the command's resolved arguments (flags, environment, defaults) as JSON, and
+    what the command adds to them (``args.describe``, e.g. train's resolved configuration); runs nothing."""
+    import json
+
+    out = {k: v for k, v in vars(args).items() if not callable(v)}
+    describe = getattr(args, "describe", None)
+    if describe is not None:
+        out["resolved"] = describe(args)
+    print(json.dumps(out, default=str, sort_keys=True))
+    return 0
 
 
 if __name__ == "__main__":

@@ -2,14 +2,22 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 from neuronmoe.utils.device import DTYPE_CHOICES
 
 
-def env(name: str, default: str | None = None) -> str | None:
-    v = os.environ.get(name)
-    return v if v not in (None, "") else default
+def env(name: str, default: str | None = None, command: str | None = None) -> str | None:
+    """The environment default of a flag: ``name`` (a variable of :mod:`neuronmoe.envvars`), or an old
+    spelling of it that ``command`` honours (deprecated), else ``default``."""
+    from neuronmoe.envvars import get
+
+    return get(name, default, command)
+
+
+def source_lang_default() -> str | None:
+    """``SOURCE_LANG``, else the first of ``OLD_LANGS`` (None: the stage's YAML default)."""
+    old = split_langs(env("OLD_LANGS"))
+    return env("SOURCE_LANG") or (old[0] if old else None)
 
 
 def add_model_arg(p: argparse.ArgumentParser, required: bool = False) -> None:

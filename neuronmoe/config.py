@@ -55,3 +55,14 @@ def check_keys(cfg: Mapping[str, Any], allowed: set[str], where: str) -> None:
     unknown = sorted(set(cfg) - allowed)
     if unknown:
         raise ValueError(f"{where}: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+
+
+def layered(name: str, user_file: str | None, *overrides: Mapping[str, Any] | None,
+            allowed: set[str] | None = None) -> dict[str, Any]:
+    """A stage's options: its YAML < ``--config FILE`` (only fields the YAML has, or ``allowed``) < the
+    overrides (environment and flags; ``None`` = not given)."""
+    base = load_yaml(name)
+    user = load_yaml(user_file) if user_file else None
+    if user:
+        check_keys(user, allowed if allowed is not None else set(base), str(user_file))
+    return merge(base, user, *overrides)

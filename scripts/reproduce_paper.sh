@@ -7,13 +7,15 @@
 #   scripts/reproduce_paper.sh               # on the cluster: validate, then run the commands in order
 #
 # Presets (environment):
-#   PAPER_MODEL (meta-llama/Llama-3.2-3B)  PAPER_MODEL_CONFIG (llama-3.2-3b)  PAPER_TARGETS (el,tr,hu)
+#   BASE_MODEL_PATH (meta-llama/Llama-3.2-3B)  PAPER_MODEL_CONFIG (llama-3.2-3b)  NEW_LANGS (el,tr,hu)
 #   PAPER_ALLOCATIONS (computed | published: train the paper's own Tables 2/8 allocations)
-#   NPROC_PER_NODE (8)  DEEPSPEED_CONFIG (zero2)  OUTPUT_DIR (outputs/paper)
+#   NPROC (8)  DEEPSPEED_CONFIG (zero2)  OUTPUT_DIR (outputs/paper)
+#   (old names PAPER_MODEL, PAPER_TARGETS, NPROC_PER_NODE still work, deprecated)
 # Every command skips or resumes work that is already complete, so rerunning after a failure is safe.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup_env.sh
+export NEURONMOE_SCRIPT=reproduce_paper.sh  # the CLI names variables of ours that this run ignores
 export OUTPUT_DIR="${OUTPUT_DIR:-outputs/paper}"
 dry=0
 args=()
@@ -24,6 +26,7 @@ if [ "$dry" = 1 ]; then
   exec python -m neuronmoe reproduce-paper --dry-run ${args[@]+"${args[@]}"}
 fi
 python -m neuronmoe reproduce-paper --dry-run ${args[@]+"${args[@]}"} >&2
+export NEURONMOE_ENV_REPORTED=1  # the environment report is done: not again for every command
 mapfile -t cmds < <(python -m neuronmoe reproduce-paper --print-commands ${args[@]+"${args[@]}"})
 for c in "${cmds[@]}"; do
   echo "[reproduce_paper] $c" >&2

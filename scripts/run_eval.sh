@@ -19,6 +19,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck disable=SC1091
 source scripts/setup_env.sh
+export NEURONMOE_SCRIPT=run_eval.sh  # the CLI names variables of ours that this run ignores
 NPROC="${NPROC:-1}"
 if [ "$NPROC" -gt 1 ]; then
   python -m torch.distributed.run --standalone --nproc_per_node "$NPROC" -m neuronmoe evaluate "$@"
@@ -26,4 +27,4 @@ else
   python -m neuronmoe evaluate "$@"
 fi
 case " $* " in *" --check "*) exit 0 ;; esac
-python -m neuronmoe report --output-dir "${OUTPUT_DIR:-outputs}"
+NEURONMOE_ENV_REPORTED=1 python -m neuronmoe report --output-dir "${OUTPUT_DIR:-outputs}"

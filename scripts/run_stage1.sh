@@ -7,10 +7,11 @@
 #   BASE_MODEL_PATH  model alias / folder / hub id     OUTPUT_DIR    outputs root (reads data/, allocation/)
 #   ALLOCATION       allocation name or JSON path       RUN_NAME      run folder name (default <allocation>-s1)
 #   TRAIN_PROFILE    auto | paper | cpu                 TRAIN_CONFIG  a YAML of overrides
-#   TARGET_LANGS     "el"                               CUTOFF_LEN    packed block length (1024)
-#   LEARNING_RATE    1e-4     BATCH_SIZE 32             GRADIENT_ACCUMULATION_STEPS 1
+#   NEW_LANGS        "el"                               CUTOFF_LEN    packed block length (1024)
+#   LEARNING_RATE    1e-4     TRAIN_BATCH_SIZE 32       GRADIENT_ACCUMULATION_STEPS 1
 #   MAX_STEPS        15000    SAVE_STEPS 1000           LOGGING_STEPS 10
-#   TOPK 2  AUX_LOSS_COEF 0.01  MAX_SAMPLES (all)       SEED 42   BF16 1   REPORT_TO auto
+#   TRAIN_TOP_K 2  AUX_LOSS_COEF 0.01  MAX_SAMPLES (all)  TRAIN_SEED 42   BF16 1   REPORT_TO auto
+#   (old names TARGET_LANGS, BATCH_SIZE, TOPK, SEED still work, deprecated)
 #   DEEPSPEED_CONFIG zero2 | path.json (multi-GPU)      RESUME=1 / OVERWRITE=1
 #   NPROC            processes on this node (>1 -> torchrun; add DEEPSPEED_CONFIG=zero2 for ZeRO-2)
 #   NNODES, NODE_RANK, MASTER_ADDR, MASTER_PORT   multi-node torchrun rendezvous
@@ -18,6 +19,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck disable=SC1091
 source scripts/setup_env.sh
+export NEURONMOE_SCRIPT=run_stage1.sh  # the CLI names variables of ours that this run ignores
 NPROC="${NPROC:-1}"
 if [ "$NPROC" -gt 1 ] || [ "${NNODES:-1}" -gt 1 ]; then
   exec python -m torch.distributed.run --nnodes "${NNODES:-1}" --node_rank "${NODE_RANK:-0}" \

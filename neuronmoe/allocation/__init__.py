@@ -3,25 +3,24 @@
 Pure core in :mod:`neuronmoe.allocation.core`; files in :mod:`.store`; parameter counts in
 :mod:`.params`; the paper's Figure 1 in :mod:`.figure`; the ``neuronmoe allocate`` CLI in :mod:`.cli`.
 """
-from neuronmoe.allocation.core import (
-    MODES,
-    ROUNDING_CHOICES,
-    allocate,
-    layermoe_allocate,
-    multi_scores,
-    pair_scores,
-    source_only_scores,
-    uniform_allocation,
-)
-from neuronmoe.allocation.store import (
-    ENV_KEY,
-    REFERENCE_DIR,
-    Allocation,
-    build_record,
-    load_allocation,
-    shipped_allocations,
-    write_allocation,
-)
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# names are imported on first use (store reads YAML) so that ``neuronmoe --help`` stays fast
+_EXPORTS = {
+    **dict.fromkeys(("MODES", "ROUNDING_CHOICES", "allocate", "layermoe_allocate", "multi_scores", "pair_scores",
+                     "source_only_scores", "uniform_allocation"), "core"),
+    **dict.fromkeys(("ENV_KEY", "REFERENCE_DIR", "Allocation", "build_record", "load_allocation",
+                     "shipped_allocations", "write_allocation"), "store"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"neuronmoe.allocation.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'neuronmoe.allocation' has no attribute {name!r}")
 
 
 def plot_allocation_comparison(*args, **kwargs):  # lazy: matplotlib only when drawing

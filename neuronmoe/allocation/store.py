@@ -52,24 +52,10 @@ class Allocation:
 
     def validate_for(self, config: Any, where: str | None = None) -> None:
         """The layer count (and, when recorded, the base-model fingerprint) must match ``config``."""
-        from neuronmoe.models.arch import num_layers
-        from neuronmoe.utils.fingerprint import config_fingerprint
+        from neuronmoe.utils.checks import check_fits_base
 
-        where = where or str(self.path or self.name)
-        n = num_layers(config)
-        if n != self.num_layers:
-            raise ValueError(
-                f"allocation {where}: {self.num_layers} layers, but the model has {n} decoder layers"
-            )
-        fp = self.data.get("base_model_fingerprint")
-        if fp:
-            cur = config_fingerprint(config)
-            diff = sorted(k for k in fp if k in cur and fp[k] != cur[k])
-            if diff:
-                raise ValueError(
-                    f"allocation {where} was made for another base model: "
-                    + ", ".join(f"{k} {fp[k]} != {cur[k]}" for k in diff)
-                )
+        check_fits_base(self.experts_per_layer, self.data.get("base_model_fingerprint"), config,
+                        f"allocation {where or self.path or self.name}")
 
 
 def check_experts(experts: Any, where: str) -> list[int]:
@@ -187,12 +173,10 @@ def build_record(
         from neuronmoe.allocation.params import count_params, model_shape, relative_change
         from neuronmoe.utils.fingerprint import config_fingerprint
 
+        from neuronmoe.utils.checks import check_fits_base
+
+        check_fits_base(experts, None, config, f"allocation {name}")
         shape = model_shape(config)
-        if len(shape["mlp_params_per_layer"]) != len(experts):
-            raise ValueError(
-                f"allocation {name}: {len(experts)} layers, but the model {model or ''} has "
-                f"{len(shape['mlp_params_per_layer'])} decoder layers"
-            )
         rec["base_model_fingerprint"] = config_fingerprint(config)
         params = count_params(experts, shape)
         rec["params"] = params

@@ -99,16 +99,10 @@ def expert_heatmap_figure(summary: Sequence[Mapping[str, Any]], target: str, ste
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    rows = []
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            line = line.strip()
-            if line:
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError:
-                    continue  # a line cut by a kill
-    return rows
+    """The records of a ``metrics.jsonl`` (a line cut by a kill is skipped)."""
+    from neuronmoe.utils.io import iter_jsonl
+
+    return [rec for _, rec in iter_jsonl(path, skip_invalid=True)]
 
 
 def training_curves_figure(runs: Mapping[str, Sequence[Mapping[str, Any]]], stem: str | Path) -> list[Path]:

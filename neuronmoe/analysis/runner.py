@@ -14,7 +14,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -38,24 +38,9 @@ class Sample:
 
 def read_samples(samples_dir: str | Path, languages: Sequence[str], limit: int | None = None) -> list[Sample]:
     """``samples/<lang>.jsonl`` (``{"text", "lang", ...}``) for each language, in language order."""
-    out: list[Sample] = []
-    for lang in languages:
-        path = Path(samples_dir) / f"{lang}.jsonl"
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: no neuron-analysis samples for {lang!r} (run `neuronmoe prepare-data`)")
-        n = 0
-        with open(path, encoding="utf-8") as fh:
-            for line in fh:
-                if not line.strip():
-                    continue
-                rec = json.loads(line)
-                out.append(Sample(rec["text"], lang))
-                n += 1
-                if limit and n >= limit:
-                    break
-        if n == 0:
-            raise ValueError(f"{path}: no samples")
-    return out
+    from neuronmoe.utils.io import read_texts
+
+    return [Sample(t, lang) for lang in languages for t in read_texts(Path(samples_dir) / f"{lang}.jsonl", lang, limit)]
 
 
 def _dense_hooks(model: Any, layers: Sequence[int], mask_box: dict[str, Any]) -> tuple[dict[int, dict[str, Any]], list[Any]]:
@@ -224,7 +209,3 @@ def cleanup(work_dir: str | Path) -> None:
     with contextlib.suppress(OSError):
         work.rmdir()
 
-
-def iter_batches(seq: Sequence[Any], n: int) -> Iterator[Sequence[Any]]:
-    for i in range(0, len(seq), n):
-        yield seq[i : i + n]

@@ -1,10 +1,22 @@
-"""Data preparation (``neuronmoe prepare-data``): corpora -> samples/train/heldout/replay/udhr."""
-from neuronmoe.data.prepare import DataConfig, prepare_data, process_language
-from neuronmoe.data.sources import SourceError, make_source
-from neuronmoe.data.text import clean_generated, dedup_key, split_sentences
-from neuronmoe.data.udhr import load_udhr, parse_udhr_html
+"""Data preparation (``neuronmoe prepare-data``): corpora -> samples/train/heldout/replay/udhr.
 
-__all__ = [
-    "DataConfig", "prepare_data", "process_language", "SourceError", "make_source", "clean_generated",
-    "dedup_key", "split_sentences", "load_udhr", "parse_udhr_html",
-]
+Names are imported on first use so that ``neuronmoe --help`` (which imports ``.cli``) stays fast.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "DataConfig": "prepare", "prepare_data": "prepare", "process_language": "prepare",
+    "SourceError": "sources", "make_source": "sources",
+    "clean_generated": "text", "dedup_key": "text", "split_sentences": "text",
+    "load_udhr": "udhr", "parse_udhr_html": "udhr",
+}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"neuronmoe.data.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'neuronmoe.data' has no attribute {name!r}")

@@ -43,9 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--replay-docs", type=int, default=env("REPLAY_DOCS"), help="at most this many replay documents per old language (env REPLAY_DOCS; default 50000)")
     p.add_argument("--text-field", default=env("TEXT_FIELD"), help="text field of jsonl/hf records (env TEXT_FIELD; default text)")
     p.add_argument("--hf-split", default=env("HF_SPLIT"), help="split of an hf: dataset (env HF_SPLIT; default train)")
-    p.add_argument("--num-proc", type=int, default=env("NUM_PROC"), help="worker processes that split, hash and tokenise documents; "
-                   "the output is the same for any value (env NUM_PROC; default 1)")
-    p.add_argument("--seed", type=int, default=env("SEED"), help="random seed of every choice (env SEED; default 42)")
+    p.add_argument("--num-proc", type=int, default=env("DATA_NUM_PROC"), help="worker processes that split, hash and tokenise documents; "
+                   "the output is the same for any value (env DATA_NUM_PROC; default 1)")
+    p.add_argument("--seed", type=int, default=env("DATA_SEED", command="prepare-data"), help="random seed of every choice (env DATA_SEED; default 42)")
     p.add_argument("--no-udhr", action="store_true", default=env("NO_UDHR", "0") == "1", help="skip the UDHR (udhr/ is not written; env NO_UDHR=1)")
     p.add_argument("--config", default=env("DATA_CONFIG"), help="YAML file overriding neuronmoe/configs/data.yaml (env DATA_CONFIG)")
     p.add_argument("--force", action="store_true", default=env("FORCE", "0") == "1", help="rebuild even when data/manifest.json matches these inputs and settings (env FORCE=1)")
@@ -64,7 +64,7 @@ def resolve_config(args: argparse.Namespace) -> dict:
     if neg is None and env("LANGUAGES"):
         new_eff = new or merge(cfg, user).get("new_langs", [])
         old_eff = old or merge(cfg, user).get("old_langs", [])
-        neg = [x for x in split_langs(os.environ["LANGUAGES"]) if x not in new_eff and x not in old_eff]
+        neg = [x for x in split_langs(env("LANGUAGES")) if x not in new_eff and x not in old_eff]
     flags = dict(
         new_langs=new, old_langs=old, neg_langs=neg, source=args.source, num_samples=args.num_samples,
         max_sample_tokens=args.max_sample_tokens, min_sample_chars=args.min_sample_chars,

@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--run-name", default=env("EVAL_RUN_NAME"), help="run folder under $OUTPUT_DIR/eval/ (env EVAL_RUN_NAME; default <adapter's run>-<suite> or base-<suite>)")
     p.add_argument("--results-dir", default=env("OUTPUT_PATH"), help="write results.json + manifest.json here instead of $OUTPUT_DIR/eval/<run> (env OUTPUT_PATH)")
     p.add_argument("--label", default=env("EVAL_LABEL"), help="model name shown by `neuronmoe report` (env EVAL_LABEL; default the run name)")
-    p.add_argument("--seed", type=int, default=env("SEED", "1234"), help="lm-eval seeds (python, numpy, torch, few-shot sampling) (env SEED; default 1234)")
+    p.add_argument("--seed", type=int, default=env("EVAL_SEED", "1234", command="evaluate"), help="lm-eval seeds (python, numpy, torch, few-shot sampling) (env EVAL_SEED; default 1234)")
     p.add_argument("--local-sizes", default=env("EVAL_LOCAL_SIZES"), help="local suite sizes as key=value,... e.g. cloze_items=40,heldout_docs=8 (env EVAL_LOCAL_SIZES; defaults in eval_suites.yaml)")
     p.add_argument("--include-path", action="append", default=[], help="extra folder of lm-eval task YAMLs (repeatable)")
     p.add_argument("--log-samples", action="store_true", help="keep per-document outputs in results.json")

@@ -162,17 +162,9 @@ def select_heldout(docs: list[dict[str, Any]], n_docs: int = 8, max_chars: int =
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    rows = []
-    with open(path, encoding="utf-8") as fh:
-        for k, line in enumerate(fh, 1):
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{k}: not valid JSON ({e})") from None
-    return rows
+    from neuronmoe.utils.io import iter_jsonl
+
+    return [rec for _, rec in iter_jsonl(path)]
 
 
 def _jsonl(rows: list[dict[str, Any]]) -> str:

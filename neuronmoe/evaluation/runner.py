@@ -23,10 +23,6 @@ log = logging.getLogger(__name__)
 _MERGE_KEYS = ("results", "groups", "group_subtasks", "configs", "versions", "n-shot", "higher_is_better", "n-samples")
 
 
-class AdapterMismatchError(ValueError):
-    pass
-
-
 def read_adapter_config(adapter: str | Path) -> dict[str, Any]:
     p = Path(adapter)
     cfg_path = p / "adapter_config.json"
@@ -42,24 +38,12 @@ def read_adapter_config(adapter: str | Path) -> dict[str, Any]:
 
 def check_adapter(adapter_cfg: dict[str, Any], base_config: Any, adapter: str = "") -> None:
     """Refuse an adapter made for another base (fingerprint, else layer count) before loading it."""
-    from neuronmoe.utils.fingerprint import config_fingerprint
+    from neuronmoe.utils.checks import check_fits_base
 
-    actual = config_fingerprint(base_config)
-    expected = adapter_cfg.get("base_model_fingerprint")
-    problems: list[str] = []
-    if isinstance(expected, dict):
-        for key in ("model_type", "num_layers", "hidden_size", "intermediate_size"):
-            if expected.get(key) is not None and expected.get(key) != actual.get(key):
-                problems.append(f"{key}: adapter {expected[key]!r} vs base {actual.get(key)!r}")
     epl = adapter_cfg.get("experts_per_layer")
-    if isinstance(epl, list) and len(epl) != actual.get("num_layers"):
-        problems.append(f"experts_per_layer has {len(epl)} layers, the base model has {actual.get('num_layers')}")
-    if problems:
-        raise AdapterMismatchError(
-            f"--adapter {adapter}: made for another base model ({'; '.join(problems)}). "
-            f"Pass the --model it was trained on (adapter_config.json: base_model_name_or_path="
-            f"{adapter_cfg.get('base_model_name_or_path')!r})."
-        )
+    check_fits_base(epl if isinstance(epl, list) else None, adapter_cfg.get("base_model_fingerprint"), base_config,
+                    f"--adapter {adapter}", hint=f"pass the --model it was trained on (adapter_config.json: "
+                    f"base_model_name_or_path={adapter_cfg.get('base_model_name_or_path')!r})")
 
 
 def adapter_facts(adapter: str | Path | None, base_config: Any) -> dict[str, Any]:

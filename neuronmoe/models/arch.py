@@ -8,9 +8,10 @@ not match its entry, is a clear error that names what is missing.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch.nn as nn
+if TYPE_CHECKING:  # torch is imported where a model is inspected, so that `neuronmoe --help` stays fast
+    import torch.nn as nn
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,8 @@ def _get_path(obj: Any, path: str) -> Any:
 
 def decoder_layers(model: nn.Module) -> nn.ModuleList:
     """The decoder layers of a CausalLM (also reached through a PEFT wrapper)."""
+    import torch.nn as nn
+
     spec = get_arch(model)
     base = model
     # unwrap PEFT (PeftModel.base_model.model) and DDP-style wrappers
@@ -179,6 +182,8 @@ def layer_module(layer: nn.Module, spec: ArchSpec, name: str) -> nn.Module:
 
 
 def mlp_module(layer: nn.Module, spec: ArchSpec) -> nn.Module:
+    import torch.nn as nn
+
     try:
         mlp = getattr(layer, spec.mlp)
     except AttributeError:

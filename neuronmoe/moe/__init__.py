@@ -1,7 +1,8 @@
 """NeuronMoE adapter: per-layer MoE upcycling of dense MLPs as a PEFT method (docs/moe.md).
 
-``import neuronmoe`` registers the method; then ``peft.get_peft_model(model, MoEConfig(...))``,
-``save_pretrained`` and ``PeftModel.from_pretrained`` work as for LoRA.
+Importing this package registers the method (``import neuronmoe`` alone does it lazily, on the
+first ``import peft``); then ``peft.get_peft_model(model, MoEConfig(...))``, ``save_pretrained``
+and ``PeftModel.from_pretrained`` work as for LoRA.
 """
 from neuronmoe.moe._registry import PEFT_NAME, PEFT_TYPE, PREFIX, extend_str_enum, peft_type, register
 from neuronmoe.moe.config import MoEConfig
@@ -15,3 +16,5 @@ __all__ = [
     "moe_layers", "route", "sparse_dispatch", "naive_dispatch", "load_balancing_loss", "lpr_loss",
     "routing_fractions", "peft_type", "extend_str_enum", "PEFT_NAME", "PEFT_TYPE", "PREFIX",
 ]
+
+register()  # first use of the adapter classes: PEFT must know the method from here on

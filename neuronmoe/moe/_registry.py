@@ -15,6 +15,9 @@ import threading
 PEFT_NAME = "neuronmoe"          # the name PEFT knows the method by (lower case)
 PEFT_TYPE = PEFT_NAME.upper()    # the PeftType member written to adapter_config.json
 PREFIX = "moe_"                  # attribute prefix of every adapter module (moe_router, moe_experts)
+#: adapter_config.json field that carries :func:`load_line` (stock PEFT without neuronmoe fails with KeyError: 'NEURONMOE')
+LOAD_LINE_FIELD = "how_to_load"
+ADAPTER_PLACEHOLDER = "path/to/this/adapter"
 
 _lock = threading.Lock()
 
@@ -47,6 +50,19 @@ def extend_str_enum(enum_cls: type[enum.Enum], name: str, value: str) -> enum.En
         enum_cls._value2member_map_[value] = member
         enum_cls._member_names_.append(name)
         return member
+
+
+def load_line(base_model: str | None = None, adapter: str = ADAPTER_PLACEHOLDER) -> str:
+    """The one Python line that loads a NeuronMoE adapter (written into adapter_config.json and model cards).
+
+    ``import neuronmoe`` before PEFT reads the adapter is what registers the method; without it
+    PEFT raises ``KeyError: 'NEURONMOE'``.
+    """
+    base = repr(str(base_model)) if base_model else "BASE_MODEL"
+    return (
+        "import neuronmoe, peft, transformers; model = peft.PeftModel.from_pretrained("
+        f"transformers.AutoModelForCausalLM.from_pretrained({base}), {adapter!r})"
+    )
 
 
 def peft_type():

@@ -8,12 +8,10 @@ from typing import Any, Optional, Union
 
 from peft.config import PeftConfig
 
-from neuronmoe.moe._registry import peft_type
+from neuronmoe.moe._registry import LOAD_LINE_FIELD, load_line, peft_type
 
 TRAIN_MODES = ("experts", "routers")
 ROUTER_INITS = ("xavier_normal",)
-#: fingerprint fields an adapter must match exactly (vocab_size only warns)
-STRICT_FINGERPRINT_KEYS = ("model_type", "num_layers", "hidden_size", "intermediate_size")
 _ALLOCATION_FINGERPRINT_KEYS = ("base_model_fingerprint", "model_fingerprint", "fingerprint", "model")
 
 
@@ -42,6 +40,9 @@ class MoEConfig(PeftConfig):
     allocation_source: Optional[str] = field(default=None, metadata={"help": "where experts_per_layer came from"})
     target_modules: Optional[Union[list[str], str]] = field(
         default=None, metadata={"help": "filled in at injection: the MLP modules that became MoE (informative)"}
+    )
+    how_to_load: Optional[str] = field(
+        default=None, metadata={"help": "written on save: the one line that loads this adapter (needs neuronmoe)"}
     )
 
     def __post_init__(self) -> None:
@@ -72,6 +73,12 @@ class MoEConfig(PeftConfig):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
                 raise ValueError(f"MoEConfig.{name} must be a number >= 0, got {v!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """PEFT's dict (what save_pretrained writes), with the line that loads the adapter."""
+        d = super().to_dict()
+        d[LOAD_LINE_FIELD] = load_line(d.get("base_model_name_or_path"))
+        return d
 
     # ---- derived facts -------------------------------------------------------------------
     @property
@@ -131,11 +138,3 @@ class MoEConfig(PeftConfig):
         kw.update(overrides)
         return cls(**kw)
 
-
-def fingerprint_mismatch(expected: dict[str, Any], actual: dict[str, Any]) -> list[str]:
-    """Human-readable differences on the strict keys (empty when compatible)."""
-    out = []
-    for key in STRICT_FINGERPRINT_KEYS:
-        if key in expected and expected[key] is not None and expected.get(key) != actual.get(key):
-            out.append(f"{key}: adapter {expected[key]!r} vs base model {actual.get(key)!r}")
-    return out

@@ -166,12 +166,26 @@ class MoELayer(nn.Module, BaseTunerLayer):
         self.moe_router[adapter_name] = router
         self.moe_experts[adapter_name] = copies
         self.moe_num_experts[adapter_name] = int(num_experts)
-        self.moe_top_k[adapter_name] = int(min(top_k, num_experts))
+        self.set_top_k(adapter_name, top_k)
+        self._set_frozen(adapter_name, train_mode)
+        self.set_adapter(self.active_adapters, inference_mode=inference_mode)
+
+    def set_top_k(self, adapter_name: str, top_k: int) -> None:
+        """Experts per token of ``adapter_name`` in this layer (clipped to its number of experts)."""
+        self.moe_top_k[adapter_name] = int(min(top_k, self.moe_num_experts[adapter_name]))
+
+    def _set_frozen(self, adapter_name: str, train_mode: str) -> None:
         if train_mode == "routers":
             self.frozen_peft_weight_names[adapter_name] = ("moe_experts",)
         else:
             self.frozen_peft_weight_names.pop(adapter_name, None)
-        self.set_adapter(self.active_adapters, inference_mode=inference_mode)
+
+    def set_train_mode(self, adapter_name: str, train_mode: str) -> None:
+        """``experts``: router + new experts of ``adapter_name`` trainable; ``routers``: the router only.
+        The frozen original MLP (expert 0) never trains."""
+        self._set_frozen(adapter_name, train_mode)
+        self.moe_router[adapter_name].requires_grad_(True)
+        self.moe_experts[adapter_name].requires_grad_(train_mode == "experts")
 
     # -- merging is meaningless for a routed mixture ------------------------------------------
     def merge(self, safe_merge: bool = False, adapter_names: Optional[list[str]] = None) -> None:

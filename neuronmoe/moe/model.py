@@ -16,10 +16,11 @@ import torch.nn as nn
 from peft.tuners.tuners_utils import BaseTuner
 from transformers.utils import ModelOutput
 
-from neuronmoe.models.arch import decoder_layers, get_arch, mlp_module, num_layers
+from neuronmoe.models.arch import decoder_layers, get_arch, mlp_module
 from neuronmoe.moe._registry import PREFIX
-from neuronmoe.moe.config import MoEConfig, fingerprint_mismatch
+from neuronmoe.moe.config import MoEConfig
 from neuronmoe.moe.layer import ForwardContext, MoELayer
+from neuronmoe.utils.checks import check_fits_base
 from neuronmoe.utils.fingerprint import config_fingerprint
 
 
@@ -105,6 +106,42 @@ class MoEModel(BaseTuner):
     def _active_config(self) -> MoEConfig:
         return self.peft_config[self.active_adapters[0]]
 
+    def _adapter_layers(self, adapter_name: str | None) -> tuple[str, MoEConfig, list[MoELayer]]:
+        name = adapter_name or self.active_adapters[0]
+        if name not in self.peft_config:
+            raise ValueError(f"no NeuronMoE adapter named {name!r} (have {', '.join(self.peft_config)})")
+        return name, self.peft_config[name], [m for m in self.moe_layers() if name in m.moe_router]
+
+    # ---- switches (stage 2 changes them on a loaded stage-1 adapter) ------------------------------
+    def set_top_k(self, top_k: int, adapter_name: str | None = None) -> None:
+        """Experts per token in every MoE layer (clipped per layer to its experts) and in the config,
+        so that training, saving and reloading all route with ``top_k``."""
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+            raise ValueError(f"top_k must be an int >= 1, got {top_k!r}")
+        name, cfg, layers = self._adapter_layers(adapter_name)
+        cfg.top_k = top_k
+        for layer in layers:
+            layer.set_top_k(name, top_k)
+
+    def set_train_mode(self, train_mode: str, adapter_name: str | None = None) -> None:
+        """``experts`` (new experts + routers train) or ``routers`` (routers only); the base stays frozen."""
+        from neuronmoe.moe.config import TRAIN_MODES
+
+        if train_mode not in TRAIN_MODES:
+            raise ValueError(f"train_mode must be one of {TRAIN_MODES}, got {train_mode!r}")
+        name, cfg, layers = self._adapter_layers(adapter_name)
+        cfg.train_mode = train_mode
+        for layer in layers:
+            layer.set_train_mode(name, train_mode)
+
+    def set_loss_coefs(self, aux_loss_coef: float, lpr_loss_coef: float, adapter_name: str | None = None) -> None:
+        """Weights of the balance and LPR losses in ``out.moe_loss``."""
+        for what, v in (("aux_loss_coef", aux_loss_coef), ("lpr_loss_coef", lpr_loss_coef)):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+                raise ValueError(f"{what} must be a number >= 0, got {v!r}")
+        _, cfg, _ = self._adapter_layers(adapter_name)
+        cfg.aux_loss_coef, cfg.lpr_loss_coef = float(aux_loss_coef), float(lpr_loss_coef)
+
     # ---- forward: per-token context in, losses out ----------------------------------------------
     # Hooks on the wrapped CausalLM (not an override of forward) so that every path works the same:
     # PeftModel.forward (which calls the CausalLM directly), PeftModelForCausalLM.forward, generate,
@@ -189,24 +226,5 @@ def combine_losses(records: list, have_flags: bool) -> tuple[torch.Tensor, torch
 
 def check_compatible(cfg: MoEConfig, model: nn.Module) -> None:
     """Clear errors when an adapter/config does not fit ``model`` (called before any weight moves)."""
-    n = num_layers(model)
-    actual = config_fingerprint(model.config)
-    expected = cfg.base_model_fingerprint
-    if expected:
-        diffs = fingerprint_mismatch(expected, actual)
-        if diffs:
-            raise ValueError(
-                "NeuronMoE adapter was made for another base model (base_model_fingerprint in "
-                "adapter_config.json differs): " + "; ".join(diffs)
-            )
-        if expected.get("vocab_size") not in (None, 0, actual.get("vocab_size")):
-            warnings.warn(
-                f"NeuronMoE adapter base vocab_size {expected.get('vocab_size')} != model vocab_size "
-                f"{actual.get('vocab_size')} (the MoE weights do not depend on it)",
-                stacklevel=3,
-            )
-    if len(cfg.experts_per_layer) != n:
-        raise ValueError(
-            f"MoEConfig.experts_per_layer has {len(cfg.experts_per_layer)} entries but the base model "
-            f"({actual.get('model_type')}) has {n} decoder layers"
-        )
+    check_fits_base(cfg.experts_per_layer, cfg.base_model_fingerprint, model,
+                    "NeuronMoE adapter (MoEConfig.experts_per_layer, base_model_fingerprint)")

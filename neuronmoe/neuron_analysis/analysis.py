@@ -1,9 +1,11 @@
 """The whole stage: samples -> pooled activations -> AP (or LAPE) -> top-K units -> counts."""
 from __future__ import annotations
 
+import io
 import json
 import logging
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,50 +22,24 @@ CONFIG_KEYS = {"languages", "metric", "top_k", "ap_threshold", "pool", "include_
 
 def load_samples(data_dir: str | Path, languages: list[str], tokenizer: Any) -> tuple[list[str], list[int], dict[str, Any]]:
     """Texts and language ids of ``data_dir/samples/<lang>.jsonl``; checks the tokenizer fingerprint."""
+    from neuronmoe.utils.checks import check_data_tokenizer
     from neuronmoe.utils.fingerprint import tokenizer_fingerprint
-    from neuronmoe.utils.io import read_json, sha256_file
+    from neuronmoe.utils.io import read_texts, sha256_file
 
     data_dir = Path(data_dir)
-    man_path = data_dir / "manifest.json"
-    if not man_path.exists():
-        raise FileNotFoundError(f"{man_path}: no data manifest; run `neuronmoe prepare-data` first (or pass --data-dir)")
-    man = read_json(man_path)
-    want = man.get("tokenizer_fingerprint") if isinstance(man, dict) else None
-    if not want:
-        raise ValueError(f"{man_path}: field 'tokenizer_fingerprint' is missing; rerun `neuronmoe prepare-data`")
     have = tokenizer_fingerprint(tokenizer)
-    if want != have:
-        raise ValueError(
-            f"{man_path}: the samples were prepared with another tokenizer (fingerprint {want}) than the model's "
-            f"({have}); rerun `neuronmoe prepare-data` with the same --model"
-        )
+    man = check_data_tokenizer(data_dir, have)
     texts: list[str] = []
     lang_ids: list[int] = []
     files: dict[str, Any] = {}
     for li, lang in enumerate(languages):
         path = data_dir / "samples" / f"{lang}.jsonl"
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: no samples for language {lang!r}; run `neuronmoe prepare-data` with it")
-        n0 = len(texts)
-        with open(path, encoding="utf-8") as fh:
-            for ln, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                    text = row["text"]
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    raise ValueError(f"{path}:{ln}: expected a JSON object with a 'text' field") from None
-                if not isinstance(text, str) or not text.strip():
-                    raise ValueError(f"{path}:{ln}: empty or non-string 'text'")
-                if row.get("lang", lang) != lang:
-                    raise ValueError(f"{path}:{ln}: sample of language {row.get('lang')!r} in the file of {lang!r}")
-                texts.append(text)
-                lang_ids.append(li)
-        if len(texts) == n0:
-            raise ValueError(f"{path}: language {lang!r} has no samples")
+        got = read_texts(path, lang=lang)
+        texts += got
+        lang_ids += [li] * len(got)
         files[f"samples/{lang}.jsonl"] = sha256_file(path)
-    inputs = {"data_manifest": str(man_path), "tokenizer_fingerprint": have, "samples_sha256": files}
+    inputs = {"data_manifest": str(data_dir / "manifest.json") if man is not None else None,
+              "tokenizer_fingerprint": have, "samples_sha256": files}
     return texts, lang_ids, inputs
 
 
@@ -92,8 +68,6 @@ def _write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:
 
 
 def _npy_bytes(arr: np.ndarray) -> bytes:
-    import io
-
     buf = io.BytesIO()
     np.save(buf, arr, allow_pickle=False)
     return buf.getvalue()
@@ -154,71 +128,116 @@ def validate_config(cfg: dict[str, Any]) -> None:
         raise ValueError("--modules: LAPE always uses the MLP activation outputs (act_fn); drop --modules or use --metric ap")
 
 
+@dataclass
+class NeuronRun:
+    """What :func:`prepare_run` resolved and checked for one run of the stage."""
+
+    cfg: dict[str, Any]
+    languages: list[str]
+    out_root: Path
+    out_dir: Path
+    device: Any
+    dtype: Any
+    layout: UnitLayout
+    tokenizer: Any
+    texts: list[str]
+    lang_ids: list[int]
+    inputs: dict[str, Any]
+    info: dict[str, Any]
+    config: dict[str, Any]
+    t0: float = field(default_factory=time.perf_counter)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
 def run_neuron_analysis(cfg: dict[str, Any], *, stop_after: int | None = None, progress: bool = True) -> dict[str, Any]:
     """Run the stage with a resolved config (see ``configs/neurons.yaml`` and the CLI flags).
 
-    Returns a summary dict (on rank 0; other ranks return ``{"rank": r}`` after collection).
+    Steps: :func:`prepare_run` (config, samples, tokenizer check), :func:`tokenize`, :func:`collect` (one
+    batched pass, all ranks), :func:`score` (AP or LAPE per unit and language), :func:`write_outputs`
+    (top-K, counts, figure, manifest last). Returns a summary dict (on rank 0; other ranks return
+    ``{"rank": r}`` after collection).
     """
     import torch
 
-    from neuronmoe.models import describe, load_config, load_model, load_tokenizer
-    from neuronmoe.neuron_analysis.ap import average_precision
-    from neuronmoe.neuron_analysis.collect import collect_activations, init_distributed, load_activations
-    from neuronmoe.neuron_analysis.lape import activation_probability, lape_scores
-    from neuronmoe.neuron_analysis.select import count_per_layer, count_per_layer_module, counts_json, select_top_k
+    run = prepare_run(cfg)
+    if not cfg.get("force") and is_complete(run.out_dir, run.config, run.inputs):
+        log.info("%s is complete for this config and these inputs; nothing to do (use --force to redo)", run.out_dir)
+        return {"skipped": True, "out_dir": str(run.out_dir)}
+    ids, lab, _kept, dropped = tokenize(run.texts, run.lang_ids, run.languages, run.tokenizer, int(cfg["max_length"]))
+    res, dist = collect(run, ids, lab, stop_after, progress)
+    if dist.rank != 0:
+        return {"rank": dist.rank}
+    if not res["complete"]:
+        return {"complete": False, "out_dir": str(run.out_dir)}
+    scores, extra_files, lape_extra = score(run, lab, res["n_tokens"], progress)
+    per_layer, selected = write_outputs(run, scores, lab, ids, dropped, res["n_tokens"], extra_files, lape_extra, dist.world)
+    return {"complete": True, "out_dir": str(run.out_dir), "per_layer": per_layer, "selected": selected,
+            "timings": run.timings, "config": run.config, "layout": run.layout, "torch_threads": torch.get_num_threads()}
+
+
+def prepare_run(cfg: dict[str, Any]) -> NeuronRun:
+    """Validate the config; resolve device, dtype, the unit layout, the tokenizer; fingerprint the inputs."""
+    from neuronmoe.models import describe, load_config, load_tokenizer
     from neuronmoe.utils.device import resolve_device, resolve_dtype
-    from neuronmoe.utils.io import atomic_write_bytes, atomic_write_json
-    from neuronmoe.utils.manifest import Manifest, describe_files, write_manifest
 
     t0 = time.perf_counter()
     validate_config(cfg)
     languages = list(cfg["languages"])
     out_root = Path(cfg["output_dir"])
-    out_dir = out_root / "neurons"
-    data_dir = Path(cfg.get("data_dir") or out_root / "data")
     device = resolve_device(cfg.get("device", "auto"))
-    dtype = resolve_dtype(cfg["dtype"], device)
-    model_cfg = load_config(cfg["model"])
-    layout = UnitLayout.for_model(model_cfg, cfg.get("modules"), cfg["metric"])
     tok = load_tokenizer(cfg["model"])
-    texts, lang_ids, inputs = load_samples(data_dir, languages, tok)
+    texts, lang_ids, inputs = load_samples(Path(cfg.get("data_dir") or out_root / "data"), languages, tok)
     info = describe(cfg["model"])
-    config = stage_config(cfg, info)
-    if not cfg.get("force") and is_complete(out_dir, config, inputs):
-        log.info("%s is complete for this config and these inputs; nothing to do (use --force to redo)", out_dir)
-        return {"skipped": True, "out_dir": str(out_dir)}
-    ids, lab, kept, dropped = tokenize(texts, lang_ids, languages, tok, int(cfg["max_length"]))
-    bos = tok.bos_token_id
-    bos_added = bos is not None and all(x and x[0] == bos for x in ids)
-    skip = [bool(not cfg["include_bos"] and x[0] == bos) for x in ids] if bos is not None else [False] * len(ids)
+    return NeuronRun(cfg=cfg, languages=languages, out_root=out_root, out_dir=out_root / "neurons", device=device,
+                     dtype=resolve_dtype(cfg["dtype"], device),
+                     layout=UnitLayout.for_model(load_config(cfg["model"]), cfg.get("modules"), cfg["metric"]),
+                     tokenizer=tok, texts=texts, lang_ids=lang_ids, inputs=inputs, info=info,
+                     config=stage_config(cfg, info), t0=t0)
 
-    dist = init_distributed(device)
-    model = load_model(cfg["model"], dtype=dtype, device=device)
+
+def collect(run: NeuronRun, ids: list[list[int]], lab: np.ndarray, stop_after: int | None,
+            progress: bool) -> tuple[dict[str, Any], Any]:
+    """Pooled activations of every unit for every sample (resumable memmaps; sharded over ranks)."""
+    from neuronmoe.models import load_model
+    from neuronmoe.neuron_analysis.collect import collect_activations, init_distributed
+
+    cfg, tok = run.cfg, run.tokenizer
+    bos = tok.bos_token_id
+    skip = [bool(not cfg["include_bos"] and x[0] == bos) for x in ids] if bos is not None else [False] * len(ids)
+    dist = init_distributed(run.device)
+    model = load_model(cfg["model"], dtype=run.dtype, device=run.device)
     t_load = time.perf_counter()
-    if dist.rank == 0 and (out_dir / "manifest.json").exists():
-        (out_dir / "manifest.json").unlink()  # the old outputs are about to be replaced: not complete any more
+    if dist.rank == 0 and (run.out_dir / "manifest.json").exists():
+        (run.out_dir / "manifest.json").unlink()  # the old outputs are about to be replaced: not complete any more
     pool = "pos_frac" if cfg["metric"] == "lape" else cfg["pool"]
-    key_parts = {"model": info.get("path"), "dtype": str(dtype), "device_type": device.type}
+    key_parts = {"model": run.info.get("path"), "dtype": str(run.dtype), "device_type": run.device.type}
     res = collect_activations(
-        model, ids, out_dir / "activations", layout, pool=pool, pad_id=int(tok.pad_token_id or 0), skip_first=skip,
-        batch_size=int(cfg["batch_size"]), key_parts=key_parts, labels=[languages[i] for i in lab],
-        progress=progress, stop_after=stop_after,
+        model, ids, run.out_dir / "activations", run.layout, pool=pool, pad_id=int(tok.pad_token_id or 0),
+        skip_first=skip, batch_size=int(cfg["batch_size"]), key_parts=key_parts,
+        labels=[run.languages[i] for i in lab], progress=progress, stop_after=stop_after,
     )
-    t_collect = time.perf_counter()
     del model
-    if dist.rank != 0:
-        return {"rank": dist.rank}
-    if not res["complete"]:
-        return {"complete": False, "out_dir": str(out_dir)}
-    n_tok = res["n_tokens"]
-    # ---- scores [U, L] ------------------------------------------------------------------
-    layers = load_activations(out_dir / "activations", layout.num_layers)
-    L = len(languages)
+    run.timings.update(load_s=round(t_load - run.t0, 2), collect_s=round(time.perf_counter() - t_load, 2))
+    return res, dist
+
+
+def score(run: NeuronRun, lab: np.ndarray, n_tok: np.ndarray, progress: bool
+          ) -> tuple[np.ndarray, list[Path], dict[str, Any]]:
+    """Scores [U, L]: AP per unit and language (chunked, on the GPU when there is one), or LAPE."""
+    from neuronmoe.neuron_analysis.ap import average_precision
+    from neuronmoe.neuron_analysis.collect import load_activations
+    from neuronmoe.neuron_analysis.lape import activation_probability, lape_scores
+    from neuronmoe.utils.io import atomic_write_bytes
+
+    t0 = time.perf_counter()
+    cfg, layout, L = run.cfg, run.layout, len(run.languages)
+    layers = load_activations(run.out_dir / "activations", layout.num_layers)
     scores = np.empty((layout.total, L), dtype=np.float32)
     extra_files: list[Path] = []
+    lape_extra: dict[str, Any] = {}
     if cfg["metric"] == "ap":
         chunk = int(cfg["ap_chunk_mb"]) << 20
-        ap_dev = device if device.type == "cuda" else None
+        ap_dev = run.device if run.device.type == "cuda" else None
         it = range(layout.num_layers)
         if progress:
             from tqdm.auto import tqdm
@@ -226,20 +245,31 @@ def run_neuron_analysis(cfg: dict[str, Any], *, stop_after: int | None = None, p
             it = tqdm(it, desc="average precision", unit="layer")
         w = layout.layer_width
         for li in it:
-            ap = average_precision(layers[li], lab, num_labels=L, device=ap_dev, max_chunk_bytes=chunk)
-            scores[li * w : (li + 1) * w] = ap
-        lape_extra: dict[str, Any] = {}
+            scores[li * w: (li + 1) * w] = average_precision(layers[li], lab, num_labels=L, device=ap_dev,
+                                                             max_chunk_bytes=chunk)
     else:
         frac = np.concatenate([np.asarray(x) for x in layers], axis=1)
         p = activation_probability(frac, n_tok, lab, L)
         s, ent, bar = lape_scores(p, float(cfg["lape_quantile"]))
         scores[:] = s
-        buf = __import__("io").BytesIO()
+        buf = io.BytesIO()
         np.savez(buf, prob=p.astype(np.float32), entropy=ent.astype(np.float32), bar=np.float64(bar))
-        extra_files.append(atomic_write_bytes(out_dir / "lape.npz", buf.getvalue()))
+        extra_files.append(atomic_write_bytes(run.out_dir / "lape.npz", buf.getvalue()))
         lape_extra = {"lape_activation_bar": bar}
-    t_score = time.perf_counter()
-    # ---- selection + outputs -------------------------------------------------------------
+    run.timings["score_s"] = round(time.perf_counter() - t0, 2)
+    return scores, extra_files, lape_extra
+
+
+def write_outputs(run: NeuronRun, scores: np.ndarray, lab: np.ndarray, ids: list[list[int]], dropped: dict[str, int],
+                  n_tok: np.ndarray, extra_files: list[Path], lape_extra: dict[str, Any], world: int
+                  ) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Top-K per language, ap.npy, units.npz, selected_<lang>.csv, counts, the figure; the manifest last."""
+    from neuronmoe.neuron_analysis.select import count_per_layer, count_per_layer_module, counts_json, select_top_k
+    from neuronmoe.utils.io import atomic_write_bytes, atomic_write_json
+    from neuronmoe.utils.manifest import Manifest, describe_files, write_manifest
+
+    t0 = time.perf_counter()
+    cfg, layout, languages, out_dir = run.cfg, run.layout, run.languages, run.out_dir
     units = layout.arrays()
     units["module_names"] = np.array(layout.modules)
     selected = select_top_k(scores, int(cfg["top_k"]), float(cfg["ap_threshold"]))
@@ -247,37 +277,36 @@ def run_neuron_analysis(cfg: dict[str, Any], *, stop_after: int | None = None, p
     per_mod = count_per_layer_module(selected, units, layout.num_layers)
     written = [atomic_write_bytes(out_dir / "ap.npy", _npy_bytes(scores)), layout.save(out_dir / "units.npz")]
     for li, lang in enumerate(languages):
-        s = selected[li]
-        rows = [[int(units["layer"][u]), layout.modules[units["module_id"][u]], int(units["index"][u]), f"{scores[u, li]:.6f}"] for u in s]
-        p = out_dir / f"selected_{lang}.csv"
-        _write_csv(p, ["layer", "module", "index", "ap"], rows)
-        written.append(p)
-    _write_csv(out_dir / "counts_per_layer.csv", ["layer", *languages], [[layer, *per_layer[layer].tolist()] for layer in range(layout.num_layers)])
+        rows = [[int(units["layer"][u]), layout.modules[units["module_id"][u]], int(units["index"][u]), f"{scores[u, li]:.6f}"]
+                for u in selected[li]]
+        _write_csv(out_dir / f"selected_{lang}.csv", ["layer", "module", "index", "ap"], rows)
+        written.append(out_dir / f"selected_{lang}.csv")
+    _write_csv(out_dir / "counts_per_layer.csv", ["layer", *languages],
+               [[layer, *per_layer[layer].tolist()] for layer in range(layout.num_layers)])
     _write_csv(out_dir / "counts_per_layer_module.csv", ["layer", "module", *languages],
                [[layer, m, *per_mod[layer, j].tolist()] for layer in range(layout.num_layers) for j, m in enumerate(layout.modules)])
-    cj = counts_json(languages, per_layer, per_mod, list(layout.modules),
-                     {"metric": cfg["metric"], "top_k": int(cfg["top_k"]), "ap_threshold": float(cfg["ap_threshold"])})
-    atomic_write_json(out_dir / "counts.json", cj)
+    atomic_write_json(out_dir / "counts.json", counts_json(
+        languages, per_layer, per_mod, list(layout.modules),
+        {"metric": cfg["metric"], "top_k": int(cfg["top_k"]), "ap_threshold": float(cfg["ap_threshold"])}))
     written += [out_dir / "counts_per_layer.csv", out_dir / "counts_per_layer_module.csv", out_dir / "counts.json"]
-    act_files = [out_dir / "activations" / f"layer_{li:03d}.npy" for li in range(layout.num_layers)] + [out_dir / "activations" / "progress.json"]
-    figs = plot_counts(per_layer, languages, out_root / "figures" / "neurons_per_layer",
-                       f"{cfg['metric'].upper()} top-{cfg['top_k']} units per layer ({Path(str(info.get('model'))).name})")
+    act_files = ([out_dir / "activations" / f"layer_{li:03d}.npy" for li in range(layout.num_layers)]
+                 + [out_dir / "activations" / "progress.json"])
+    figs = plot_counts(per_layer, languages, run.out_root / "figures" / "neurons_per_layer",
+                       f"{cfg['metric'].upper()} top-{cfg['top_k']} units per layer ({Path(str(run.info.get('model'))).name})")
     t_end = time.perf_counter()
-    timings = {"load_s": round(t_load - t0, 2), "collect_s": round(t_collect - t_load, 2), "score_s": round(t_score - t_collect, 2),
-               "write_s": round(t_end - t_score, 2), "total_s": round(t_end - t0, 2)}
-    n_per_lang = {lang: int((lab == i).sum()) for i, lang in enumerate(languages)}
+    run.timings.update(write_s=round(t_end - t0, 2), total_s=round(t_end - run.t0, 2))
+    bos = run.tokenizer.bos_token_id
     man = Manifest(
-        stage="neurons",
-        config=config,
-        inputs=inputs,
-        counts={"samples": n_per_lang, "dropped_over_max_length": dropped, "tokens": int(n_tok.sum()),
-                "units": layout.total, "num_layers": layout.num_layers, "selected": {k: int(len(s)) for k, s in zip(languages, selected)}},
+        stage="neurons", config=run.config, inputs=run.inputs,
+        counts={"samples": {lang: int((lab == i).sum()) for i, lang in enumerate(languages)},
+                "dropped_over_max_length": dropped, "tokens": int(n_tok.sum()), "units": layout.total,
+                "num_layers": layout.num_layers, "selected": {k: int(len(s)) for k, s in zip(languages, selected)}},
         files=describe_files(out_dir, written + extra_files + act_files),
-        extra={"model_info": info, "unit_layout": {"modules": list(layout.modules), "sizes": list(layout.sizes)},
-               "bos_added_by_tokenizer": bool(bos_added), "compute_dtype": str(dtype).replace("torch.", ""),
-               "device": str(device), "world_size": dist.world, "figures": [str(f) for f in figs], "timings": timings, **lape_extra},
+        extra={"model_info": run.info, "unit_layout": {"modules": list(layout.modules), "sizes": list(layout.sizes)},
+               "bos_added_by_tokenizer": bool(bos is not None and all(x and x[0] == bos for x in ids)),
+               "compute_dtype": str(run.dtype).replace("torch.", ""), "device": str(run.device), "world_size": world,
+               "figures": [str(f) for f in figs], "timings": run.timings, **lape_extra},
     )
     write_manifest(out_dir, man)
-    log.info("neuron analysis done in %.1fs: %s", t_end - t0, timings)
-    return {"complete": True, "out_dir": str(out_dir), "per_layer": per_layer, "selected": selected, "timings": timings,
-            "config": config, "layout": layout, "torch_threads": torch.get_num_threads()}
+    log.info("neuron analysis done in %.1fs: %s", t_end - run.t0, run.timings)
+    return per_layer, selected

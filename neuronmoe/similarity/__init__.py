@@ -4,6 +4,14 @@ Pure part in :mod:`neuronmoe.similarity.core` (mean pairwise cosine as a dot pro
 vectors; the layer score); model hooks in :mod:`.capture`; the ``neuronmoe similarity`` CLI in :mod:`.cli`.
 The allocation itself is :func:`neuronmoe.allocation.layermoe_allocate`.
 """
-from neuronmoe.similarity.core import UnitVectorSums, layer_scores, pair_indices
+import importlib
+from typing import Any
 
 __all__ = ["UnitVectorSums", "layer_scores", "pair_indices"]
+
+
+def __getattr__(name: str) -> Any:
+    # core imports numpy: loaded on first use, so that `neuronmoe --help` (which imports .cli) stays fast
+    if name in __all__:
+        return getattr(importlib.import_module("neuronmoe.similarity.core"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

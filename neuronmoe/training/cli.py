@@ -7,16 +7,18 @@ from neuronmoe.cli_common import add_model_arg, add_output_dir_arg, env, split_l
 
 #: explicit flags -> (config key, type, env var shown in --help)
 _FLAGS = [
-    ("--languages", "languages", str, "TARGET_LANGS", "new (target) languages, comma separated"),
-    ("--replay-languages", "replay_languages", str, "REPLAY_LANGS", "old languages mixed in as replay (stage 2)"),
+    ("--languages", "languages", str, "NEW_LANGS", "new (target) languages, comma separated"),
+    ("--replay-languages", "replay_languages", str, "OLD_LANGS", "old languages mixed in as replay (stage 2; env used in stage 2 only)"),
     ("--max-samples", "max_samples", int, "MAX_SAMPLES", "documents per new language"),
     ("--replay-max-samples", "replay_max_samples", int, "REPLAY_MAX_SAMPLES", "documents per replay language"),
     ("--cutoff-len", "cutoff_len", int, "CUTOFF_LEN", "packed block length in tokens"),
-    ("--top-k", "top_k", int, "TOPK", "experts per token"),
+    ("--max-tokens", "max_tokens", str, "TRAIN_MAX_TOKENS", "training tokens to pack (tokenizing stops there): auto = what "
+     "--max-steps will see, all, or a number such as 5e8 (stage 1 default auto, stage 2 all)"),
+    ("--top-k", "top_k", int, "TRAIN_TOP_K", "experts per token"),
     ("--aux-loss-coef", "aux_loss_coef", float, "AUX_LOSS_COEF", "load-balancing loss weight"),
     ("--lpr-loss-coef", "lpr_loss_coef", float, "LPR_LOSS_COEF", "language-prior routing loss weight"),
     ("--learning-rate", "learning_rate", float, "LEARNING_RATE", "peak learning rate"),
-    ("--batch-size", "per_device_train_batch_size", int, "BATCH_SIZE", "per-device batch size"),
+    ("--batch-size", "per_device_train_batch_size", int, "TRAIN_BATCH_SIZE", "per-device batch size"),
     ("--grad-accum", "gradient_accumulation_steps", int, "GRADIENT_ACCUMULATION_STEPS", "gradient accumulation steps"),
     ("--max-steps", "max_steps", int, "MAX_STEPS", "optimizer steps (-1: use --epochs)"),
     ("--epochs", "num_train_epochs", float, "NUM_TRAIN_EPOCHS", "epochs when max_steps is -1"),
@@ -24,7 +26,7 @@ _FLAGS = [
     ("--save-steps", "save_steps", int, "SAVE_STEPS", "checkpoint every N steps"),
     ("--report-to", "report_to", str, "REPORT_TO", "auto, none, tensorboard, wandb (comma separated)"),
     ("--deepspeed", "deepspeed", str, "DEEPSPEED_CONFIG", "DeepSpeed config: 'zero2' (shipped) or a JSON path"),
-    ("--seed", "seed", int, "SEED", "random seed"),
+    ("--seed", "seed", int, "TRAIN_SEED", "random seed"),
 ]
 
 
@@ -57,9 +59,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="a YAML file of overrides over the profile (env TRAIN_CONFIG)")
     for flag, key, typ, var, text in _FLAGS:
         p.add_argument(flag, dest=f"opt_{key}", metavar=var, type=typ, default=None, help=f"{text} (env {var}; config key {key})")
-    p.add_argument("--max-tokens", dest="opt_max_tokens", metavar="N", default=None,
-                   help="training tokens to pack (tokenizing stops there): auto = what --max-steps will see, all, or a "
-                   "number such as 5e8 (config key max_tokens; stage 1 default auto, stage 2 all)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config field, e.g. --set warmup_steps=100 --set train_files.el=hf:NAME:CONFIG "
                    "--set trainer_extra.torch_compile=true (repeatable)")
@@ -72,19 +71,32 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=env("DEVICE", "auto"), help="auto (GPU when present) or cpu (env DEVICE)")
     # the `deepspeed` launcher appends --local_rank=N; the rank is read from the environment
     p.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, describe=describe)
 
 
-def run(args: argparse.Namespace) -> int:
-    from neuronmoe.training.run import TrainOptions, train
-
+def _flags(args: argparse.Namespace) -> dict:
     flags = {}
     for _flag, key, _typ, _var, _text in _FLAGS:
         v = getattr(args, f"opt_{key}")
         if v is not None and key in ("languages", "replay_languages"):
             v = split_langs(v)
         flags[key] = v
-    flags["max_tokens"] = args.opt_max_tokens
+    return flags
+
+
+def describe(args: argparse.Namespace) -> dict:
+    """The resolved training configuration and where each layer came from (``NEURONMOE_PRINT_ARGS=1``)."""
+    from neuronmoe.training.run import resolve_profile
+    from neuronmoe.training.settings import resolve
+
+    cfg, prov = resolve(args.stage, resolve_profile(args.profile), args.config, _flags(args), args.sets)
+    return {"config": cfg, "provenance": prov}
+
+
+def run(args: argparse.Namespace) -> int:
+    from neuronmoe.training.run import TrainOptions, train
+
+    flags = _flags(args)
     res = train(TrainOptions(
         stage=args.stage, model=args.model, output_dir=args.output_dir, allocation=args.allocation, run=args.run,
         init_adapter=args.init_adapter, data_dir=args.data_dir, profile=args.profile, config=args.config,

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from neuronmoe.languages import get_language
+from neuronmoe.moe._registry import load_line
 
 _HP = ("learning_rate", "adam_beta1", "adam_beta2", "adam_epsilon", "weight_decay", "lr_scheduler_type",
        "warmup_steps", "per_device_train_batch_size", "gradient_accumulation_steps", "max_steps",
@@ -81,6 +82,15 @@ def model_card(cfg: dict[str, Any], report: dict[str, Any], data_meta: dict[str,
         "",
         "## Use",
         "",
+        "The one line that loads this adapter (the same line is in adapter_config.json, field `how_to_load`):",
+        "",
+        "```python",
+        load_line(report.get("model_path") or report["model"]),
+        "```",
+        "",
+        "`import neuronmoe` registers the NEURONMOE PEFT method: without it PEFT (and `lm_eval --model hf "
+        "--model_args peft=...`) stops with `KeyError: 'NEURONMOE'`. With the project's model resolution:",
+        "",
         "```python",
         "import neuronmoe  # registers the NEURONMOE PEFT method",
         "from neuronmoe.models import load_model, load_tokenizer",
@@ -91,10 +101,14 @@ def model_card(cfg: dict[str, Any], report: dict[str, Any], data_meta: dict[str,
         f"tok = load_tokenizer({report['model']!r})",
         "```",
         "",
-        "Evaluate with the project's harness wrapper:",
+        "Evaluate with the project's harness wrapper, or with lm-eval's own command line (every flag of "
+        "`lm_eval`, the method registered first), or export a standalone model folder for any Hugging Face loader:",
         "",
         "```bash",
         f"neuronmoe evaluate --model {report['model']} --adapter path/to/this/adapter",
+        f"neuronmoe lm-eval --model hf --model_args pretrained={report.get('model_path') or report['model']},"
+        "peft=path/to/this/adapter --tasks TASKS",
+        "neuronmoe export --adapter path/to/this/adapter --out path/to/model  # then trust_remote_code=True",
         "```",
         "",
     ]

@@ -7,24 +7,8 @@ is predicted, so ``tokens`` = scored predictions.
 """
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 from typing import Any, Sequence
-
-
-def read_texts(path: str | Path, max_docs: int | None = None) -> list[str]:
-    out: list[str] = []
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            if not line.strip():
-                continue
-            t = json.loads(line).get("text")
-            if isinstance(t, str) and t.strip():
-                out.append(t)
-                if max_docs is not None and len(out) >= max_docs:
-                    break
-    return out
 
 
 def token_blocks(texts: Sequence[str], tokenizer: Any, block_len: int, max_tokens: int | None = None) -> list[list[int]]:

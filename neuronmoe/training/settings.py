@@ -14,19 +14,20 @@ import yaml
 
 from neuronmoe.config import check_keys, load_yaml, merge
 
-#: config key -> (environment variable, type) for the env layer (names in the spirit of the
-#: published training scripts)
+#: config key -> (environment variable of neuronmoe.envvars, type) for the env layer; old spellings of a
+#: variable (TARGET_LANGS, REPLAY_LANGS, TOPK, BATCH_SIZE, SEED) still work with a deprecation warning
 ENV_KEYS: dict[str, tuple[str, Any]] = {
-    "languages": ("TARGET_LANGS", "langs"),
-    "replay_languages": ("REPLAY_LANGS", "langs"),
+    "languages": ("NEW_LANGS", "langs"),
+    "replay_languages": ("OLD_LANGS", "langs"),  # stage 2 only: stage 1 has no replay
     "max_samples": ("MAX_SAMPLES", int),
     "replay_max_samples": ("REPLAY_MAX_SAMPLES", int),
     "cutoff_len": ("CUTOFF_LEN", int),
-    "top_k": ("TOPK", int),
+    "max_tokens": ("TRAIN_MAX_TOKENS", str),
+    "top_k": ("TRAIN_TOP_K", int),
     "aux_loss_coef": ("AUX_LOSS_COEF", float),
     "lpr_loss_coef": ("LPR_LOSS_COEF", float),
     "learning_rate": ("LEARNING_RATE", float),
-    "per_device_train_batch_size": ("BATCH_SIZE", int),
+    "per_device_train_batch_size": ("TRAIN_BATCH_SIZE", int),
     "gradient_accumulation_steps": ("GRADIENT_ACCUMULATION_STEPS", int),
     "max_steps": ("MAX_STEPS", int),
     "num_train_epochs": ("NUM_TRAIN_EPOCHS", float),
@@ -34,9 +35,11 @@ ENV_KEYS: dict[str, tuple[str, Any]] = {
     "save_steps": ("SAVE_STEPS", int),
     "report_to": ("REPORT_TO", str),
     "deepspeed": ("DEEPSPEED_CONFIG", str),
-    "seed": ("SEED", int),
+    "seed": ("TRAIN_SEED", int),
     "bf16": ("BF16", "bool"),
 }
+#: env-layer keys that apply to one stage only
+STAGE_ONLY_KEYS = {"replay_languages": 2}
 
 REQUIRED_TYPES: dict[str, tuple[type, ...]] = {
     "stage": (int,),
@@ -65,7 +68,7 @@ REQUIRED_TYPES: dict[str, tuple[type, ...]] = {
     "max_steps": (int,),
     "num_train_epochs": (int, float),
     "max_grad_norm": (int, float),
-    "bf16": (bool,),
+    "bf16": (bool, str),
     "seed": (int,),
     "gradient_checkpointing": (bool,),
     "dataloader_num_workers": (int,),
@@ -137,29 +140,34 @@ def _split_langs(v: Any) -> list[str]:
     return split_langs(v)
 
 
-def env_layer(environ: Mapping[str, str] | None = None) -> tuple[dict[str, Any], dict[str, str]]:
-    """Config values from environment variables; also returns {VAR: value} of those used."""
+def env_layer(environ: Mapping[str, str] | None = None, stage: int | None = None
+              ) -> tuple[dict[str, Any], dict[str, str]]:
+    """Config values from environment variables; also returns {VAR: value} of those used (the name as set)."""
+    from neuronmoe.envvars import lookup
+
     environ = os.environ if environ is None else environ
     out: dict[str, Any] = {}
     used: dict[str, str] = {}
     for key, (var, typ) in ENV_KEYS.items():
-        raw = environ.get(var)
-        if raw in (None, ""):
+        if stage is not None and STAGE_ONLY_KEYS.get(key, stage) != stage:
             continue
-        used[var] = raw
+        raw, name = lookup(var, environ, command="train")
+        if raw is None:
+            continue
+        used[name] = raw
         try:
             if typ == "langs":
                 out[key] = _split_langs(raw)
             elif typ == "bool":
-                if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                if raw.lower() not in ("1", "0", "true", "false", "yes", "no", "auto"):
                     raise ValueError
-                out[key] = raw.lower() in ("1", "true", "yes")
+                out[key] = "auto" if raw.lower() == "auto" else raw.lower() in ("1", "true", "yes")
             elif typ is int and raw.lower() in ("none", "null"):
                 out[key] = None
             else:
                 out[key] = typ(raw)
         except ValueError:
-            raise ValueError(f"environment variable {var}={raw!r}: not a valid {getattr(typ, '__name__', typ)}") from None
+            raise ValueError(f"environment variable {name}={raw!r}: not a valid {getattr(typ, '__name__', typ)}") from None
     return out, used
 
 
@@ -199,6 +207,8 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
             raise ValueError(f"training config: {k}={v!r} must be {'/'.join(t.__name__ for t in types)}")
     if cfg["stage"] not in (1, 2):
         raise ValueError(f"training config: stage must be 1 or 2, got {cfg['stage']}")
+    if isinstance(cfg["bf16"], str) and cfg["bf16"] != "auto":
+        raise ValueError(f"training config: bf16 must be true, false or auto, got {cfg['bf16']!r}")
     if cfg["train_mode"] not in ("experts", "routers"):
         raise ValueError(f"training config: train_mode must be experts or routers, got {cfg['train_mode']!r}")
     for k in ("cutoff_len", "top_k", "per_device_train_batch_size", "gradient_accumulation_steps",
@@ -246,12 +256,16 @@ def resolve(
         parent = user.pop("inherit", None)
         if parent:
             base = load_profile(str(parent))
-    env_vals, env_used = env_layer(environ)
+    env_vals, env_used = env_layer(environ, stage)
     flag_vals = {k: v for k, v in (flags or {}).items() if v is not None}
     set_vals = parse_sets(sets)
     cfg = merge(base, user, env_vals, flag_vals, set_vals)
     cfg["stage"] = stage if "stage" not in set_vals else cfg["stage"]
     cfg = validate(normalize(cfg))
+    if cfg["bf16"] == "auto":  # bf16 autocast only where it is computed natively (it is emulated, slower, elsewhere)
+        from neuronmoe.utils.device import native_bf16
+
+        cfg["bf16"] = native_bf16()
     prov = {"profile": profile_name(stage, profile), "config_file": user_config, "env": env_used,
             "flags": flag_vals, "set": list(sets or [])}
     return cfg, prov

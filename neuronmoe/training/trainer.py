@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from transformers import Trainer, TrainerCallback
 
-from neuronmoe.utils.io import atomic_write_text
+from neuronmoe.utils.io import atomic_write_text, iter_jsonl
 
 
 def _router_stats(model: Any) -> dict[Any, dict[str, Any]]:
@@ -128,14 +128,8 @@ def truncate_metrics(path: str | os.PathLike, max_step: int) -> int:
     path = Path(path)
     if not path.exists():
         return 0
-    kept = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut by a kill
-        if int(rec.get("step", 0)) <= max_step:
-            kept.append(json.dumps(rec))
+    kept = [json.dumps(rec) for _, rec in iter_jsonl(path, skip_invalid=True)  # a line cut by a kill is dropped
+            if int(rec.get("step", 0)) <= max_step]
     atomic_write_text(path, "".join(x + "\n" for x in kept))
     return len(kept)
 

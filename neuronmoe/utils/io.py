@@ -142,11 +142,14 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def iter_jsonl(path: str | os.PathLike, error: Type[Exception] = ValueError) -> Iterator[tuple[int, dict]]:
-    """``(line number, object)`` for each non-blank line of a JSONL file.
+def iter_jsonl(path: str | os.PathLike, error: Type[Exception] = ValueError,
+               skip_invalid: bool = False) -> Iterator[tuple[int, dict]]:
+    """``(line number, object)`` for each non-blank line of a JSONL file: the one JSONL reader.
 
     Every problem is raised as ``error`` with a message naming the file (and line): unreadable
-    file, invalid JSON, a line that is not an object, text that is not UTF-8.
+    file, invalid JSON, a line that is not an object, text that is not UTF-8. ``skip_invalid``
+    passes over lines that are not JSON objects instead (an append-only log whose last line a
+    kill may have cut, e.g. ``metrics.jsonl``).
     """
     path = Path(path)
     try:
@@ -161,9 +164,40 @@ def iter_jsonl(path: str | os.PathLike, error: Type[Exception] = ValueError) -> 
                 try:
                     rec = json.loads(line)
                 except json.JSONDecodeError as e:
+                    if skip_invalid:
+                        continue
                     raise error(f"{path}:{i}: not valid JSON ({e.msg})") from None
                 if not isinstance(rec, dict):
+                    if skip_invalid:
+                        continue
                     raise error(f"{path}:{i}: expected a JSON object per line")
                 yield i, rec
         except UnicodeDecodeError as e:
             raise error(f"{path}: not UTF-8 text (byte {e.start})") from None
+
+
+def read_texts(path: str | os.PathLike, lang: str | None = None, limit: int | None = None) -> list[str]:
+    """The ``"text"`` of every record of a prepared-data JSONL file (``data/<split>/<lang>.jsonl``), in order.
+
+    One policy for every stage: the file must exist and hold at least one text; every record needs a
+    non-empty string ``text``; with ``lang``, a record's ``lang`` field (when present) must equal it.
+    ``limit``: at most this many texts (None or 0: all).
+    """
+    path = Path(path)
+    of = f" (language {lang!r})" if lang else ""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such data file{of}; run `neuronmoe prepare-data` with this language, "
+                                f"or point --data-dir at the prepared data")
+    out: list[str] = []
+    for i, rec in iter_jsonl(path):
+        text = rec.get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"{path}:{i}: expected a JSON object with a 'text' field (a non-empty string)")
+        if lang is not None and rec.get("lang", lang) != lang:
+            raise ValueError(f"{path}:{i}: a text of language {rec.get('lang')!r} in the file of {lang!r}")
+        out.append(text)
+        if limit and len(out) >= limit:
+            break
+    if not out:
+        raise ValueError(f"{path}: no texts{of}")
+    return out

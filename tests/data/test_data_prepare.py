@@ -296,7 +296,7 @@ def test_cli_env_defaults_and_errors(tmp_path, jsonl_dir, tiny_model_dir, udhr_f
     monkeypatch.setattr(udhr_mod, "udhr_dir", lambda: udhr_folder)
     for k, v in dict(BASE_MODEL_PATH=str(tiny_model_dir), OUTPUT_DIR=str(tmp_path / "o"), NEW_LANGS="el",
                      OLD_LANGS="en", LANGUAGES="en,el,de", NUM_SENTENCES="30", SOURCE=f"jsonl:{jsonl_dir}",
-                     SEED="3").items():
+                     DATA_SEED="3").items():
         monkeypatch.setenv(k, v)
     monkeypatch.delenv("NEG_LANGS", raising=False)
     assert main(["prepare-data"]) == 0

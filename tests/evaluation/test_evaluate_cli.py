@@ -67,7 +67,7 @@ def test_offline_paper_suite_fails_early_with_the_dataset_list(data_root, monkey
 
 
 def test_adapter_for_another_base_is_refused_before_loading(tiny_model_dir, tmp_path):
-    from neuronmoe.evaluation.runner import AdapterMismatchError, check_adapter, read_adapter_config
+    from neuronmoe.evaluation.runner import check_adapter, read_adapter_config
     from neuronmoe.models import load_config
 
     ad = tmp_path / "adapter"
@@ -76,7 +76,9 @@ def test_adapter_for_another_base_is_refused_before_loading(tiny_model_dir, tmp_
            "base_model_fingerprint": {"model_type": "llama", "num_layers": 4, "hidden_size": 32, "intermediate_size": 64},
            "base_model_name_or_path": "other"}
     (ad / "adapter_config.json").write_text(json.dumps(cfg))
-    with pytest.raises(AdapterMismatchError, match="num_layers: adapter 4 vs base 3"):
+    from neuronmoe.utils.checks import BaseModelMismatchError
+
+    with pytest.raises(BaseModelMismatchError, match=r"another base model \(4 layers, the base model \(llama\) has 3\)"):
         check_adapter(read_adapter_config(ad), load_config(str(tiny_model_dir)), str(ad))
     with pytest.raises(FileNotFoundError, match="no adapter_config.json"):
         read_adapter_config(tmp_path)

@@ -47,3 +47,21 @@ def test_read_json_errors_name_the_file(tmp_path):
     with pytest.raises(ValueError, match="bad.json"):
         read_json(tmp_path / "bad.json")
     assert json.loads((tmp_path / "bad.json").read_text() + "}") == {}
+
+
+def test_resolve_dtype_fast_follows_native_bf16(monkeypatch, caplog):
+    import torch
+
+    from neuronmoe.utils import device as dev
+
+    for native, want in ((True, torch.bfloat16), (False, torch.float32)):
+        monkeypatch.setattr(dev, "cpu_has_native_bf16", lambda native=native: native)
+        assert dev.resolve_dtype("fast", "cpu") is want
+        assert dev.resolve_dtype("auto", "cpu") is torch.float32  # training/eval default on CPU stays fp32
+    # an explicit bf16 on a CPU without it is honoured, with a warning
+    dev._warn_slow_bf16.cache_clear()
+    with caplog.at_level("WARNING"):
+        assert dev.resolve_dtype("bf16", "cpu") is torch.bfloat16
+    assert "emulated" in caplog.text
+    with pytest.raises(ValueError, match="--dtype: unknown dtype"):
+        dev.resolve_dtype("half-ish", "cpu")

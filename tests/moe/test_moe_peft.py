@@ -85,8 +85,8 @@ def test_save_load_roundtrip(tmp_path, ids, perturb):
 
 @pytest.mark.parametrize(
     "overrides,match",
-    [({"num_hidden_layers": 4}, "num_layers: adapter 3 vs base model 4"),
-     ({"hidden_size": 64, "head_dim": 16}, "hidden_size: adapter 32 vs base model 64")],
+    [({"num_hidden_layers": 4}, r"another base model \(3 layers, the base model \(llama\) has 4\)"),
+     ({"hidden_size": 64, "head_dim": 16}, "hidden_size: recorded 32, this model 64")],
 )
 def test_load_onto_other_base_fails_clearly(tmp_path, overrides, match):
     model = peft.get_peft_model(tiny_model("llama"), MoEConfig(experts_per_layer=EPL))
@@ -96,8 +96,36 @@ def test_load_onto_other_base_fails_clearly(tmp_path, overrides, match):
 
 
 def test_layer_count_mismatch_names_both_numbers():
-    with pytest.raises(ValueError, match="has 4 entries but the base model \\(llama\\) has 3 decoder layers"):
+    with pytest.raises(ValueError, match=r"4 layers, the base model \(llama\) has 3"):
         peft.get_peft_model(tiny_model("llama"), MoEConfig(experts_per_layer=[2, 1, 1, 2]))
+
+
+def test_stage_switches_reach_every_layer(tmp_path, ids, perturb):
+    """MoEModel.set_top_k / set_train_mode / set_loss_coefs: what stage 2 changes on a loaded stage-1 adapter."""
+    model = perturb(peft.get_peft_model(tiny_model("llama"), MoEConfig(experts_per_layer=EPL, top_k=2)))
+    model.save_pretrained(tmp_path / "s1")
+    loaded = peft.PeftModel.from_pretrained(tiny_model("llama"), tmp_path / "s1", is_trainable=True)
+    perturb(loaded, seed=0)  # same adapter weights as `model`
+    moe = loaded.base_model
+    moe.set_top_k(1)
+    with torch.no_grad(), capture_routing(loaded) as cap:
+        out = loaded(input_ids=ids, attention_mask=torch.ones_like(ids))
+    assert {li: r["expert_ids"].shape[-1] for li, r in cap.layers.items()} == {0: 1, 2: 1}
+    assert loaded.peft_config["default"].top_k == 1
+    moe.set_top_k(9)  # clipped per layer to its experts
+    assert [m.moe_top_k["default"] for m in moe.moe_layers()] == [3, 4]
+    moe.set_train_mode("routers")
+    assert {n for n in _trainable(loaded)} == {n for n in _trainable(loaded) if ".moe_router." in n} != set()
+    moe.set_train_mode("experts")
+    assert any(".moe_experts." in n for n in _trainable(loaded))
+    assert not any(".moe_" not in n for n in _trainable(loaded))  # the base never trains
+    moe.set_loss_coefs(0.5, 2.0)
+    out = loaded(input_ids=ids, attention_mask=torch.ones_like(ids), lang_flags=torch.ones_like(ids))
+    assert torch.allclose(out.moe_loss, 0.5 * out.aux_loss + 2.0 * out.lpr_loss)
+    with pytest.raises(ValueError, match="train_mode"):
+        moe.set_train_mode("all")
+    with pytest.raises(ValueError, match="top_k"):
+        moe.set_top_k(0)
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])

@@ -90,9 +90,8 @@ def test_tokenizer_mismatch_is_an_error(tiny_model_dir, tmp_path, tiny_tok, samp
 
 
 @pytest.mark.parametrize("case,match", [
-    ("missing_lang", "no samples for language 'el'"),
-    ("empty_lang", "language 'tr' has no samples"),
-    ("no_manifest", "no data manifest"),
+    ("missing_lang", "el.jsonl: no such data file"),
+    ("empty_lang", "tr.jsonl: no texts"),
     ("bad_json", "expected a JSON object with a 'text' field"),
     ("too_long", "longer than --max-length 3"),
     ("unknown_lang", "unknown language code 'xx'"),
@@ -108,8 +107,6 @@ def test_bad_inputs_fail_before_writing(case, match, tmp_path, tiny_tok, samples
         (d / "samples" / "el.jsonl").unlink()
     elif case == "empty_lang":
         (d / "samples" / "tr.jsonl").write_text("\n")
-    elif case == "no_manifest":
-        (d / "manifest.json").unlink()
     elif case == "bad_json":
         (d / "samples" / "en.jsonl").write_text('{"txt": "x"}\n')
     elif case == "too_long":
@@ -139,7 +136,7 @@ def test_config_precedence_yaml_env_flag(monkeypatch, tmp_path):
     args = build_parser().parse_args(["neurons", "--config", str(user), "--ap-threshold", "0"])
     cfg = resolve_config(args)
     assert cfg["top_k"] == 77 and cfg["languages"] == ["en", "el"] and cfg["include_bos"] is False
-    assert cfg["ap_threshold"] == 0.0 and cfg["pool"] == "mean" and cfg["dtype"] == "bfloat16"
+    assert cfg["ap_threshold"] == 0.0 and cfg["pool"] == "mean" and cfg["dtype"] == "fast"
     user.write_text("topk: 5\n")
     with pytest.raises(ValueError, match="unknown field"):
         resolve_config(build_parser().parse_args(["neurons", "--config", str(user)]))

@@ -151,5 +151,5 @@ def test_tokenizer_fingerprint_mismatch_is_refused(tmp_path, tiny_model_dir, cap
 
     write_data(tmp_path, ("en", "el"), fingerprint="0123456789abcdef")
     assert _sim_cli(tmp_path, tiny_model_dir, "--targets", "el") == 2
-    assert "prepare the data for this model" in capsys.readouterr().err
+    assert "data prepared with another tokenizer" in capsys.readouterr().err
     assert not (tmp_path / "similarity").exists()

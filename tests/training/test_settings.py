@@ -68,3 +68,16 @@ def test_bad_env_and_set_syntax():
         parse_sets(["justakey"])
     with pytest.raises(ValueError, match="replay_languages"):
         resolve(2, "paper", sets=["replay_languages=[]"], environ={})
+
+
+def test_bf16_auto_follows_native_support(monkeypatch):
+    from neuronmoe.utils import device as dev
+
+    for native in (True, False):
+        monkeypatch.setattr(dev, "cpu_has_native_bf16", lambda native=native: native)
+        cfg, _ = resolve(1, "cpu", environ={})
+        assert cfg["bf16"] is native  # the CPU profile says bf16: auto
+        cfg, _ = resolve(1, "cpu", environ={"BF16": "auto"}, sets=["bf16=true"])
+        assert cfg["bf16"] is True  # an explicit value wins
+    with pytest.raises(ValueError, match="bf16 must be true, false or auto"):
+        resolve(1, "cpu", environ={}, sets=["bf16=sometimes"])

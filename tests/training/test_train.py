@@ -7,9 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from transformers import TrainerCallback
 
 from neuronmoe.training.run import TrainingInputError, TrainOptions, train
 from neuronmoe.training.trainer import StopAtStep
+from neuronmoe.utils.checks import BaseModelMismatchError
 
 from train_helpers import TINY_SETS, write_allocation, write_jsonl
 
@@ -101,6 +103,49 @@ def test_stage2_trains_routers_only_with_lpr(stage1, tiny_dir, cache_dir):
     assert 0 < data["old_token_fraction"] < 1
 
 
+class _RoutedExperts(TrainerCallback):
+    """Records, after every step, how many experts each MoE layer routes a token to."""
+
+    def __init__(self):
+        self.per_step: list[dict[int, int]] = []
+
+    def on_step_end(self, args, state, control, model=None, **kw):
+        from neuronmoe.moe import capture_routing
+
+        ids = torch.arange(3, 35).reshape(2, 16).to(next(model.parameters()).device)
+        with torch.no_grad(), capture_routing(model) as cap:
+            model(input_ids=ids, attention_mask=torch.ones_like(ids))
+        self.per_step.append({li: rec["expert_ids"].shape[-1] for li, rec in cap.layers.items()})
+
+
+def test_stage2_top_k_and_train_mode_reach_the_layers(stage1, tiny_dir, cache_dir):
+    """`neuronmoe train --stage 2 --top-k 1` routes exactly one expert per token (the stage-1 adapter used 2),
+    in training and in the saved adapter; train_mode from the config decides what trains."""
+    import neuronmoe  # noqa: F401
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from neuronmoe.moe import capture_routing
+
+    out, _ = stage1
+    s1 = json.loads((out / "train" / "tiny-s1" / "adapter" / "adapter_config.json").read_text())
+    assert s1["top_k"] == 2
+    seen = _RoutedExperts()
+    res = train(_opts(out, tiny_dir, cache_dir, stage=2, run="tiny-s2-k1", flags={"top_k": 1}, callbacks=[seen],
+                      sets=["train_mode=experts"]))
+    assert len(seen.per_step) == 6 and all(k == {0: 1, 2: 1} for k in seen.per_step)
+    assert set(res["trainable_parameters"]["by_group"]) == {"router", "experts"}  # train_mode=experts reached
+    a1, a2 = _adapter(out / "train" / "tiny-s1"), _adapter(res["run_dir"])
+    assert any(not torch.equal(a1[k], a2[k]) for k in a1 if "moe_experts" in k)
+    saved = json.loads((Path(res["run_dir"]) / "adapter" / "adapter_config.json").read_text())
+    assert saved["top_k"] == 1 and saved["train_mode"] == "experts"
+    m = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_dir), str(Path(res["run_dir"]) / "adapter"))
+    ids = torch.arange(3, 35).reshape(2, 16)
+    with torch.no_grad(), capture_routing(m) as cap:
+        m(input_ids=ids, attention_mask=torch.ones_like(ids))
+    assert {li: rec["expert_ids"].shape[-1] for li, rec in cap.layers.items()} == {0: 1, 2: 1}
+
+
 def test_lpr_gradient_moves_routers_towards_expert_0(stage1, tiny_dir):
     """The LPR loss alone is non-zero on old tokens, reaches only the routers, and raises expert-0 probability."""
     import neuronmoe  # noqa: F401
@@ -108,13 +153,12 @@ def test_lpr_gradient_moves_routers_towards_expert_0(stage1, tiny_dir):
     from transformers import AutoModelForCausalLM
 
     from neuronmoe.moe import router_stats
-    from neuronmoe.training.run import set_loss_coefs, set_routers_only
 
     out, _ = stage1
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_dir),
                                       str(out / "train" / "tiny-s1" / "adapter"), is_trainable=True)
-    set_routers_only(model)
-    set_loss_coefs(model, aux=0.0, lpr=1.0)
+    model.base_model.set_train_mode("routers")
+    model.base_model.set_loss_coefs(0.0, 1.0)
     torch.manual_seed(0)
     ids = torch.randint(3, 250, (4, 24))
     flags = torch.ones_like(ids)
@@ -170,16 +214,16 @@ def test_bad_inputs_fail_before_training(out_dir, tiny_dir, cache_dir, tmp_path)
         train(_opts(out_dir, tiny_dir, cache_dir, stage=2, run="s2-none"))
     # allocation for another model (wrong layer count)
     write_allocation(out_dir / "allocation" / "four.json", [2, 1, 1, 2])
-    with pytest.raises(TrainingInputError, match="4 layers but the model has 3"):
+    with pytest.raises(BaseModelMismatchError, match=r"four.json: made for another base model \(4 layers, the base model \(llama\) has 3\)"):
         train(_opts(out_dir, tiny_dir, cache_dir, allocation="four"))
     # allocation whose fingerprint names another base (same layer count, other width)
     other = save_tiny_model(tmp_path / "wide", "llama", hidden_size=64, intermediate_size=128)
     write_allocation(out_dir / "allocation" / "wide.json", [3, 1, 2], other)
-    with pytest.raises(TrainingInputError, match="another base model"):
+    with pytest.raises(BaseModelMismatchError, match="wide.json: made for another base model"):
         train(_opts(out_dir, tiny_dir, cache_dir, allocation="wide"))
     # stage-1 adapter from another base model
     train(_opts(out_dir, other, cache_dir, allocation="wide", run="wide-s1", sets=["max_steps=1", "save_steps=1"]))
-    with pytest.raises(TrainingInputError, match="another base model"):
+    with pytest.raises(BaseModelMismatchError, match="stage-1 adapter .*wide-s1/adapter: made for another base model"):
         train(_opts(out_dir, tiny_dir, cache_dir, stage=2, run="s2-wrong",
                     init_adapter=str(out_dir / "train" / "wide-s1" / "adapter")))
     # cutoff longer than the context

@@ -1,0 +1,125 @@
+"""``neuronmoe pipeline`` and ``neuronmoe reproduce-paper``: argparse and environment defaults only."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from neuronmoe.cli_common import add_model_arg, add_output_dir_arg, env, source_lang_default, split_langs
+
+DEFAULT_NEG_LANGS = "tr,hu,de,es,fr,ja,zh"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("pipeline", help="run the miniature reproduction end to end (skips complete stages)",
+                       description="Runs every stage as its own `python -m neuronmoe <stage>` process, in order, and writes "
+                       "$OUTPUT_DIR/report.md; a rerun skips complete stages (see docs/pipeline.md).")
+    add_output_dir_arg(p)
+    add_model_arg(p)
+    p.add_argument("--source", default=source_lang_default() or "en",
+                   help="old (source) language (env SOURCE_LANG, else the first of OLD_LANGS; default en)")
+    p.add_argument("--target", default=env("NEW_LANGS", "el", command="pipeline"),
+                   help="new (target) language, one (env NEW_LANGS; default el)")
+    p.add_argument("--old-langs", default=env("OLD_LANGS"),
+                   help="old languages kept: replay data, stage-2 replay, LayerMoE's old group (env OLD_LANGS; default: the source)")
+    p.add_argument("--neg-langs", default=env("NEG_LANGS"),
+                   help="extra neuron-analysis languages (negatives), comma separated, or 'none' (env NEG_LANGS, else "
+                   f"LANGUAGES minus the new and old ones; default {DEFAULT_NEG_LANGS})")
+    p.add_argument("--num-sentences", type=int, default=env("NUM_SENTENCES", "200"),
+                   help="neuron-analysis sentences per language (env NUM_SENTENCES; default 200 for the 30-minute budget)")
+    p.add_argument("--profile", default=env("TRAIN_PROFILE", "auto"), choices=["auto", "paper", "cpu"],
+                   help="training profile: auto = cpu profile without a GPU (env TRAIN_PROFILE)")
+    p.add_argument("--eval-suite", default=env("EVAL_SUITE", "local"), help="evaluation suite (env EVAL_SUITE; default local, offline)")
+    p.add_argument("--analysis-limit", type=int, default=env("ANALYSIS_LIMIT", "0"),
+                   help="samples per language for the expert analysis, 0 = all (env ANALYSIS_LIMIT)")
+    p.add_argument("--only", default=env("PIPELINE_ONLY"), help="run only these stages, comma separated (env PIPELINE_ONLY)")
+    p.add_argument("--rerun", default=env("PIPELINE_RERUN"),
+                   help="run these stages even if complete, comma separated; their dependants follow (env PIPELINE_RERUN). "
+                   "Needed after changing a setting given through a stage's environment variable, which the fingerprints do not see")
+    p.add_argument("--dry-run", action="store_true", help="print the commands of the stages that would run, run nothing")
+    p.add_argument("--report-only", action="store_true", help="only (re)write $OUTPUT_DIR/report.md from the outputs present")
+    p.set_defaults(func=run_cli, report_env=False)  # the pipeline reports the environment itself (its stages read it)
+
+    r = sub.add_parser("reproduce-paper", help="the paper-scale run (Llama-3.2-3B, el/tr/hu, DeepSpeed ZeRO-2): --dry-run validates and prints it")
+    r.add_argument("--output-dir", default=env("OUTPUT_DIR", "outputs/paper"), help="output root (env OUTPUT_DIR; default outputs/paper)")
+    r.add_argument("--model-config", default=env("PAPER_MODEL_CONFIG", "llama-3.2-3b"),
+                   help="shipped model config used for the checks and parameter budgets (env PAPER_MODEL_CONFIG)")
+    r.add_argument("--model", default=env("BASE_MODEL_PATH", "meta-llama/Llama-3.2-3B", command="reproduce-paper"),
+                   help="the model the commands train (hub id or local folder) (env BASE_MODEL_PATH; default meta-llama/Llama-3.2-3B)")
+    r.add_argument("--allocations", default=env("PAPER_ALLOCATIONS", "computed"), choices=["computed", "published"],
+                   help="computed: run the method (neuron analysis -> allocation); published: train the paper's own "
+                   "allocations (Tables 2, 8) (env PAPER_ALLOCATIONS; default computed)")
+    r.add_argument("--print-commands", action="store_true", help="print only the commands, one per line (for scripts)")
+    r.add_argument("--targets", default=env("NEW_LANGS", "el,tr,hu", command="reproduce-paper"),
+                   help="new languages (env NEW_LANGS; default el,tr,hu)")
+    r.add_argument("--nproc", type=int, default=env("NPROC", "8", command="reproduce-paper"),
+                   help="GPUs per node for torchrun (env NPROC; default 8)")
+    r.add_argument("--deepspeed", default=env("DEEPSPEED_CONFIG", "zero2"), help="DeepSpeed config for training (env DEEPSPEED_CONFIG; default zero2)")
+    r.add_argument("--dry-run", action="store_true", help="validate every config and print the exact commands; needs no GPU, weights or data")
+    r.add_argument("--json", action="store_true", help="print the dry-run facts as JSON")
+    r.set_defaults(func=run_reproduce)
+
+
+def config_from_args(args: argparse.Namespace):
+    from neuronmoe.pipeline.plan import PipelineConfig
+
+    targets = split_langs(args.target)
+    if len(targets) != 1:
+        raise ValueError(f"--target {args.target!r} (env NEW_LANGS): the miniature pipeline extends the model to one "
+                         f"language; run it once per language with its own OUTPUT_DIR")
+    old = split_langs(args.old_langs) or None
+    neg = args.neg_langs
+    if neg is None and env("LANGUAGES"):
+        neg = ",".join(x for x in split_langs(env("LANGUAGES")) if x not in targets and x not in [args.source, *(old or [])])
+    neg = DEFAULT_NEG_LANGS if neg is None else neg
+    neg_langs = [] if str(neg).strip().lower() in ("", "none") else split_langs(neg)
+    return PipelineConfig(output_dir=args.output_dir, model=args.model, source=args.source, target=targets[0],
+                          old_langs=old, neg_langs=neg_langs, num_sentences=args.num_sentences, profile=args.profile,
+                          eval_suite=args.eval_suite, analysis_limit=args.analysis_limit)
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    from neuronmoe.envvars import SCRIPT, report
+    from neuronmoe.pipeline.plan import plan
+    from neuronmoe.pipeline.report import write_report
+    from neuronmoe.pipeline.run import honoured_variables, run_pipeline
+
+    cfg = config_from_args(args)
+    stages = plan(cfg)  # validates the languages before anything runs
+    report("pipeline", script=os.environ.get(SCRIPT) or None, honoured=honoured_variables(stages))
+    print(f"[pipeline] model {cfg.model}; new language {cfg.target}; old {','.join(cfg.old)} (source {cfg.source}); "
+          f"neuron-analysis languages {','.join(cfg.languages)}; profile {cfg.profile}; output {cfg.output_dir}", flush=True)
+    if args.report_only:
+        tp = Path(cfg.output_dir) / "pipeline" / "timings.json"
+        print(write_report(cfg, json.loads(tp.read_text()) if tp.exists() else None))
+        return 0
+    run_pipeline(cfg, dry_run=args.dry_run, only=split_langs(args.only) or None, rerun=split_langs(args.rerun) or None)
+    return 0
+
+
+def run_reproduce(args: argparse.Namespace) -> int:
+    from neuronmoe.pipeline.paper import paper_dry_run
+
+    targets = split_langs(args.targets)
+    facts = paper_dry_run(args.model_config, args.output_dir, targets, args.deepspeed, args.nproc, args.model, args.allocations)
+    if args.print_commands:
+        print("\n".join(facts["commands"]))
+        return 0
+    if args.json:
+        print(json.dumps(facts, indent=2, default=str))
+    else:
+        print(f"# paper-scale plan for {args.model_config} ({facts['dims']['num_layers']} layers): model {args.model}, "
+              f"targets {','.join(targets)}, {args.nproc} processes per node")
+        for c in facts["checks"]:
+            print(f"# ok: {c}")
+        print("# allocations (experts incl. the original MLP; MoE-FFN params vs LayerMoE):")
+        for name, a in facts["allocations"].items():
+            print(f"#   {name:14s} {a['total_experts']:3d} experts, added {a['params']['added_params'] / 1e9:.2f}B params, "
+                  f"MoE-FFN {100 * a['moe_ffn_change_vs_layermoe']:+.1f}%  [{a['source']}]")
+        for c in facts["commands"]:
+            print(c)
+    if not args.dry_run:
+        print("# validated; run these commands on the GPU cluster (scripts/reproduce_paper.sh runs them in order)", file=sys.stderr)
+    return 0

@@ -1,0 +1,98 @@
+"""``$OUTPUT_DIR/report.md`` of the miniature reproduction: Table 1, allocations, expert analysis, figures,
+stage times, every number read from this run's outputs."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from neuronmoe.pipeline.plan import TABLE_ROWS, PipelineConfig
+
+
+def _alloc_facts(out_dir: Path, name: str | None) -> dict[str, Any]:
+    if not name:
+        return {}
+    p = out_dir / "allocation" / f"{name}.json"
+    if not p.exists():
+        return {}
+    d = json.loads(p.read_text())
+    added = d.get("added_params")
+    if isinstance(added, dict):
+        added = added.get("added_params")
+    return {"experts": d.get("total_experts"), "added_params": added, "experts_per_layer": d.get("experts_per_layer")}
+
+
+def build_report(cfg: PipelineConfig, timings: dict[str, Any] | None = None) -> str:
+    """``report.md``: the miniature Table 1, the allocations, the expert analysis and every figure,
+    with every number read from this run's outputs."""
+    from neuronmoe.evaluation.table import build_table, load_run, to_markdown
+
+    out_dir = Path(cfg.output_dir)
+    lines = [f"# NeuronMoE miniature reproduction: {cfg.model}, {cfg.source} -> {cfg.target}", ""]
+    lines += ["Every number below is read from this run's outputs under this folder; see docs/pipeline.md.", ""]
+    runs = []
+    missing = []
+    for label, run, alloc in TABLE_ROWS:
+        p = out_dir / "eval" / run / "results.json"
+        if not p.exists():
+            missing.append(run)
+            continue
+        r = load_run(p)
+        nm = r.setdefault("neuronmoe", {})
+        nm["label"] = label
+        facts = _alloc_facts(out_dir, alloc)
+        if facts:
+            nm["experts"] = facts["experts"]
+            nm["added_params"] = facts["added_params"]
+        else:
+            nm["experts"], nm["added_params"] = None, None
+        runs.append(r)
+    lines += ["## Table 1 (miniature)", ""]
+    if runs:
+        table = build_table(runs, relative_to="LayerMoE-S1" if any(r["neuronmoe"]["label"] == "LayerMoE-S1" for r in runs) else None)
+        lines += [to_markdown(table)]
+    if missing:
+        lines += [f"Not evaluated yet: {', '.join(missing)}.", ""]
+    lines += ["#Exp = experts summed over layers, the original MLP of every layer included (the paper's count); "
+              "added params = new experts + routers (what stage 1 trains).", ""]
+
+    names = dict.fromkeys(a for _, _, a in TABLE_ROWS if a)
+    allocs = [p for p in (out_dir / "allocation" / f"{a}.json" for a in names) if p.exists()]
+    if allocs:
+        lines += ["## Allocations (experts per layer)", "", "| allocation | total | per layer |", "|---|---:|---|"]
+        for p in allocs:
+            d = json.loads(p.read_text())
+            lines.append(f"| {p.stem} | {d.get('total_experts')} | {','.join(str(x) for x in d.get('experts_per_layer', []))} |")
+        lines.append("")
+
+    ana = out_dir / "analysis" / "expert_ap.json"
+    if ana.exists():
+        md = out_dir / "analysis" / f"expert_ap_{cfg.target}.md"
+        lines += ["## Language-specific units inside the experts (NeuronMoE-S1; paper Tables 4/10, Figure 3)", ""]
+        if md.exists():
+            lines += [md.read_text(encoding="utf-8"), ""]
+
+    figs = sorted((out_dir / "figures").glob("*.png")) if (out_dir / "figures").is_dir() else []
+    if figs:
+        lines += ["## Figures", ""]
+        for f in figs:
+            lines += [f"![{f.stem}](figures/{f.name})", ""]
+
+    if timings:
+        lines += ["## Stage times (this machine)", "", "| stage | seconds | last run |", "|---|---:|---|"]
+        for k, v in timings.items():
+            if k.startswith("_") or not isinstance(v, dict):
+                continue
+            lines.append(f"| {k} | {v.get('seconds', 'n/a')} | {'skipped (up to date)' if v.get('skipped_last') else 'ran'} |")
+        if "_last_run_seconds" in timings:
+            lines.append(f"| total (last invocation) | {timings['_last_run_seconds']} | |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_report(cfg: PipelineConfig, timings: dict[str, Any] | None = None) -> Path:
+    from neuronmoe.utils import atomic_write_text
+
+    path = Path(cfg.output_dir) / "report.md"
+    atomic_write_text(path, build_report(cfg, timings))
+    return path

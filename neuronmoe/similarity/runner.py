@@ -1,0 +1,152 @@
+"""The ``neuronmoe similarity`` stage: prepared texts -> per-layer similarity -> LayerMoE allocation.
+
+:func:`run_similarity` takes the resolved options (``neuronmoe/configs/similarity.yaml`` merged with
+``--config``, environment and flags by :func:`neuronmoe.similarity.cli.resolve_options`) and runs the
+stage as named steps: check the languages, read every text (all present before any work), check the
+tokenizer, measure, allocate, write ``$OUTPUT_DIR/similarity/`` and the allocation.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def run_similarity(opts: dict[str, Any]) -> dict[str, Any]:
+    """Run the stage; returns the allocation record. Writes nothing before every input is checked."""
+    from neuronmoe.allocation.store import load_allocation, write_allocation
+    from neuronmoe.models import load_config, load_tokenizer, num_layers
+    from neuronmoe.utils.checks import check_data_tokenizer
+    from neuronmoe.utils.fingerprint import tokenizer_fingerprint
+
+    source, targets, old = check_languages(opts)
+    languages = old + targets
+    out_root = Path(opts["output_dir"])
+    data_dir = Path(opts["data_dir"]) if opts.get("data_dir") else out_root / "data"
+    files = {lang: data_dir / opts["split"] / f"{lang}.jsonl" for lang in languages}
+    texts = read_all(files)
+    config = load_config(opts["model"])
+    n_layers = num_layers(config)
+    budget = layermoe_budget(opts, n_layers)
+    reference = load_allocation(opts["reference"], config, output_dir=out_root, flag="--reference") if opts.get("reference") else None
+    tok = load_tokenizer(opts["model"])
+    tok_fp = tokenizer_fingerprint(tok)
+    check_data_tokenizer(data_dir, tok_fp, opts["model"])
+
+    sim, scores, used, run_facts = measure(opts, tok, texts, languages, targets)
+    record, alloc_error = layermoe_record(opts, scores, budget, config, reference, source, targets, old)
+    sim_dir = out_root / "similarity"
+    write_similarity(sim_dir, opts, sim, scores, used, languages, files, config, tok_fp,
+                     {"source": source, "targets": targets, "old_langs": old, "languages": languages,
+                      "budget": budget, "num_layers": n_layers, **run_facts})
+    print(f"{sim_dir}: similarity of {', '.join(languages)} over {n_layers} layers "
+          f"(tokens: {', '.join(f'{k}={v}' for k, v in used.items())})")
+    if alloc_error is not None:
+        raise alloc_error
+    out = Path(opts["allocation_out"]) if opts.get("allocation_out") else out_root / "allocation" / f"{record['name']}.json"
+    json_path, _ = write_allocation(record, out)
+    print(f"{json_path}: {record['total_experts']} experts (budget {budget:g}) {record['experts_per_layer']}")
+    return record
+
+
+def check_languages(opts: dict[str, Any]) -> tuple[str, list[str], list[str]]:
+    """(source, targets, old languages), known codes, new and old disjoint; sizes >= 1."""
+    from neuronmoe.languages import check_languages as check
+
+    source = opts["source"]
+    targets = check(list(opts["targets"] or []), "--targets")
+    old = check(list(opts["old_langs"] or [source]), "--old-langs")
+    check([source], "--source")
+    clash = sorted(set(targets) & set(old))
+    if clash:
+        raise ValueError(f"--targets: {', '.join(clash)} cannot be both new and old")
+    for k in ("batch_size", "max_length"):
+        if int(opts[k]) < 1:
+            raise ValueError(f"--{k.replace('_', '-')}: must be >= 1, got {opts[k]}")
+    return source, targets, old
+
+
+def read_all(files: dict[str, Path]) -> dict[str, list[str]]:
+    from neuronmoe.utils.io import read_texts
+
+    return {lang: read_texts(f, lang) for lang, f in files.items()}
+
+
+def layermoe_budget(opts: dict[str, Any], n_layers: int) -> float:
+    budget = opts["budget"] if opts.get("budget") is not None else round(float(opts["budget_per_layer"]) * n_layers)
+    if not budget > 0:
+        raise ValueError(f"--budget: must be positive, got {budget}")
+    return budget
+
+
+def measure(opts: dict[str, Any], tok: Any, texts: dict[str, list[str]], languages: list[str],
+            targets: list[str]) -> tuple[np.ndarray, Any, dict[str, int], dict[str, Any]]:
+    """Load the model, capture the MLP inputs, return (similarity [L, n, n], layer scores, tokens used, facts)."""
+    from neuronmoe.models import load_model
+    from neuronmoe.similarity.capture import capture_unit_sums
+    from neuronmoe.similarity.core import layer_scores
+    from neuronmoe.utils.device import resolve_device
+
+    device = resolve_device(opts["device"])
+    max_tokens = opts.get("max_tokens") or int(
+        opts["tokens_per_language"] if device.type == "cuda" else opts["tokens_per_language_cpu"])
+    dtype = opts["dtype"]
+    if dtype in (None, "", "auto") and device.type == "cpu" and opts.get("cpu_dtype"):
+        dtype = opts["cpu_dtype"]
+    model = load_model(opts["model"], dtype=dtype, device=device)
+    acc, used = capture_unit_sums(model, tok, texts, max_tokens, int(opts["batch_size"]), int(opts["max_length"]))
+    sim = acc.similarity()
+    return sim, layer_scores(sim, languages, targets), used, {"max_tokens": max_tokens, "device": str(device),
+                                                              "dtype": str(dtype)}
+
+
+def layermoe_record(opts: dict[str, Any], scores: Any, budget: float, config: Any, reference: Any, source: str,
+                    targets: list[str], old: list[str]) -> tuple[dict[str, Any] | None, ValueError | None]:
+    """The LayerMoE allocation record, or the error that prevents it (e.g. a non-positive similarity):
+    the measurement is kept either way."""
+    from neuronmoe.allocation import core as acore
+    from neuronmoe.allocation.store import build_record
+    from neuronmoe.models import model_identity
+
+    try:
+        experts = acore.layermoe_allocate([float(s) for s in scores], budget)
+        return build_record(
+            experts, name=opts["allocation_name"], mode="similarity", source=source, targets=targets, e_min=1,
+            e_max=None, rounding="ceil", scores=[float(s) for s in scores], model=model_identity(opts["model"]),
+            config=config, reference=reference,
+            extra={"label": "LayerMoE", "budget": budget, "old_langs": old,
+                   "inputs": {"similarity_dir": str(Path(opts["output_dir"]) / "similarity")}},
+        ), None
+    except ValueError as e:
+        return None, e
+
+
+def write_similarity(sim_dir: Path, opts: dict[str, Any], sim: np.ndarray, scores: Any, used: dict[str, int],
+                     languages: list[str], files: dict[str, Path], config: Any, tok_fp: str,
+                     facts: dict[str, Any]) -> None:
+    """``similarity.npz``, ``scores.csv`` and the manifest, as one atomic folder."""
+    from neuronmoe.models import model_identity
+    from neuronmoe.utils import Manifest, atomic_dir, sha256_file, write_manifest
+    from neuronmoe.utils.fingerprint import config_fingerprint
+    from neuronmoe.utils.io import atomic_write_text
+    from neuronmoe.utils.manifest import describe_files
+
+    with atomic_dir(sim_dir, overwrite=True) as tmp:
+        np.savez(tmp / "similarity.npz", sim=sim.astype(np.float64), languages=np.array(languages),
+                 token_counts=np.array([used[x] for x in languages]), scores=np.asarray(scores, dtype=np.float64))
+        atomic_write_text(tmp / "scores.csv", "layer,score\n" + "".join(f"{i},{float(s):.10g}\n" for i, s in enumerate(scores)))
+        config_rec = {"model": model_identity(opts["model"]), "source": facts["source"], "targets": facts["targets"],
+                      "old_langs": facts["old_langs"], "languages": languages, "split": opts["split"],
+                      "max_tokens": facts["max_tokens"], "batch_size": int(opts["batch_size"]),
+                      "max_length": int(opts["max_length"]), "budget": facts["budget"], "num_layers": facts["num_layers"],
+                      "device": facts["device"], "dtype": facts["dtype"],
+                      "layer_score": "mean sim over new-new and new-old language pairs"}
+        man = Manifest(
+            stage="similarity", config=config_rec,
+            inputs={"data": {lang: {"path": str(f), "sha256": sha256_file(f)} for lang, f in files.items()},
+                    "base_model_fingerprint": config_fingerprint(config), "tokenizer_fingerprint": tok_fp},
+            counts={"tokens": used},
+        )
+        man.files = describe_files(tmp, ["similarity.npz", "scores.csv"])
+        write_manifest(tmp, man)
