@@ -35,6 +35,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve()
 
@@ -109,7 +110,7 @@ def make_corpus(path: Path, tokens: int, lang: str = "el", seed: int = 0) -> dic
 def _status(pid: int | str = "self") -> dict[str, int]:
     """VmRSS/VmHWM (status) and Pss/Pss_Anon (smaps_rollup) of a process, in bytes."""
     out = {}
-    for name, keys in (("status", ("VmRSS", "VmHWM")), ("smaps_rollup", ("Pss", "Pss_Anon"))):
+    for name, keys in (("status", ("VmRSS", "VmHWM", "RssAnon", "RssFile")), ("smaps_rollup", ("Pss", "Pss_Anon"))):
         with open(f"/proc/{pid}/{name}") as fh:
             for line in fh:
                 k, _, v = line.partition(":")
@@ -122,6 +123,53 @@ def _cpu() -> float:
     """User + system CPU seconds of this process and its finished children."""
     a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
+
+
+class RssParts:
+    """Peak ``RssAnon`` (private memory) and ``RssFile`` (pages of mapped files) of this process, polled every
+    0.1 s, with the largest file mappings at the peak of ``RssFile`` (read from ``/proc/self/smaps``)."""
+
+    def __init__(self) -> None:
+        self.base = _status()
+        self.peak = {"RssAnon": self.base["RssAnon"], "RssFile": self.base["RssFile"]}
+        self.maps: list[tuple[float, str]] = []
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    @staticmethod
+    def file_maps(min_mb: float = 4.0) -> list[tuple[float, str]]:
+        out: dict[str, float] = {}
+        cur = None
+        with open("/proc/self/smaps") as fh:
+            for line in fh:
+                head = line.split()
+                if "-" in head[0] and len(head) >= 5 and ":" in head[3]:
+                    cur = head[5] if len(head) > 5 and head[5].startswith("/") else None
+                elif cur and line.startswith("Rss:"):
+                    out[cur] = out.get(cur, 0.0) + int(head[1]) / 1024
+        return sorted(((round(v, 1), k) for k, v in out.items() if v >= min_mb), reverse=True)[:6]
+
+    def _run(self) -> None:
+        last_maps = self.base["RssFile"]
+        while not self._stop.wait(0.1):
+            self.sample()
+            if self.peak["RssFile"] > last_maps + (16 << 20):  # a new file-page peak: where is it?
+                last_maps = self.peak["RssFile"]
+                self.maps = self.file_maps()
+
+    def sample(self) -> None:
+        st = _status()
+        for k in self.peak:
+            self.peak[k] = max(self.peak[k], st[k])
+
+    def stop(self) -> dict[str, Any]:
+        self._stop.set()
+        self._t.join()
+        self.sample()
+        return {"rss_anon_growth_mb": round((self.peak["RssAnon"] - self.base["RssAnon"]) / 2**20, 1),
+                "rss_file_growth_mb": round((self.peak["RssFile"] - self.base["RssFile"]) / 2**20, 1),
+                "file_maps_at_peak": [[mb, p.replace(str(Path.home()), "~")] for mb, p in self.maps]}
 
 
 def legacy_build(sources, tok, cutoff: int, seed: int):
@@ -153,6 +201,7 @@ def child(step: str, spec: dict) -> dict:
         from neuronmoe.data.prepare import DataConfig, prepare_data  # noqa: F401
     gc.collect()
     base = _status()
+    parts = RssParts()
     cpu0 = _cpu()
     Path(spec["baseline_file"]).write_text(json.dumps(base))
     t0 = time.perf_counter()
@@ -160,7 +209,7 @@ def child(step: str, spec: dict) -> dict:
         cfg = DataConfig(new_langs=["el"], old_langs=["en"], neg_langs=[], source=f"jsonl:{spec['corpus']}",
                          udhr=False, num_proc=spec["num_proc"], num_samples=500)
         m = prepare_data(cfg, spec["out"], None, tokenizer=tok, progress=False, force=True)
-        wall, cpu, end = time.perf_counter() - t0, _cpu() - cpu0, _status()
+        wall, cpu, end, split = time.perf_counter() - t0, _cpu() - cpu0, _status(), parts.stop()
         c, e = m["counts"]["el"], m["counts"]["en"]
         tokens = c["train_tokens"] + c["heldout_tokens"] + e["replay_tokens"] + e["heldout_tokens"]
         extra = {"train_docs": c["train_docs"], "train_tokens": c["train_tokens"], "heldout_tokens": c["heldout_tokens"],
@@ -169,7 +218,7 @@ def child(step: str, spec: dict) -> dict:
     elif step == "pack":
         d = build_packed([Source(spec["train"], "el", NEW)], tok, spec["cutoff"], 42, cache_dir=spec["cache"],
                          num_proc=spec["num_proc"], progress=False)
-        wall, cpu, end = time.perf_counter() - t0, _cpu() - cpu0, _status()  # before the checks map pages
+        wall, cpu, end, split = time.perf_counter() - t0, _cpu() - cpu0, _status(), parts.stop()  # before the checks
         tokens = d.meta["counts"]["tokens"]
         # checks read the file (a read through the memory map would add its pages to the RSS)
         dt, t = np.dtype(d.meta["storage_dtype"]), spec["cutoff"]
@@ -179,7 +228,7 @@ def child(step: str, spec: dict) -> dict:
                  "first_block_sha": __import__("hashlib").sha256(rows[0].tobytes()).hexdigest()[:16]}
     elif step == "legacy":
         ids, flags, tokens = legacy_build([Source(spec["train"], "el", NEW)], tok, spec["cutoff"], 42)
-        wall, cpu, end = time.perf_counter() - t0, _cpu() - cpu0, _status()
+        wall, cpu, end, split = time.perf_counter() - t0, _cpu() - cpu0, _status(), parts.stop()
         extra = {"blocks": int(ids.shape[0]), "sample_sum": int(ids[:: max(1, len(ids) // 1000)].sum()),
                  "first_block_sha": __import__("hashlib").sha256(ids[0].astype(np.int64).tobytes()).hexdigest()[:16]}
     else:
@@ -188,7 +237,7 @@ def child(step: str, spec: dict) -> dict:
     return {"step": step, "wall_s": round(wall, 2), "tokens": int(tokens), "tokens_per_s": round(tokens / wall),
             "cpu_s": round(cpu, 2), "tokens_per_cpu_s": round(tokens / cpu),
             "rss_growth_mb": round((end["VmHWM"] - base["VmRSS"]) / 2**20, 1),
-            "baseline_rss_mb": round(base["VmRSS"] / 2**20, 1),
+            "baseline_rss_mb": round(base["VmRSS"] / 2**20, 1), **split,
             "workers_rss_mb": round(kids / 2**20, 1), **extra}
 
 
@@ -319,21 +368,22 @@ def main(argv: list[str] | None = None) -> int:
 
 def summarize(results: dict) -> None:
     runs = results["runs"]
-    print("\nsize | step | tokens | wall s | tokens/s | CPU s | tokens/CPU-s | RSS growth MB | tree anon growth MB | "
-          "tree PSS growth MB | workers RSS MB | load")
+    print("\nsize | step | tokens | wall s | tokens/s | CPU s | tokens/CPU-s | RSS growth MB | anon / file MB | "
+          "tree anon growth MB | tree PSS growth MB | workers RSS MB | load")
     for r in runs:
         for k in ("prepare_1proc", "prepare", "pack", "legacy"):
             if k in r:
                 x = r[k]
                 print(f"{r['size']} | {k} | {x['tokens']:,} | {x['wall_s']} | {x['tokens_per_s']:,} | {x['cpu_s']} | "
-                      f"{x['tokens_per_cpu_s']:,} | {x['rss_growth_mb']} | "
+                      f"{x['tokens_per_cpu_s']:,} | {x['rss_growth_mb']} | {x['rss_anon_growth_mb']} / {x['rss_file_growth_mb']} | "
                       f"{x['tree_anon_growth_mb']} | {x['tree_pss_growth_mb']} | {x['workers_rss_mb']} | "
                       f"{x.get('load', ['?'])[0]}")
     if len(runs) >= 2:
         a, b = runs[0], runs[-1]
         for k in ("pack", "prepare"):
             if k in a and k in b:
-                for m in ("rss_growth_mb", "tree_anon_growth_mb", "tree_pss_growth_mb"):
+                for m in ("rss_growth_mb", "rss_anon_growth_mb", "rss_file_growth_mb", "tree_anon_growth_mb",
+                          "tree_pss_growth_mb"):
                     print(f"{k} {m}: {b['size']} / {a['size']} = {b[k][m] / max(a[k][m], 1e-9):.2f}x")
     for r in runs:
         if "pack" in r and "legacy" in r:
@@ -343,7 +393,10 @@ def summarize(results: dict) -> None:
         for k in ("prepare_1proc", "prepare", "pack", "legacy"):
             if k in r:
                 x = r[k]
-                print(f"{r['size']} {k}: 2B tokens would take {2e9 / x['tokens_per_s'] / 3600:.2f} h at {x['tokens_per_s']:,} tokens/s"
+                cores = results["machine"]["cores"]
+                print(f"{r['size']} {k}: 2B tokens would take {2e9 / x['tokens_per_s'] / 3600:.2f} h at {x['tokens_per_s']:,} tokens/s "
+                      f"(this load), {2e9 / x['tokens_per_cpu_s'] / cores / 3600:.2f} h on {cores} idle cores and "
+                      f"{2e9 / x['tokens_per_cpu_s'] / 16 / 3600:.2f} h on 16 at {x['tokens_per_cpu_s']:,} tokens per CPU-second"
                       + (f"; memory {x['rss_growth_mb'] / x['tokens'] * 2e9 / 1024:.0f} GB (linear)" if k == "legacy" else ""))
 
 

@@ -201,9 +201,49 @@ def _encode_rows(batch: Any, texts: Any, tokenizer: Any, dtype: str) -> Any:
     return pa.table({"doc": doc, "input_ids": lists})
 
 
+def shard_files(cache_file: Path, n_rows: int, num_proc: int | None) -> list[tuple[Path, int]]:
+    """The files ``Dataset.map`` writes for ``n_rows`` rows with ``num_proc`` workers, with each one's row count.
+
+    ``datasets`` cuts the rows into ``num_proc`` contiguous shards (the first ``n_rows % num_proc``
+    one row longer) written to ``<stem>_<rank:05d>_of_<num_proc:05d>.arrow``; one process writes
+    ``cache_file`` itself.
+    """
+    if not num_proc or num_proc <= 1:
+        return [(cache_file, n_rows)]
+    div, mod = divmod(n_rows, num_proc)
+    return [(cache_file.with_name(f"{cache_file.stem}_{r:05d}_of_{num_proc:05d}{cache_file.suffix}"), div + (r < mod))
+            for r in range(num_proc)]
+
+
+def arrow_rows(path: Path) -> int | None:
+    """Rows of an Arrow stream file read to its end; None when it is damaged (cut, not Arrow)."""
+    import pyarrow as pa
+
+    try:
+        with pa.OSFile(str(path), "rb") as fh:
+            return sum(rb.num_rows for rb in pa.ipc.open_stream(fh))
+    except (pa.ArrowException, OSError):
+        return None
+
+
+def drop_damaged(files: Sequence[tuple[Path, int]], what: str) -> None:
+    """Delete the cached files among ``files`` that do not hold their row count (left by a killed or
+    failed write), so that ``datasets`` writes them again instead of loading a short table."""
+    for path, rows in files:
+        if path.is_file():
+            got = arrow_rows(path)
+            if got != rows:
+                log.warning("%s: cached file %s holds %s rows, expected %d (an interrupted write?); tokenizing it again",
+                            what, path, "unreadable" if got is None else got, rows)
+                path.unlink()
+
+
 def tokenize_segment(texts: Any, doc_ids: np.ndarray, tokenizer: Any, dtype: np.dtype, cache_file: Path,
                      fingerprint: str, num_proc: int | None, desc: str, batch_size: int = 1024) -> list[str]:
-    """Tokenise documents ``doc_ids`` of ``texts`` (in that order); returns the Arrow files, in order."""
+    """Tokenise documents ``doc_ids`` of ``texts`` (in that order); returns the Arrow files, in order.
+
+    Cached files of an earlier build are reused when they hold every row, rewritten otherwise.
+    """
     import datasets
 
     idx = datasets.Dataset.from_dict({"doc": doc_ids}, features=datasets.Features({"doc": datasets.Value("uint32")}))
@@ -212,6 +252,7 @@ def tokenize_segment(texts: Any, doc_ids: np.ndarray, tokenizer: Any, dtype: np.
     cache_file.parent.mkdir(parents=True, exist_ok=True)
     if num_proc is not None:
         num_proc = max(1, min(num_proc, len(doc_ids)))
+    drop_damaged(shard_files(cache_file, len(doc_ids), num_proc), desc)
     import gc
 
     gc.freeze()  # forked workers: the parent's objects stay out of their collections (fewer copied pages)
@@ -225,7 +266,7 @@ def tokenize_segment(texts: Any, doc_ids: np.ndarray, tokenizer: Any, dtype: np.
         gc.unfreeze()
     files = [f["filename"] for f in out.cache_files]
     if len(out) != len(doc_ids) or not files:
-        raise RuntimeError(f"tokenizing {desc}: {len(out)} rows for {len(doc_ids)} documents")
+        raise RuntimeError(f"{desc}: {len(out)} rows for {len(doc_ids)} documents")
     return files
 
 

@@ -266,3 +266,63 @@ def test_stage1_auto_budget_packs_what_the_run_sees(out_dir, tiny_dir, cache_dir
     assert packed["counts"]["complete"] is False and res["global_step"] == 6
     rows = [json.loads(x) for x in (out_dir / "train" / "tiny-s1" / "metrics.jsonl").read_text().splitlines()]
     assert max(r["epoch"] for r in rows if "epoch" in r) == pytest.approx(1.0)
+
+
+def test_damaged_segment_of_an_interrupted_build_is_tokenized_again(two_sources, tmp_path, monkeypatch, caplog):
+    """A build killed after some segments: the entry is missing, a segment file is cut short. The rebuild
+    rewrites that segment (a short table would silently drop documents) and gives the same bytes."""
+    tok = byte_tokenizer()
+    monkeypatch.setattr(packing, "SEGMENT_BYTES", 2000)
+    monkeypatch.setattr(packing, "INLINE_BYTES", 0)
+    first = build_packed(two_sources, tok, 16, seed=2, cache_dir=tmp_path / "c", num_proc=2, progress=False)
+    good = (first.folder / "input_ids.bin").read_bytes()
+    import shutil
+
+    shutil.rmtree(first.folder)  # the kill came before the entry was renamed into place
+    shards = sorted((tmp_path / "c" / "segments").glob("*_of_00002.arrow"))
+    assert len(shards) > 4
+    cut, gone, boundary = shards[1], shards[2], shards[3]
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])  # cut inside a record batch
+    gone.unlink()  # never written
+    rows = packing.arrow_rows(boundary)
+    import pyarrow as pa
+
+    with pa.OSFile(str(boundary), "rb") as fh:  # a well-formed stream that ends early: readable, but short
+        table = pa.ipc.open_stream(fh).read_all()
+    assert table.num_rows == rows > 1
+    with pa.OSFile(str(boundary), "wb") as fh, pa.ipc.new_stream(fh, table.schema) as w:
+        w.write_table(table.slice(0, rows // 2))
+    assert packing.arrow_rows(boundary) == rows // 2
+    with caplog.at_level("WARNING"):
+        again = build_packed(two_sources, tok, 16, seed=2, cache_dir=tmp_path / "c", num_proc=2, progress=False)
+    assert (again.folder / "input_ids.bin").read_bytes() == good
+    assert again.meta["counts"] == first.meta["counts"]
+    assert cut.name in caplog.text and boundary.name in caplog.text and "tokenizing it again" in caplog.text
+
+
+def test_record_without_text_field_is_an_error(tmp_path):
+    f = tmp_path / "el.jsonl"
+    f.write_text(json.dumps({"text": "fine"}) + "\n" + json.dumps({"content": "no text field"}) + "\n")
+    with pytest.raises(ValueError, match="el.jsonl:2: expected an object with a 'text' field"):
+        build_packed([Source(str(f), "el", NEW)], byte_tokenizer(), 8, seed=0, use_cache=False, progress=False)
+
+
+def test_same_blocks_as_the_former_packer_with_the_embedded_tokenizer(tmp_path):
+    """The embedded default's shape (SmolLM2 tokenizer, the bundled Greek and English text, cutoff 128):
+    stage 1 (every Greek document) and stage 2 (400 + 400 replay documents) pack exactly the blocks of the
+    in-memory packer this module replaced (``reference``), so the training losses stay the same for a seed."""
+    from neuronmoe.models import load_tokenizer
+
+    from train_helpers import corpus_docs
+
+    tok = load_tokenizer("smollm2-135m")
+    el = write_jsonl(tmp_path / "el.jsonl", corpus_docs("el"))
+    en = write_jsonl(tmp_path / "en.jsonl", corpus_docs("en"))
+    stage1 = [Source(str(el), "el", NEW)]
+    stage2 = [Source(str(el), "el", NEW, max_samples=400), Source(str(en), "en", OLD, max_samples=400)]
+    for sources in (stage1, stage2):
+        ref_ids, ref_flags = reference(sources, tok, 128, seed=42)
+        got = build_packed(sources, tok, 128, seed=42, cache_dir=tmp_path / "c", progress=False)
+        assert got.input_ids.dtype == np.uint16 and len(got) == len(ref_ids) > 100
+        assert np.array_equal(got.input_ids, ref_ids) and np.array_equal(got.lang_flags, ref_flags)
+        assert got.meta["counts"]["old_token_fraction"] == pytest.approx(float(ref_flags.mean()))
