@@ -205,8 +205,21 @@ def _bad_cases(tmp_path: Path, jsonl_dir: Path, tiny_model_dir: Path):
     badjson.mkdir()
     (badjson / "en.jsonl").write_text((jsonl_dir / "en.jsonl").read_text())
     (badjson / "el.jsonl").write_text((jsonl_dir / "el.jsonl").read_text() + "{not json\n")
+    notext = tmp_path / "notext"
+    notext.mkdir()
+    (notext / "en.jsonl").write_text((jsonl_dir / "en.jsonl").read_text())
+    (notext / "el.jsonl").write_text((jsonl_dir / "el.jsonl").read_text() + json.dumps({"body": "no text field"}) + "\n")
+    shards = tmp_path / "shards"
+    for lang in ("en", "el"):
+        (shards / lang).mkdir(parents=True)
+        texts = [json.loads(x)["text"] for x in (jsonl_dir / f"{lang}.jsonl").read_text().splitlines() if x.strip()]
+        for i in range(0, len(texts), 10):
+            (shards / lang / f"part-{i:04d}.txt").write_text("\n".join(texts[i:i + 10]) + "\n")
+    (shards / "el" / "part-9999.txt").write_text("")  # an empty shard among good ones
     src = f"jsonl:{jsonl_dir}"
     return {
+        "document without text": (cfg_for(f"jsonl:{notext}", neg_langs=[]), str(tiny_model_dir), r"el.jsonl:21: no string field 'text'"),
+        "empty shard": (cfg_for(f"txt:{shards}", neg_langs=[]), str(tiny_model_dir), "part-9999.txt: file is empty"),
         "unknown language": (cfg_for(src, neg_langs=["xx"]), str(tiny_model_dir), "'xx'"),
         "too few sentences": (cfg_for(src, num_samples=1000), str(tiny_model_dir), "language 'el': only"),
         "empty file": (cfg_for(f"jsonl:{empty}"), str(tiny_model_dir), "el.jsonl: file is empty"),
@@ -219,7 +232,8 @@ def _bad_cases(tmp_path: Path, jsonl_dir: Path, tiny_model_dir: Path):
     }
 
 
-@pytest.mark.parametrize("case", ["unknown language", "too few sentences", "empty file", "unreadable file",
+@pytest.mark.parametrize("case", ["unknown language", "too few sentences", "empty file", "empty shard", "document without text",
+                                  "unreadable file",
                                   "missing file", "bad json line", "missing model", "new and old", "bad source kind"])
 def test_bad_input_fails_before_writing(case, tmp_path, jsonl_dir, tiny_model_dir, udhr_folder):
     cfg, model, msg = _bad_cases(tmp_path, jsonl_dir, tiny_model_dir)[case]
