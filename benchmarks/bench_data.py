@@ -119,9 +119,12 @@ def _status(pid: int | str = "self") -> dict[str, int]:
     return out
 
 
-def _cpu() -> float:
-    """User + system CPU seconds of this process and its finished children."""
-    a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+def _cpu(children: bool = True) -> float:
+    """User + system CPU seconds of this process (and of its finished children)."""
+    a = resource.getrusage(resource.RUSAGE_SELF)
+    if not children:
+        return a.ru_utime + a.ru_stime
+    b = resource.getrusage(resource.RUSAGE_CHILDREN)
     return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
 
 
@@ -202,7 +205,7 @@ def child(step: str, spec: dict) -> dict:
     gc.collect()
     base = _status()
     parts = RssParts()
-    cpu0 = _cpu()
+    cpu0, cpu0_self = _cpu(), _cpu(children=False)
     Path(spec["baseline_file"]).write_text(json.dumps(base))
     t0 = time.perf_counter()
     if step == "prepare":
@@ -235,7 +238,7 @@ def child(step: str, spec: dict) -> dict:
         raise SystemExit(f"unknown step {step}")
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
     return {"step": step, "wall_s": round(wall, 2), "tokens": int(tokens), "tokens_per_s": round(tokens / wall),
-            "cpu_s": round(cpu, 2), "tokens_per_cpu_s": round(tokens / cpu),
+            "cpu_s": round(cpu, 2), "tokens_per_cpu_s": round(tokens / cpu), "main_cpu_s": round(_cpu(children=False) - cpu0_self, 2),
             "rss_growth_mb": round((end["VmHWM"] - base["VmRSS"]) / 2**20, 1),
             "baseline_rss_mb": round(base["VmRSS"] / 2**20, 1), **split,
             "workers_rss_mb": round(kids / 2**20, 1), **extra}
