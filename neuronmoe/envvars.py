@@ -115,6 +115,8 @@ VARS: list[Var] = [
     _v("REPLAY_DOCS", {_DATA: "--replay-docs"}, "50000", "replay documents per old language"),
     _v("TEXT_FIELD", {_DATA: "--text-field"}, "text", "text field of jsonl/hf records"),
     _v("HF_SPLIT", {_DATA: "--hf-split"}, "train", "split of an hf: dataset"),
+    _v("DATA_NUM_PROC", {_DATA: "--num-proc"}, "1", "prepare-data: worker processes splitting, hashing and tokenising "
+       "(same output for any value)"),
     _v("DATA_SEED", {_DATA: "--seed"}, "42", "seed of data preparation's random choices", Alias("SEED", (_DATA,))),
     _v("NO_UDHR", {_DATA: "--no-udhr"}, "0", "1: skip the UDHR"),
     _v("DATA_CONFIG", {_DATA: "--config"}, "none", "YAML overriding configs/data.yaml"),
@@ -161,6 +163,8 @@ VARS: list[Var] = [
     _v("MAX_SAMPLES", {_TRAIN: "--max-samples"}, "profile", "documents per new language"),
     _v("REPLAY_MAX_SAMPLES", {_TRAIN: "--replay-max-samples"}, "profile", "documents per replay language"),
     _v("CUTOFF_LEN", {_TRAIN: "--cutoff-len"}, "profile (1024)", "packed block length in tokens"),
+    _v("TRAIN_MAX_TOKENS", {_TRAIN: "--max-tokens"}, "profile (stage 1 auto; stage 2 and cpu all)",
+       "training tokens packed: auto (what max_steps sees), all, or a number"),
     _v("TRAIN_TOP_K", {_TRAIN: "--top-k"}, "profile (2)", "experts per token", Alias("TOPK", (_TRAIN,))),
     _v("AUX_LOSS_COEF", {_TRAIN: "--aux-loss-coef"}, "profile (0.01)", "load-balancing loss weight"),
     _v("LPR_LOSS_COEF", {_TRAIN: "--lpr-loss-coef"}, "profile (0.1)", "language-prior routing loss weight"),

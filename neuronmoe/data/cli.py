@@ -43,6 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--replay-docs", type=int, default=env("REPLAY_DOCS"), help="at most this many replay documents per old language (env REPLAY_DOCS; default 50000)")
     p.add_argument("--text-field", default=env("TEXT_FIELD"), help="text field of jsonl/hf records (env TEXT_FIELD; default text)")
     p.add_argument("--hf-split", default=env("HF_SPLIT"), help="split of an hf: dataset (env HF_SPLIT; default train)")
+    p.add_argument("--num-proc", type=int, default=env("DATA_NUM_PROC"), help="worker processes that split, hash and tokenise documents; "
+                   "the output is the same for any value (env DATA_NUM_PROC; default 1)")
     p.add_argument("--seed", type=int, default=env("DATA_SEED", command="prepare-data"), help="random seed of every choice (env DATA_SEED; default 42)")
     p.add_argument("--no-udhr", action="store_true", default=env("NO_UDHR", "0") == "1", help="skip the UDHR (udhr/ is not written; env NO_UDHR=1)")
     p.add_argument("--config", default=env("DATA_CONFIG"), help="YAML file overriding neuronmoe/configs/data.yaml (env DATA_CONFIG)")
@@ -68,7 +70,7 @@ def resolve_config(args: argparse.Namespace) -> dict:
         max_sample_tokens=args.max_sample_tokens, min_sample_chars=args.min_sample_chars,
         heldout_fraction=args.heldout_fraction, max_heldout_docs=args.max_heldout_docs,
         max_tokens=args.max_tokens, replay_docs=args.replay_docs, text_field=args.text_field,
-        hf_split=args.hf_split, seed=args.seed, udhr=False if args.no_udhr else None,
+        hf_split=args.hf_split, seed=args.seed, udhr=False if args.no_udhr else None, num_proc=args.num_proc,
     )
     return merge(cfg, user, flags)
 

@@ -12,6 +12,8 @@ _FLAGS = [
     ("--max-samples", "max_samples", int, "MAX_SAMPLES", "documents per new language"),
     ("--replay-max-samples", "replay_max_samples", int, "REPLAY_MAX_SAMPLES", "documents per replay language"),
     ("--cutoff-len", "cutoff_len", int, "CUTOFF_LEN", "packed block length in tokens"),
+    ("--max-tokens", "max_tokens", str, "TRAIN_MAX_TOKENS", "training tokens to pack (tokenizing stops there): auto = what "
+     "--max-steps will see, all, or a number such as 5e8 (stage 1 default auto, stage 2 all)"),
     ("--top-k", "top_k", int, "TRAIN_TOP_K", "experts per token"),
     ("--aux-loss-coef", "aux_loss_coef", float, "AUX_LOSS_COEF", "load-balancing loss weight"),
     ("--lpr-loss-coef", "lpr_loss_coef", float, "LPR_LOSS_COEF", "language-prior routing loss weight"),

@@ -3,7 +3,7 @@
 :func:`train` reads top to bottom: :func:`plan_run` (settings, run folder policy, model, allocation or
 stage-1 adapter, tokenizer and data: every input checked before the first step, nothing written),
 :func:`trainer_arguments` (from :data:`TRAINER_KEYS`; initialises the distributed state),
-:func:`build_data` (main process first: it fills the token cache), :func:`write_run_inputs`
+:func:`build_data` (blocks built once under a file lock, memory-mapped by every rank), :func:`write_run_inputs`
 (resolved config, allocation, data manifest), :func:`build_model` (stage switches through the MoE
 model's own methods), :func:`fit` (:class:`~neuronmoe.training.trainer.MoETrainer`, checkpoints every
 ``save_steps``; ``--resume`` continues from the last one) and :func:`finalise` (adapter with a model
@@ -98,7 +98,7 @@ def train(opts: TrainOptions) -> dict[str, Any]:
         log.info("run %s is already complete (manifest.json present); nothing to do", plan.run_dir)
         return {"run_dir": str(plan.run_dir), "skipped": True, **plan.complete}
     args, state = trainer_arguments(plan)
-    packed = build_data(plan, args)
+    packed = build_data(plan, state)
     write_run_inputs(plan, packed, state)
     model, summary = build_model(plan)
     trainer, result, train_s = fit(plan, model, args, packed)
@@ -259,14 +259,18 @@ def trainer_arguments(plan: RunPlan) -> tuple[Any, Any]:
     return args, state
 
 
-def build_data(plan: RunPlan, args: Any) -> Any:
-    """Tokenise and pack the sources (the main process first: it fills the cache the others read)."""
-    from neuronmoe.training.data import build_packed
+def build_data(plan: RunPlan, state: Any) -> Any:
+    """Tokenise and pack the sources into memory-mapped blocks, stopping at the token budget.
+
+    Every rank calls it: the first to take the cache entry's file lock builds, the others wait on the lock
+    and then map the same files.
+    """
+    from neuronmoe.training.data import build_packed, token_budget
 
     cfg = plan.cfg
-    with args.main_process_first(desc="tokenize"):
-        packed = build_packed(plan.sources, plan.tokenizer, cfg["cutoff_len"], cfg["seed"],
-                              cache_dir=plan.opts.cache_dir, use_cache=plan.opts.use_cache)
+    packed = build_packed(plan.sources, plan.tokenizer, cfg["cutoff_len"], cfg["seed"],
+                          cache_dir=plan.opts.cache_dir, use_cache=plan.opts.use_cache,
+                          max_tokens=token_budget(cfg, state.num_processes))
     log.info("training data: %d blocks x %d tokens (%s)", len(packed), cfg["cutoff_len"],
              ", ".join(f"{k}: {v}" for k, v in packed.meta["counts"]["tokens_per_lang"].items()))
     return packed

@@ -22,6 +22,7 @@ ENV_KEYS: dict[str, tuple[str, Any]] = {
     "max_samples": ("MAX_SAMPLES", int),
     "replay_max_samples": ("REPLAY_MAX_SAMPLES", int),
     "cutoff_len": ("CUTOFF_LEN", int),
+    "max_tokens": ("TRAIN_MAX_TOKENS", str),
     "top_k": ("TRAIN_TOP_K", int),
     "aux_loss_coef": ("AUX_LOSS_COEF", float),
     "lpr_loss_coef": ("LPR_LOSS_COEF", float),
@@ -50,6 +51,7 @@ REQUIRED_TYPES: dict[str, tuple[type, ...]] = {
     "max_samples": (int, type(None)),
     "replay_max_samples": (int, type(None)),
     "cutoff_len": (int,),
+    "max_tokens": (int, str, type(None)),
     "top_k": (int,),
     "aux_loss_coef": (int, float),
     "lpr_loss_coef": (int, float),
@@ -176,6 +178,12 @@ def normalize(cfg: dict[str, Any]) -> dict[str, Any]:
             cfg[k] = _split_langs(cfg[k])
     if isinstance(cfg.get("heldout_languages"), str) and cfg["heldout_languages"] != "auto":
         cfg["heldout_languages"] = _split_langs(cfg["heldout_languages"])
+    mt = cfg.get("max_tokens")
+    if isinstance(mt, float) or (isinstance(mt, str) and mt not in ("auto", "all")):
+        try:  # 5e8 / "5e8" -> 500000000
+            cfg["max_tokens"] = int(float(mt))
+        except ValueError:
+            pass
     for k in ("learning_rate", "adam_epsilon", "aux_loss_coef", "lpr_loss_coef", "weight_decay"):
         if isinstance(cfg.get(k), str):  # YAML reads 1e-4 (no dot) as a string
             try:
@@ -212,6 +220,9 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
     for k in ("max_samples", "replay_max_samples"):
         if cfg[k] is not None and cfg[k] < 1:
             raise ValueError(f"training config: {k} must be >= 1 or null, got {cfg[k]}")
+    mt = cfg["max_tokens"]
+    if (isinstance(mt, str) and mt not in ("auto", "all")) or (isinstance(mt, int) and mt < 1):
+        raise ValueError(f"training config: max_tokens must be auto, all, null or a positive token count, got {mt!r}")
     if cfg["learning_rate"] <= 0:
         raise ValueError(f"training config: learning_rate must be > 0, got {cfg['learning_rate']}")
     if cfg["max_steps"] <= 0 and cfg["num_train_epochs"] <= 0:

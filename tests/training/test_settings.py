@@ -55,6 +55,8 @@ def test_precedence_env_flags_set(tmp_path):
     (["replay_languages=[el]"], "both a new and a replay"),
     (["bf16=maybe"], "bf16"),
     (["max_samples=0"], "max_samples"),
+    (["max_tokens=lots"], "max_tokens"),
+    (["max_tokens=0"], "max_tokens"),
 ])
 def test_bad_values_fail_early(sets, match):
     with pytest.raises(ValueError, match=match):
@@ -81,3 +83,12 @@ def test_bf16_auto_follows_native_support(monkeypatch):
         assert cfg["bf16"] is True  # an explicit value wins
     with pytest.raises(ValueError, match="bf16 must be true, false or auto"):
         resolve(1, "cpu", environ={}, sets=["bf16=sometimes"])
+
+
+def test_token_budget_setting_from_profile_env_and_flag():
+    assert resolve(1, "paper", environ={})[0]["max_tokens"] == "auto"
+    assert resolve(1, "cpu", environ={})[0]["max_tokens"] == "all"
+    assert resolve(2, "paper", environ={})[0]["max_tokens"] == "all"
+    cfg, prov = resolve(1, "paper", environ={"TRAIN_MAX_TOKENS": "5e8"})
+    assert cfg["max_tokens"] == 500_000_000 and prov["env"]["TRAIN_MAX_TOKENS"] == "5e8"
+    assert resolve(1, "paper", flags={"max_tokens": "all"}, environ={"TRAIN_MAX_TOKENS": "5e8"})[0]["max_tokens"] == "all"
