@@ -2,8 +2,8 @@
 
 The MLP input is the output of the norm named by ``ArchSpec.mlp_input_norm`` (the
 post-attention norm for Llama/Qwen; ``pre_feedforward_layernorm`` for Gemma-2/3). Tokens:
-non-padding, non-special (BOS/EOS/PAD are left out), in file order, until each language has
-``max_tokens``. The forward pass stops after the last layer's norm (no last MLP, no LM head).
+non-padding, non-special (BOS/EOS/PAD are left out; ``include_bos`` keeps BOS, as LayerMoE's G1
+measurement does), in file order, until each language has ``max_tokens``. The forward pass stops after the last layer's norm (no last MLP, no LM head).
 """
 from __future__ import annotations
 
@@ -41,6 +41,7 @@ def capture_unit_sums(
     max_tokens: int,
     batch_size: int = 8,
     max_length: int = 256,
+    include_bos: bool = False,
 ) -> tuple[UnitVectorSums, dict[str, int]]:
     """Run ``model`` over each language's texts; returns the sums and the tokens used per language."""
     import torch
@@ -55,7 +56,10 @@ def capture_unit_sums(
     langs = list(texts_by_lang)
     acc = UnitVectorSums(langs, n_layers, hidden)
     device = next(model.parameters()).device
-    special = torch.tensor(sorted(set(getattr(tokenizer, "all_special_ids", []) or [])), dtype=torch.long, device=device)
+    skip = set(getattr(tokenizer, "all_special_ids", []) or [])
+    if include_bos and getattr(tokenizer, "bos_token_id", None) is not None:
+        skip.discard(tokenizer.bos_token_id)
+    special = torch.tensor(sorted(skip), dtype=torch.long, device=device)
     state: dict[str, Any] = {}
 
     def make_hook(idx: int):
