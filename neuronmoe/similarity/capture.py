@@ -7,8 +7,9 @@ measurement does), in file order, until each language has ``max_tokens``. The fo
 """
 from __future__ import annotations
 
+import itertools
 import logging
-from typing import Any, Sequence
+from typing import Any, Iterable
 
 from neuronmoe.similarity.core import UnitVectorSums
 
@@ -37,7 +38,7 @@ def mlp_input_norms(model: Any) -> list[Any]:
 def capture_unit_sums(
     model: Any,
     tokenizer: Any,
-    texts_by_lang: dict[str, Sequence[str]],
+    texts_by_lang: dict[str, Iterable[str]],
     max_tokens: int,
     batch_size: int = 8,
     max_length: int = 256,
@@ -77,13 +78,13 @@ def capture_unit_sums(
     try:
         with torch.inference_mode():
             for lang in langs:
-                texts = [t for t in texts_by_lang[lang] if t and t.strip()]
+                texts = (t for t in texts_by_lang[lang] if t and t.strip())  # any iterable: read as needed
                 got = 0
-                for start in range(0, len(texts), batch_size):
-                    if got >= max_tokens:
+                while got < max_tokens:
+                    batch = list(itertools.islice(texts, batch_size))
+                    if not batch:
                         break
-                    enc = tokenizer(texts[start:start + batch_size], return_tensors="pt", padding=True,
-                                    truncation=True, max_length=max_length)
+                    enc = tokenizer(batch, return_tensors="pt", padding=True, truncation=True, max_length=max_length)
                     ids = enc["input_ids"].to(device)
                     att = enc["attention_mask"].to(device).bool()
                     mask = att & ~torch.isin(ids, special) if special.numel() else att

@@ -83,10 +83,24 @@ def data_files(data_dir: Path, split: str, targets: list[str], old: list[str]) -
     return {lang: data_dir / split / f"{lang}.jsonl" for lang in old + targets}
 
 
-def read_all(files: dict[str, Path]) -> dict[str, list[str]]:
-    from neuronmoe.utils.io import read_texts
+def read_all(files: dict[str, Path]) -> dict[str, Any]:
+    """Every language's texts, each file checked before any work; read lazily (training documents can be GBs:
+    the capture stops at the token budget)."""
+    from neuronmoe.utils.io import iter_texts, read_texts
 
-    return {lang: read_texts(f, lang) for lang, f in files.items()}
+    for lang, f in files.items():
+        read_texts(f, lang, limit=1)  # present, with a valid first text
+    return {lang: _Texts(f, lang, iter_texts) for lang, f in files.items()}
+
+
+class _Texts:
+    """A re-iterable view of one language's texts (a fresh read per iteration)."""
+
+    def __init__(self, path: Path, lang: str, reader: Any) -> None:
+        self.path, self.lang, self.reader = path, lang, reader
+
+    def __iter__(self) -> Any:
+        return self.reader(self.path, self.lang)
 
 
 def layermoe_budget(opts: dict[str, Any], n_layers: int) -> float:
