@@ -16,8 +16,14 @@ TABLE5_EN_EL = [342, 79, 11, 18, 15, 11, 8, 7, 8, 8, 7, 6, 9, 14, 9, 18, 81, 20,
 #: (each read with the reference's recipe: neuronmoe/configs/data.yaml hf_datasets)
 PAPER_DATA_SOURCE = ("hf:uonlp/CulturaX,en=hf:cerebras/SlimPajama-627B,zh=hf:Skywork/SkyPile-150B,"
                      "es=hf:uonlp/CulturaX")
-#: LayerMoE's G1 languages (neuronmoe/configs/similarity.yaml settings.g1): the 84-expert baseline of every target
-G1_NEW = ["el", "hu", "tr"]
+
+
+def g1_languages() -> tuple[list[str], list[str]]:
+    """LayerMoE's G1 languages (new, old) from neuronmoe/configs/similarity.yaml ``settings.g1``."""
+    from neuronmoe.config import load_yaml
+
+    g1 = load_yaml("similarity")["settings"]["g1"]
+    return list(g1["targets"]), list(g1["old_langs"])
 
 
 def paper_plan(output_dir: str = "outputs/paper", model: str = "meta-llama/Llama-3.2-3B", targets: Sequence[str] = PAPER_TARGETS,
@@ -35,7 +41,8 @@ def paper_plan(output_dir: str = "outputs/paper", model: str = "meta-llama/Llama
     o = output_dir
     common = ["--output-dir", o, "--model", model]
     old = [source, *[x for x in replay if x != source]]
-    new = list(targets) if allocations == "published" else [*targets, *[x for x in G1_NEW if x not in targets]]
+    g1_new, g1_old = g1_languages()
+    new = list(targets) if allocations == "published" else [*targets, *[x for x in g1_new if x not in targets]]
     negs = [x for x in neg_langs if x not in old and x not in new]
     langs = [*old, *new, *negs]
     launch = ["torchrun", f"--nproc_per_node={nproc}", "-m", "neuronmoe"]
@@ -46,7 +53,9 @@ def paper_plan(output_dir: str = "outputs/paper", model: str = "meta-llama/Llama
         ["neuronmoe", "neurons", *common, "--languages", ",".join(langs), "--top-k", "1000", "--ap-threshold", "0.5"],
     ]
     if allocations != "published":  # LayerMoE's 84-expert baseline: one allocation, measured in its G1 setting
-        cmds.append(["neuronmoe", "similarity", *common, "--setting", "g1", "--name", "layermoe"])
+        # the languages are named too: NEW_LANGS / OLD_LANGS in the environment must not replace G1's
+        cmds.append(["neuronmoe", "similarity", *common, "--setting", "g1", "--targets", ",".join(g1_new),
+                     "--old-langs", ",".join(g1_old), "--name", "layermoe"])
     names: dict[tuple[str, str], str] = {}
     for t in targets:
         if allocations == "published":
