@@ -59,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--deepspeed", default=env("DEEPSPEED_CONFIG", "zero2"), help="DeepSpeed config for training (env DEEPSPEED_CONFIG; default zero2)")
     r.add_argument("--dry-run", action="store_true", help="validate every config and print the exact commands; needs no GPU, weights or data")
     r.add_argument("--json", action="store_true", help="print the dry-run facts as JSON")
-    r.set_defaults(func=run_reproduce)
+    r.set_defaults(func=run_reproduce, report_env=False)  # reported with the variables its commands read
 
 
 def config_from_args(args: argparse.Namespace):
@@ -104,8 +104,13 @@ def run_reproduce(args: argparse.Namespace) -> int:
 
     from neuronmoe.pipeline.paper_check import check_table, format_table
 
+    from neuronmoe.envvars import REPORTED, SCRIPT, report
+    from neuronmoe.pipeline.paper_check import honoured_variables
+
     targets = split_langs(args.targets)
     facts = paper_dry_run(args.model_config, args.output_dir, targets, args.deepspeed, args.nproc, args.model, args.allocations)
+    if os.environ.get(REPORTED) != "1":  # variables set but read neither here nor by any command of the plan
+        report("reproduce-paper", script=os.environ.get(SCRIPT) or None, honoured=honoured_variables(facts["commands"]))
     if args.print_commands:
         check_table(facts["settings"])  # never hand a plan that differs from the paper to the runner
         print("\n".join(facts["commands"]))

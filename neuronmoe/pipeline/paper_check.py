@@ -36,6 +36,24 @@ def parse_commands(cmds: Sequence[Sequence[str]]) -> list[argparse.Namespace]:
     return [parser.parse_args(_argv(c)) for c in cmds]
 
 
+def honoured_variables(commands: Sequence[str | Sequence[str]]) -> dict[str, set[str]]:
+    """``{variable: commands}`` for reproduce-paper and the commands of its plan: a command reads a variable
+    of its own unless the plan passes that flag (the environment report names only what nothing reads)."""
+    import shlex
+
+    from neuronmoe.envvars import VARS, reads
+
+    out: dict[str, set[str]] = {name: {"reproduce-paper"} for name in reads("reproduce-paper")}
+    for c in commands:
+        argv = _argv(shlex.split(c) if isinstance(c, str) else c)
+        flags = {a.split("=")[0] for a in argv if a.startswith("--")}
+        for v in VARS:
+            flag = v.reads.get(argv[0], "")
+            if flag and flag.split()[0] not in flags:
+                out.setdefault(v.name, set()).add(argv[0])
+    return out
+
+
 def _first(parsed: list[argparse.Namespace], command: str, **match: Any) -> argparse.Namespace | None:
     for a in parsed:
         if a.command == command and all(getattr(a, k, None) == v for k, v in match.items()):

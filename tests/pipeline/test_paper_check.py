@@ -124,3 +124,16 @@ def test_reproduce_paper_script_prints_the_table(tmp_path, nproc):
     assert f"| stage 1 | batch size per device | 32 | - | {32 // int(nproc)} |" in r.stdout
     assert "| data | English replay | cerebras/SlimPajama-627B | - | cerebras/SlimPajama-627B | ok |" in r.stdout
     assert "MISMATCH" not in r.stdout
+
+
+def test_environment_report_names_only_what_no_command_reads(monkeypatch, caplog):
+    """TRAIN_BATCH_SIZE reaches the plan's train commands (and the dry run shows it); NUM_SENTENCES does not
+    (prepare-data is given --num-sentences)."""
+    from neuronmoe.cli import main
+
+    monkeypatch.setenv("TRAIN_BATCH_SIZE", "4")
+    monkeypatch.setenv("NUM_SENTENCES", "3")
+    monkeypatch.delenv("NEURONMOE_ENV_REPORTED", raising=False)
+    with caplog.at_level("WARNING", logger="neuronmoe.env"):
+        assert main(["reproduce-paper", "--dry-run", "--nproc", "8"]) == 0
+    assert "NUM_SENTENCES is set but" in caplog.text and "TRAIN_BATCH_SIZE is set but" not in caplog.text
