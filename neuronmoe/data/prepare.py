@@ -20,7 +20,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from neuronmoe.data.sources import Source, make_source
+from neuronmoe.data.lang_sources import make_sources, source_for
+from neuronmoe.data.sources import Source
 from neuronmoe.data.text import dedup_key, join_sentences, split_sentences
 from neuronmoe.languages import check_languages, get_language
 
@@ -35,7 +36,7 @@ class DataConfig:
     new_langs: list[str] = field(default_factory=lambda: ["el"])
     old_langs: list[str] = field(default_factory=lambda: ["en"])
     neg_langs: list[str] = field(default_factory=list)
-    source: str = "bundled"
+    source: Any = "bundled"  # one spec, "lang=spec,..." or a {lang: spec | {spec, options}} mapping
     num_samples: int = 500
     max_sample_tokens: int = 256
     min_sample_chars: int = 10
@@ -407,7 +408,7 @@ def prepare_data(
     # ---- validate everything before writing anything
     cfg.validate()
     langs = cfg.languages
-    source = make_source(cfg.source, cfg.text_field, cfg.hf_split)
+    source = make_sources(cfg.source, langs, cfg.text_field, cfg.hf_split)  # one spec, or one per language
     resolve_model(model)  # --model must exist (ModelNotFoundError names the flag)
     for lang in langs:
         source.check(lang)
@@ -449,7 +450,6 @@ def prepare_data(
         return m
 
     count = make_token_counter(tokenizer)
-    budget = cfg.token_budget(source)
     results: dict[str, LangResult] = {}
     # the folder is built under a temporary name (removed on any error) and renamed into place
     # with the manifest inside; train/replay documents are streamed into it
@@ -483,7 +483,8 @@ def prepare_data(
                 docs = tqdm(source.documents(lang), desc=f"{lang} documents", unit=" docs", leave=False,
                             disable=not progress, mininterval=2.0)
                 r = process_language(lang, docs, cfg, count, role=role, exclude=exclude,
-                                     token_budget=budget, doc_sink=sink, pool=pool)
+                                     token_budget=cfg.token_budget(source_for(source, lang)),
+                                     doc_sink=sink, pool=pool)
             finally:
                 if fh is not None:
                     fh.close()
