@@ -59,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--deepspeed", default=env("DEEPSPEED_CONFIG", "zero2"), help="DeepSpeed config for training (env DEEPSPEED_CONFIG; default zero2)")
     r.add_argument("--dry-run", action="store_true", help="validate every config and print the exact commands; needs no GPU, weights or data")
     r.add_argument("--json", action="store_true", help="print the dry-run facts as JSON")
-    r.set_defaults(func=run_reproduce)
+    r.set_defaults(func=run_reproduce, report_env=False)  # reported with the variables its commands read
 
 
 def config_from_args(args: argparse.Namespace):
@@ -104,15 +104,25 @@ def run_reproduce(args: argparse.Namespace) -> int:
     from neuronmoe.pipeline.paper import paper_dry_run
     from neuronmoe.utils.checks import check_range
 
+    from neuronmoe.pipeline.paper_check import check_table, format_table
+
+    from neuronmoe.envvars import REPORTED, SCRIPT, report
+    from neuronmoe.pipeline.paper_check import honoured_variables
+
     check_range("--nproc", args.nproc, 1)
     targets = split_langs(args.targets)
     facts = paper_dry_run(args.model_config, args.output_dir, targets, args.deepspeed, args.nproc, args.model, args.allocations)
+    if os.environ.get(REPORTED) != "1":  # variables set but read neither here nor by any command of the plan
+        report("reproduce-paper", script=os.environ.get(SCRIPT) or None, honoured=honoured_variables(facts["commands"]))
     if args.print_commands:
+        check_table(facts["settings"])  # never hand a plan that differs from the paper to the runner
         print("\n".join(facts["commands"]))
         return 0
     if args.json:
         print(json.dumps(facts, indent=2, default=str))
     else:
+        print(f"# the plan against the paper ({args.nproc} processes; neuronmoe/configs/paper_protocol.yaml, docs/training.md):")
+        print(format_table(facts["settings"]))
         print(f"# paper-scale plan for {args.model_config} ({facts['dims']['num_layers']} layers): model {args.model}, "
               f"targets {','.join(targets)}, {args.nproc} processes per node")
         for c in facts["checks"]:
@@ -123,6 +133,7 @@ def run_reproduce(args: argparse.Namespace) -> int:
                   f"MoE-FFN {100 * a['moe_ffn_change_vs_layermoe']:+.1f}%  [{a['source']}]")
         for c in facts["commands"]:
             print(c)
+    check_table(facts["settings"])  # an undocumented difference from the paper: exit 2 after the table
     if not args.dry_run:
         print("# validated; run these commands on the GPU cluster (scripts/reproduce_paper.sh runs them in order)", file=sys.stderr)
     return 0

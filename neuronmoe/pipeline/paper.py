@@ -1,6 +1,6 @@
 """The paper-scale run (``neuronmoe reproduce-paper``): Llama-3.2-3B extended to el/tr/hu with Table 7's
 settings. :func:`paper_plan` is the exact command list; :func:`paper_dry_run` validates every config here
-(no weights, no data) and returns the facts and the commands."""
+(no weights, no data) and returns the facts, the settings table against the paper and the commands."""
 from __future__ import annotations
 
 import json
@@ -12,45 +12,66 @@ PAPER_TARGETS = ["el", "tr", "hu"]
 TABLE5_EN_EL = [342, 79, 11, 18, 15, 11, 8, 7, 8, 8, 7, 6, 9, 14, 9, 18, 81, 20, 19, 28, 38, 232, 51, 208, 114, 111, 238, 223]
 
 
+#: Appendix D: stage-1 data and Spanish replay from CulturaX, English replay from SlimPajama, Chinese from SkyPile
+#: (each read with the reference's recipe: neuronmoe/configs/data.yaml hf_datasets)
+PAPER_DATA_SOURCE = ("hf:uonlp/CulturaX,en=hf:cerebras/SlimPajama-627B,zh=hf:Skywork/SkyPile-150B,"
+                     "es=hf:uonlp/CulturaX")
+
+
+def g1_languages() -> tuple[list[str], list[str]]:
+    """LayerMoE's G1 languages (new, old) from neuronmoe/configs/similarity.yaml ``settings.g1``."""
+    from neuronmoe.config import load_yaml
+
+    g1 = load_yaml("similarity")["settings"]["g1"]
+    return list(g1["targets"]), list(g1["old_langs"])
+
+
 def paper_plan(output_dir: str = "outputs/paper", model: str = "meta-llama/Llama-3.2-3B", targets: Sequence[str] = PAPER_TARGETS,
                source: str = "en", deepspeed: str = "zero2", nproc: int = 8, neg_langs: Sequence[str] = ("de", "fr", "ja"),
-               replay: Sequence[str] = ("en", "zh", "es"), data_source: str = "hf:uonlp/CulturaX",
+               replay: Sequence[str] = ("en", "zh", "es"), data_source: str = PAPER_DATA_SOURCE,
                allocations: str = "computed", model_config: str = "llama-3.2-3b") -> list[list[str]]:
     """The exact commands of the paper-scale run (Llama-3.2-3B, en -> el/tr/hu, Table 7 settings).
 
-    ``allocations``: ``computed`` runs the method (neuron analysis -> pair allocation per target, LayerMoE
-    from similarity); ``published`` trains the paper's own allocations (shipped under
-    neuronmoe/configs/allocations: Tables 2 and 8), to reproduce its exact expert counts.
+    ``allocations``: ``computed`` runs the method (neuron analysis -> pair allocation per target; LayerMoE
+    from similarity in LayerMoE's G1 setting, whose new languages are then prepared too); ``published`` trains
+    the paper's own allocations (shipped under neuronmoe/configs/allocations: Tables 2 and 8), to reproduce its
+    exact expert counts. Training commands give no batch size: the profile's effective batch (32) is split
+    over the ``nproc`` processes by the trainer.
     """
     o = output_dir
     common = ["--output-dir", o, "--model", model]
     old = [source, *[x for x in replay if x != source]]
-    negs = [x for x in neg_langs if x not in old and x not in targets]
-    langs = [*old, *targets, *negs]
+    g1_new, g1_old = g1_languages()
+    new = list(targets) if allocations == "published" else [*targets, *[x for x in g1_new if x not in targets]]
+    negs = [x for x in neg_langs if x not in old and x not in new]
+    langs = [*old, *new, *negs]
     launch = ["torchrun", f"--nproc_per_node={nproc}", "-m", "neuronmoe"]
     cmds: list[list[str]] = [
-        ["neuronmoe", "prepare-data", *common, "--source", data_source, "--new-langs", ",".join(targets), "--old-langs",
-         ",".join(old), "--neg-langs", ",".join(negs), "--num-sentences", "500", "--max-tokens", "2e9"],
+        ["neuronmoe", "prepare-data", *common, "--source", data_source, "--new-langs", ",".join(new), "--old-langs",
+         ",".join(old), "--neg-langs", ",".join(negs), "--num-sentences", "500", "--max-tokens", "2e9",
+         "--replay-docs", "50000"],
         ["neuronmoe", "neurons", *common, "--languages", ",".join(langs), "--top-k", "1000", "--ap-threshold", "0.5"],
     ]
+    if allocations != "published":  # LayerMoE's 84-expert baseline: one allocation, measured in its G1 setting
+        # the languages are named too: NEW_LANGS / OLD_LANGS in the environment must not replace G1's
+        cmds.append(["neuronmoe", "similarity", *common, "--setting", "g1", "--targets", ",".join(g1_new),
+                     "--old-langs", ",".join(g1_old), "--name", "layermoe"])
     names: dict[tuple[str, str], str] = {}
     for t in targets:
         if allocations == "published":
             names[("layermoe", t)] = f"{model_config}-el-layermoe"  # the paper uses LayerMoE's 84 for every language
             names[("neuronmoe", t)] = f"{model_config}-{t}-neuronmoe"
             continue
-        names[("layermoe", t)], names[("neuronmoe", t)] = f"layermoe-{t}", f"neuronmoe-{t}"
-        cmds.append(["neuronmoe", "similarity", *common, "--source", source, "--targets", t, "--name", f"layermoe-{t}",
-                     "--budget", "70"])
+        names[("layermoe", t)], names[("neuronmoe", t)] = "layermoe", f"neuronmoe-{t}"
         cmds.append(["neuronmoe", "allocate", *common, "--mode", "pair", "--source", source, "--targets", t,
-                     "--name", f"neuronmoe-{t}", "--compare-with", f"layermoe-{t}"])
+                     "--name", f"neuronmoe-{t}", "--compare-with", "layermoe"])
     if "el" in targets:
         if allocations == "published":
             names[("neuronmoe-en", "el")] = f"{model_config}-el-neuronmoe-en"
         else:
             names[("neuronmoe-en", "el")] = "neuronmoe-en"
             cmds.append(["neuronmoe", "allocate", *common, "--mode", "source-only", "--source", source, "--targets", "el",
-                         "--name", "neuronmoe-en", "--reference", "layermoe-el"])
+                         "--name", "neuronmoe-en", "--reference", "layermoe"])
     runs: list[tuple[str, str, str]] = []  # (run, language, label)
     for t in targets:
         for kind in ("layermoe", "neuronmoe", "neuronmoe-en"):
@@ -92,9 +113,13 @@ def paper_dry_run(model_config: str = "llama-3.2-3b", output_dir: str = "outputs
     * allocations: el from Table 5's published counts (pair mode, E 1-6, truncation) -> 49 experts;
       tr and hu from the shipped Table 8 allocations (Table 6 gives per-language counts, not the
       unions eq. 2 needs); LayerMoE from the shipped Table 2 allocation;
-    * parameter budgets of each allocation from the shipped model config.
+    * parameter budgets of each allocation from the shipped model config;
+    * ``settings``: every setting of the plan next to the paper's (:mod:`neuronmoe.pipeline.paper_check`), read
+      from the commands as the CLI parses them and the trainer resolves them for ``nproc`` processes;
+      ``mismatches``: the rows that differ without a documented deviation (the caller fails on them).
     """
     from neuronmoe.models import load_config, model_dims
+    from neuronmoe.pipeline.paper_check import MISMATCH, settings_table
 
     bad = [t for t in targets if t not in PAPER_TARGETS]
     if bad:
@@ -108,8 +133,12 @@ def paper_dry_run(model_config: str = "llama-3.2-3b", output_dir: str = "outputs
     check_eval_suite(facts, targets)
     facts["allocations"] = paper_allocations(model_config, targets, cfg)
     facts["checks"].append(f"el allocation from Table 5 = {facts['allocations']['neuronmoe-el']['total_experts']} experts")
-    facts["commands"] = [shlex.join(c) for c in paper_plan(output_dir, model, targets=targets, deepspeed=deepspeed, nproc=nproc,
-                                                           allocations=allocations, model_config=model_config)]
+    cmds = paper_plan(output_dir, model, targets=targets, deepspeed=deepspeed, nproc=nproc, allocations=allocations,
+                      model_config=model_config)
+    facts["commands"] = [shlex.join(c) for c in cmds]
+    facts["nproc"] = nproc
+    facts["settings"] = settings_table(cmds, nproc, targets)
+    facts["mismatches"] = [r for r in facts["settings"] if r["status"] == MISMATCH]
     return facts
 
 

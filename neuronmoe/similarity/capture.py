@@ -2,13 +2,14 @@
 
 The MLP input is the output of the norm named by ``ArchSpec.mlp_input_norm`` (the
 post-attention norm for Llama/Qwen; ``pre_feedforward_layernorm`` for Gemma-2/3). Tokens:
-non-padding, non-special (BOS/EOS/PAD are left out), in file order, until each language has
-``max_tokens``. The forward pass stops after the last layer's norm (no last MLP, no LM head).
+non-padding, non-special (BOS/EOS/PAD are left out; ``include_bos`` keeps BOS, as LayerMoE's G1
+measurement does), in file order, until each language has ``max_tokens``. The forward pass stops after the last layer's norm (no last MLP, no LM head).
 """
 from __future__ import annotations
 
+import itertools
 import logging
-from typing import Any, Sequence
+from typing import Any, Iterable
 
 from neuronmoe.similarity.core import UnitVectorSums
 
@@ -37,10 +38,11 @@ def mlp_input_norms(model: Any) -> list[Any]:
 def capture_unit_sums(
     model: Any,
     tokenizer: Any,
-    texts_by_lang: dict[str, Sequence[str]],
+    texts_by_lang: dict[str, Iterable[str]],
     max_tokens: int,
     batch_size: int = 8,
     max_length: int = 256,
+    include_bos: bool = False,
 ) -> tuple[UnitVectorSums, dict[str, int]]:
     """Run ``model`` over each language's texts; returns the sums and the tokens used per language."""
     import torch
@@ -55,7 +57,10 @@ def capture_unit_sums(
     langs = list(texts_by_lang)
     acc = UnitVectorSums(langs, n_layers, hidden)
     device = next(model.parameters()).device
-    special = torch.tensor(sorted(set(getattr(tokenizer, "all_special_ids", []) or [])), dtype=torch.long, device=device)
+    skip = set(getattr(tokenizer, "all_special_ids", []) or [])
+    if include_bos and getattr(tokenizer, "bos_token_id", None) is not None:
+        skip.discard(tokenizer.bos_token_id)
+    special = torch.tensor(sorted(skip), dtype=torch.long, device=device)
     state: dict[str, Any] = {}
 
     def make_hook(idx: int):
@@ -73,13 +78,13 @@ def capture_unit_sums(
     try:
         with torch.inference_mode():
             for lang in langs:
-                texts = [t for t in texts_by_lang[lang] if t and t.strip()]
+                texts = (t for t in texts_by_lang[lang] if t and t.strip())  # any iterable: read as needed
                 got = 0
-                for start in range(0, len(texts), batch_size):
-                    if got >= max_tokens:
+                while got < max_tokens:
+                    batch = list(itertools.islice(texts, batch_size))
+                    if not batch:
                         break
-                    enc = tokenizer(texts[start:start + batch_size], return_tensors="pt", padding=True,
-                                    truncation=True, max_length=max_length)
+                    enc = tokenizer(batch, return_tensors="pt", padding=True, truncation=True, max_length=max_length)
                     ids = enc["input_ids"].to(device)
                     att = enc["attention_mask"].to(device).bool()
                     mask = att & ~torch.isin(ids, special) if special.numel() else att
