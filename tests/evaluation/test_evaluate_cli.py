@@ -78,7 +78,7 @@ def test_unknown_task_suggests_close_names(tiny_model_dir, data_root, capsys):
 
 def test_unpinned_paper_datasets_are_refused_before_anything_loads(data_root, no_model_load, capsys, monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    assert main(["evaluate", "--model", "/nonexistent/model", "--output-dir", str(data_root), "--suite", "paper",
+    assert main(["evaluate", "--model", "llama-3.2-3b", "--output-dir", str(data_root), "--suite", "paper",
                  "--languages", "en,tr"]) == 2
     err = capsys.readouterr().err
     assert "without a pinned revision" in err and "malhajar/arc-tr" in err and "--allow-unpinned" in err
