@@ -114,12 +114,21 @@ def run_reproduce(args: argparse.Namespace) -> int:
               f"targets {','.join(targets)}, {args.nproc} processes per node")
         for c in facts["checks"]:
             print(f"# ok: {c}")
-        print("# allocations (experts incl. the original MLP; MoE-FFN params vs LayerMoE):")
-        for name, a in facts["allocations"].items():
-            print(f"#   {name:14s} {a['total_experts']:3d} experts, added {a['params']['added_params'] / 1e9:.2f}B params, "
-                  f"MoE-FFN {100 * a['moe_ffn_change_vs_layermoe']:+.1f}%  [{a['source']}]")
+        print_allocations(facts)
         for c in facts["commands"]:
             print(c)
     if not args.dry_run:
         print("# validated; run these commands on the GPU cluster (scripts/reproduce_paper.sh runs them in order)", file=sys.stderr)
     return 0
+
+
+def print_allocations(facts: dict) -> None:
+    print("# allocations (experts incl. the original MLP; MoE-FFN params vs LayerMoE):")
+    for name, a in facts["allocations"].items():
+        if a["experts_per_layer"] is None:
+            print(f"#   {name:14s} ---  [{a['source']}]")
+            continue
+        change = a["moe_ffn_change_vs_layermoe"]
+        print(f"#   {name:14s} {a['total_experts']:3d} experts, added {a['params']['added_params'] / 1e9:.2f}B params, "
+              + (f"MoE-FFN {100 * change:+.1f}%" if change is not None else "no LayerMoE to compare with")
+              + f"  [{a['source']}]")
