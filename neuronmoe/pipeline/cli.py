@@ -44,16 +44,24 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     r = sub.add_parser("reproduce-paper", help="the paper-scale run (Llama-3.2-3B, el/tr/hu, DeepSpeed ZeRO-2): --dry-run validates and prints it")
     r.add_argument("--output-dir", default=env("OUTPUT_DIR", "outputs/paper"), help="output root (env OUTPUT_DIR; default outputs/paper)")
-    r.add_argument("--model-config", default=env("PAPER_MODEL_CONFIG", "llama-3.2-3b"),
-                   help="shipped model config used for the checks and parameter budgets (env PAPER_MODEL_CONFIG)")
-    r.add_argument("--model", default=env("BASE_MODEL_PATH", "meta-llama/Llama-3.2-3B", command="reproduce-paper"),
-                   help="the model the commands train (hub id or local folder) (env BASE_MODEL_PATH; default meta-llama/Llama-3.2-3B)")
+    r.add_argument("--experiment", default=env("PAPER_EXPERIMENT"),
+                   help="plan one named experiment of the paper (--list names them), outputs under $OUTPUT_DIR/<name>/ "
+                   "(env PAPER_EXPERIMENT; default: the el/tr/hu plan)")
+    r.add_argument("--list", action="store_true", help="list the named experiments (model, languages, runs, tables, figures) and exit")
+    r.add_argument("--report", action="store_true",
+                   help="with --experiment: write $OUTPUT_DIR/<name>/report.md from the outputs present, and exit")
+    r.add_argument("--model-config", default=env("PAPER_MODEL_CONFIG"),
+                   help="shipped model config used for the checks and parameter budgets (env PAPER_MODEL_CONFIG; "
+                   "default llama-3.2-3b, or the experiment's)")
+    r.add_argument("--model", default=env("BASE_MODEL_PATH", command="reproduce-paper"),
+                   help="the model the commands train (hub id or local folder) (env BASE_MODEL_PATH; default "
+                   "meta-llama/Llama-3.2-3B, or the experiment's)")
     r.add_argument("--allocations", default=env("PAPER_ALLOCATIONS", "computed"), choices=["computed", "published"],
                    help="computed: run the method (neuron analysis -> allocation); published: train the paper's own "
                    "allocations (Tables 2, 8) (env PAPER_ALLOCATIONS; default computed)")
     r.add_argument("--print-commands", action="store_true", help="print only the commands, one per line (for scripts)")
-    r.add_argument("--targets", default=env("NEW_LANGS", "el,tr,hu", command="reproduce-paper"),
-                   help="new languages (env NEW_LANGS; default el,tr,hu)")
+    r.add_argument("--targets", default=env("NEW_LANGS", command="reproduce-paper"),
+                   help="new languages (env NEW_LANGS; default el,tr,hu, or the experiment's)")
     r.add_argument("--nproc", type=int, default=env("NPROC", "8", command="reproduce-paper"),
                    help="GPUs per node for torchrun (env NPROC; default 8)")
     r.add_argument("--deepspeed", default=env("DEEPSPEED_CONFIG", "zero2"), help="DeepSpeed config for training (env DEEPSPEED_CONFIG; default zero2)")
@@ -100,17 +108,40 @@ def run_cli(args: argparse.Namespace) -> int:
 
 
 def run_reproduce(args: argparse.Namespace) -> int:
+    from neuronmoe.pipeline import experiments as ex
     from neuronmoe.pipeline.paper import paper_dry_run
 
-    targets = split_langs(args.targets)
-    facts = paper_dry_run(args.model_config, args.output_dir, targets, args.deepspeed, args.nproc, args.model, args.allocations)
+    if args.list:
+        print("\n".join(ex.list_lines()))
+        return 0
+    if args.report and not args.experiment:
+        raise ValueError("--report: give --experiment NAME (the el/tr/hu plan's report is `neuronmoe report`)")
+    if args.experiment:
+        exp = ex.get_experiment(args.experiment)
+        if args.report:
+            print(ex.write_report(exp, args.output_dir))
+            return 0
+        if args.targets and split_langs(args.targets) != list(exp.targets):
+            raise ValueError(f"--targets {args.targets} (env NEW_LANGS): experiment {exp.name} extends to "
+                             f"{','.join(exp.targets)}; drop --targets or choose another experiment (--list)")
+        targets, model_config, model = list(exp.targets), args.model_config or exp.model_config, args.model or exp.model
+        facts = ex.experiment_dry_run(exp, args.output_dir, model, model_config, args.deepspeed, args.nproc, args.allocations)
+    else:
+        targets = split_langs(args.targets or "el,tr,hu")
+        model_config, model = args.model_config or "llama-3.2-3b", args.model or "meta-llama/Llama-3.2-3B"
+        facts = paper_dry_run(model_config, args.output_dir, targets, args.deepspeed, args.nproc, model, args.allocations)
     if args.print_commands:
         print("\n".join(facts["commands"]))
         return 0
     if args.json:
         print(json.dumps(facts, indent=2, default=str))
     else:
-        print(f"# paper-scale plan for {args.model_config} ({facts['dims']['num_layers']} layers): model {args.model}, "
+        if args.experiment:
+            e = facts["experiment"]
+            print(f"# experiment {e['name']}: {e['title']}")
+            for k, v in {**e["tables"], **e["figures"]}.items():
+                print(f"#   {k}: {v}")
+        print(f"# paper-scale plan for {model_config} ({facts['dims']['num_layers']} layers): model {model}, "
               f"targets {','.join(targets)}, {args.nproc} processes per node")
         for c in facts["checks"]:
             print(f"# ok: {c}")

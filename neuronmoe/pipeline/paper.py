@@ -222,8 +222,8 @@ def check_eval_suite(facts: dict[str, Any], targets: Sequence[str], source: str 
 
         have = [x for x in LANGUAGES if all(task_for(b, x) for b in benches if isinstance(b["tasks"], dict))
                 and any(isinstance(b["tasks"], dict) and x in b["tasks"] for b in benches)]
-        raise ValueError("the paper evaluation suite (neuronmoe/configs/eval_suites.yaml) has no "
-                         + "; ".join(f"{', '.join(v)} cell for {k}" for k, v in missing.items())
+        raise ValueError("the paper evaluation suite (neuronmoe/configs/eval_suites.yaml) has no cell for "
+                         + ", ".join(f"{k} ({', '.join(v)})" for k, v in missing.items())
                          + f"; languages with every cell: {', '.join(have)}")
     facts["eval_suite"] = {b["name"]: {lang: task_for(b, lang) for lang in langs} for b in benches}
     facts["eval_shots"] = {b["name"]: b.get("shots") for b in benches}
