@@ -256,11 +256,12 @@ def paper_allocations(model_config: str, targets: Sequence[str], cfg: Any,
             a = {"experts_per_layer": experts, "from_counts": counts[0],
                  "source": f"computed from {counts[0]}, E 1-6, truncation"}
             if shipped:
+                a["shipped"] = shipped
                 same = list(load_allocation(shipped).experts_per_layer) == list(experts)
                 a["source"] += f"; {'equals' if same else 'DIFFERS FROM'} the shipped {shipped}"
         elif shipped:
             rec = load_allocation(shipped)
-            a = {"experts_per_layer": list(rec.experts_per_layer),
+            a = {"experts_per_layer": list(rec.experts_per_layer), "shipped": shipped,
                  "source": f"shipped {shipped} ({rec.data.get('published', 'published')})"
                  + ("" if kind != "neuronmoe" else f"; the paper publishes no EN+{t} unit counts for {model_config}, "
                     "so it is not recomputed here")}
@@ -275,7 +276,7 @@ def paper_allocations(model_config: str, targets: Sequence[str], cfg: Any,
         if a["experts_per_layer"] is None:
             a["params"] = None
             continue
-        check_fits_base(a["experts_per_layer"], None, cfg, f"allocation {name} ({a['source']})",
+        check_fits_base(a["experts_per_layer"], None, cfg, f"allocation {name}" + (f" ({a['shipped']})" if a.get("shipped") else ""),
                         hint=f"the model config {checked or model_config} does not fit the published allocations of {model_config}")
         a["params"] = count_params(a["experts_per_layer"], cfg)
     for name, a in allocs.items():
