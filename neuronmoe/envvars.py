@@ -188,6 +188,9 @@ VARS: list[Var] = [
     _v("EVAL_TASKS", {_EVAL: "--tasks"}, "none", "extra lm-eval tasks"),
     _v("EVAL_LANGUAGES", {_EVAL: "--languages"}, "the suite's", "evaluation languages"),
     _v("EVAL_NUM_FEWSHOT", {_EVAL: "--num-fewshot"}, "the suite's", "shots for every task"),
+    _v("EVAL_PROFILE", {_EVAL: "--profile"}, "paper", "shots profile of the suite: paper or published-script"),
+    _v("EVAL_SHOTS", {_EVAL: "--shots"}, "none", "shots per benchmark or cell, e.g. mmlu/tr=5@validation"),
+    _v("EVAL_ALLOW_UNPINNED", {_EVAL: "--allow-unpinned"}, "0", "1: the paper suite may read unpinned datasets"),
     _v("EVAL_BATCH_SIZE", {_EVAL: "--batch-size"}, "8", "evaluation: lm-eval batch size"),
     _v("EVAL_LIMIT", {_EVAL: "--limit"}, "none", "documents per task (smoke tests)"),
     _v("EVAL_RUN_NAME", {_EVAL: "--run-name"}, "<adapter run>-<suite>", "evaluation run folder"),
@@ -196,6 +199,7 @@ VARS: list[Var] = [
     _v("EVAL_SEED", {_EVAL: "--seed"}, "1234", "lm-eval seeds", Alias("SEED", (_EVAL,))),
     _v("EVAL_LOCAL_SIZES", {_EVAL: "--local-sizes"}, "eval_suites.yaml", "local suite sizes, key=value,..."),
     _v("REPORT_PATH", {_REP: "--out"}, "$OUTPUT_DIR/eval/table", "report output stem"),
+    _v("REPORT_BASELINES", {_REP: "--baselines"}, "Dense,LayerMoE-S1", "runs the others are paired-tested against"),
     # ---- analyze-experts / figures ----------------------------------------------------------------------
     _v("ANALYSIS_RUN", {_ANA: "--run"}, "neuronmoe-s1", "training run analysed"),
     _v("ANALYSIS_ADAPTER", {_ANA: "--adapter"}, "$OUTPUT_DIR/train/<run>/adapter", "adapter analysed (none: dense)"),

@@ -5,7 +5,7 @@
 #   scripts/run_eval.sh                                             # dense smollm2-135m, local suite (offline)
 #   PEFT_MODEL_PATH=outputs/train/neuronmoe-s1/adapter EVAL_LABEL=NeuronMoE-S1 scripts/run_eval.sh
 #   BASE_MODEL_PATH=meta-llama/Llama-3.2-3B EVAL_SUITE=paper EVAL_LANGUAGES=en,el scripts/run_eval.sh
-#   EVAL_SUITE=paper scripts/run_eval.sh --check --prefetch          # list / download the hub datasets
+#   EVAL_SUITE=paper scripts/run_eval.sh --check                     # load + check every cell's data (network), no model
 #
 # Environment (each maps to a flag of `neuronmoe evaluate`; extra flags after the script are passed on):
 #   BASE_MODEL_PATH  base model (default smollm2-135m)     PEFT_MODEL_PATH  adapter folder (omit: dense)
@@ -13,6 +13,8 @@
 #   EVAL_SUITE       local | paper (default local)         EVAL_TASKS       extra lm-eval tasks, comma separated
 #   EVAL_LANGUAGES   e.g. en,el (default: the suite's)     EVAL_RUN_NAME    run folder name   EVAL_LABEL  table row name
 #   EVAL_BATCH_SIZE  lm-eval batch size (8, auto)          DTYPE / DEVICE   auto | bf16 | fp32 ... / auto | cpu | cuda:1
+#   EVAL_PROFILE     paper | published-script             EVAL_SHOTS       e.g. mmlu/tr=5@validation,hellaswag=10
+#   EVAL_ALLOW_UNPINNED=1  let the paper suite read datasets without a pinned revision (recorded in the manifest)
 #   EVAL_LOCAL_SIZES local suite sizes, e.g. cloze_items=80,heldout_docs=16
 #   NPROC            >1: one process per GPU through torchrun (data parallel, see docs/evaluation.md)
 set -euo pipefail

@@ -1,4 +1,4 @@
-"""Evaluation through lm-eval: suites (paper, local), runs, and the paper's Table 1 (docs/evaluation.md)."""
+"""Evaluation through lm-eval: suites (paper, local), cells, runs, and Table 1 with its uncertainty (docs/evaluation.md)."""
 from neuronmoe.evaluation.suites import TaskSpec, get_suite, load_suites, resolve_suite, specs_from_tasks
 from neuronmoe.evaluation.table import Table, build_table, load_run, to_csv, to_markdown
 

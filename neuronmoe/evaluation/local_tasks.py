@@ -1,15 +1,16 @@
 """The offline ``local`` suite: lm-eval tasks generated from the bundled corpora.
 
 * ``udhr_cloze_<lang>``: 4-way multiple choice over UDHR paragraphs
-  (``$OUTPUT_DIR/data/udhr/<lang>.jsonl``). One word (at least ``cloze_min_chars`` letters,
+  (``$OUTPUT_DIR/data/udhr/<lang>.jsonl``), ``cloze_items`` per language (0: every eligible blank). One word (at least ``cloze_min_chars`` letters,
   no digits) is blanked; the context is up to ``cloze_prefix_words`` words before it; each
   choice is a candidate word followed by the next ``cloze_suffix_words`` words of the
   paragraph, so the words after the blank also judge the candidate. Distractors are distinct
   words of the same language drawn from *other* paragraphs, preferring similar lengths, never
   equal (case-insensitively) to the answer; the gold position is uniform. Chance = 1/choices.
-* ``heldout_ppl_<lang>``: ``loglikelihood_rolling`` over held-out documents
-  (``$OUTPUT_DIR/data/heldout/<lang>.jsonl``), each cut at a word boundary to at most
-  ``heldout_max_chars`` characters; metrics word_perplexity, byte_perplexity, bits_per_byte.
+* ``heldout_ppl_<lang>``: ``loglikelihood_rolling`` over the held-out documents
+  (``$OUTPUT_DIR/data/heldout/<lang>.jsonl``; all of them, whole, by default; ``heldout_docs`` and
+  ``heldout_max_chars`` cap them); metrics word_perplexity, byte_perplexity, bits_per_byte. The
+  report's interval for bits per byte is a bootstrap over these documents.
 
 Everything lands in ``$OUTPUT_DIR/eval/tasks/`` (YAMLs + ``data/*.jsonl`` + manifest) with
 absolute ``data_files`` paths, since lm-eval resolves relative ones against the working
@@ -27,14 +28,14 @@ from neuronmoe.evaluation.paper_tasks import metric_list
 
 _WORD = re.compile(r"^(\W*)(\w+)(\W*)$")
 
-DEFAULT_SIZES: dict[str, int] = {
-    "cloze_items": 40,
+DEFAULT_SIZES: dict[str, int] = {  # the same as eval_suites.yaml's local suite (a test checks)
+    "cloze_items": 200,
     "cloze_choices": 4,
     "cloze_prefix_words": 10,
     "cloze_suffix_words": 2,
     "cloze_min_chars": 4,
-    "heldout_docs": 8,
-    "heldout_max_chars": 500,
+    "heldout_docs": 0,
+    "heldout_max_chars": 0,
     "seed": 1234,
 }
 
@@ -52,7 +53,7 @@ def _core(word: str) -> tuple[str, str, str] | None:
 
 def build_cloze_items(
     paragraphs: list[dict[str, Any]],
-    n_items: int = 40,
+    n_items: int = 200,
     n_choices: int = 4,
     prefix_words: int = 10,
     suffix_words: int = 2,
@@ -62,8 +63,8 @@ def build_cloze_items(
     """Cloze items ``{"id", "para_id", "query", "choices", "gold", "answer"}`` from one language.
 
     Deterministic in ``seed``. Paragraphs are used round-robin (one blank each, then a second
-    blank each, ...) until ``n_items``; raises if the language has too few distinct words for
-    ``n_choices - 1`` distractors.
+    blank each, ...) until ``n_items`` (0: until every eligible blank is used); raises if the
+    language has too few distinct words for ``n_choices - 1`` distractors.
     """
     if n_choices < 2:
         raise ValueError("cloze: need at least 2 choices")
@@ -93,9 +94,12 @@ def build_cloze_items(
         raise ValueError(f"cloze: only {len(pool)} distinct words of >= {min_chars} letters; need {n_choices}")
     items: list[dict[str, Any]] = []
     rnd = 0
-    while len(items) < n_items and any(len(s[2]) > rnd for s in slots):
+    def full() -> bool:
+        return n_items > 0 and len(items) >= n_items
+
+    while not full() and any(len(s[2]) > rnd for s in slots):
         for p, words, pos in slots:
-            if len(items) >= n_items:
+            if full():
                 break
             if len(pos) <= rnd:
                 continue
@@ -144,19 +148,19 @@ def _match_case(word: str, answer: str) -> str:
     return base
 
 
-def select_heldout(docs: list[dict[str, Any]], n_docs: int = 8, max_chars: int = 500) -> list[dict[str, str]]:
-    """The first ``n_docs`` non-empty documents, each cut at a word boundary to ``max_chars``."""
+def select_heldout(docs: list[dict[str, Any]], n_docs: int = 0, max_chars: int = 0) -> list[dict[str, str]]:
+    """The first ``n_docs`` (0: all) non-empty documents, each cut at a word boundary to ``max_chars`` (0: whole)."""
     out = []
     for d in docs:
         text = " ".join(str(d.get("text", "")).split())
         if not text:
             continue
-        if len(text) > max_chars:
+        if max_chars > 0 and len(text) > max_chars:
             cut = text[: max_chars + 1]
             sp = cut.rfind(" ")
             text = cut[:sp] if sp > max_chars // 2 else text[:max_chars]
         out.append({"text": text})
-        if len(out) >= n_docs:
+        if 0 < n_docs <= len(out):
             break
     return out
 
@@ -164,7 +168,7 @@ def select_heldout(docs: list[dict[str, Any]], n_docs: int = 8, max_chars: int =
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     from neuronmoe.utils.io import iter_jsonl
 
-    return [rec for _, rec in iter_jsonl(path)]
+    return [row for _, row in iter_jsonl(path)]
 
 
 def _jsonl(rows: list[dict[str, Any]]) -> str:

@@ -44,6 +44,7 @@ def load_run(path: str | Path) -> dict[str, Any]:
     if "results" not in data:
         raise ValueError(f"{p}: not an lm-eval results file (no 'results')")
     data.setdefault("neuronmoe", {}).setdefault("label", p.parent.name)
+    data["_dir"] = str(p.parent)  # where the run's per-item results (items/) are
     return data
 
 
@@ -168,11 +169,26 @@ def to_markdown(table: Table) -> str:
     return "\n".join(lines + foot) + "\n"
 
 
-def to_csv(table: Table) -> str:
+def to_csv(table: Table, stderrs: dict[tuple[str, str], float | None] | None = None) -> str:
+    """One row per model; a value column per cell, and its standard error column when ``stderrs`` is given
+    (``{(model, cell key): se}``)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["model", "experts", "added_params"] + [f"{c['benchmark']}_{c['lang'] or 'all'}_{c['metric']}" for c in table.columns])
+    head = ["model", "experts", "added_params"]
+    for c in table.columns:
+        name = f"{c['benchmark']}_{c['lang'] or 'all'}_{c['metric']}"
+        head += [name, f"{name}_se"] if stderrs is not None else [name]
+    w.writerow(head)
+
+    def fmt(v: float | None) -> str:
+        return "" if v is None or v != v else f"{v:.6g}"
+
     for r in table.rows:
-        w.writerow([r["model"], r["experts"] or "", r["added_params"] or 0]
-                   + ["" if r["scores"].get(Table.key(c)) is None else f"{r['scores'][Table.key(c)]:.6g}" for c in table.columns])
+        row = [r["model"], r["experts"] or "", r["added_params"] or 0]
+        for c in table.columns:
+            k = Table.key(c)
+            row.append(fmt(r["scores"].get(k)))
+            if stderrs is not None:
+                row.append(fmt(stderrs.get((r["model"], k))))
+        w.writerow(row)
     return buf.getvalue()

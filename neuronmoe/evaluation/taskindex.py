@@ -3,11 +3,12 @@ unknown task names (with close matches), and the datasets a task list needs from
 """
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 import socket
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from neuronmoe.cli import CLIError
 from neuronmoe.evaluation.paper_tasks import PAPER_TASK_DIR
@@ -16,30 +17,45 @@ from neuronmoe.evaluation.paper_tasks import PAPER_TASK_DIR
 LOCAL_BUILDERS = {"json", "csv", "text", "parquet", "arrow"}
 
 
-_BASE_TM: Any = None
+_BASE_TMS: dict[tuple[str, ...] | None, Any] = {}
 
 
-def _base_task_manager() -> Any:
-    """lm-eval's built-in tasks + ours, indexed once per process (the scan takes seconds)."""
-    global _BASE_TM
-    if _BASE_TM is None:
+def lm_eval_tasks_dir() -> Path:
+    import lm_eval
+
+    return Path(lm_eval.__file__).resolve().parent / "tasks"
+
+
+def _base_task_manager(builtin_dirs: tuple[str, ...] | None = None) -> Any:
+    """lm-eval's built-in tasks (all, or only ``builtin_dirs`` under lm_eval/tasks/) + ours, indexed once per process.
+
+    The full index parses some 14,000 YAML files (20-60 s on our 2-core machine); a suite that
+    names the folders its lm-eval tasks live in (``lm_eval_task_dirs`` in eval_suites.yaml) is
+    indexed in about half a second.
+    """
+    if builtin_dirs not in _BASE_TMS:
         from lm_eval.tasks import TaskManager
 
-        _BASE_TM = TaskManager(include_path=[str(PAPER_TASK_DIR)])
-    return _BASE_TM
+        if builtin_dirs is None:
+            _BASE_TMS[None] = TaskManager(include_path=[str(PAPER_TASK_DIR)])
+        else:
+            root = lm_eval_tasks_dir()
+            paths = [str(root / d) for d in builtin_dirs if (root / d).is_dir()] + [str(PAPER_TASK_DIR)]
+            _BASE_TMS[builtin_dirs] = TaskManager(include_defaults=False, include_path=paths)
+    return _BASE_TMS[builtin_dirs]
 
 
-def task_manager(include_paths: Iterable[str | Path] = ()) -> Any:
-    """A ``TaskManager`` over lm-eval's tasks, ours (paper suite) and ``include_paths``.
+def task_manager(include_paths: Iterable[str | Path] = (), builtin_dirs: Iterable[str] | None = None) -> Any:
+    """A ``TaskManager`` over lm-eval's tasks (all, or ``builtin_dirs``), ours (paper suite) and ``include_paths``.
 
-    The big built-in index is built once per process; extra folders (the generated local
-    suite) are indexed on each call and layered on top, as ``TaskManager`` itself would.
+    The built-in index is built once per process; extra folders (the generated local suite) are
+    indexed on each call and layered on top, as ``TaskManager`` itself would.
     """
     import copy
     from collections import defaultdict
 
     extra = [Path(p) for p in include_paths if p]
-    base = _base_task_manager()
+    base = _base_task_manager(tuple(builtin_dirs) if builtin_dirs is not None else None)
     if not extra:
         return base
     try:
@@ -64,6 +80,16 @@ def task_manager(include_paths: Iterable[str | Path] = ()) -> Any:
         return TaskManager(include_path=[str(PAPER_TASK_DIR)] + [str(p) for p in extra])
 
 
+def task_manager_for(names: list[str], include_paths: Iterable[str | Path] = (), builtin_dirs: Iterable[str] | None = None) -> Any:
+    """The small index over ``builtin_dirs`` when it knows every name, else the full one."""
+    if builtin_dirs is not None:
+        tm = task_manager(include_paths, builtin_dirs)
+        known = set(tm.all_tasks)
+        if all(n in known for n in names):
+            return tm
+    return task_manager(include_paths)
+
+
 class UnknownTaskError(ValueError):
     pass
 
@@ -83,6 +109,11 @@ def check_tasks(names: list[str], tm: Any) -> None:
         "unknown lm-eval task(s): " + "; ".join(lines) + ". `lm-eval ls tasks` lists them all; the local suite's "
         "tasks exist only after `neuronmoe evaluate --suite local` generated them."
     )
+
+
+def is_hub_dataset(path: Any) -> bool:
+    """A hub dataset name (not a local builder such as ``json``, not an absolute path)."""
+    return bool(path) and str(path) not in LOCAL_BUILDERS and not os.path.isabs(str(path))
 
 
 def leaf_configs(name: str, tm: Any, _seen: set[str] | None = None) -> list[tuple[str, dict[str, Any]]]:
@@ -123,7 +154,7 @@ def datasets_needed(names: list[str], tm: Any) -> list[dict[str, Any]]:
     for n in names:
         for leaf, cfg in leaf_configs(n, tm):
             path = cfg.get("dataset_path")
-            if not path or str(path) in LOCAL_BUILDERS or os.path.isabs(str(path)):
+            if not is_hub_dataset(path):
                 continue
             d = found.setdefault(str(path), {"path": str(path), "names": [], "tasks": []})
             if cfg.get("dataset_name") not in d["names"]:
@@ -142,17 +173,28 @@ def format_datasets(datasets: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def prefetch(datasets: list[dict[str, Any]]) -> None:
-    """Download every (dataset, config) into the ``datasets`` cache (needs network)."""
-    from datasets import load_dataset
-
-    for d in datasets:
-        for name in d["names"]:
-            load_dataset(d["path"], name)
-
-
 def is_offline_env() -> bool:
     return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on") for v in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE"))
+
+
+@contextlib.contextmanager
+def offline_mode() -> Iterator[None]:
+    """Datasets and the hub client read offline flags at import: set them for this block, then restore."""
+    import datasets.config as dcfg
+    import huggingface_hub.constants as hcfg
+
+    saved = (dict(os.environ), dcfg.HF_HUB_OFFLINE, dcfg.HF_DATASETS_OFFLINE, hcfg.HF_HUB_OFFLINE)
+    os.environ["HF_DATASETS_OFFLINE"] = os.environ["HF_HUB_OFFLINE"] = "1"
+    dcfg.HF_HUB_OFFLINE = dcfg.HF_DATASETS_OFFLINE = hcfg.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        env, dcfg.HF_HUB_OFFLINE, dcfg.HF_DATASETS_OFFLINE, hcfg.HF_HUB_OFFLINE = saved
+        for k in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE"):
+            if k in env:
+                os.environ[k] = env[k]
+            else:
+                os.environ.pop(k, None)
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:
@@ -196,7 +238,7 @@ def check_network(datasets: list[dict[str, Any]], probe_timeout: float = 3.0) ->
         raise NetworkRequiredError(
             f"{why}, and these datasets are not in the local cache:\n{listing}\n"
             "Pre-download them on a machine with network access (same HF_HOME), e.g. with\n"
-            "  neuronmoe evaluate --suite paper --check --prefetch\n"
+            "  neuronmoe evaluate --suite paper --check   (loads and checks every cell)\n"
             "then copy ~/.cache/huggingface to this machine and run with HF_DATASETS_OFFLINE=1; "
             "or use `--suite local`, which needs no network."
         )

@@ -25,7 +25,7 @@ def _alloc_facts(out_dir: Path, name: str | None) -> dict[str, Any]:
 def build_report(cfg: PipelineConfig, timings: dict[str, Any] | None = None) -> str:
     """``report.md``: the miniature Table 1, the allocations, the expert analysis and every figure,
     with every number read from this run's outputs."""
-    from neuronmoe.evaluation.table import build_table, load_run, to_markdown
+    from neuronmoe.evaluation.table import load_run
 
     out_dir = Path(cfg.output_dir)
     lines = [f"# NeuronMoE miniature reproduction: {cfg.model}, {cfg.source} -> {cfg.target}", ""]
@@ -49,8 +49,10 @@ def build_report(cfg: PipelineConfig, timings: dict[str, Any] | None = None) -> 
         runs.append(r)
     lines += ["## Table 1 (miniature)", ""]
     if runs:
-        table = build_table(runs, relative_to="LayerMoE-S1" if any(r["neuronmoe"]["label"] == "LayerMoE-S1" for r in runs) else None)
-        lines += [to_markdown(table)]
+        from neuronmoe.evaluation.report import report_markdown
+
+        md, _ = report_markdown(runs, relative_to="LayerMoE-S1" if any(r["neuronmoe"]["label"] == "LayerMoE-S1" for r in runs) else None)
+        lines += [md]
     if missing:
         lines += [f"Not evaluated yet: {', '.join(missing)}.", ""]
     lines += ["#Exp = experts summed over layers, the original MLP of every layer included (the paper's count); "

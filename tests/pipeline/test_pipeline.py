@@ -44,8 +44,19 @@ def test_runs_everything_then_skips_then_reruns_downstream_only(fake_runner):
     assert all("--resume" in c for c in fake_runner.calls if c[0] == "train")
     report = (fake_runner.out / "report.md").read_text()
     assert "| NeuronMoE-S1 | 6 (-25%) |" in report  # 6 experts vs LayerMoE's 8, from allocation/neuronmoe.json
-    assert "40.00" in report and "60.00" in report  # cloze acc and perplexity of neuronmoe-s1
     assert "| Dense | - | - |" in report and "figures/expert_heatmap.png" in report
+    # every cell carries its standard error; significant paired differences are marked and listed
+    rows: dict[str, str] = {}
+    for line in report.splitlines():  # Table 1 comes first, the list of significant differences after it
+        if line.startswith("| "):
+            rows.setdefault(line.split("|")[1].strip(), line)
+    se = 100 * (0.4 * 0.6 / 199) ** 0.5
+    assert f"40.00 ± {se:.2f} ▲D" in rows["NeuronMoE-S1"]  # 80 vs 60 of 200 items right: McNemar p < 1e-5
+    assert "▲D" in rows["LayerMoE-S1"] and "▲" not in rows["Dense"] and "±" in rows["Dense"]
+    bpb = rows["NeuronMoE-S1"].split("|")[-2]
+    assert "1.385 ±" in bpb and "▲D" in bpb and "▲L" in bpb  # 0.96 vs 0.97 nats per byte, paired over documents
+    assert "▲X / ▼X: significantly better / worse" in report and "Paired tests:" in report
+    assert "| NeuronMoE-S1 | Dense | udhr_cloze/el (acc) | +10.00 pts (better)" in report
     timings = json.loads((fake_runner.out / "pipeline/timings.json").read_text())
     assert set(s.name for s in plan(cfg)) <= set(timings)
 

@@ -1,27 +1,13 @@
 """Document processing for the paper-suite task YAMLs in this folder (loaded by lm-eval)."""
-import re
-
-_BRACKETS = re.compile(r"\[[^\]]*\]")
-_SPACES = re.compile(r"  +")
-
-
-def _clean(text):
-    """HellaSwag's WikiHow part carries ``[title]``-style markers: drop them."""
-    text = (text or "").strip().replace(" [title]", ". ")
-    return _SPACES.sub(" ", _BRACKETS.sub("", text))
+from lm_eval.tasks.hellaswag.utils import process_docs as _lm_eval_hellaswag
 
 
 def process_hellaswag(dataset):
-    """Map HellaSwag rows (activity_label, ctx_a, ctx_b, endings, label) onto query/choices/gold."""
+    """lm-eval's own ``hellaswag`` processing (query / choices / gold), on the labelled rows only.
 
-    def one(doc):
-        ctx_b = doc.get("ctx_b") or ""
-        ctx = (doc.get("ctx_a") or "") + " " + (ctx_b[:1].upper() + ctx_b[1:])
-        label = str(doc.get("label", "")).strip()
-        return {
-            "query": _clean(f"{doc.get('activity_label') or ''}: {ctx}"),
-            "choices": [_clean(e) for e in doc["endings"]],
-            "gold": int(label) if label.isdigit() else -1,
-        }
-
-    return dataset.map(one).filter(lambda d: d["gold"] >= 0)
+    The translated copies ship test splits with empty labels; lm-eval's function would fail on
+    them (``int("")``), so those rows are dropped first. Every kept row is processed by lm-eval's
+    function itself: the text is exactly what lm-eval's English ``hellaswag`` task produces.
+    """
+    labelled = dataset.filter(lambda d: str(d.get("label") if d.get("label") is not None else "").strip() != "")
+    return _lm_eval_hellaswag(labelled)

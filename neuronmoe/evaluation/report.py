@@ -1,0 +1,297 @@
+"""Table 1 with its uncertainty: ``value ± se`` per cell, paired tests against baselines, the paper beside ours.
+
+Every number comes from the runs' files: lm-eval's ``results.json`` (values, closed-form standard
+errors of accuracies) and the per-item rows under ``items/`` (bootstrap intervals of bits per
+byte; the paired tests, which join two runs on the same items by doc id and doc hash).
+
+* :func:`estimates`: ``{(label, cell): Estimate}`` (value, standard error, items);
+* :func:`paired_tests`: every run against each baseline run (default ``Dense`` and ``LayerMoE-S1``)
+  on every cell both have: exact McNemar for 0/1 metrics, paired bootstrap over items otherwise;
+* :func:`render`: the Markdown of ``neuronmoe report`` (and of the pipeline's report.md);
+* :func:`paper_comparison`: ``neuronmoe report --paper``: the paper's Tables 1, 3 and 11 beside ours.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from neuronmoe.evaluation.stats import ALPHA, PairedResult, bootstrap_ratio, mcnemar, mean_se, paired_bootstrap_mean, paired_bootstrap_ratio, z_difference
+from neuronmoe.evaluation.table import PERCENT_METRICS, Table, build_table, format_experts, format_params, format_value
+
+DEFAULT_BASELINES = ("Dense", "LayerMoE-S1")
+BINARY_METRICS = {"acc", "acc_norm", "exact_match"}
+LN2 = math.log(2)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    value: float | None
+    se: float | None
+    n: int | None
+    ci: tuple[float, float] | None = None
+
+
+@dataclass(frozen=True)
+class Comparison:
+    model: str
+    baseline: str
+    cell: str
+    metric: str
+    result: PairedResult
+    lower_is_better: bool = False
+
+    @property
+    def better(self) -> bool:
+        return (self.result.diff < 0) if self.lower_is_better else (self.result.diff > 0)
+
+
+# ------------------------------------------------------------------------------------ per-item data
+def _spec_for(run: dict[str, Any], key: str) -> dict[str, Any] | None:
+    for s in (run.get("neuronmoe") or {}).get("tasks") or []:
+        if f"{s['benchmark']}/{s.get('lang') or '-'}" == key:
+            return s
+    return None
+
+
+def load_items(run: dict[str, Any], key: str) -> dict[tuple[str, Any], dict[str, Any]] | None:
+    """A run's per-item rows of a cell, ``{(task, doc_id): row}``; None when the run has none."""
+    nm = run.get("neuronmoe") or {}
+    rel = ((nm.get("cells") or {}).get(key) or {}).get("items")
+    root = run.get("_dir")
+    if not rel or not root:
+        return None
+    p = Path(root) / rel
+    if not p.exists():
+        return None
+    out: dict[tuple[str, Any], dict[str, Any]] = {}
+    with open(p, encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                r = json.loads(line)
+                out[(r.get("task"), r.get("doc_id"))] = r
+    return out
+
+
+def _binary(metric: str | None, rows: list[dict[str, Any]]) -> bool:
+    if metric in BINARY_METRICS:
+        return True
+    vals = [r.get(metric) for r in rows]
+    return bool(vals) and all(v in (0, 1, 0.0, 1.0, True, False) for v in vals)
+
+
+def _ll_bytes(rows: list[dict[str, Any]], metric: str) -> tuple[list[float], list[float]]:
+    pairs = [r[metric] for r in rows]
+    return [float(p[0]) for p in pairs], [float(p[1]) for p in pairs]
+
+
+def estimate(run: dict[str, Any], column: dict[str, Any], value: float | None) -> Estimate:
+    """Value, standard error and items of one cell of one run."""
+    key = Table.key(column)
+    metric = column.get("metric")
+    items = load_items(run, key)
+    rows = list(items.values()) if items else []
+    rows = [r for r in rows if metric in r]
+    se = None
+    ci = None
+    if metric == "bits_per_byte" and rows:
+        ll, nbytes = _ll_bytes(rows, metric)
+        v, se, ci = bootstrap_ratio([-x for x in ll], nbytes, scale=1 / LN2)
+        return Estimate(value if value is not None else v, se, len(rows), ci)
+    spec = _spec_for(run, key)
+    res = (run.get("results") or {}).get(spec["task"]) if spec else None
+    if res and metric:
+        for k, v in res.items():
+            if k.split(",")[0] == f"{metric}_stderr":
+                try:
+                    se = float(v)
+                except (TypeError, ValueError):
+                    se = None
+                break
+    if se is None and rows and _binary(metric, rows):
+        se = mean_se([float(r[metric]) for r in rows])
+    n = len(rows) if rows else None
+    if n is None and res is not None:
+        n = None
+    return Estimate(value, se, n, ci)
+
+
+def estimates(table: Table, runs: list[dict[str, Any]]) -> dict[tuple[str, str], Estimate]:
+    out = {}
+    for row, run in zip(table.rows, runs):
+        for c in table.columns:
+            k = Table.key(c)
+            out[(row["model"], k)] = estimate(run, c, row["scores"].get(k))
+    return out
+
+
+def paired(run_a: dict[str, Any], run_b: dict[str, Any], column: dict[str, Any]) -> PairedResult | None:
+    """A vs B on the items both evaluated (same doc id and doc hash); None without per-item data."""
+    key = Table.key(column)
+    metric = column.get("metric")
+    ia, ib = load_items(run_a, key), load_items(run_b, key)
+    if not ia or not ib or not metric:
+        return None
+    common = [k for k in ia if k in ib and ia[k].get("doc_hash") == ib[k].get("doc_hash") and metric in ia[k] and metric in ib[k]]
+    if len(common) < 2:
+        return None
+    ra = [ia[k] for k in common]
+    rb = [ib[k] for k in common]
+    if metric == "bits_per_byte":
+        lla, nbytes = _ll_bytes(ra, metric)
+        llb, _ = _ll_bytes(rb, metric)
+        return paired_bootstrap_ratio([-x for x in lla], [-x for x in llb], nbytes, scale=1 / LN2)
+    if _binary(metric, ra + rb):
+        return mcnemar([float(r[metric]) for r in ra], [float(r[metric]) for r in rb])
+    try:
+        return paired_bootstrap_mean([float(r[metric]) for r in ra], [float(r[metric]) for r in rb])
+    except (TypeError, ValueError):
+        return None
+
+
+def paired_tests(table: Table, runs: list[dict[str, Any]], baselines: tuple[str, ...] = DEFAULT_BASELINES) -> list[Comparison]:
+    """Each run against each baseline present (a baseline against the ones listed before it)."""
+    by_label = {row["model"]: run for row, run in zip(table.rows, runs)}
+    present = [b for b in baselines if b in by_label]
+    out = []
+    for row in table.rows:
+        label = row["model"]
+        for b in present:
+            if b == label or (label in present and present.index(label) < present.index(b)):
+                continue
+            for c in table.columns:
+                res = paired(by_label[label], by_label[b], c)
+                if res is not None:
+                    out.append(Comparison(label, b, Table.key(c), c.get("metric") or "", res, bool(c.get("lower_is_better"))))
+    return out
+
+
+# ------------------------------------------------------------------------------------------ render
+def _marks(baselines: list[str]) -> dict[str, str]:
+    """A one-letter tag per baseline (its initial; the position if initials clash)."""
+    tags: dict[str, str] = {}
+    for i, b in enumerate(baselines):
+        t = b[:1].upper()
+        tags[b] = t if t not in tags.values() else str(i + 1)
+    return tags
+
+
+def format_estimate(e: Estimate, metric: str | None) -> str:
+    if e.value is None:
+        return "n/a"
+    if e.se is None or (isinstance(e.se, float) and math.isnan(e.se)):
+        return format_value(e.value, metric)
+    if metric in PERCENT_METRICS:
+        return f"{100 * e.value:.2f} ± {100 * e.se:.2f}"
+    return f"{e.value:.3f} ± {e.se:.3f}"  # bits per byte: differences of a few thousandths matter
+
+
+def render(table: Table, runs: list[dict[str, Any]], baselines: tuple[str, ...] = DEFAULT_BASELINES) -> str:
+    """Markdown: Table 1 with ``value ± se`` and significance marks, then the list of significant differences."""
+    est = estimates(table, runs)
+    comps = paired_tests(table, runs, baselines)
+    present = [b for b in baselines if any(r["model"] == b for r in table.rows)]
+    tags = _marks(present)
+    sig: dict[tuple[str, str], list[str]] = {}
+    for c in comps:
+        if c.result.significant:
+            sig.setdefault((c.model, c.cell), []).append(("▲" if c.better else "▼") + tags[c.baseline])
+    head = ["Model", "#Exp", "Added params"] + [f"{c['label']} {(c['lang'] or '').upper()}".strip() for c in table.columns]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * len(table.columns)) + "|"]
+    for r in table.rows:
+        cells = [str(r["model"]), format_experts(r), format_params(r["added_params"])]
+        for c in table.columns:
+            k = Table.key(c)
+            txt = format_estimate(est[(r["model"], k)], c["metric"])
+            marks = sig.get((r["model"], k))
+            cells.append(txt + (" " + " ".join(marks) if marks else ""))
+        lines.append("| " + " | ".join(cells) + " |")
+    foot = [""]
+    metrics = sorted({f"{c['label']}: {c['metric']}" for c in table.columns if c["metric"]})
+    if metrics:
+        foot.append("Metrics: " + "; ".join(metrics) + " (accuracies in %). ± is one standard error: closed form for "
+                    "accuracies, bootstrap over documents for bits per byte.")
+    if table.notes:
+        foot.append("; ".join(table.notes) + ".")
+    if present:
+        legend = ", ".join(f"{tags[b]} = {b}" for b in present)
+        foot.append(f"▲X / ▼X: significantly better / worse than baseline X ({legend}) on the same items, two-sided "
+                    f"p < {ALPHA} (exact McNemar test for accuracies, paired bootstrap over documents for bits per byte; "
+                    f"{len(comps)} tests, uncorrected: about {ALPHA * len(comps):.1f} false marks expected by chance).")
+    lines += foot
+    lines += ["", *significant_list(comps, est)]
+    return "\n".join(lines) + "\n"
+
+
+def significant_list(comps: list[Comparison], est: dict[tuple[str, str], Estimate] | None = None) -> list[str]:
+    """Markdown lines: the significant differences, each with its difference, p and items."""
+    if not comps:
+        return ["No paired tests (the runs have no per-item results in common, or no baseline run is present)."]
+    sig = [c for c in comps if c.result.significant]
+    out = [f"Paired tests: {len(sig)} of {len(comps)} differences are significant (p < {ALPHA})."]
+    if sig:
+        out += ["", "| model | vs | cell | difference | p | items | test |", "|---|---|---|---:|---:|---:|---|"]
+        for c in sig:
+            scale = 100 if c.metric in PERCENT_METRICS else 1
+            unit = " pts" if c.metric in PERCENT_METRICS else ""
+            out.append(f"| {c.model} | {c.baseline} | {c.cell} ({c.metric}) | {scale * c.result.diff:+.2f}{unit} "
+                       f"({'better' if c.better else 'worse'}) | {c.result.p:.2g} | {c.result.n} | {c.result.test} |")
+    return out
+
+
+# ------------------------------------------------------------------------------------ the paper
+def load_paper_tables(path: str | None = None) -> dict[str, Any]:
+    from neuronmoe.config import load_yaml
+
+    data = load_yaml(path or "paper_results")
+    rows = data.get("rows")
+    if not isinstance(rows, dict):
+        raise ValueError("paper_results.yaml: expected a 'rows' mapping")
+    return data
+
+
+def paper_comparison(table: Table, runs: list[dict[str, Any]], paper: dict[str, Any] | None = None) -> str:
+    """Markdown: for every run whose label is a row of the paper, ours ± se beside the paper's value."""
+    paper = paper or load_paper_tables()
+    rows = paper["rows"]
+    sources = paper.get("sources") or {}
+    est = estimates(table, runs)
+    lines = ["| model | cell | ours ± se | paper | difference | in SE | paper table |", "|---|---|---:|---:|---:|---:|---|"]
+    n = 0
+    for r in table.rows:
+        prow = rows.get(r["model"])
+        if not prow:
+            continue
+        for c in table.columns:
+            k = Table.key(c)
+            if k not in prow:
+                continue
+            e = est[(r["model"], k)]
+            if e.value is None:
+                continue
+            theirs = float(prow[k]) / 100.0
+            z = z_difference(e.value, theirs, e.se)
+            lines.append(f"| {r['model']} | {k} | {format_estimate(e, c['metric'])} | {100 * theirs:.2f} | "
+                         f"{100 * (e.value - theirs):+.2f} | {'n/a' if z is None else f'{z:+.1f}'} | {sources.get(r['model'], '')} |")
+            n += 1
+    if not n:
+        if any(r["model"] in rows for r in table.rows):
+            return ("These runs share no cell with the paper's tables (its cells: ARC, Belebele, HellaSwag, MMLU x "
+                    "language, from `--suite paper`).\n")
+        return ("No run label matches a row of the paper's tables (labels: "
+                + ", ".join(sorted(rows)) + "). Label runs with --label accordingly.\n")
+    note = ("", "In SE: (ours - paper) / our standard error; |value| > 2 is unlikely from sampling noise alone "
+            "(the paper reports no uncertainty, so its own sampling error is not included).")
+    return "\n".join(lines + list(note)) + "\n"
+
+
+def report_markdown(runs: list[dict[str, Any]], relative_to: str | None = None,
+                    baselines: tuple[str, ...] = DEFAULT_BASELINES, with_paper: bool = False) -> tuple[str, Table]:
+    """The whole ``neuronmoe report`` Markdown (and the table, for the CSV)."""
+    table = build_table(runs, relative_to=relative_to)
+    md = render(table, runs, baselines)
+    if with_paper:
+        md += "\n## Beside the paper\n\n" + paper_comparison(table, runs)
+    return md, table

@@ -1,0 +1,242 @@
+"""Tiny offline replicas of every hub dataset the paper suite reads, generated from our own words.
+
+Each replica is a folder ``<root>/<owner>__<name>/`` that ``datasets.load_dataset(folder, config)``
+reads like the hub dataset: the same config names, split names, field names, label formats and
+known quirks (facts in shared/reference/paper-scale-protocol.md, section 3):
+
+* ARC: ``choices{text,label}`` + ``answerKey``; some items with digit labels (``"1"``-``"4"``, as in
+  ai2_arc and malhajar/arc-tr) and some with 3 or 5 choices;
+* Okapi (alexandrainst/m_*): ``instruction``, ``option_a``..``option_e`` (``option_e`` empty for
+  4-choice items), letter ``answer``; m_hellaswag has one split named ``val`` and labels with a
+  leading space; m_mmlu's shots come from ``train``;
+* HellaSwag: ``activity_label``, ``ctx_a``, ``ctx_b``, ``endings``, string ``label``; test splits with
+  empty labels; WikiHow-style ``[header]`` / ``[title]`` markers (translated ones in Turkish);
+* MMLU: one config per subject; cais/mmlu and ilsp/mmlu_greek have 5 ``dev`` rows, malhajar/mmlu-tr
+  4; ilsp/mmlu_greek answers are indices in some subjects and Greek letters (``Α``-``Δ``) in others;
+* Belebele: one config per FLORES code, a single ``test`` split, ``correct_answer_num`` a digit string.
+
+``replica.json`` in each folder declares the row count of every (config, split), which
+``neuronmoe evaluate --check --dataset-replicas`` compares with what lm-eval loads.
+
+    python tests/evaluation/replicas.py OUT_DIR     # (re)build every replica under OUT_DIR
+"""
+from __future__ import annotations
+
+import json
+import random
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from neuronmoe.evaluation.paper_tasks import MMLU_SUBJECTS
+
+#: a few plain words per language (our own), from which every text is drawn
+WORDS = {
+    "en": "water earth sky tree book river stone light house bread music winter garden letter window city".split(),
+    "el": "νερό γη ουρανός δέντρο βιβλίο ποτάμι πέτρα φως σπίτι ψωμί μουσική χειμώνας κήπος γράμμα παράθυρο πόλη".split(),
+    "tr": "su toprak gökyüzü ağaç kitap nehir taş ışık ev ekmek müzik kış bahçe mektup pencere şehir".split(),
+    "hu": "víz föld ég fa könyv folyó kő fény ház kenyér zene tél kert levél ablak város".split(),
+    "bn": "জল মাটি আকাশ গাছ বই নদী পাথর আলো ঘর রুটি গান শীত বাগান চিঠি জানালা শহর".split(),
+    "ne": "पानी माटो आकाश रुख किताब नदी ढुङ्गा उज्यालो घर रोटी गीत जाडो बगैँचा चिठी झ्याल सहर".split(),
+}
+FLORES = {"en": "eng_Latn", "el": "ell_Grek", "tr": "tur_Latn", "hu": "hun_Latn", "bn": "ben_Beng", "ne": "npi_Deva"}
+GREEK_LETTERS = "ΑΒΓΔ"
+
+#: rows per split
+ARC_ROWS = {"train": 30, "validation": 3, "test": 4}  # 25-shot ARC needs 25 train rows
+HELLASWAG_ROWS = {"train": 12, "validation": 4, "test": 3}  # 10-shot (published script) needs 10
+MMLU_ROWS = {"dev": 5, "validation": 2, "test": 2}
+BELEBELE_ROWS = 8  # 5-shot from test itself (published script) needs 5 + the scored item
+
+
+class _Text:
+    def __init__(self, lang: str, seed: int):
+        self.words = WORDS[lang]
+        self.rng = random.Random(seed)
+
+    def words_(self, lo: int, hi: int) -> str:
+        return " ".join(self.rng.choice(self.words) for _ in range(self.rng.randint(lo, hi)))
+
+    def sentence(self, lo: int = 3, hi: int = 5, end: str = ".") -> str:
+        s = self.words_(lo, hi)
+        return s[:1].upper() + s[1:] + end
+
+    def distinct(self, n: int) -> list[str]:
+        return self.rng.sample(self.words, n)
+
+
+def _write(folder: Path, dataset: str, configs: dict[str | None, dict[str, list[dict[str, Any]]]], broken: str | None = None) -> Path:
+    """A dataset folder: ``<data-digest>/<config>/<split>.jsonl`` files, a README declaring them, replica.json.
+
+    The data sit under a folder named by their content digest: ``datasets`` keys its cache of a
+    local folder by the README's configs, not by the files' content, so two replicas with different
+    rows must not declare the same paths.
+    """
+    import hashlib
+
+    folder.mkdir(parents=True, exist_ok=True)
+    texts = {(config or "default", split): "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in data)
+             for config, splits in configs.items() for split, data in splits.items()}
+    for key in texts:
+        if key[0] == broken:  # a config that cannot be read
+            texts[key] = "{not json\n"
+    digest = hashlib.sha256(json.dumps(sorted(texts.items())).encode("utf-8")).hexdigest()[:12]
+    lines = ["---", "configs:"]
+    rows: dict[str, dict[str, int]] = {}
+    for config, splits in configs.items():
+        name = config or "default"
+        lines += [f"- config_name: {name}", "  data_files:"]
+        rows[name] = {}
+        for split, data in splits.items():
+            rel = f"data-{digest}/{name}/{split}.jsonl"
+            (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+            (folder / rel).write_text(texts[(name, split)], encoding="utf-8")
+            lines += [f"  - split: {split}", f"    path: {rel}"]
+            rows[name][split] = len(data)
+    lines += ["---", "", f"Offline replica of `{dataset}` for the NeuronMoE tests (generated text, not the real data).", ""]
+    (folder / "README.md").write_text("\n".join(lines), encoding="utf-8")
+    (folder / "replica.json").write_text(json.dumps({"dataset": dataset, "rows": rows, "digest": digest}, indent=1), encoding="utf-8")
+    return folder
+
+
+# ------------------------------------------------------------------------------------------ ARC
+def _arc_rows(lang: str, n: int, seed: int, digit_every: int = 0) -> list[dict[str, Any]]:
+    t = _Text(lang, seed)
+    out = []
+    for i in range(n):
+        k = 4 if i % 7 else (3 if i % 14 else 5)  # mostly 4 choices, some 3 or 5
+        digits = digit_every and i % digit_every == 1
+        labels = [str(j + 1) for j in range(k)] if digits else list("ABCDE"[:k])
+        out.append({"id": f"{lang}-arc-{seed}-{i}", "question": t.sentence(3, 5, "?"),
+                    "choices": {"text": t.distinct(k), "label": labels}, "answerKey": labels[t.rng.randrange(k)]})
+    return out
+
+
+def _arc(lang: str, seed: int, digit_every: int = 0) -> dict[str, dict[str, list]]:
+    return {cfg: {split: _arc_rows(lang, n, seed + 17 * j + (100 if cfg == "ARC-Easy" else 0), digit_every)
+                  for j, (split, n) in enumerate(ARC_ROWS.items())}
+            for cfg in ("ARC-Challenge", "ARC-Easy")}
+
+
+def _okapi_arc(lang: str, seed: int) -> dict[str, list]:
+    t = _Text(lang, seed)
+    splits = {}
+    for split, n in ARC_ROWS.items():
+        rows = []
+        for i in range(n):
+            opts = t.distinct(5)
+            k = 5 if i % 5 == 0 else 4
+            rows.append({"id": f"{lang}-marc-{split}-{i}", "instruction": t.sentence(3, 5, "?"),
+                         **{f"option_{c}": (opts[j] if j < k else "") for j, c in enumerate("abcde")},
+                         "answer": "ABCDE"[t.rng.randrange(k)]})
+        splits[split] = rows
+    return splits
+
+
+# ------------------------------------------------------------------------------------ HellaSwag
+_MARKERS = {"en": ["[header]", "[title]", "[step]"], "tr": ["[başlık]", "[adım]"], "el": [], "hu": [], "bn": [], "ne": []}
+
+
+def _hellaswag_rows(lang: str, n: int, seed: int, split: str, unlabelled: bool = False, label_space: bool = False) -> list[dict[str, Any]]:
+    t = _Text(lang, seed)
+    marks = _MARKERS.get(lang) or []
+    out = []
+    for i in range(n):
+        ctx_a = t.sentence(3, 5)
+        ctx_b = t.words_(2, 3)  # lower-case start: lm-eval capitalises it (and lower-cases the rest)
+        if marks and i % 2:
+            ctx_b = f"{ctx_b} {marks[i % len(marks)]} {t.words_(1, 2)}"
+        endings = [t.words_(2, 4) + (f" {marks[0]} {t.words_(1, 2)}" if marks and j == i % 4 else "") for j in range(4)]
+        label = "" if unlabelled else str(t.rng.randrange(4))
+        out.append({"ind": i, "activity_label": t.words_(1, 2).capitalize(), "ctx_a": ctx_a, "ctx_b": ctx_b,
+                    "ctx": f"{ctx_a} {ctx_b}", "endings": endings, "source_id": f"{lang}~{i}", "split": split,
+                    "split_type": "indomain" if i % 2 else "zeroshot", "label": (" " + label) if label_space and label else label})
+    return out
+
+
+def _hellaswag(lang: str, seed: int, splits: tuple[str, ...] = ("train", "validation", "test")) -> dict[str, list]:
+    return {s: _hellaswag_rows(lang, HELLASWAG_ROWS[s], seed + 31 * j, s, unlabelled=(s == "test")) for j, s in enumerate(splits)}
+
+
+# ----------------------------------------------------------------------------------------- MMLU
+def _mmlu(lang: str, seed: int, dev_rows: int = 5, greek_letters: bool = False, dev_is_test: tuple[str, ...] = ()) -> dict[str, dict]:
+    configs: dict[str | None, dict[str, list]] = {}
+    for si, subject in enumerate(MMLU_SUBJECTS):
+        t = _Text(lang, seed + si)
+        letters = greek_letters and si % 2 == 1  # every other subject answers with a Greek letter
+        splits = {}
+        for split, n in {**MMLU_ROWS, "dev": dev_rows}.items():
+            rows = []
+            for _ in range(n):
+                a = t.rng.randrange(4)
+                rows.append({"question": t.sentence(2, 4, "?"), "subject": subject, "choices": t.distinct(4),
+                             "answer": GREEK_LETTERS[a] if letters else a})
+            splits[split] = rows
+        if subject in dev_is_test:  # the bad ilsp/mmlu_greek revision: test items in the dev split
+            splits["dev"] = [dict(r) for r in splits["test"]] + splits["dev"]
+        configs[subject] = splits
+    return configs
+
+
+def _okapi_mmlu(lang: str, seed: int) -> dict[str, list]:
+    t = _Text(lang, seed)
+    out = {}
+    for split, n in {"train": 6, "val": 2, "test": 3}.items():
+        out[split] = [{"id": f"{lang}-mmmlu-{split}-{i}", "instruction": t.sentence(2, 4, "?"),
+                       **{f"option_{c}": w for c, w in zip("abcd", t.distinct(4))}, "answer": "ABCD"[t.rng.randrange(4)]}
+                      for i in range(n)]
+    return out
+
+
+# ------------------------------------------------------------------------------------- Belebele
+def _belebele(lang: str, seed: int) -> dict[str, list]:
+    t = _Text(lang, seed)
+    rows = []
+    for i in range(BELEBELE_ROWS):
+        ans = t.distinct(4)
+        rows.append({"link": f"https://example.org/{lang}/{i}", "question_number": 1 + i % 2,
+                     "flores_passage": " ".join(t.sentence(4, 6) for _ in range(2)), "question": t.sentence(3, 4, "?"),
+                     **{f"mc_answer{j + 1}": a for j, a in enumerate(ans)},
+                     "correct_answer_num": str(1 + t.rng.randrange(4)), "dialect": FLORES[lang], "ds": "2023-05-03"})
+    return {"test": rows}
+
+
+def replica_specs(dev_is_test: tuple[str, ...] = ()) -> dict[str, Callable[[], dict]]:
+    """``{hub dataset: builder of {config: {split: rows}}}`` for every dataset of the paper suite."""
+    okapi = ("hu", "bn", "ne")
+    return {
+        "allenai/ai2_arc": lambda: _arc("en", 1, digit_every=9),
+        "ilsp/arc_greek": lambda: _arc("el", 2),
+        "malhajar/arc-tr": lambda: _arc("tr", 3, digit_every=4),
+        "alexandrainst/m_arc": lambda: {lang: _okapi_arc(lang, 4 + i) for i, lang in enumerate(okapi)},
+        "facebook/belebele": lambda: {FLORES[lang]: _belebele(lang, 10 + i) for i, lang in enumerate(FLORES)},
+        "Rowan/hellaswag": lambda: {None: _hellaswag("en", 20)},
+        "ilsp/hellaswag_greek": lambda: {None: _hellaswag("el", 21)},
+        "malhajar/hellaswag-tr": lambda: {None: _hellaswag("tr", 22, ("train", "validation"))},
+        "alexandrainst/m_hellaswag": lambda: {lang: {"val": _hellaswag_rows(lang, 14, 23 + i, "val", label_space=True)}
+                                              for i, lang in enumerate(okapi)},
+        "cais/mmlu": lambda: _mmlu("en", 100),
+        "ilsp/mmlu_greek": lambda: _mmlu("el", 200, greek_letters=True, dev_is_test=dev_is_test),
+        "malhajar/mmlu-tr": lambda: _mmlu("tr", 300, dev_rows=4),
+        "alexandrainst/m_mmlu": lambda: {lang: _okapi_mmlu(lang, 400 + i) for i, lang in enumerate(okapi)},
+    }
+
+
+def build_replicas(root: str | Path, dev_is_test: tuple[str, ...] = (), broken: tuple[str, str] | None = None) -> Path:
+    """Write every replica under ``root``.
+
+    ``dev_is_test``: Greek MMLU subjects whose dev split holds test items (a bad revision);
+    ``broken``: (dataset, config) whose files are not valid JSON (a dataset that fails to load).
+    """
+    from neuronmoe.evaluation.cells import replica_dir
+
+    root = Path(root)
+    for dataset, make in replica_specs(dev_is_test).items():
+        _write(replica_dir(root, dataset), dataset, make(), broken[1] if broken and broken[0] == dataset else None)
+    return root
+
+
+if __name__ == "__main__":  # pragma: no cover
+    if len(sys.argv) != 2:
+        sys.exit("usage: python tests/evaluation/replicas.py OUT_DIR")
+    print(build_replicas(sys.argv[1]))
