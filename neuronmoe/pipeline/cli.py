@@ -128,7 +128,10 @@ def run_reproduce(args: argparse.Namespace) -> int:
         facts = ex.experiment_dry_run(exp, args.output_dir, model, model_config, args.deepspeed, args.nproc, args.allocations)
     else:
         targets = split_langs(args.targets or "el,tr,hu")
-        model_config, model = args.model_config or "llama-3.2-3b", args.model or "meta-llama/Llama-3.2-3B"
+        model_config = args.model_config or "llama-3.2-3b"
+        model = args.model or next((e.model for e in ex.load_experiments().values() if e.model_config == model_config), None)
+        if model is None:
+            raise ValueError(f"--model (env BASE_MODEL_PATH): give the model to train for --model-config {model_config}")
         facts = paper_dry_run(model_config, args.output_dir, targets, args.deepspeed, args.nproc, model, args.allocations)
     if args.print_commands:
         print("\n".join(facts["commands"]))

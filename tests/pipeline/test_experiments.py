@@ -140,6 +140,7 @@ def test_script_runs_an_experiment_dry_run_and_the_list(tmp_path):
     (["--targets", "el,sw"], r"has no cell for sw \(ARC, Belebele, HellaSwag, MMLU\); languages with every cell: en, el, tr, hu, bn, ne$"),
     (["--targets", "xx"], r"unknown language code 'xx'"),
     (["--report"], r"--report: give --experiment NAME"),
+    (["--model-config", "/nonexistent/config"], r"--model \(env BASE_MODEL_PATH\): give the model to train for --model-config /nonexistent/config"),
 ])
 def test_bad_input_is_one_clear_line(argv, match, capsys):
     import re
@@ -160,3 +161,15 @@ def test_experiments_yaml_is_checked(tmp_path):
     bad.write_text("experiments:\n  a: {title: t, model: m, targets: [el], runs: [neuronmoe-s1]}\n")
     with pytest.raises(ValueError, match=r"experiment 'a': missing field\(s\) model_config"):
         load_experiments(str(bad))
+
+
+def test_plain_plan_follows_the_model_config(capsys):
+    """Without --experiment, --model-config qwen1.5-1.8b plans Qwen with Qwen's published allocations, and says
+    where the paper gives no allocation (NeuronMoE-EN) instead of failing."""
+    assert main(["reproduce-paper", "--dry-run", "--model-config", "qwen1.5-1.8b", "--targets", "el"]) == 0
+    out = capsys.readouterr().out
+    assert "model Qwen/Qwen1.5-1.8B" in out and "--model Qwen/Qwen1.5-1.8B" in out
+    assert "neuronmoe-el    36 experts" in out and "layermoe        72 experts" in out and "Table 5" not in out
+    assert "neuronmoe-en   ---  [computed at run time (neuron analysis -> allocate): the paper publishes neither" in out
+    assert main(["reproduce-paper", "--dry-run", "--model-config", "qwen1.5-1.8b", "--targets", "el", "--allocations", "published"]) == 2
+    assert "publishes no NeuronMoE-EN allocation for qwen1.5-1.8b / el (shipped: qwen1.5-1.8b-el-layermoe, qwen1.5-1.8b-el-neuronmoe)" in capsys.readouterr().err
