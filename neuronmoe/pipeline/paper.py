@@ -1,6 +1,7 @@
-"""The paper-scale run (``neuronmoe reproduce-paper``): Llama-3.2-3B extended to el/tr/hu with Table 7's
-settings. :func:`paper_plan` is the exact command list; :func:`paper_dry_run` validates every config here
-(no weights, no data) and returns the facts and the commands."""
+"""The paper-scale run (``neuronmoe reproduce-paper``): by default Llama-3.2-3B extended to el/tr/hu with
+Table 7's settings. :func:`paper_plan` is the exact command list; :func:`paper_dry_run` validates every
+config here (no weights, no data) and returns the facts and the commands. The paper's named experiments
+(:mod:`.experiments`) are these two functions with other settings (model, languages, runs)."""
 from __future__ import annotations
 
 import json
@@ -49,7 +50,7 @@ def plan_runs(targets: Sequence[str], runs: Sequence[str] | None = None) -> list
                 raise ValueError(f"run {r!r}: expected one of {', '.join(all_run_names())}")
             out.append((kind, int(stage), t))
     order = {k: i for i, k in enumerate(RUN_KINDS)}
-    return sorted(out, key=lambda x: (x[1], x[2] != "el", list(targets).index(x[2]), order[x[0]]))
+    return sorted(out, key=lambda x: (x[1], list(targets).index(x[2]), order[x[0]]))
 
 
 def all_run_names() -> list[str]:
@@ -220,8 +221,7 @@ def check_eval_suite(facts: dict[str, Any], targets: Sequence[str], source: str 
     if missing:
         from neuronmoe.languages import LANGUAGES
 
-        have = [x for x in LANGUAGES if all(task_for(b, x) for b in benches if isinstance(b["tasks"], dict))
-                and any(isinstance(b["tasks"], dict) and x in b["tasks"] for b in benches)]
+        have = [x for x in LANGUAGES if all(task_for(b, x) for b in benches)]
         raise ValueError("the paper evaluation suite (neuronmoe/configs/eval_suites.yaml) has no cell for "
                          + ", ".join(f"{k} ({', '.join(v)})" for k, v in missing.items())
                          + f"; languages with every cell: {', '.join(have)}")
