@@ -171,6 +171,23 @@ def _published_vs_ours(exp: Experiment, out: Path) -> list[str]:
     return lines
 
 
+def _counts_vs_paper(exp: Experiment, out: Path) -> list[str]:
+    """Table 5 layout where the paper prints per-layer counts for this model and language: ours beside its."""
+    from neuronmoe.pipeline.paper import PUBLISHED_COUNTS
+
+    lines = []
+    for t in exp.targets:
+        published = PUBLISHED_COUNTS.get((exp.model_config, t))
+        path = out / "allocation" / f"neuronmoe-{t}.json"
+        if not published or not path.exists():
+            continue
+        ours = json.loads(path.read_text()).get("scores") or []
+        lines += [f"### {published[0]}, {exp.source}+{t}", "", "| layer | ours | paper |", "|---:|---:|---:|"]
+        lines += [f"| {i} | {ours[i] if i < len(ours) else 'n/a'} | {v} |" for i, v in enumerate(published[1])]
+        lines += [f"| total | {sum(ours) if ours else 'n/a'} | {sum(published[1])} |", ""]
+    return lines
+
+
 def build_report(exp: Experiment, output_root: str) -> str:
     """``<root>/<name>/report.md``: the tables of this experiment in the paper's layout, each number read from
     the experiment's outputs, with the paper's own numbers beside ours."""
@@ -184,7 +201,7 @@ def build_report(exp: Experiment, output_root: str) -> str:
              f"runs {', '.join(exp.runs)}. Every number of ours is read from {out}/; see docs/pipeline.md.", "",
              "| paper | here |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in {**exp.tables, **exp.figures}.items()]
-    lines += ["", "## Allocations", "", *_published_vs_ours(exp, out), ""]
+    lines += ["", "## Allocations", "", *_published_vs_ours(exp, out), "", *_counts_vs_paper(exp, out)]
     if exp.capture_site_why:
         lines += [f"LayerMoE similarity: capture site `{exp.capture_site}`. {exp.capture_site_why}", ""]
     wanted = ["dense"] + [f"{k}-{t}-s{s}" for k, s, t in plan_runs(exp.targets, exp.runs)]

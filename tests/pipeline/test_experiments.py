@@ -173,3 +173,42 @@ def test_plain_plan_follows_the_model_config(capsys):
     assert "neuronmoe-en   ---  [computed at run time (neuron analysis -> allocate): the paper publishes neither" in out
     assert main(["reproduce-paper", "--dry-run", "--model-config", "qwen1.5-1.8b", "--targets", "el", "--allocations", "published"]) == 2
     assert "publishes no NeuronMoE-EN allocation for qwen1.5-1.8b / el (shipped: qwen1.5-1.8b-el-layermoe, qwen1.5-1.8b-el-neuronmoe)" in capsys.readouterr().err
+
+
+def test_paper_numbers_are_the_experiments_rows_and_languages():
+    from neuronmoe.pipeline.experiments import paper_numbers
+
+    qwen = paper_numbers(get_experiment("qwen-el"))
+    assert set(qwen["rows"]) == {"LayerMoE-S1", "NeuronMoE-S1"}  # Table 1's Qwen rows, not Llama's
+    assert qwen["rows"]["NeuronMoE-S1"]["belebele/en"] == 58.67 and qwen["rows"]["LayerMoE-S1"]["arc/el"] == 25.26
+    assert qwen["sources"]["LayerMoE-S1"] == "Table 1 (Qwen-1.5-1.8B)"
+    trhu = paper_numbers(get_experiment("llama-tr-hu"))
+    assert set(trhu["rows"]) == {"Dense", "LayerMoE-S1 (tr)", "NeuronMoE-S1 (tr)", "LayerMoE-S1 (hu)", "NeuronMoE-S1 (hu)"}
+    assert set(trhu["rows"]["Dense"]) == {f"{b}/{x}" for b in ("arc", "belebele", "hellaswag", "mmlu") for x in ("en", "tr", "hu")}
+    assert trhu["rows"]["NeuronMoE-S1 (hu)"]["arc/hu"] == 37.67 and trhu["rows"]["Dense"]["arc/tr"] == 33.56
+    el = paper_numbers(get_experiment("llama-el"))
+    assert el["rows"]["NeuronMoE-EN"]["arc/el"] == 33.13 and "arc/tr" not in el["rows"]["Dense"]
+
+
+def test_report_before_any_evaluation(tmp_path, capsys):
+    """report.md from what exists: the allocations beside Table 2/5 (Llama Greek), missing runs listed."""
+    import json
+
+    from neuronmoe.pipeline.paper import TABLE5_EN_EL
+
+    out = tmp_path / "llama-el"
+    (out / "allocation").mkdir(parents=True)
+    ours = [c + 1 for c in TABLE5_EN_EL]
+    (out / "allocation" / "neuronmoe-el.json").write_text(json.dumps({"scores": ours}))
+    (out / "train" / "neuronmoe-el-s1" / "adapter").mkdir(parents=True)
+    (out / "train" / "neuronmoe-el-s1" / "adapter" / "adapter_config.json").write_text(json.dumps({"experts_per_layer": [2] * 28}))
+    assert main(["reproduce-paper", "--experiment", "llama-el", "--output-dir", str(tmp_path), "--report"]) == 0
+    assert capsys.readouterr().out.strip() == str(out / "report.md")
+    md = (out / "report.md").read_text(encoding="utf-8")
+    assert md.startswith("# Greek extension of Llama-3.2-3B")
+    assert "| Table 4, Table 10 | analysis/expert_ap_el.md" in md
+    assert "| NeuronMoE-S1 | " + ",".join(["2"] * 28) + " (56) | 6,2,1,1," in md and "(49) |" in md
+    assert "| LayerMoE-S1 | not trained yet | 5,5,5,4," in md and "(84) |" in md
+    assert "| NeuronMoE-EN | not trained yet | 6,2,1" in md and "(37) |" in md
+    assert "### Table 5 (EN+EL unique units), en+el" in md and "| 0 | 343 | 342 |" in md and "| total | 1961 | 1933 |" in md
+    assert "Not evaluated yet: dense, layermoe-el-s1, neuronmoe-el-s1, neuronmoe-en-el-s1, layermoe-el-s2, neuronmoe-el-s2." in md
