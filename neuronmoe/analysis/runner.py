@@ -98,31 +98,41 @@ def analyse(
     default ``neuronmoe.moe.capture_routing(model, activations=True)``); layers with one expert are
     analysed through MLP hooks when ``dense_layers`` is true.
     """
-    import torch
-
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
     lang_id = {lang: i for i, lang in enumerate(languages)}
     order = sorted(range(len(samples)), key=lambda i: (len(samples[i].text), i))  # less padding
     texts = [samples[i].text for i in order]
     labels = np.array([lang_id[samples[i].lang] for i in order], dtype=np.int64)
-    N, U = len(texts), layout.total
     moe_layers = [li for li, e in enumerate(experts_per_layer) if e > 1]
     dense = [li for li, e in enumerate(experts_per_layer) if e <= 1] if dense_layers else []
-    targets = [(li, e) for li in moe_layers for e in range(experts_per_layer[li])] + [(li, 0) for li in dense]
-    targets.sort()
+    targets = sorted([(li, e) for li in moe_layers for e in range(experts_per_layer[li])] + [(li, 0) for li in dense])
     if not targets:
         raise ValueError("nothing to analyse: no MoE layer (all experts_per_layer are 1) and --dense-layers is off")
-    capture = capture or _moe_capture
-    dev = device or next(model.parameters()).device
+    key = {"key": progress_key, "N": len(texts), "U": layout.total, "targets": [list(t) for t in targets],
+           "batch_size": batch_size, "max_length": max_length}
+    done, mm, cnt = _open_arrays(work, key, targets)
+    np.save(work / "labels.npy", labels)
+    _collect(model, tokenizer, texts, targets, set(moe_layers), dense, mm, cnt, work / "progress.json", key, done,
+             capture=capture or _moe_capture, device=device or next(model.parameters()).device)
+    results = []
+    for t in targets:
+        ap, info = expert_ap(np.asarray(mm[t]), np.asarray(cnt[t]), labels, len(languages), policy=policy, ap_fn=ap_fn)
+        results.append(ExpertResult(layer=t[0], expert=t[1], ap=ap, info=info, dense=t[0] in dense))
+    return results, {"sentences": len(texts), "units_per_expert": layout.total, "targets": len(targets),
+                     "moe_layers": moe_layers, "dense_layers": dense}
 
-    progress_path = work / "progress.json"
-    key = {"key": progress_key, "N": N, "U": U, "targets": [list(t) for t in targets], "batch_size": batch_size,
-           "max_length": max_length}
+
+Arrays = dict[tuple[int, int], np.memmap]
+
+
+def _open_arrays(work: Path, key: dict[str, Any], targets: list[tuple[int, int]]) -> tuple[int, Arrays, Arrays]:
+    """Per-target [N, U] mean and [N] count arrays on disk; resumes after ``rows_done`` when ``key`` matches."""
+    N, U = key["N"], key["U"]
+    stems = [work / f"L{li:03d}_{expert_name(e)}" for li, e in targets]
     done = 0
-    stems = [work / f"L{t[0]:03d}_{expert_name(t[1])}" for t in targets]
-    have_all = all(Path(f"{st}.npy").exists() and Path(f"{st}.counts.npy").exists() for st in stems)
-    if progress_path.exists() and have_all:
+    progress_path = work / "progress.json"
+    if progress_path.exists() and all(Path(f"{st}.npy").exists() and Path(f"{st}.counts.npy").exists() for st in stems):
         try:
             prog = json.loads(progress_path.read_text())
         except json.JSONDecodeError:
@@ -131,68 +141,72 @@ def analyse(
             done = int(prog.get("rows_done", 0))
             log.info("resuming the expert analysis after %d/%d sentences", done, N)
     mode = "r+" if done else "w+"
-    mm: dict[tuple[int, int], np.memmap] = {}
-    cnt: dict[tuple[int, int], np.memmap] = {}
-    for t in targets:
-        stem = work / f"L{t[0]:03d}_{expert_name(t[1])}"
-        mm[t] = np.lib.format.open_memmap(f"{stem}.npy", mode=mode, dtype=np.float32, shape=(N, U))
-        cnt[t] = np.lib.format.open_memmap(f"{stem}.counts.npy", mode=mode, dtype=np.int64, shape=(N,))
-    np.save(work / "labels.npy", labels)
+    mm = {t: np.lib.format.open_memmap(f"{st}.npy", mode=mode, dtype=np.float32, shape=(N, U)) for t, st in zip(targets, stems)}
+    cnt = {t: np.lib.format.open_memmap(f"{st}.counts.npy", mode=mode, dtype=np.int64, shape=(N,))
+           for t, st in zip(targets, stems)}
+    return done, mm, cnt
 
+
+def _collect(model: Any, tokenizer: Any, texts: list[str], targets: list[tuple[int, int]], moe_layers: set[int],
+             dense: list[int], mm: Arrays, cnt: Arrays, progress_path: Path, key: dict[str, Any], done: int, *,
+             capture: Callable[[Any], Any], device: Any) -> None:
+    """Fill rows ``done..N`` of ``mm``/``cnt`` batch by batch, recording progress after each batch."""
+    import torch
+
+    N, batch_size = len(texts), key["batch_size"]
     mask_box: dict[str, Any] = {}
     store, handles = _dense_hooks(model, dense, mask_box) if dense else ({}, [])
-    n_batches = (N - done + batch_size - 1) // batch_size
-    every = max(1, n_batches // 10)
+    every = max(1, ((N - done + batch_size - 1) // batch_size) // 10)
     try:
         model.eval()
         for start in range(done, N, batch_size):
-            batch = texts[start : start + batch_size]
-            enc = tokenizer(batch, return_tensors="pt", padding=True, truncation=True, max_length=max_length)
-            ids = enc["input_ids"].to(dev)
-            mask = enc["attention_mask"].to(dev)
+            enc = tokenizer(texts[start : start + batch_size], return_tensors="pt", padding=True, truncation=True,
+                            max_length=key["max_length"])
+            ids, mask = enc["input_ids"].to(device), enc["attention_mask"].to(device)
             mask_box["mask"] = mask
             ctx = capture(model) if moe_layers else contextlib.nullcontext(None)
             with torch.no_grad(), ctx as cap:
                 # only the layers' activations matter: skip the [B, T, vocab] logits where the model allows
                 model(input_ids=ids, attention_mask=mask, logits_to_keep=1)
-            mask_cpu = mask.cpu()
             B = ids.shape[0]
-            for li, e in targets:
-                if li in store:
-                    sums = torch.cat([store[li][k] for k in ("gate", "up", "down")], dim=1)
-                    counts = mask_cpu.sum(dim=1).numpy().astype(np.int64)
-                    means = (sums / torch.as_tensor(counts).clamp(min=1).unsqueeze(1).double()).float().numpy()
-                    means[counts == 0] = np.nan
-                else:
-                    layer = cap.layers.get(li) if cap is not None else None
-                    if layer is None:
-                        raise RuntimeError(f"the routing capture has no layer {li}; is it a MoE layer of this adapter?")
-                    a = layer["acts"].get(e)
-                    if a is None or len(a["token_index"]) == 0:
-                        means, counts = np.full((B, U), np.nan, np.float32), np.zeros(B, np.int64)
-                    else:
-                        means, counts = pool_routed(a, mask_cpu)
-                if means.shape[1] != U:
-                    raise ValueError(f"layer {li} {expert_name(e)}: {means.shape[1]} units, expected {U}")
-                mm[(li, e)][start : start + B] = means
-                cnt[(li, e)][start : start + B] = counts
+            for t in targets:
+                means, counts = _target_means(t, store, cap, mask.cpu(), B, key["U"])
+                mm[t][start : start + B] = means
+                cnt[t][start : start + B] = counts
             for v in list(mm.values()) + list(cnt.values()):
                 v.flush()
             atomic_write_json(progress_path, {"config": key, "rows_done": start + B})
             store_clear(store)
-            k = (start - done) // batch_size + 1
-            if k % every == 0 or start + B >= N:
+            if ((start - done) // batch_size + 1) % every == 0 or start + B >= N:
                 log.info("analyze-experts: %d/%d sentences", start + B, N)
     finally:
         for h in handles:
             h.remove()
 
-    results = []
-    for t in targets:
-        ap, info = expert_ap(np.asarray(mm[t]), np.asarray(cnt[t]), labels, len(languages), policy=policy, ap_fn=ap_fn)
-        results.append(ExpertResult(layer=t[0], expert=t[1], ap=ap, info=info, dense=t[0] in dense))
-    return results, {"sentences": N, "units_per_expert": U, "targets": len(targets), "moe_layers": moe_layers,
-                     "dense_layers": dense}
+
+def _target_means(target: tuple[int, int], store: dict[int, dict[str, Any]], cap: Any, mask_cpu: Any, B: int,
+                  U: int) -> tuple[np.ndarray, np.ndarray]:
+    """One batch's per-sentence mean activations [B, U] and routed-token counts [B] of one (layer, expert)."""
+    import torch
+
+    li, e = target
+    if li in store:  # a dense layer, read through MLP hooks
+        sums = torch.cat([store[li][k] for k in ("gate", "up", "down")], dim=1)
+        counts = mask_cpu.sum(dim=1).numpy().astype(np.int64)
+        means = (sums / torch.as_tensor(counts).clamp(min=1).unsqueeze(1).double()).float().numpy()
+        means[counts == 0] = np.nan
+    else:
+        layer = cap.layers.get(li) if cap is not None else None
+        if layer is None:
+            raise RuntimeError(f"the routing capture has no layer {li}; is it a MoE layer of this adapter?")
+        a = layer["acts"].get(e)
+        if a is None or len(a["token_index"]) == 0:
+            means, counts = np.full((B, U), np.nan, np.float32), np.zeros(B, np.int64)
+        else:
+            means, counts = pool_routed(a, mask_cpu)
+    if means.shape[1] != U:
+        raise ValueError(f"layer {li} {expert_name(e)}: {means.shape[1]} units, expected {U}")
+    return means, counts
 
 
 def store_clear(store: dict[int, dict[str, Any]]) -> None:
