@@ -58,7 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "meta-llama/Llama-3.2-3B, or the experiment's)")
     r.add_argument("--allocations", default=env("PAPER_ALLOCATIONS", "computed"), choices=["computed", "published"],
                    help="computed: run the method (neuron analysis -> allocation); published: train the paper's own "
-                   "allocations (Tables 2, 8) (env PAPER_ALLOCATIONS; default computed)")
+                   "allocations (Tables 2, 8, 9) (env PAPER_ALLOCATIONS; default computed)")
     r.add_argument("--print-commands", action="store_true", help="print only the commands, one per line (for scripts)")
     r.add_argument("--targets", default=env("NEW_LANGS", command="reproduce-paper"),
                    help="new languages (env NEW_LANGS; default el,tr,hu, or the experiment's)")
@@ -109,30 +109,18 @@ def run_cli(args: argparse.Namespace) -> int:
 
 def run_reproduce(args: argparse.Namespace) -> int:
     from neuronmoe.pipeline import experiments as ex
-    from neuronmoe.pipeline.paper import paper_dry_run
 
     if args.list:
         print("\n".join(ex.list_lines()))
         return 0
     if args.report and not args.experiment:
         raise ValueError("--report: give --experiment NAME (the el/tr/hu plan's report is `neuronmoe report`)")
-    if args.experiment:
-        exp = ex.get_experiment(args.experiment)
-        if args.report:
-            print(ex.write_report(exp, args.output_dir))
-            return 0
-        if args.targets and split_langs(args.targets) != list(exp.targets):
-            raise ValueError(f"--targets {args.targets} (env NEW_LANGS): experiment {exp.name} extends to "
-                             f"{','.join(exp.targets)}; drop --targets or choose another experiment (--list)")
-        targets, model_config, model = list(exp.targets), args.model_config or exp.model_config, args.model or exp.model
-        facts = ex.experiment_dry_run(exp, args.output_dir, model, model_config, args.deepspeed, args.nproc, args.allocations)
-    else:
-        targets = split_langs(args.targets or "el,tr,hu")
-        model_config = args.model_config or "llama-3.2-3b"
-        model = args.model or next((e.model for e in ex.load_experiments().values() if e.model_config == model_config), None)
-        if model is None:
-            raise ValueError(f"--model (env BASE_MODEL_PATH): give the model to train for --model-config {model_config}")
-        facts = paper_dry_run(model_config, args.output_dir, targets, args.deepspeed, args.nproc, model, args.allocations)
+    if args.report:
+        print(ex.write_report(ex.get_experiment(args.experiment), args.output_dir))
+        return 0
+    facts = ex.reproduce_facts(args.experiment, split_langs(args.targets) or None, args.model_config, args.model,
+                               args.output_dir, args.deepspeed, args.nproc, args.allocations)
+    targets, model_config, model = facts["targets"], facts["model_config"], facts["model"]
     if args.print_commands:
         print("\n".join(facts["commands"]))
         return 0

@@ -110,6 +110,29 @@ def experiment_dry_run(exp: Experiment, output_root: str = "outputs/paper", mode
     return facts
 
 
+def reproduce_facts(experiment: str | None, targets: list[str] | None, model_config: str | None, model: str | None,
+                    output_root: str, deepspeed: str = "zero2", nproc: int = 8, allocations: str = "computed") -> dict[str, Any]:
+    """``reproduce-paper``'s dry run: one experiment's (its model, config and languages unless given), or the
+    el/tr/hu plan, whose model follows ``model_config`` (the model of the experiment with that config).
+    The facts also hold the resolved ``targets``, ``model_config`` and ``model``."""
+    from neuronmoe.pipeline.paper import PAPER_TARGETS, paper_dry_run
+
+    if experiment:
+        exp = get_experiment(experiment)
+        if targets and list(targets) != list(exp.targets):
+            raise ValueError(f"--targets {','.join(targets)} (env NEW_LANGS): experiment {exp.name} extends to "
+                             f"{','.join(exp.targets)}; drop --targets or choose another experiment (--list)")
+        targets, model_config, model = list(exp.targets), model_config or exp.model_config, model or exp.model
+        facts = experiment_dry_run(exp, output_root, model, model_config, deepspeed, nproc, allocations)
+    else:
+        targets, model_config = list(targets or PAPER_TARGETS), model_config or "llama-3.2-3b"
+        model = model or next((e.model for e in load_experiments().values() if e.model_config == model_config), None)
+        if model is None:
+            raise ValueError(f"--model (env BASE_MODEL_PATH): give the model to train for --model-config {model_config}")
+        facts = paper_dry_run(model_config, output_root, targets, deepspeed, nproc, model, allocations)
+    return {**facts, "targets": targets, "model_config": model_config, "model": model}
+
+
 def describe(exp: Experiment) -> dict[str, Any]:
     return {"name": exp.name, "title": exp.title, "model": exp.model, "model_config": exp.model_config,
             "source": exp.source, "targets": list(exp.targets), "runs": list(exp.runs), "tables": exp.tables,
