@@ -270,7 +270,7 @@ def paper_allocations(model_config: str, targets: Sequence[str], cfg: Any,
             a = {"experts_per_layer": None,
                  "source": f"computed at run time ({how}): the paper publishes neither counts nor an allocation "
                            f"for {model_config} / {t}"}
-        allocs[key] = a
+        allocs[key] = {**a, "target": t}
     for name, a in allocs.items():
         a["total_experts"] = sum(a["experts_per_layer"]) if a["experts_per_layer"] else None
         if a["experts_per_layer"] is None:
@@ -279,9 +279,8 @@ def paper_allocations(model_config: str, targets: Sequence[str], cfg: Any,
         check_fits_base(a["experts_per_layer"], None, cfg, f"allocation {name}" + (f" ({a['shipped']})" if a.get("shipped") else ""),
                         hint=f"the model config {checked or model_config} does not fit the published allocations of {model_config}")
         a["params"] = count_params(a["experts_per_layer"], cfg)
-    for name, a in allocs.items():
-        t = name.rsplit("-", 1)[-1] if name != "neuronmoe-en" else "el"
-        ref = allocs.get(layer_of.get(t, ""), allocs.get("layermoe", {})).get("params")
+    for a in allocs.values():
+        ref = allocs.get(layer_of.get(a["target"], ""), allocs.get("layermoe", {})).get("params")
         a["moe_ffn_change_vs_layermoe"] = (a["params"]["moe_ffn_params"] / ref["moe_ffn_params"] - 1.0
                                            if a["params"] and ref else None)
     return allocs
