@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from neuronmoe.evaluation.stats import ALPHA, PairedResult, bootstrap_ratio, mcnemar, mean_se, paired_bootstrap_mean, paired_bootstrap_ratio, z_difference
+from neuronmoe.evaluation.stats import ALPHA, BOOTSTRAP_SAMPLES, PairedResult, bootstrap_ratio, mcnemar, mean_se, paired_bootstrap_mean, paired_bootstrap_ratio, z_difference
 from neuronmoe.evaluation.table import PERCENT_METRICS, Table, build_table, format_experts, format_params, format_value
 
 DEFAULT_BASELINES = ("Dense", "LayerMoE-S1")
@@ -232,13 +232,31 @@ def significant_list(comps: list[Comparison], est: dict[tuple[str, str], Estimat
     sig = [c for c in comps if c.result.significant]
     out = [f"Paired tests: {len(sig)} of {len(comps)} differences are significant (p < {ALPHA})."]
     if sig:
-        out += ["", "| model | vs | cell | difference | p | items | test |", "|---|---|---|---:|---:|---:|---|"]
+        out += ["", "| model | vs | cell | difference [95% interval] | p | items | test |", "|---|---|---|---:|---:|---:|---|"]
         for c in sig:
-            scale = 100 if c.metric in PERCENT_METRICS else 1
-            unit = " pts" if c.metric in PERCENT_METRICS else ""
-            out.append(f"| {c.model} | {c.baseline} | {c.cell} ({c.metric}) | {scale * c.result.diff:+.2f}{unit} "
-                       f"({'better' if c.better else 'worse'}) | {c.result.p:.2g} | {c.result.n} | {c.result.test} |")
+            out.append(f"| {c.model} | {c.baseline} | {c.cell} ({c.metric}) | {format_difference(c)} "
+                       f"({'better' if c.better else 'worse'}) | {format_p(c.result)} | {c.result.n} | {c.result.test} |")
     return out
+
+
+def format_difference(c: Comparison) -> str:
+    """``+15.00 pts`` for accuracies; ``-0.015 [-0.018, -0.012]`` (95% interval) for bootstrapped differences."""
+    pct = c.metric in PERCENT_METRICS
+    scale, fmt, unit = (100, "{:+.2f}", " pts") if pct else (1, "{:+.3f}", "")
+    text = fmt.format(scale * c.result.diff) + unit
+    if c.result.ci is not None:
+        lo, hi = (fmt.format(scale * v) for v in c.result.ci)
+        text += f" [{lo}, {hi}]"
+    return text
+
+
+def format_p(r: PairedResult) -> str:
+    """The p-value; a bootstrap p at its floor (one resample in ``samples``) is shown as a bound."""
+    if r.test.startswith("paired bootstrap") and r.ci is not None:
+        floor = 1.0 / BOOTSTRAP_SAMPLES
+        if r.p <= floor:
+            return f"< {floor:.2g}"
+    return f"{r.p:.2g}"
 
 
 # ------------------------------------------------------------------------------------ the paper

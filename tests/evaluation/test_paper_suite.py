@@ -106,7 +106,7 @@ def test_pins_table_rejects_missing_or_malformed_revisions(tmp_path):
     bad.write_text("datasets:\n  a/b: {revision: UNPINNED}\n")
     with pytest.raises(ValueError, match="UNPINNED needs a 'reason'"):
         load_dataset_pins(str(bad))
-    bad.write_text("datasets:\n  a/b: {revision: " + "0" * 40 + "}\n")
+    bad.write_text("datasets:\n  a/b: {revision: " + "a" * 40 + "}\n")
     with pytest.raises(ValueError, match="needs its 'evidence'"):
         load_dataset_pins(str(bad))
 

@@ -130,6 +130,10 @@ def test_paired_tests_and_marks(three_runs):
     assert rows["NeuronMoE-S1"].count("▲") == 4 and "▼" not in rows["NeuronMoE-S1"]
     assert "▲" not in rows["Dense"] and "±" in rows["Dense"]
     assert "D = Dense, L = LayerMoE-S1" in md and "Paired tests:" in md and "| NeuronMoE-S1 | Dense | udhr_cloze/el (acc) | +15.00 pts (better)" in md
+    # a bits-per-byte difference in thousandths with its bootstrap interval; a p at the bootstrap's floor as a bound
+    bpb_line = next(line for line in md.splitlines() if line.startswith("| NeuronMoE-S1 | Dense | heldout_ppl/el"))
+    r = paired(three_runs[2], three_runs[0], col["heldout_ppl/el"])
+    assert f"| {r.diff:+.3f} [{r.ci[0]:+.3f}, {r.ci[1]:+.3f}] (better) | < 0.0005 |" in bpb_line
     # accuracy ± closed form in points; bits per byte ± bootstrap over documents
     dense_acc = three_runs[0]["results"]["udhr_cloze_el"]
     assert f"{100 * dense_acc['acc,none']:.2f} ± {100 * dense_acc['acc_stderr,none']:.2f}" in rows["Dense"]
