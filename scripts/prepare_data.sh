@@ -13,6 +13,7 @@
 #   NUM_SENTENCES    neuron-analysis sentences per language (500)
 #   SOURCE           bundled | jsonl:PATH | txt:PATH | hf:NAME[:CONFIG] (bundled)
 #   DATA_SEED        random seed (42; the old name SEED still works, deprecated)
+#   DATA_NUM_PROC    worker processes splitting, hashing and counting (1; same files for any value)
 #   MAX_TOKENS, MAX_SAMPLE_TOKENS, HELDOUT_FRACTION, MAX_HELDOUT_DOCS, REPLAY_DOCS, TEXT_FIELD, HF_SPLIT,
 #   NO_UDHR=1, FORCE=1, DATA_CONFIG (YAML overriding neuronmoe/configs/data.yaml)
 set -euo pipefail

@@ -11,6 +11,7 @@
 #   LEARNING_RATE    1e-4     TRAIN_BATCH_SIZE 32       GRADIENT_ACCUMULATION_STEPS 1
 #   MAX_STEPS        15000    SAVE_STEPS 1000           LOGGING_STEPS 10
 #   TRAIN_TOP_K 2  AUX_LOSS_COEF 0.01  MAX_SAMPLES (all)  TRAIN_SEED 42   BF16 1   REPORT_TO auto
+#   TRAIN_MAX_TOKENS auto (what MAX_STEPS sees: 491.5M tokens in Table 7) | all | N: tokens packed
 #   (old names TARGET_LANGS, BATCH_SIZE, TOPK, SEED still work, deprecated)
 #   DEEPSPEED_CONFIG zero2 | path.json (multi-GPU)      RESUME=1 / OVERWRITE=1
 #   NPROC            processes on this node (>1 -> torchrun; add DEEPSPEED_CONFIG=zero2 for ZeRO-2)

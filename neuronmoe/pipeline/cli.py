@@ -67,7 +67,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--deepspeed", default=env("DEEPSPEED_CONFIG", "zero2"), help="DeepSpeed config for training (env DEEPSPEED_CONFIG; default zero2)")
     r.add_argument("--dry-run", action="store_true", help="validate every config and print the exact commands; needs no GPU, weights or data")
     r.add_argument("--json", action="store_true", help="print the dry-run facts as JSON")
-    r.set_defaults(func=run_reproduce)
+    r.set_defaults(func=run_reproduce, report_env=False)  # reported with the variables its commands read
 
 
 def config_from_args(args: argparse.Namespace):
@@ -110,6 +110,9 @@ def run_cli(args: argparse.Namespace) -> int:
 def run_reproduce(args: argparse.Namespace) -> int:
     from neuronmoe.pipeline import experiments as ex
 
+    from neuronmoe.envvars import REPORTED, SCRIPT, report
+    from neuronmoe.pipeline.paper_check import check_table, format_table, honoured_variables
+
     if args.list:
         print("\n".join(ex.list_lines()))
         return 0
@@ -121,7 +124,10 @@ def run_reproduce(args: argparse.Namespace) -> int:
     facts = ex.reproduce_facts(args.experiment, split_langs(args.targets) or None, args.model_config, args.model,
                                args.output_dir, args.deepspeed, args.nproc, args.allocations)
     targets, model_config, model = facts["targets"], facts["model_config"], facts["model"]
+    if os.environ.get(REPORTED) != "1":  # variables set but read neither here nor by any command of the plan
+        report("reproduce-paper", script=os.environ.get(SCRIPT) or None, honoured=honoured_variables(facts["commands"]))
     if args.print_commands:
+        check_table(facts["settings"])  # never hand a plan that differs from the paper to the runner
         print("\n".join(facts["commands"]))
         return 0
     if args.json:
@@ -132,6 +138,8 @@ def run_reproduce(args: argparse.Namespace) -> int:
             print(f"# experiment {e['name']}: {e['title']}")
             for k, v in {**e["tables"], **e["figures"]}.items():
                 print(f"#   {k}: {v}")
+        print(f"# the plan against the paper ({args.nproc} processes; neuronmoe/configs/paper_protocol.yaml, docs/training.md):")
+        print(format_table(facts["settings"]))
         print(f"# paper-scale plan for {model_config} ({facts['dims']['num_layers']} layers): model {model}, "
               f"targets {','.join(targets)}, {args.nproc} processes per node")
         for c in facts["checks"]:
@@ -139,6 +147,7 @@ def run_reproduce(args: argparse.Namespace) -> int:
         print_allocations(facts)
         for c in facts["commands"]:
             print(c)
+    check_table(facts["settings"])  # an undocumented difference from the paper: exit 2 after the table
     if not args.dry_run:
         print("# validated; run these commands on the GPU cluster (scripts/reproduce_paper.sh runs them in order)", file=sys.stderr)
     return 0

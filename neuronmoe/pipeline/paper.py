@@ -1,7 +1,8 @@
 """The paper-scale run (``neuronmoe reproduce-paper``): by default Llama-3.2-3B extended to el/tr/hu with
 Table 7's settings. :func:`paper_plan` is the exact command list; :func:`paper_dry_run` validates every
-config here (no weights, no data) and returns the facts and the commands. The paper's named experiments
-(:mod:`.experiments`) are these two functions with other settings (model, languages, runs)."""
+config here (no weights, no data) and returns the facts, the settings table against the paper and the
+commands. The paper's named experiments (:mod:`.experiments`) are these two functions with other
+settings (model, languages, runs)."""
 from __future__ import annotations
 
 import json
@@ -62,33 +63,60 @@ def run_label(kind: str, stage: int, target: str) -> str:
     return RUN_KINDS[kind][stage - 1] + ("" if target == "el" else f" ({target})")
 
 
+#: Appendix D: stage-1 data and Spanish replay from CulturaX, English replay from SlimPajama, Chinese from SkyPile
+#: (each read with the reference's recipe: neuronmoe/configs/data.yaml hf_datasets)
+PAPER_DATA_SOURCE = ("hf:uonlp/CulturaX,en=hf:cerebras/SlimPajama-627B,zh=hf:Skywork/SkyPile-150B,"
+                     "es=hf:uonlp/CulturaX")
+
+
+def g1_languages() -> tuple[list[str], list[str]]:
+    """LayerMoE's G1 languages (new, old) from neuronmoe/configs/similarity.yaml ``settings.g1``."""
+    from neuronmoe.config import load_yaml
+
+    g1 = load_yaml("similarity")["settings"]["g1"]
+    return list(g1["targets"]), list(g1["old_langs"])
+
+
 def paper_plan(output_dir: str = "outputs/paper", model: str = "meta-llama/Llama-3.2-3B", targets: Sequence[str] = PAPER_TARGETS,
                source: str = "en", deepspeed: str = "zero2", nproc: int = 8, neg_langs: Sequence[str] = ("de", "fr", "ja"),
-               replay: Sequence[str] = ("en", "zh", "es"), data_source: str = "hf:uonlp/CulturaX",
+               replay: Sequence[str] = ("en", "zh", "es"), data_source: str = PAPER_DATA_SOURCE,
                allocations: str = "computed", model_config: str = "llama-3.2-3b", runs: Sequence[str] | None = None,
-               layermoe_budget: float = 70, capture_site: str | None = None, expert_analysis: bool = True) -> list[list[str]]:
+               layermoe_budget: float | None = None, capture_site: str | None = None,
+               expert_analysis: bool = True) -> list[list[str]]:
     """The exact commands of a paper-scale run (default: Llama-3.2-3B, en -> el/tr/hu, Table 7 settings).
 
-    ``allocations``: ``computed`` runs the method (neuron analysis -> pair allocation per target, LayerMoE
-    from similarity); ``published`` trains the paper's own allocations (shipped under
-    neuronmoe/configs/allocations: Tables 2, 8 and 9; :func:`published_allocation`), to reproduce its
-    exact expert counts. ``runs``: which training runs (:func:`plan_runs`); ``layermoe_budget``: B of
-    the LayerMoE baseline; ``capture_site``: the similarity's ``--capture-site``; ``expert_analysis``:
-    the per-expert analysis of NeuronMoE-S1 (Greek).
+    ``allocations``: ``computed`` runs the method (neuron analysis -> pair allocation per target; LayerMoE
+    from similarity in LayerMoE's G1 setting, whose new languages are then prepared too); ``published`` trains
+    the paper's own allocations (shipped under neuronmoe/configs/allocations: Tables 2, 8 and 9;
+    :func:`published_allocation`), to reproduce its exact expert counts. Training commands give no batch
+    size: the profile's effective batch (32) is split over the ``nproc`` processes by the trainer.
+    ``runs``: which training runs (:func:`plan_runs`); ``layermoe_budget``: B of the LayerMoE baseline
+    (None: the G1 setting's 70); ``capture_site``: the similarity's ``--capture-site``;
+    ``expert_analysis``: the per-expert analysis of NeuronMoE-S1 (Greek).
     """
     o = output_dir
     common = ["--output-dir", o, "--model", model]
     old = [source, *[x for x in replay if x != source]]
-    negs = [x for x in neg_langs if x not in old and x not in targets]
-    langs = [*old, *targets, *negs]
-    launch = ["torchrun", f"--nproc_per_node={nproc}", "-m", "neuronmoe"]
-    cmds: list[list[str]] = [
-        ["neuronmoe", "prepare-data", *common, "--source", data_source, "--new-langs", ",".join(targets), "--old-langs",
-         ",".join(old), "--neg-langs", ",".join(negs), "--num-sentences", "500", "--max-tokens", "2e9"],
-        ["neuronmoe", "neurons", *common, "--languages", ",".join(langs), "--top-k", "1000", "--ap-threshold", "0.5"],
-    ]
     planned = plan_runs(targets, runs)
     kinds = {(k, t) for k, _, t in planned}
+    layermoe = allocations != "published" and any(k == "layermoe" for k, _ in kinds)
+    g1_new, g1_old = g1_languages()
+    new = [*targets, *[x for x in g1_new if x not in targets]] if layermoe else list(targets)
+    negs = [x for x in neg_langs if x not in old and x not in new]
+    langs = [*old, *new, *negs]
+    launch = ["torchrun", f"--nproc_per_node={nproc}", "-m", "neuronmoe"]
+    cmds: list[list[str]] = [
+        ["neuronmoe", "prepare-data", *common, "--source", data_source, "--new-langs", ",".join(new), "--old-langs",
+         ",".join(old), "--neg-langs", ",".join(negs), "--num-sentences", "500", "--max-tokens", "2e9",
+         "--replay-docs", "50000"],
+        ["neuronmoe", "neurons", *common, "--languages", ",".join(langs), "--top-k", "1000", "--ap-threshold", "0.5"],
+    ]
+    if layermoe:  # LayerMoE's baseline: one allocation, measured in its G1 setting (84 experts for Llama-3.2-3B)
+        # the languages are named too: NEW_LANGS / OLD_LANGS in the environment must not replace G1's
+        cmds.append(["neuronmoe", "similarity", *common, "--setting", "g1", "--targets", ",".join(g1_new),
+                     "--old-langs", ",".join(g1_old), "--name", "layermoe",
+                     *(["--budget", f"{layermoe_budget:g}"] if layermoe_budget is not None else []),
+                     *(["--capture-site", capture_site] if capture_site else [])])
     names: dict[tuple[str, str], str] = {}
     for kind, t in sorted(kinds, key=lambda x: (list(targets).index(x[1]), list(RUN_KINDS).index(x[0]))):
         if allocations == "published":
@@ -101,11 +129,9 @@ def paper_plan(output_dir: str = "outputs/paper", model: str = "meta-llama/Llama
     for t in targets:
         if allocations == "published":
             continue
-        layer = f"layermoe-{t}"
+        layer = "layermoe"
         if ("layermoe", t) in kinds:
             names[("layermoe", t)] = layer
-            cmds.append(["neuronmoe", "similarity", *common, "--source", source, "--targets", t, "--name", layer,
-                         "--budget", f"{layermoe_budget:g}", *(["--capture-site", capture_site] if capture_site else [])])
         if ("neuronmoe", t) in kinds:
             names[("neuronmoe", t)] = f"neuronmoe-{t}"
             cmds.append(["neuronmoe", "allocate", *common, "--mode", "pair", "--source", source, "--targets", t,
@@ -156,7 +182,10 @@ def paper_dry_run(model_config: str = "llama-3.2-3b", output_dir: str = "outputs
     * allocations (:func:`paper_allocations`): from the paper's published per-layer counts where it gives
       them for this model and language (Table 5: Llama-3.2-3B, el -> 49 experts), else the shipped
       published allocation (Tables 2, 8, 9), else none (computed at run time), each said in ``source``;
-    * parameter budgets of each known allocation from the shipped model config.
+    * parameter budgets of each known allocation from the shipped model config;
+    * ``settings``: every setting of the plan next to the paper's (:mod:`neuronmoe.pipeline.paper_check`), read
+      from the commands as the CLI parses them and the trainer resolves them for ``nproc`` processes;
+      ``mismatches``: the rows that differ without a documented deviation (the caller fails on them).
 
     ``model_config`` names the shipped allocations (``{model_config}-{target}-{kind}``); the checks and
     budgets use ``check_config`` (default: the same), so a config whose layer count contradicts the
@@ -164,6 +193,7 @@ def paper_dry_run(model_config: str = "llama-3.2-3b", output_dir: str = "outputs
     """
     from neuronmoe.languages import check_languages
     from neuronmoe.models import load_config, model_dims
+    from neuronmoe.pipeline.paper_check import MISMATCH, settings_table
 
     check_languages(list(targets), "--targets")
     if allocations not in ("computed", "published"):
@@ -179,8 +209,12 @@ def paper_dry_run(model_config: str = "llama-3.2-3b", output_dir: str = "outputs
     for name, a in facts["allocations"].items():
         if a.get("from_counts"):
             facts["checks"].append(f"{name} allocation from {a['from_counts']} = {a['total_experts']} experts")
-    facts["commands"] = [shlex.join(c) for c in paper_plan(output_dir, model, targets=targets, deepspeed=deepspeed, nproc=nproc,
-                                                           allocations=allocations, model_config=model_config, **plan_options)]
+    cmds = paper_plan(output_dir, model, targets=targets, deepspeed=deepspeed, nproc=nproc, allocations=allocations,
+                      model_config=model_config, **plan_options)
+    facts["commands"] = [shlex.join(c) for c in cmds]
+    facts["nproc"] = nproc
+    facts["settings"] = settings_table(cmds, nproc, targets, model_config)
+    facts["mismatches"] = [r for r in facts["settings"] if r["status"] == MISMATCH]
     return facts
 
 

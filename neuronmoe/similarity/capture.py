@@ -8,13 +8,15 @@ Capture sites (``--capture-site``, :data:`CAPTURE_SITES`):
 * ``attn_input``: the output of ``ArchSpec.attn_input_norm`` (``input_layernorm``), the attention's input;
 * ``attn_output``: the attention block's own output (``self_attn``, before the residual add).
 
-Tokens: non-padding, non-special (BOS/EOS/PAD are left out), in file order, until each language
-has ``max_tokens``. The forward pass stops at the last layer's capture site (no LM head).
+Tokens: non-padding, non-special (BOS/EOS/PAD are left out; ``include_bos`` keeps BOS, as LayerMoE's G1
+measurement does), in file order, until each language has ``max_tokens``. The forward pass stops at
+the last layer's capture site (no LM head).
 """
 from __future__ import annotations
 
+import itertools
 import logging
-from typing import Any, Sequence
+from typing import Any, Iterable
 
 from neuronmoe.similarity.core import UnitVectorSums
 
@@ -54,10 +56,11 @@ def capture_modules(model: Any, site: str = DEFAULT_CAPTURE_SITE) -> list[Any]:
 def capture_unit_sums(
     model: Any,
     tokenizer: Any,
-    texts_by_lang: dict[str, Sequence[str]],
+    texts_by_lang: dict[str, Iterable[str]],
     max_tokens: int,
     batch_size: int = 8,
     max_length: int = 256,
+    include_bos: bool = False,
     site: str = DEFAULT_CAPTURE_SITE,
 ) -> tuple[UnitVectorSums, dict[str, int]]:
     """Run ``model`` over each language's texts; returns the sums of ``site``'s unit vectors and the
@@ -74,7 +77,10 @@ def capture_unit_sums(
     langs = list(texts_by_lang)
     acc = UnitVectorSums(langs, n_layers, hidden)
     device = next(model.parameters()).device
-    special = torch.tensor(sorted(set(getattr(tokenizer, "all_special_ids", []) or [])), dtype=torch.long, device=device)
+    skip = set(getattr(tokenizer, "all_special_ids", []) or [])
+    if include_bos and getattr(tokenizer, "bos_token_id", None) is not None:
+        skip.discard(tokenizer.bos_token_id)
+    special = torch.tensor(sorted(skip), dtype=torch.long, device=device)
     state: dict[str, Any] = {}
 
     def make_hook(idx: int):
@@ -92,13 +98,13 @@ def capture_unit_sums(
     try:
         with torch.inference_mode():
             for lang in langs:
-                texts = [t for t in texts_by_lang[lang] if t and t.strip()]
+                texts = (t for t in texts_by_lang[lang] if t and t.strip())  # any iterable: read as needed
                 got = 0
-                for start in range(0, len(texts), batch_size):
-                    if got >= max_tokens:
+                while got < max_tokens:
+                    batch = list(itertools.islice(texts, batch_size))
+                    if not batch:
                         break
-                    enc = tokenizer(texts[start:start + batch_size], return_tensors="pt", padding=True,
-                                    truncation=True, max_length=max_length)
+                    enc = tokenizer(batch, return_tensors="pt", padding=True, truncation=True, max_length=max_length)
                     ids = enc["input_ids"].to(device)
                     att = enc["attention_mask"].to(device).bool()
                     mask = att & ~torch.isin(ids, special) if special.numel() else att

@@ -23,8 +23,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--targets", default=env("NEW_LANGS", command="similarity"), help="new language(s), comma/space separated (env NEW_LANGS; default el)")
     p.add_argument("--old-langs", default=env("OLD_LANGS"), help="old languages to measure (env OLD_LANGS; default: the source)")
     p.add_argument("--data-dir", default=env("DATA_DIR"), help="prepared data (env DATA_DIR; default $OUTPUT_DIR/data)")
-    p.add_argument("--split", default=env("SIMILARITY_SPLIT"), choices=["samples", "train", "heldout", "replay"],
-                   help="which data/<split>/<lang>.jsonl to read (env SIMILARITY_SPLIT; default samples)")
+    p.add_argument("--split", default=env("SIMILARITY_SPLIT"), choices=["samples", "train", "heldout", "replay", "documents"],
+                   help="which data/<split>/<lang>.jsonl to read; documents = the training documents (train/ for new, "
+                   "replay/ for old languages) (env SIMILARITY_SPLIT; default samples)")
+    p.add_argument("--setting", default=None,
+                   help="a named setting of similarity.yaml, e.g. g1 (LayerMoE's G1: el,hu,tr vs en,es,zh, 100k tokens of "
+                   "training documents, BOS included, budget 70); flags still win")
+    p.add_argument("--layer-score", default=None, choices=["layermoe", "pairs"],
+                   help="layermoe: mean of the new-new and new-old group means (LayerMoE); pairs: mean over those pairs "
+                   "(default layermoe)")
+    p.add_argument("--include-bos", action="store_true", default=None,
+                   help="count the BOS token's MLP input too (LayerMoE's G1 measurement does; default off)")
     p.add_argument("--capture-site", default=env("CAPTURE_SITE"), choices=["mlp_input", "attn_input", "attn_output"],
                    help="hidden state compared per layer: mlp_input (LayerMoE's script: the MLP-input norm's output), "
                    "attn_input (the attention-input norm's output) or attn_output (the attention block's output) "
@@ -54,14 +63,30 @@ def resolve_options(args: argparse.Namespace) -> dict[str, Any]:
         "split": args.split, "capture_site": args.capture_site, "batch_size": args.batch_size, "max_length": args.max_length,
         "allocation_name": args.name,
     }
-    opts = layered("similarity", args.config, cli)
+    cli.update(layer_score=args.layer_score, include_bos=args.include_bos)
+    if cli["old_langs"] == ["none"]:
+        cli["old_langs"] = []  # --old-langs none: no old language (refused by the layermoe score)
+    opts = layered("similarity", args.config, setting_preset(args.setting), cli)
+    opts.pop("settings", None)
     for k in ("targets", "old_langs"):
         if isinstance(opts.get(k), str):
             opts[k] = split_langs(opts[k])
     opts.update(model=args.model, output_dir=args.output_dir, data_dir=args.data_dir, max_tokens=args.max_tokens,
-                budget=args.budget, reference=args.reference, allocation_out=args.allocation_out, device=args.device,
-                dtype=args.dtype)
+                budget=args.budget if args.budget is not None else opts.get("budget"), reference=args.reference,
+                allocation_out=args.allocation_out, device=args.device, dtype=args.dtype, setting=args.setting)
     return opts
+
+
+def setting_preset(name: str | None) -> dict[str, Any]:
+    """The keys of a named setting of similarity.yaml (``settings: {g1: {...}}``)."""
+    if not name:
+        return {}
+    from neuronmoe.config import load_yaml
+
+    settings = load_yaml("similarity").get("settings") or {}
+    if name not in settings:
+        raise ValueError(f"--setting {name!r}: not a setting of similarity.yaml (have {', '.join(settings) or 'none'})")
+    return dict(settings[name])
 
 
 def run(args: argparse.Namespace) -> int:

@@ -9,10 +9,16 @@ unit vectors per layer (float64) and a token count; ``sim[l, A, B] = u_A . u_B``
 ``sim[l, A, A] = |u_A|^2`` is the mean over all ``n^2`` ordered pairs of A's tokens, self-pairs
 included.
 
-Layer score (documented in docs/allocation.md): the mean of ``sim[l, A, B]`` over the unordered
-pairs of DISTINCT languages ``{A, B}`` in which at least one is new, i.e. the new-new and new-old
-pairs, each pair weighted equally (old-old pairs are left out). With one new and one old
-language this is just ``sim[l, new, old]``.
+Layer score (documented in docs/allocation.md), :data:`LAYER_SCORES`:
+
+* ``layermoe`` (default, LayerMoE's own): the mean of two group means, the mean of ``sim[l, A, B]`` over the
+  new-new pairs and the mean over the new-old pairs (a group without pairs, e.g. new-new with one new
+  language, is left out); it needs at least one old language.
+* ``pairs``: the mean over the unordered pairs of DISTINCT languages with at least one new language (new-new
+  and new-old pairs weighted equally; old-old pairs left out).
+
+With one new and one old language both are ``sim[l, new, old]``; they differ when the groups have different
+sizes (G1: 3 new-new pairs against 9 new-old pairs).
 """
 from __future__ import annotations
 
@@ -77,10 +83,39 @@ def pair_indices(languages: Sequence[str], new_langs: Sequence[str]) -> list[tup
     return pairs
 
 
-def layer_scores(sim: np.ndarray, languages: Sequence[str], new_langs: Sequence[str]) -> np.ndarray:
-    """``S_l`` = mean of ``sim[l, a, b]`` over the new-new and new-old pairs (see module doc)."""
+LAYER_SCORES = ("layermoe", "pairs")
+
+
+def layer_scores(sim: np.ndarray, languages: Sequence[str], new_langs: Sequence[str],
+                 method: str = "layermoe") -> np.ndarray:
+    """``S_l`` per layer from ``sim`` [layers, n, n] (see the module doc for ``method``)."""
     sim = np.asarray(sim)
     if sim.ndim != 3 or sim.shape[1] != sim.shape[2] or sim.shape[1] != len(languages):
         raise ValueError(f"sim must be [num_layers, {len(languages)}, {len(languages)}], got {list(sim.shape)}")
+    if method not in LAYER_SCORES:
+        raise ValueError(f"--layer-score must be one of {', '.join(LAYER_SCORES)}, got {method!r}")
     pairs = pair_indices(languages, new_langs)
-    return np.mean([sim[:, i, j] for i, j in pairs], axis=0)
+    if method == "pairs":
+        return np.mean([sim[:, i, j] for i, j in pairs], axis=0)
+    langs = list(languages)
+    new_new = [(i, j) for i, j in pairs if langs[i] in new_langs and langs[j] in new_langs]
+    new_old = [p for p in pairs if p not in new_new]
+    if not new_old:
+        raise ValueError("LayerMoE's layer score needs at least one old language (the new-old group); "
+                         "give --old-langs, or use --layer-score pairs")
+    groups = [np.mean([sim[:, i, j] for i, j in g], axis=0) for g in (new_new, new_old) if g]
+    return np.mean(groups, axis=0)
+
+
+def sim_from_pairs(table: dict[tuple[str, str], Sequence[float]], languages: Sequence[str]) -> np.ndarray:
+    """``sim`` [layers, n, n] from a per-pair table ``{(a, b): [S per layer]}`` (e.g. LayerMoE's published
+    similarities); the diagonal and pairs not in the table are NaN (never read by :func:`layer_scores`)."""
+    langs = list(languages)
+    n_layers = len(next(iter(table.values())))
+    sim = np.full((n_layers, len(langs), len(langs)), np.nan)
+    for (a, b), vals in table.items():
+        if len(vals) != n_layers:
+            raise ValueError(f"similarity table: pair {a}&{b} has {len(vals)} layers, expected {n_layers}")
+        i, j = langs.index(a), langs.index(b)
+        sim[:, i, j] = sim[:, j, i] = np.asarray(vals, dtype=np.float64)
+    return sim

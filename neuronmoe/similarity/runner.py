@@ -24,7 +24,7 @@ def run_similarity(opts: dict[str, Any]) -> dict[str, Any]:
     languages = old + targets
     out_root = Path(opts["output_dir"])
     data_dir = Path(opts["data_dir"]) if opts.get("data_dir") else out_root / "data"
-    files = {lang: data_dir / opts["split"] / f"{lang}.jsonl" for lang in languages}
+    files = data_files(data_dir, opts["split"], targets, old)
     texts = read_all(files)
     config = load_config(opts["model"])
     n_layers = num_layers(config)
@@ -54,9 +54,18 @@ def check_languages(opts: dict[str, Any]) -> tuple[str, list[str], list[str]]:
     """(source, targets, old languages), known codes, new and old disjoint; sizes >= 1."""
     from neuronmoe.languages import check_languages as check
 
+    from neuronmoe.similarity.core import LAYER_SCORES
+
     source = opts["source"]
     targets = check(list(opts["targets"] or []), "--targets")
-    old = check(list(opts["old_langs"] or [source]), "--old-langs")
+    old = list(opts["old_langs"]) if opts["old_langs"] is not None else [source]
+    score = opts.get("layer_score") or "layermoe"
+    if score not in LAYER_SCORES:
+        raise ValueError(f"--layer-score must be one of {', '.join(LAYER_SCORES)}, got {score!r}")
+    if not old and score == "layermoe":
+        where = f" (setting {opts['setting']})" if opts.get("setting") else ""
+        raise ValueError(f"--old-langs: LayerMoE's layer score{where} needs at least one old language (the new-old group)")
+    old = check(old, "--old-langs") if old else []
     check([source], "--source")
     clash = sorted(set(targets) & set(old))
     if clash:
@@ -67,10 +76,31 @@ def check_languages(opts: dict[str, Any]) -> tuple[str, list[str], list[str]]:
     return source, targets, old
 
 
-def read_all(files: dict[str, Path]) -> dict[str, list[str]]:
-    from neuronmoe.utils.io import read_texts
+def data_files(data_dir: Path, split: str, targets: list[str], old: list[str]) -> dict[str, Path]:
+    """Each language's jsonl: ``data/<split>/<lang>.jsonl``; ``documents``: train/ (new) and replay/ (old)."""
+    if split == "documents":
+        return {**{x: data_dir / "replay" / f"{x}.jsonl" for x in old}, **{x: data_dir / "train" / f"{x}.jsonl" for x in targets}}
+    return {lang: data_dir / split / f"{lang}.jsonl" for lang in old + targets}
 
-    return {lang: read_texts(f, lang) for lang, f in files.items()}
+
+def read_all(files: dict[str, Path]) -> dict[str, Any]:
+    """Every language's texts, each file checked before any work; read lazily (training documents can be GBs:
+    the capture stops at the token budget)."""
+    from neuronmoe.utils.io import iter_texts, read_texts
+
+    for lang, f in files.items():
+        read_texts(f, lang, limit=1)  # present, with a valid first text
+    return {lang: _Texts(f, lang, iter_texts) for lang, f in files.items()}
+
+
+class _Texts:
+    """A re-iterable view of one language's texts (a fresh read per iteration)."""
+
+    def __init__(self, path: Path, lang: str, reader: Any) -> None:
+        self.path, self.lang, self.reader = path, lang, reader
+
+    def __iter__(self) -> Any:
+        return self.reader(self.path, self.lang)
 
 
 def layermoe_budget(opts: dict[str, Any], n_layers: int) -> float:
@@ -96,10 +126,12 @@ def measure(opts: dict[str, Any], tok: Any, texts: dict[str, list[str]], languag
         dtype = opts["cpu_dtype"]
     model = load_model(opts["model"], dtype=dtype, device=device)
     acc, used = capture_unit_sums(model, tok, texts, max_tokens, int(opts["batch_size"]), int(opts["max_length"]),
-                                  site=opts["capture_site"])
+                                  include_bos=bool(opts.get("include_bos")), site=opts["capture_site"])
     sim = acc.similarity()
-    return sim, layer_scores(sim, languages, targets), used, {"max_tokens": max_tokens, "device": str(device),
-                                                              "dtype": str(dtype)}
+    score = opts.get("layer_score") or "layermoe"
+    return sim, layer_scores(sim, languages, targets, score), used, {
+        "max_tokens": max_tokens, "device": str(device), "dtype": str(dtype), "layer_score": score,
+        "include_bos": bool(opts.get("include_bos"))}
 
 
 def layermoe_record(opts: dict[str, Any], scores: Any, budget: float, config: Any, reference: Any, source: str,
@@ -117,6 +149,7 @@ def layermoe_record(opts: dict[str, Any], scores: Any, budget: float, config: An
             e_max=None, rounding="ceil", scores=[float(s) for s in scores], model=model_identity(opts["model"]),
             config=config, reference=reference,
             extra={"label": "LayerMoE", "budget": budget, "old_langs": old, "capture_site": opts["capture_site"],
+                   "layer_score": opts.get("layer_score") or "layermoe", "setting": opts.get("setting"),
                    "inputs": {"similarity_dir": str(Path(opts["output_dir"]) / "similarity")}},
         ), None
     except ValueError as e:
@@ -141,8 +174,10 @@ def write_similarity(sim_dir: Path, opts: dict[str, Any], sim: np.ndarray, score
                       "old_langs": facts["old_langs"], "languages": languages, "split": opts["split"],
                       "capture_site": opts["capture_site"], "max_tokens": facts["max_tokens"], "batch_size": int(opts["batch_size"]),
                       "max_length": int(opts["max_length"]), "budget": facts["budget"], "num_layers": facts["num_layers"],
-                      "device": facts["device"], "dtype": facts["dtype"],
-                      "layer_score": "mean sim over new-new and new-old language pairs"}
+                      "device": facts["device"], "dtype": facts["dtype"], "setting": opts.get("setting"),
+                      "include_bos": facts["include_bos"], "layer_score": facts["layer_score"],
+                      "layer_score_means": {"layermoe": "mean of the new-new group mean and the new-old group mean",
+                                            "pairs": "mean over the new-new and new-old pairs"}[facts["layer_score"]]}
         man = Manifest(
             stage="similarity", config=config_rec,
             inputs={"data": {lang: {"path": str(f), "sha256": sha256_file(f)} for lang, f in files.items()},

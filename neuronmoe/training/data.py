@@ -6,21 +6,29 @@ A *source* is one stream of documents with a language flag:
 * ``hf:NAME[:CONFIG]``: a Hugging Face dataset read with ``datasets.load_dataset(NAME, CONFIG,
   split=..., streaming=True)`` (NAME may be a hub id or a local dataset folder).
 
-Every source is capped at ``max_samples`` documents (the first ones of the file/stream); the
-documents of all sources are shuffled together with ``seed``, each is tokenized and followed by
-EOS, and the token stream is cut into ``cutoff_len`` blocks (the incomplete tail is dropped).
-Every token keeps the flag of its document: ``1`` = old language (replay, LPR target expert 0),
-``0`` = new language. Packed blocks are cached under ``$NEURONMOE_CACHE/tokenized/<key>/`` where
-the key hashes the sources (file sha256 / dataset id), the tokenizer fingerprint, the cutoff,
-the caps and the seed, so a rerun reuses them without tokenizing again.
+Every source is capped at ``max_samples`` documents (the first non-blank ones of the
+file/stream); the documents of all sources are shuffled together with ``seed`` (the order
+``random.Random(seed).shuffle`` gives), each is tokenized and followed by EOS, and the token
+stream is cut into ``cutoff_len`` blocks (the incomplete tail is dropped). Every token keeps the
+flag of its document: ``1`` = old language (replay, LPR target expert 0), ``0`` = new language.
+With a token budget (``max_tokens``) only the first ``ceil(max_tokens / cutoff_len)`` blocks are
+built, and tokenizing stops there.
+
+:func:`build_packed` streams all of this through ``datasets`` Arrow files and
+:mod:`neuronmoe.training.packing` (memory does not grow with the corpus) into
+``$NEURONMOE_CACHE/tokenized/<key>/`` (``input_ids.bin``, ``lang_flags.bin``, ``meta.json``); the key
+hashes the sources (file sha256 / dataset id), the tokenizer fingerprint, the cutoff, the caps,
+the seed and the budget. Every process (every rank) memory-maps the same files: the first one to
+take the entry's file lock builds it, the others wait and map it.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
-import random
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -32,7 +40,7 @@ from neuronmoe.utils.io import iter_jsonl
 log = logging.getLogger(__name__)
 
 OLD, NEW = 1, 0
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -93,20 +101,29 @@ def _hash_tree(root: Path) -> str:
     return h.hexdigest()
 
 
-def read_documents(src: Source) -> Iterator[str]:
-    """Yield the non-empty ``text`` of a source's documents, at most ``max_samples``."""
+def read_documents(src: Source, stats: dict[str, int] | None = None) -> Iterator[str]:
+    """Yield the ``text`` of a source's documents, at most ``max_samples`` non-blank ones.
+
+    Blank texts are skipped (counted in ``stats["blank_documents"]``); a record without a string
+    ``text`` field is an error naming the file and line (or the dataset row).
+    """
     n = 0
     cap = src.max_samples
-    for text in _iter_texts(src):
+    for where, text in _iter_texts(src):
         if cap is not None and n >= cap:
             return
-        if not isinstance(text, str) or not text.strip():
+        if not isinstance(text, str):
+            raise ValueError(f"{where}: the {src.text_field!r} field is {type(text).__name__}, not text")
+        if not text.strip():
+            if stats is not None:
+                stats["blank_documents"] = stats.get("blank_documents", 0) + 1
             continue
         n += 1
         yield text
 
 
-def _iter_texts(src: Source) -> Iterator[Any]:
+def _iter_texts(src: Source) -> Iterator[tuple[str, Any]]:
+    """``(where, value of the text field)`` per record."""
     if src.is_hf:
         import datasets
 
@@ -115,15 +132,15 @@ def _iter_texts(src: Source) -> Iterator[Any]:
             ds = datasets.load_dataset(name, config, split=src.split, streaming=True)
         except Exception as e:  # noqa: BLE001 - surface as a clear input error
             raise ValueError(f"data source {src.spec}: cannot open dataset ({type(e).__name__}: {e})") from None
-        for row in ds:
+        for i, row in enumerate(ds):
             if src.text_field not in row:
                 raise ValueError(f"data source {src.spec}: rows have no {src.text_field!r} field (fields: {sorted(row)})")
-            yield row[src.text_field]
+            yield f"data source {src.spec} row {i}", row[src.text_field]
         return
     for i, obj in iter_jsonl(src.spec):
         if src.text_field not in obj:
             raise ValueError(f"{src.spec}:{i}: expected an object with a {src.text_field!r} field")
-        yield obj[src.text_field]
+        yield f"{src.spec}:{i}", obj[src.text_field]
 
 
 def pack(
@@ -152,21 +169,26 @@ def pack(
 
 @dataclass
 class PackedData:
+    """Packed blocks: ``input_ids`` ``[N, cutoff_len]`` (uint16/uint32, memory-mapped) and ``lang_flags`` (int8)."""
+
     input_ids: np.ndarray
     lang_flags: np.ndarray
     meta: dict[str, Any] = field(default_factory=dict)
+    folder: Path | None = None  # the cache entry the arrays map (None: private files, already unlinked)
 
     def __len__(self) -> int:
         return int(self.input_ids.shape[0])
 
 
-def cache_key(sources: Sequence[Source], tokenizer_fp: str, cutoff_len: int, seed: int) -> str:
+def cache_key(sources: Sequence[Source], tokenizer_fp: str, cutoff_len: int, seed: int,
+              max_blocks: int | None = None) -> str:
     payload = {
         "format": CACHE_FORMAT,
         "sources": [s.identity() for s in sources],
         "tokenizer": tokenizer_fp,
         "cutoff_len": cutoff_len,
         "seed": seed,
+        "max_blocks": max_blocks,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
 
@@ -177,6 +199,111 @@ def default_cache_dir() -> Path:
     return Path(cache_root()) / "tokenized"
 
 
+def token_budget(cfg: dict[str, Any], world_size: int = 1) -> int | None:
+    """Training tokens to pack: the config's ``max_tokens`` (``auto``: what the run will see).
+
+    ``auto`` = ``max_steps x per_device_train_batch_size x gradient_accumulation_steps x
+    world_size x cutoff_len`` (Table 7: 15,000 x 32 x 1024 = 491.5M tokens) when ``max_steps > 0``,
+    else everything; ``all`` / ``null`` = everything; a number = that many tokens (whole blocks).
+    """
+    v = cfg.get("max_tokens")
+    if v is None or v == "all":
+        return None
+    if v == "auto":
+        if cfg["max_steps"] <= 0:
+            return None
+        return (int(cfg["max_steps"]) * int(cfg["per_device_train_batch_size"]) * int(cfg["gradient_accumulation_steps"])
+                * int(world_size) * int(cfg["cutoff_len"]))
+    return int(v)
+
+
+def _open_entry(entry: Path, key: str | None = None) -> PackedData:
+    """Map a finished cache entry; ValueError says what is wrong with it."""
+    try:
+        meta = json.loads((entry / "meta.json").read_text())
+    except FileNotFoundError:
+        raise ValueError("no meta.json (an interrupted build)") from None
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"unreadable meta.json ({e})") from None
+    if meta.get("format") != CACHE_FORMAT or (key is not None and meta.get("key") != key):
+        raise ValueError(f"format {meta.get('format')} / key {meta.get('key')} (expected {CACHE_FORMAT} / {key})")
+    n, t = int(meta["counts"]["blocks"]), int(meta["cutoff_len"])
+    dtype = np.dtype(meta["storage_dtype"])
+    arrays = []
+    for name, dt in (("input_ids.bin", dtype), ("lang_flags.bin", np.dtype(np.int8))):
+        f = entry / name
+        size = f.stat().st_size if f.is_file() else -1
+        if size != n * t * dt.itemsize:
+            raise ValueError(f"{name} holds {size} bytes, expected {n} blocks x {t} x {dt.itemsize}")
+        arrays.append(np.memmap(f, dtype=dt, mode="r", shape=(n, t)))
+    return PackedData(arrays[0], arrays[1], meta, entry)
+
+
+def _build_entry(entry: Path, work_root: Path, key: str, sources: Sequence[Source], tokenizer: Any, tok_fp: str,
+                 cutoff_len: int, seed: int, max_blocks: int | None, num_proc: int | None, progress: bool) -> None:
+    """Build the cache entry ``entry`` (under a temporary name, renamed when complete)."""
+    from neuronmoe.training.packing import build_blocks, source_documents
+    from neuronmoe.utils.io import atomic_dir, atomic_write_json
+
+    docs = [source_documents(s, work_root, read_documents, progress) for s in sources]
+    with atomic_dir(entry, overwrite=True) as tmp:
+        res = build_blocks(sources, docs, tokenizer, tok_fp, cutoff_len, seed, tmp, work_root,
+                           max_blocks=max_blocks, num_proc=num_proc, progress=progress)
+        per_source = []
+        tok_per_lang: dict[str, int] = {}
+        for s, d, u in zip(sources, docs, res.meta["per_source"]):
+            per_source.append({"spec": s.spec, "lang": s.lang, "flag": s.flag, "max_samples": s.max_samples,
+                               "documents": d.info["documents"], "blank_documents": d.info.get("blank_documents", 0),
+                               **u})
+            tok_per_lang[s.lang] = tok_per_lang.get(s.lang, 0) + u["tokens_used"]
+        blocks = res.blocks
+        if blocks == 0:
+            n_tok = sum(tok_per_lang.values())
+            raise ValueError(
+                f"the training set is empty after packing: {sum(d.info['documents'] for d in docs)} documents hold "
+                f"{n_tok} tokens, fewer than one block of cutoff_len={cutoff_len}; add data or lower cutoff_len"
+            )
+        meta = {
+            "format": CACHE_FORMAT,
+            "key": key,
+            "tokenizer_fingerprint": tok_fp,
+            "cutoff_len": cutoff_len,
+            "seed": seed,
+            "max_tokens": None if max_blocks is None else max_blocks * cutoff_len,
+            "storage_dtype": res.meta["storage_dtype"],
+            "segments": res.meta["segments"],
+            "sources": per_source,
+            "counts": {
+                "documents": int(sum(u["documents_used"] for u in res.meta["per_source"])),
+                "documents_available": int(sum(d.info["documents"] for d in docs)),
+                "tokens": int(sum(tok_per_lang.values())),
+                "tokens_per_lang": tok_per_lang,
+                "blocks": blocks,
+                "packed_tokens": blocks * cutoff_len,
+                "old_token_fraction": res.meta["old_tokens"] / (blocks * cutoff_len),
+                "complete": res.meta["complete"],
+            },
+        }
+        atomic_write_json(tmp / "meta.json", meta)
+
+
+@contextlib.contextmanager
+def _entry_lock(cdir: Path, key: str) -> Iterator[None]:
+    """Hold ``<cdir>/<key>.lock``: one process builds an entry, the others wait (no collective barrier)."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(cdir / f"{key}.lock"))
+    try:
+        lock.acquire(timeout=1)
+    except Timeout:
+        log.info("tokenized data %s: waiting for another process that builds it", cdir / key)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 def build_packed(
     sources: Sequence[Source],
     tokenizer: Any,
@@ -184,78 +311,83 @@ def build_packed(
     seed: int,
     cache_dir: str | os.PathLike | None = None,
     use_cache: bool = True,
+    max_tokens: int | None = None,
+    num_proc: int | None = None,
+    progress: bool = True,
 ) -> PackedData:
-    """Read, shuffle, tokenize and pack ``sources``; reuse the cache when the key matches."""
+    """Read, shuffle, tokenize and pack ``sources``; map the cached blocks when the key matches.
+
+    ``max_tokens``: pack only the first ``ceil(max_tokens / cutoff_len)`` blocks (the documents
+    after them are never tokenized). ``use_cache=False`` builds privately (nothing is reused or
+    kept: the files are unlinked once mapped). ``num_proc``: tokenizing processes (default: up
+    to 8 for large segments, this process for small ones).
+    """
     from neuronmoe.utils.fingerprint import tokenizer_fingerprint
-    from neuronmoe.utils.io import atomic_dir
 
     if not sources:
         raise ValueError("no training data sources given")
+    if cutoff_len < 2:
+        raise ValueError(f"cutoff_len must be >= 2, got {cutoff_len}")
+    if max_tokens is not None and max_tokens < 1:
+        raise ValueError(f"max_tokens must be >= 1 or unset, got {max_tokens}")
     for s in sources:
         s.check()
     tok_fp = tokenizer_fingerprint(tokenizer)
-    key = cache_key(sources, tok_fp, cutoff_len, seed)
+    max_blocks = None if max_tokens is None else -(-int(max_tokens) // cutoff_len)
+    key = cache_key(sources, tok_fp, cutoff_len, seed, max_blocks)
     cdir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    entry = cdir / key
-    if use_cache and (entry / "meta.json").exists():
-        meta = json.loads((entry / "meta.json").read_text())
-        log.info("tokenized data: cache hit %s (%d blocks)", entry, meta["counts"]["blocks"])
-        return PackedData(np.load(entry / "input_ids.npy"), np.load(entry / "lang_flags.npy"), {**meta, "cache": str(entry), "cache_hit": True})
-
-    docs: list[tuple[str, int, str]] = []
-    per_source: list[dict[str, Any]] = []
-    for s in sources:
-        n0 = len(docs)
-        docs.extend((t, s.flag, s.lang) for t in read_documents(s))
-        per_source.append({"spec": s.spec, "lang": s.lang, "flag": s.flag, "max_samples": s.max_samples, "documents": len(docs) - n0})
-        if len(docs) == n0:
-            log.warning("data source %s (%s): no documents", s.spec, s.lang)
-    if not docs:
-        raise ValueError("the training set is empty: the data sources hold no non-empty documents "
-                         f"({', '.join(s.spec for s in sources)})")
-    random.Random(seed).shuffle(docs)
-    texts = [d[0] for d in docs]
-    enc = tokenizer(texts, add_special_tokens=False)["input_ids"]
-    eos = tokenizer.eos_token_id
-    ids, flags = pack(enc, [d[1] for d in docs], cutoff_len, eos)
-    n_tokens = sum(len(e) + (eos is not None) for e in enc)
-    if len(ids) == 0:
-        raise ValueError(
-            f"the training set is empty after packing: {len(docs)} documents hold {n_tokens} tokens, "
-            f"fewer than one block of cutoff_len={cutoff_len}; add data or lower cutoff_len"
-        )
-    tok_per_lang: dict[str, int] = {}
-    for e, d in zip(enc, docs):
-        tok_per_lang[d[2]] = tok_per_lang.get(d[2], 0) + len(e) + (eos is not None)
-    meta = {
-        "format": CACHE_FORMAT,
-        "key": key,
-        "tokenizer_fingerprint": tok_fp,
-        "cutoff_len": cutoff_len,
-        "seed": seed,
-        "sources": per_source,
-        "counts": {
-            "documents": len(docs),
-            "tokens": n_tokens,
-            "tokens_per_lang": tok_per_lang,
-            "blocks": int(len(ids)),
-            "packed_tokens": int(ids.size),
-            "old_token_fraction": float(flags.mean()),
-        },
-    }
+    args = (sources, tokenizer, tok_fp, cutoff_len, seed, max_blocks, num_proc, progress)
     if use_cache:
         try:
-            with atomic_dir(entry, overwrite=True) as tmp:
-                np.save(tmp / "input_ids.npy", ids)
-                np.save(tmp / "lang_flags.npy", flags)
-                (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
-        except OSError as e:  # a read-only cache must not stop training
-            log.warning("could not write tokenized cache %s: %s", entry, e)
-    return PackedData(ids, flags, {**meta, "cache": str(entry) if use_cache else None, "cache_hit": False})
+            cdir.mkdir(parents=True, exist_ok=True)
+            writable = os.access(cdir, os.W_OK)
+        except OSError:
+            writable = False
+        if not writable:
+            log.warning("tokenized data cache %s is not writable; building a private copy", cdir)
+            use_cache = False
+    if not use_cache:
+        return _build_private(key, *args)
+    entry = cdir / key
+    with _entry_lock(cdir, key):
+        if entry.exists():
+            try:
+                data = _open_entry(entry, key)
+                log.info("tokenized data: cache hit %s (%d blocks)", entry, len(data))
+                data.meta = {**data.meta, "cache": str(entry), "cache_hit": True}
+                return data
+            except (ValueError, OSError) as e:
+                log.warning("tokenized data cache %s: %s; rebuilding it", entry, e)
+                shutil.rmtree(entry, ignore_errors=True)
+        for stale in cdir.glob(f".{key}.*.tmp"):  # left by a killed build (we hold the lock)
+            shutil.rmtree(stale, ignore_errors=True)
+        _build_entry(entry, cdir, key, *args)
+        data = _open_entry(entry, key)
+    data.meta = {**data.meta, "cache": str(entry), "cache_hit": False}
+    return data
+
+
+def _build_private(key: str, sources: Sequence[Source], tokenizer: Any, tok_fp: str, cutoff_len: int, seed: int,
+                   max_blocks: int | None, num_proc: int | None, progress: bool) -> PackedData:
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="neuronmoe-packed-"))
+    try:
+        _build_entry(root / key, root, key, sources, tokenizer, tok_fp, cutoff_len, seed, max_blocks, num_proc,
+                     progress)
+        data = _open_entry(root / key, key)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)  # mapped files stay readable until unmapped
+    data.folder = None
+    data.meta = {**data.meta, "cache": None, "cache_hit": False}
+    return data
 
 
 class PackedDataset:
-    """Map-style dataset (torch-compatible) over packed blocks."""
+    """Map-style dataset (torch-compatible) over packed blocks; items are int64 copies of one block.
+
+    Pickles as the cache entry's path (spawned DataLoader workers map the same files).
+    """
 
     def __init__(self, data: PackedData):
         self.data = data
@@ -264,8 +396,22 @@ class PackedDataset:
         return len(self.data)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        ids = self.data.input_ids[i]
-        return {"input_ids": ids, "lang_flags": self.data.lang_flags[i]}
+        return {"input_ids": np.array(self.data.input_ids[i], dtype=np.int64),
+                "lang_flags": np.array(self.data.lang_flags[i], dtype=np.int8)}  # copies: writable, unmapped
+
+    def __getstate__(self) -> dict[str, Any]:
+        d = self.data
+        if d.folder is not None and (d.folder / "meta.json").exists():
+            return {"folder": str(d.folder), "meta": d.meta}
+        return {"data": PackedData(np.asarray(d.input_ids), np.asarray(d.lang_flags), d.meta, None)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if "data" in state:
+            self.data = state["data"]
+        else:
+            data = _open_entry(Path(state["folder"]))
+            data.meta = state["meta"]
+            self.data = data
 
 
 class PackedCollator:

@@ -7,9 +7,9 @@ from neuronmoe.languages import get_language
 from neuronmoe.moe._registry import load_line
 
 _HP = ("learning_rate", "adam_beta1", "adam_beta2", "adam_epsilon", "weight_decay", "lr_scheduler_type",
-       "warmup_steps", "per_device_train_batch_size", "gradient_accumulation_steps", "max_steps",
+       "warmup_steps", "effective_batch_size", "per_device_train_batch_size", "gradient_accumulation_steps", "max_steps",
        "num_train_epochs", "max_grad_norm", "bf16", "seed", "cutoff_len", "top_k", "aux_loss_coef",
-       "lpr_loss_coef", "max_samples", "replay_max_samples")
+       "aux_loss_form", "lpr_loss_coef", "lpr_input", "max_samples", "replay_max_samples")
 
 
 def _langs(codes: list[str]) -> str:

@@ -3,7 +3,7 @@
 :func:`train` reads top to bottom: :func:`plan_run` (settings, run folder policy, model, allocation or
 stage-1 adapter, tokenizer and data: every input checked before the first step, nothing written),
 :func:`trainer_arguments` (from :data:`TRAINER_KEYS`; initialises the distributed state),
-:func:`build_data` (main process first: it fills the token cache), :func:`write_run_inputs`
+:func:`build_data` (blocks built once under a file lock, memory-mapped by every rank), :func:`write_run_inputs`
 (resolved config, allocation, data manifest), :func:`build_model` (stage switches through the MoE
 model's own methods), :func:`fit` (:class:`~neuronmoe.training.trainer.MoETrainer`, checkpoints every
 ``save_steps``; ``--resume`` continues from the last one) and :func:`finalise` (adapter with a model
@@ -98,7 +98,7 @@ def train(opts: TrainOptions) -> dict[str, Any]:
         log.info("run %s is already complete (manifest.json present); nothing to do", plan.run_dir)
         return {"run_dir": str(plan.run_dir), "skipped": True, **plan.complete}
     args, state = trainer_arguments(plan)
-    packed = build_data(plan, args)
+    packed = build_data(plan, state)
     write_run_inputs(plan, packed, state)
     model, summary = build_model(plan)
     trainer, result, train_s = fit(plan, model, args, packed)
@@ -255,18 +255,33 @@ def trainer_arguments(plan: RunPlan) -> tuple[Any, Any]:
     except TypeError as e:
         raise TrainingInputError(f"trainer_extra: {e}") from None
     state = PartialState()
+    batch = plan.provenance["batch"]
+    if state.num_processes != batch["world_size"]:
+        raise TrainingInputError(
+            f"the batch was derived for world size {batch['world_size']} (WORLD_SIZE) but {state.num_processes} "
+            f"processes run; launch with torchrun/accelerate/deepspeed so that WORLD_SIZE is set")
+    if state.is_main_process:
+        log.info("batch: %d per device x %d accumulation x %d processes = effective batch %d%s",
+                 batch["per_device_train_batch_size"], batch["gradient_accumulation_steps"], batch["world_size"],
+                 batch["effective_batch_size"],
+                 f" (OVERRIDES the profile's {batch['contract']})" if batch["override"] else
+                 f" (profile: {batch['contract']})" if batch["contract"] else "")
     state.wait_for_everyone()
     return args, state
 
 
-def build_data(plan: RunPlan, args: Any) -> Any:
-    """Tokenise and pack the sources (the main process first: it fills the cache the others read)."""
-    from neuronmoe.training.data import build_packed
+def build_data(plan: RunPlan, state: Any) -> Any:
+    """Tokenise and pack the sources into memory-mapped blocks, stopping at the token budget.
+
+    Every rank calls it: the first to take the cache entry's file lock builds, the others wait on the lock
+    and then map the same files.
+    """
+    from neuronmoe.training.data import build_packed, token_budget
 
     cfg = plan.cfg
-    with args.main_process_first(desc="tokenize"):
-        packed = build_packed(plan.sources, plan.tokenizer, cfg["cutoff_len"], cfg["seed"],
-                              cache_dir=plan.opts.cache_dir, use_cache=plan.opts.use_cache)
+    packed = build_packed(plan.sources, plan.tokenizer, cfg["cutoff_len"], cfg["seed"],
+                          cache_dir=plan.opts.cache_dir, use_cache=plan.opts.use_cache,
+                          max_tokens=token_budget(cfg, state.num_processes))
     log.info("training data: %d blocks x %d tokens (%s)", len(packed), cfg["cutoff_len"],
              ", ".join(f"{k}: {v}" for k, v in packed.meta["counts"]["tokens_per_lang"].items()))
     return packed
@@ -338,6 +353,7 @@ def configure_stage(model: Any, cfg: dict[str, Any]) -> None:
     moe.set_train_mode(cfg["train_mode"])
     moe.set_top_k(cfg["top_k"])
     moe.set_loss_coefs(cfg["aux_loss_coef"], cfg["lpr_loss_coef"])
+    moe.set_loss_options(cfg["aux_loss_form"], cfg["lpr_input"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -404,14 +420,15 @@ def finalise(plan: RunPlan, trainer: Any, result: Any, packed: Any, summary: dic
 def run_report(plan: RunPlan, summary: dict[str, Any], trainer: Any, result: Any, world_size: int,
                train_s: float, ppl: dict[str, Any]) -> dict[str, Any]:
     cfg, epl, step = plan.cfg, plan.experts_per_layer, trainer.state.global_step
+    batch = batch_record(plan.provenance["batch"], step, cfg["cutoff_len"], world_size)
     return {
+        "batch": batch,
         "run": plan.run_name, "stage": plan.opts.stage, "model": plan.opts.model, "model_path": plan.model_path,
         "base_model_fingerprint": plan.model_fp, "tokenizer_fingerprint": plan.tokenizer_fp,
         "experts_per_layer": epl, "total_experts": int(sum(epl)), "new_experts": int(sum(e - 1 for e in epl)),
         "trainable_parameters": summary, "train_seconds": round(train_s, 2),
         "global_step": step, "train_loss": float(result.training_loss),
-        "train_tokens": int(step * cfg["per_device_train_batch_size"] * cfg["gradient_accumulation_steps"]
-                            * world_size * cfg["cutoff_len"]),
+        "train_tokens": batch["tokens_seen"],
         "world_size": world_size, "resumed_from": str(plan.resume_from) if plan.resume_from else None,
         "perplexity": ppl, "profile": plan.profile,
     }
@@ -420,6 +437,16 @@ def run_report(plan: RunPlan, summary: dict[str, Any], trainer: Any, result: Any
 # ---------------------------------------------------------------------------------------------
 # small helpers (each testable alone)
 # ---------------------------------------------------------------------------------------------
+def batch_record(batch: dict[str, Any], steps: int, cutoff_len: int, world_size: int) -> dict[str, Any]:
+    """What the run manifest records about the batch: world size, per-device batch, accumulation, effective
+    batch (and the profile's contract, override or not), optimizer steps and tokens seen."""
+    eff = batch["per_device_train_batch_size"] * batch["gradient_accumulation_steps"] * world_size
+    return {"world_size": world_size, "per_device_train_batch_size": batch["per_device_train_batch_size"],
+            "gradient_accumulation_steps": batch["gradient_accumulation_steps"], "effective_batch_size": eff,
+            "effective_batch_contract": batch["contract"], "override": batch["contract"] is not None and eff != batch["contract"],
+            "derived": batch["derived"], "steps": int(steps), "tokens_seen": int(steps * eff * cutoff_len)}
+
+
 def resolve_profile(profile: str) -> str:
     if profile in (None, "", "auto"):
         import torch
@@ -564,6 +591,7 @@ def write_run_manifest(plan: RunPlan, report: dict[str, Any], wall_s: float) -> 
              and "tensorboard" not in p.relative_to(run_dir).parts and p.name != "manifest.json"]
     m = Manifest(stage=f"train-stage{opts.stage}", config=plan.cfg, inputs=inputs,
                  counts={"global_step": report["global_step"], "train_tokens": report["train_tokens"],
+                         "batch": report["batch"],
                          "train_seconds": report["train_seconds"], "wall_seconds": round(wall_s, 2),
                          "trainable_parameters": report["trainable_parameters"]["trainable"]},
                  files=describe_files(run_dir, files),

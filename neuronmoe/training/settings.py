@@ -14,6 +14,8 @@ import yaml
 
 from neuronmoe.config import check_keys, load_yaml, merge
 
+AUTO = "auto"  #: a batch field derived from effective_batch_size and the world size
+
 #: config key -> (environment variable of neuronmoe.envvars, type) for the env layer; old spellings of a
 #: variable (TARGET_LANGS, REPLAY_LANGS, TOPK, BATCH_SIZE, SEED) still work with a deprecation warning
 ENV_KEYS: dict[str, tuple[str, Any]] = {
@@ -22,12 +24,16 @@ ENV_KEYS: dict[str, tuple[str, Any]] = {
     "max_samples": ("MAX_SAMPLES", int),
     "replay_max_samples": ("REPLAY_MAX_SAMPLES", int),
     "cutoff_len": ("CUTOFF_LEN", int),
+    "max_tokens": ("TRAIN_MAX_TOKENS", str),
     "top_k": ("TRAIN_TOP_K", int),
     "aux_loss_coef": ("AUX_LOSS_COEF", float),
     "lpr_loss_coef": ("LPR_LOSS_COEF", float),
+    "aux_loss_form": ("AUX_LOSS_FORM", str),
+    "lpr_input": ("LPR_INPUT", str),
     "learning_rate": ("LEARNING_RATE", float),
-    "per_device_train_batch_size": ("TRAIN_BATCH_SIZE", int),
-    "gradient_accumulation_steps": ("GRADIENT_ACCUMULATION_STEPS", int),
+    "effective_batch_size": ("EFFECTIVE_BATCH_SIZE", int),
+    "per_device_train_batch_size": ("TRAIN_BATCH_SIZE", "int_or_auto"),
+    "gradient_accumulation_steps": ("GRADIENT_ACCUMULATION_STEPS", "int_or_auto"),
     "max_steps": ("MAX_STEPS", int),
     "num_train_epochs": ("NUM_TRAIN_EPOCHS", float),
     "logging_steps": ("LOGGING_STEPS", int),
@@ -50,9 +56,12 @@ REQUIRED_TYPES: dict[str, tuple[type, ...]] = {
     "max_samples": (int, type(None)),
     "replay_max_samples": (int, type(None)),
     "cutoff_len": (int,),
+    "max_tokens": (int, str, type(None)),
     "top_k": (int,),
     "aux_loss_coef": (int, float),
     "lpr_loss_coef": (int, float),
+    "aux_loss_form": (str,),
+    "lpr_input": (str,),
     "optim": (str,),
     "learning_rate": (int, float),
     "adam_beta1": (int, float),
@@ -61,8 +70,10 @@ REQUIRED_TYPES: dict[str, tuple[type, ...]] = {
     "weight_decay": (int, float),
     "lr_scheduler_type": (str,),
     "warmup_steps": (int, float),
-    "per_device_train_batch_size": (int,),
-    "gradient_accumulation_steps": (int,),
+    "effective_batch_size": (int, type(None)),
+    "max_per_device_batch_size": (int, type(None)),
+    "per_device_train_batch_size": (int, str),
+    "gradient_accumulation_steps": (int, str),
     "max_steps": (int,),
     "num_train_epochs": (int, float),
     "max_grad_norm": (int, float),
@@ -162,6 +173,8 @@ def env_layer(environ: Mapping[str, str] | None = None, stage: int | None = None
                 out[key] = "auto" if raw.lower() == "auto" else raw.lower() in ("1", "true", "yes")
             elif typ is int and raw.lower() in ("none", "null"):
                 out[key] = None
+            elif typ == "int_or_auto":
+                out[key] = AUTO if raw.lower() == AUTO else int(raw)
             else:
                 out[key] = typ(raw)
         except ValueError:
@@ -176,6 +189,12 @@ def normalize(cfg: dict[str, Any]) -> dict[str, Any]:
             cfg[k] = _split_langs(cfg[k])
     if isinstance(cfg.get("heldout_languages"), str) and cfg["heldout_languages"] != "auto":
         cfg["heldout_languages"] = _split_langs(cfg["heldout_languages"])
+    mt = cfg.get("max_tokens")
+    if isinstance(mt, float) or (isinstance(mt, str) and mt not in ("auto", "all")):
+        try:  # 5e8 / "5e8" -> 500000000
+            cfg["max_tokens"] = int(float(mt))
+        except ValueError:
+            pass
     for k in ("learning_rate", "adam_epsilon", "aux_loss_coef", "lpr_loss_coef", "weight_decay"):
         if isinstance(cfg.get(k), str):  # YAML reads 1e-4 (no dot) as a string
             try:
@@ -203,15 +222,27 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"training config: bf16 must be true, false or auto, got {cfg['bf16']!r}")
     if cfg["train_mode"] not in ("experts", "routers"):
         raise ValueError(f"training config: train_mode must be experts or routers, got {cfg['train_mode']!r}")
+    from neuronmoe.moe.losses import check_loss_options
+
+    check_loss_options(cfg["aux_loss_form"], cfg["lpr_input"], "training config: ")
+    for k in ("per_device_train_batch_size", "gradient_accumulation_steps"):
+        if isinstance(cfg[k], str) and cfg[k] != AUTO:
+            raise ValueError(f"training config: {k} must be an int >= 1 or auto, got {cfg[k]!r}")
+    for k in ("effective_batch_size", "max_per_device_batch_size"):
+        if cfg[k] is not None and cfg[k] < 1:
+            raise ValueError(f"training config: {k} must be >= 1 or null, got {cfg[k]}")
     for k in ("cutoff_len", "top_k", "per_device_train_batch_size", "gradient_accumulation_steps",
               "logging_steps", "save_steps", "heldout_block_len", "heldout_batch_size"):
-        if cfg[k] < 1:
+        if isinstance(cfg[k], int) and cfg[k] < 1:
             raise ValueError(f"training config: {k} must be >= 1, got {cfg[k]}")
     if cfg["cutoff_len"] < 2:
         raise ValueError("training config: cutoff_len must be >= 2")
     for k in ("max_samples", "replay_max_samples"):
         if cfg[k] is not None and cfg[k] < 1:
             raise ValueError(f"training config: {k} must be >= 1 or null, got {cfg[k]}")
+    mt = cfg["max_tokens"]
+    if (isinstance(mt, str) and mt not in ("auto", "all")) or (isinstance(mt, int) and mt < 1):
+        raise ValueError(f"training config: max_tokens must be auto, all, null or a positive token count, got {mt!r}")
     if cfg["learning_rate"] <= 0:
         raise ValueError(f"training config: learning_rate must be > 0, got {cfg['learning_rate']}")
     if cfg["max_steps"] <= 0 and cfg["num_train_epochs"] <= 0:
@@ -229,6 +260,85 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
     return cfg
 
 
+class BatchError(ValueError):
+    """The effective batch cannot be met with this world size / per-device batch / accumulation."""
+
+
+def derive_batch(effective: int | None, world_size: int, per_device: int | str = AUTO, accum: int | str = AUTO,
+                 max_per_device: int | None = None) -> dict[str, Any]:
+    """The per-device batch and gradient accumulation that give ``effective`` sequences per optimizer step.
+
+    ``effective`` is the contract (Table 7: 32); ``per_device`` / ``accum`` are ``auto`` (derived) or explicit.
+    Both ``auto``: per device = the largest divisor of ``effective / world_size`` that is at most
+    ``max_per_device``, the rest by accumulation (32 on 8 processes = 4 x 1 x 8; on 1 = 32 x 1 x 1, or 16 x 2 x 1
+    with ``max_per_device`` 16). One explicit: the other is derived. Both explicit: used as given; a product
+    other than the contract is an *override* (returned with ``override: True``, printed and recorded).
+    Raises :class:`BatchError` (one line) when the contract cannot be met.
+    """
+    if world_size < 1:
+        raise BatchError(f"world size must be >= 1, got {world_size}")
+    rec: dict[str, Any] = {"world_size": world_size, "contract": effective,
+                           "derived": [k for k, v in (("per_device_train_batch_size", per_device),
+                                                      ("gradient_accumulation_steps", accum)) if v == AUTO]}
+    if effective is None:
+        if per_device == AUTO:
+            raise BatchError("training config: per_device_train_batch_size is auto but effective_batch_size is null; "
+                             "state the effective batch or an explicit per-device batch")
+        accum = 1 if accum == AUTO else accum
+    elif per_device == AUTO and accum == AUTO:
+        if effective % world_size:
+            raise BatchError(
+                f"effective batch {effective} cannot be split over {world_size} processes (world size): "
+                f"use a world size that divides {effective}, or set --batch-size and --grad-accum explicitly "
+                f"(which changes the effective batch)")
+        local = effective // world_size
+        cap = min(local, max_per_device or local)
+        per_device = max(d for d in range(1, cap + 1) if local % d == 0)
+        accum = local // per_device
+    elif accum == AUTO:
+        if effective % (world_size * per_device):
+            raise BatchError(
+                f"effective batch {effective} is not a multiple of per-device batch {per_device} x world size "
+                f"{world_size}: choose a per-device batch that divides {effective // world_size if effective % world_size == 0 else effective}"
+                f", or set --grad-accum explicitly (which changes the effective batch)")
+        accum = effective // (world_size * per_device)
+    elif per_device == AUTO:
+        if effective % (world_size * accum):
+            raise BatchError(
+                f"effective batch {effective} is not a multiple of gradient accumulation {accum} x world size "
+                f"{world_size}: set --batch-size explicitly or change --grad-accum")
+        per_device = effective // (world_size * accum)
+    actual = per_device * accum * world_size
+    rec.update(per_device_train_batch_size=per_device, gradient_accumulation_steps=accum, effective_batch_size=actual,
+               override=effective is not None and actual != effective)
+    return rec
+
+
+def world_size_from(environ: Mapping[str, str]) -> int:
+    """The number of training processes the launcher announced (torchrun, accelerate, deepspeed: WORLD_SIZE)."""
+    raw = environ.get("WORLD_SIZE", "1")
+    try:
+        return max(1, int(raw))
+    except ValueError:
+        raise ValueError(f"environment variable WORLD_SIZE={raw!r}: not an integer") from None
+
+
+def apply_batch(cfg: dict[str, Any], world_size: int) -> dict[str, Any]:
+    """Replace ``auto`` batch fields of ``cfg`` by the derived numbers; returns the batch record."""
+    import logging
+
+    rec = derive_batch(cfg["effective_batch_size"], world_size, cfg["per_device_train_batch_size"],
+                       cfg["gradient_accumulation_steps"], cfg["max_per_device_batch_size"])
+    cfg["per_device_train_batch_size"] = rec["per_device_train_batch_size"]
+    cfg["gradient_accumulation_steps"] = rec["gradient_accumulation_steps"]
+    if rec["override"]:
+        logging.getLogger("neuronmoe.training").warning(
+            "effective batch %d (= %d per device x %d accumulation x %d processes) overrides the profile's %d",
+            rec["effective_batch_size"], rec["per_device_train_batch_size"], rec["gradient_accumulation_steps"],
+            world_size, rec["contract"])
+    return rec
+
+
 def resolve(
     stage: int,
     profile: str,
@@ -236,8 +346,11 @@ def resolve(
     flags: Mapping[str, Any] | None = None,
     sets: list[str] | None = None,
     environ: Mapping[str, str] | None = None,
+    world_size: int | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Return (validated config, provenance {"profile", "config_file", "env", "flags", "set"})."""
+    """Return (validated config, provenance {"profile", "config_file", "env", "flags", "set", "batch"}).
+
+    The batch fields are resolved for ``world_size`` processes (default: ``WORLD_SIZE`` of ``environ``)."""
     base = load_profile(profile_name(stage, profile))
     user = {}
     if user_config:
@@ -255,8 +368,10 @@ def resolve(
         from neuronmoe.utils.device import native_bf16
 
         cfg["bf16"] = native_bf16()
+    batch = apply_batch(cfg, world_size if world_size is not None else world_size_from(
+        os.environ if environ is None else environ))
     prov = {"profile": profile_name(stage, profile), "config_file": user_config, "env": env_used,
-            "flags": flag_vals, "set": list(sets or [])}
+            "flags": flag_vals, "set": list(sets or []), "batch": batch}
     return cfg, prov
 
 

@@ -183,21 +183,30 @@ def read_texts(path: str | os.PathLike, lang: str | None = None, limit: int | No
     non-empty string ``text``; with ``lang``, a record's ``lang`` field (when present) must equal it.
     ``limit``: at most this many texts (None or 0: all).
     """
+    out: list[str] = []
+    for text in iter_texts(path, lang):
+        out.append(text)
+        if limit and len(out) >= limit:
+            break
+    return out
+
+
+def iter_texts(path: str | os.PathLike, lang: str | None = None) -> Iterator[str]:
+    """:func:`read_texts` one text at a time (for files too large to hold, e.g. ``data/train``): the missing
+    file is an error at the first ``next``; a file without texts after the last one."""
     path = Path(path)
     of = f" (language {lang!r})" if lang else ""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such data file{of}; run `neuronmoe prepare-data` with this language, "
                                 f"or point --data-dir at the prepared data")
-    out: list[str] = []
+    n = 0
     for i, rec in iter_jsonl(path):
         text = rec.get("text")
         if not isinstance(text, str) or not text.strip():
             raise ValueError(f"{path}:{i}: expected a JSON object with a 'text' field (a non-empty string)")
         if lang is not None and rec.get("lang", lang) != lang:
             raise ValueError(f"{path}:{i}: a text of language {rec.get('lang')!r} in the file of {lang!r}")
-        out.append(text)
-        if limit and len(out) >= limit:
-            break
-    if not out:
+        n += 1
+        yield text
+    if not n:
         raise ValueError(f"{path}: no texts{of}")
-    return out

@@ -205,8 +205,21 @@ def _bad_cases(tmp_path: Path, jsonl_dir: Path, tiny_model_dir: Path):
     badjson.mkdir()
     (badjson / "en.jsonl").write_text((jsonl_dir / "en.jsonl").read_text())
     (badjson / "el.jsonl").write_text((jsonl_dir / "el.jsonl").read_text() + "{not json\n")
+    notext = tmp_path / "notext"
+    notext.mkdir()
+    (notext / "en.jsonl").write_text((jsonl_dir / "en.jsonl").read_text())
+    (notext / "el.jsonl").write_text((jsonl_dir / "el.jsonl").read_text() + json.dumps({"body": "no text field"}) + "\n")
+    shards = tmp_path / "shards"
+    for lang in ("en", "el"):
+        (shards / lang).mkdir(parents=True)
+        texts = [json.loads(x)["text"] for x in (jsonl_dir / f"{lang}.jsonl").read_text().splitlines() if x.strip()]
+        for i in range(0, len(texts), 10):
+            (shards / lang / f"part-{i:04d}.txt").write_text("\n".join(texts[i:i + 10]) + "\n")
+    (shards / "el" / "part-9999.txt").write_text("")  # an empty shard among good ones
     src = f"jsonl:{jsonl_dir}"
     return {
+        "document without text": (cfg_for(f"jsonl:{notext}", neg_langs=[]), str(tiny_model_dir), r"el.jsonl:21: no string field 'text'"),
+        "empty shard": (cfg_for(f"txt:{shards}", neg_langs=[]), str(tiny_model_dir), "part-9999.txt: file is empty"),
         "unknown language": (cfg_for(src, neg_langs=["xx"]), str(tiny_model_dir), "'xx'"),
         "too few sentences": (cfg_for(src, num_samples=1000), str(tiny_model_dir), "language 'el': only"),
         "empty file": (cfg_for(f"jsonl:{empty}"), str(tiny_model_dir), "el.jsonl: file is empty"),
@@ -219,7 +232,8 @@ def _bad_cases(tmp_path: Path, jsonl_dir: Path, tiny_model_dir: Path):
     }
 
 
-@pytest.mark.parametrize("case", ["unknown language", "too few sentences", "empty file", "unreadable file",
+@pytest.mark.parametrize("case", ["unknown language", "too few sentences", "empty file", "empty shard", "document without text",
+                                  "unreadable file",
                                   "missing file", "bad json line", "missing model", "new and old", "bad source kind"])
 def test_bad_input_fails_before_writing(case, tmp_path, jsonl_dir, tiny_model_dir, udhr_folder):
     cfg, model, msg = _bad_cases(tmp_path, jsonl_dir, tiny_model_dir)[case]
@@ -312,3 +326,38 @@ def test_cli_env_defaults_and_errors(tmp_path, jsonl_dir, tiny_model_dir, udhr_f
     cfg_file.write_text("num_samples: 20\nnot_a_field: 1\n")
     assert main(["prepare-data", "--config", str(cfg_file)]) == 2
     assert "not_a_field" in capsys.readouterr().err
+
+
+def test_worker_processes_give_the_same_files(tmp_path, tiny_model_dir, udhr_folder):
+    """--num-proc 2 splits, hashes and counts in workers; every decision stays in order: same bytes."""
+    src = tmp_path / "src"
+    for lang in ("en", "el"):
+        pars = paragraphs(lang, 600)
+        recs = [{"text": "\n".join(pars[i:i + 3])} for i in range(0, len(pars), 3)]
+        recs += [{"text": p.upper()} for p in pars[:20]]  # duplicates across chunks
+        write_jsonl(src / f"{lang}.jsonl", recs)
+    outs = []
+    for n in (1, 2):
+        cfg = cfg_for(f"jsonl:{src}", neg_langs=[], batch_docs=16, num_proc=n, replay_docs=30)
+        m = run(cfg, tmp_path / f"o{n}", tiny_model_dir, udhr_folder)
+        outs.append((tmp_path / f"o{n}" / "data", m))
+    (a, ma), (b, mb) = outs
+    rels = sorted(p.relative_to(a) for p in a.rglob("*.jsonl"))
+    assert rels and all((a / r).read_bytes() == (b / r).read_bytes() for r in rels)
+    assert ma["counts"] == mb["counts"] and mb["num_proc"] == 2
+    assert ma["counts"]["en"]["duplicates_dropped"] == 80 and ma["counts"]["en"]["replay_docs"] == 30
+    # the number of processes is not part of the settings that decide whether data/ is up to date
+    again = run(cfg_for(f"jsonl:{src}", neg_langs=[], batch_docs=16, num_proc=1, replay_docs=30), tmp_path / "o2",
+                tiny_model_dir, udhr_folder)
+    assert again.get("skipped") is True
+
+
+def test_sample_pool_is_capped_for_local_sources(tmp_path, tiny_model_dir, udhr_folder):
+    src = tmp_path / "src"
+    for lang in ("en", "el"):
+        write_jsonl(src / f"{lang}.jsonl", [{"text": p} for p in paragraphs(lang, 2000)])
+    m = run(cfg_for(f"jsonl:{src}", neg_langs=[], sample_pool=300, num_samples=50), tmp_path / "o", tiny_model_dir,
+            udhr_folder)
+    c = m["counts"]["el"]
+    assert 300 <= c["pool"] < 300 + 4  # stops after the document that fills it (4 sentences per document)
+    assert c["sentences"] == 2000 and c["train_docs"] + c["heldout_docs"] == 500  # the rest is still read

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 #: the canonical variables, with values no default has
 CANONICAL = {"NEW_LANGS": "hu", "OLD_LANGS": "en,de", "BASE_MODEL_PATH": "smollm2-135m", "NEURONS_BATCH_SIZE": "5",
-             "SIMILARITY_BATCH_SIZE": "6", "TRAIN_BATCH_SIZE": "3", "TRAIN_SEED": "7", "TRAIN_TOP_K": "1",
+             "SIMILARITY_BATCH_SIZE": "6", "TRAIN_BATCH_SIZE": "2", "TRAIN_SEED": "7", "TRAIN_TOP_K": "1",
              "DATA_SEED": "9", "EVAL_SEED": "11", "PEFT_MODEL_PATH": "/x/run/adapter", "TRAIN_PROFILE": "cpu"}
 
 
@@ -49,7 +49,9 @@ def test_stage_scripts_resolve_the_canonical_variables(tmp_path):
     (a,) = _args(_run("run_stage1.sh", tmp_path, CANONICAL))
     c = a["resolved"]["config"]
     assert (c["languages"], c["replay_languages"], c["per_device_train_batch_size"], c["seed"], c["top_k"]) == \
-        (["hu"], [], 3, 7, 1)  # OLD_LANGS is stage 2's replay: stage 1 has none
+        (["hu"], [], 2, 7, 1)  # OLD_LANGS is stage 2's replay: stage 1 has none
+    # the cpu profile's effective batch 4 holds: TRAIN_BATCH_SIZE=2 -> accumulation 2
+    assert c["gradient_accumulation_steps"] == 2 and c["effective_batch_size"] == 4
     (a,) = _args(_run("run_stage2.sh", tmp_path, CANONICAL))
     assert a["resolved"]["config"]["replay_languages"] == ["en", "de"] and a["resolved"]["config"]["languages"] == ["hu"]
     ev, rep = _args(_run("run_eval.sh", tmp_path, CANONICAL))

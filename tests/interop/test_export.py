@@ -194,7 +194,7 @@ def test_bad_input_fails_before_anything_is_written(families, tmp_path, capsys):
     # adapter onto another base
     assert _export(adapter, out, "--model", str(other)) == 2
     err = capsys.readouterr().err
-    assert "made for another base model" in err and "num_layers: adapter 3 vs base 4" in err
+    assert "made for another base model (3 layers, the base model (llama) has 4)" in err
     assert not out.exists() and not list(tmp_path.glob(".out.*"))
     # unsupported dtype: argparse refuses it, and so does the function
     with pytest.raises(SystemExit) as e:

@@ -121,33 +121,42 @@ def test_losses_equal_hand_computed_values():
     f = [1 / 4, 2 / 4, 1 / 4]
     P = [(p0[e] + p1[e]) / 2 for e in range(3)]
     expected_aux = 3 * sum(fe * pe for fe, pe in zip(f, P))
-    aux = load_balancing_loss(probs, idx, valid)
+    aux = load_balancing_loss(probs, idx, valid, form="normalized")
     assert aux.item() == pytest.approx(expected_aux, rel=1e-6)
+    # the default (HF Mixtral's convention) counts slots per token: k = 2 times the normalized form
+    assert load_balancing_loss(probs, idx, valid).item() == pytest.approx(2 * expected_aux, rel=1e-6)
     f_got, p_got = routing_fractions(probs, idx, valid)
     assert f_got.tolist() == pytest.approx(f) and p_got.tolist() == pytest.approx(P, rel=1e-6)
 
     old = torch.tensor([True, False, False])
     expected_lpr = -math.log(p0[0])
-    assert lpr_loss(logits, old).item() == pytest.approx(expected_lpr, rel=1e-6)
+    assert lpr_loss(logits, old, "logits").item() == pytest.approx(expected_lpr, rel=1e-6)
+    # MoE-LPR's code (the default): the cross-entropy of the probabilities (softmax twice)
+    expected_probs = -math.log(sm(p0)[0])
+    assert lpr_loss(logits, old).item() == pytest.approx(expected_probs, rel=1e-6)
     # two old tokens: mean of their cross-entropies
     old2 = torch.tensor([True, True, False])
-    assert lpr_loss(logits, old2).item() == pytest.approx((-math.log(p0[0]) - math.log(p1[0])) / 2, rel=1e-6)
+    assert lpr_loss(logits, old2, "logits").item() == pytest.approx((-math.log(p0[0]) - math.log(p1[0])) / 2, rel=1e-6)
     # none flagged -> 0, still differentiable
     z = lpr_loss(logits, torch.zeros(3, dtype=torch.bool))
     assert z.item() == 0.0 and z.requires_grad
     assert lpr_loss(logits, None).item() == 0.0
-    # uniform router -> balance loss exactly 1
+    # uniform router -> balance loss exactly k = 2 (HF form), 1 (normalized form)
     u = torch.full((4, 4), 0.25)
-    assert load_balancing_loss(u, torch.tensor([[0, 1], [2, 3], [0, 1], [2, 3]])).item() == pytest.approx(1.0)
+    uidx = torch.tensor([[0, 1], [2, 3], [0, 1], [2, 3]])
+    assert load_balancing_loss(u, uidx).item() == pytest.approx(2.0)
+    assert load_balancing_loss(u, uidx, form="normalized").item() == pytest.approx(1.0)
     # no valid token -> 0
     assert load_balancing_loss(probs, idx, torch.zeros(3, dtype=torch.bool)).item() == 0.0
 
 
 def test_lpr_gradient_pushes_logit_of_expert0_up():
     logits = torch.zeros(2, 4, requires_grad=True)
-    lpr_loss(logits, torch.tensor([True, False])).backward()
-    g = logits.grad
-    assert g[0, 0] < 0 and (g[0, 1:] > 0).all() and not g[1].any()
+    for lpr_input in ("logits", "probs"):
+        logits.grad = None
+        lpr_loss(logits, torch.tensor([True, False]), lpr_input).backward()
+        g = logits.grad
+        assert g[0, 0] < 0 and (g[0, 1:] > 0).all() and not g[1].any()
 
 
 def test_extend_enum_idempotent_and_clash():

@@ -285,7 +285,7 @@ def test_fresh_process_loads_adapter_after_import_neuronmoe(tmp_path, ids):
         f"d = torch.load({str(tmp_path / 'io.pt')!r})\n"
         f"m = peft.PeftModel.from_pretrained(tiny_model('llama'), {str(tmp_path / 'ad')!r})\n"
         "out = m(input_ids=d['ids']).logits\n"
-        "sys.exit(0 if torch.equal(out, d['ref']) else 3)\n"
+        "sys.exit(0 if torch.allclose(out, d['ref'], rtol=0, atol=1e-5) else 3)  # same weights; kernels may differ by an ulp\n"
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                          env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})

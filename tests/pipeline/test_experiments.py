@@ -47,7 +47,8 @@ def test_llama_el_dry_run(tmp_path):
     sim = next(c for c in facts["commands"] if c.startswith("neuronmoe similarity"))
     assert _opt(sim, "--budget") == "70" and _opt(sim, "--capture-site") == "mlp_input"
     neurons = next(c for c in facts["commands"] if c.startswith("neuronmoe neurons"))
-    assert _opt(neurons, "--languages") == "en,zh,es,el,tr,hu,de,fr,ja"
+    assert sorted(_opt(neurons, "--languages").split(",")) == sorted("en,zh,es,el,tr,hu,de,fr,ja".split(","))
+    assert _opt(sim, "--setting") == "g1" and _opt(sim, "--name") == "layermoe"  # LayerMoE's G1 measurement, once
     assert any(c.startswith("neuronmoe analyze-experts") for c in facts["commands"])
     labels = [_opt(c, "--label") for c in facts["commands"] if c.startswith("neuronmoe evaluate")]
     assert labels == ["Dense", "LayerMoE-S1", "NeuronMoE-S1", "NeuronMoE-EN", "LayerMoE", "NeuronMoE"]
@@ -70,7 +71,9 @@ def test_qwen_el_dry_run_uses_qwen_everything(tmp_path):
     assert len(trains) == 2 and not any("--stage 2" in c for c in trains)  # stage 1 only, as in the paper
     assert all(_opt(c, "--model") == "Qwen/Qwen1.5-1.8B" for c in facts["commands"] if "--model" in c)
     sim = next(c for c in facts["commands"] if c.startswith("neuronmoe similarity"))
-    assert _opt(sim, "--budget") == "60" and _opt(sim, "--capture-site") == "mlp_input"
+    assert _opt(sim, "--budget") == "60" and _opt(sim, "--capture-site") == "mlp_input" and _opt(sim, "--setting") == "g1"
+    budget = next(r for r in facts["settings"] if r["key"] == "layermoe.budget")
+    assert budget["status"] == "deviation" and "not published" in budget["note"] and not facts["mismatches"]
     assert not any("analyze-experts" in c for c in facts["commands"])
     assert "attention-layer similarity" in facts["experiment"]["capture_site_why"]
     published = experiment_dry_run(get_experiment("qwen-el"), str(tmp_path), allocations="published")
@@ -102,7 +105,7 @@ def test_llama_bn_ne_dry_run(tmp_path):
     assert facts["eval_suite"]["arc"]["bn"] == "arc_bn" and facts["eval_suite"]["mmlu"]["ne"] == "m_mmlu_ne"
     cmds = facts["commands"]
     data = next(c for c in cmds if c.startswith("neuronmoe prepare-data"))
-    assert _opt(data, "--source") == "hf:uonlp/CulturaX" and _opt(data, "--new-langs") == "bn,ne"
+    assert _opt(data, "--source").startswith("hf:uonlp/CulturaX,") and _opt(data, "--new-langs") == "bn,ne"  # no G1 languages
     assert not any(c.startswith("neuronmoe similarity") for c in cmds)  # no LayerMoE in Table 11
     allocs = [c for c in cmds if c.startswith("neuronmoe allocate")]
     assert [_opt(c, "--name") for c in allocs] == ["neuronmoe-bn", "neuronmoe-ne"] and not any("--compare-with" in c for c in allocs)

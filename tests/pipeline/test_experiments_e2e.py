@@ -79,9 +79,12 @@ SCALE = {"--num-sentences": "24", "--max-tokens": "3000", "--top-k": "30"}
 FAST_EVAL = ["--limit", "1", "--max-length", "512", "--device", "cpu", "--dtype", "float32", "--batch-size", "16"]
 
 
-def miniature(cmd: str, replicas: Path) -> list[str]:
-    """A planned command at miniature scale (the same stage, the same arguments, smaller sizes)."""
+def miniature(cmd: str, replicas: Path, source: Path) -> list[str]:
+    """A planned command at miniature scale (the same stage, the same arguments, smaller sizes); every
+    language's data from the local CulturaX stand-in ``source``."""
     argv = shlex.split(cmd)
+    if "--source" in argv and argv[1] == "prepare-data":
+        argv[argv.index("--source") + 1] = f"hf:{source}"
     argv = argv[argv.index("neuronmoe") + 1:] if argv[0] == "torchrun" else argv[1:]
     out: list[str] = []
     i = 0
@@ -119,10 +122,10 @@ def replicas(tmp_path_factory):
     return build_replicas(tmp_path_factory.mktemp("replicas"))
 
 
-def _run_plan(facts: dict, replicas: Path, stop_before: str | None = None) -> list[list[str]]:
+def _run_plan(facts: dict, replicas: Path, source: Path, stop_before: str | None = None) -> list[list[str]]:
     ran = []
     for cmd in facts["commands"]:
-        argv = miniature(cmd, replicas)
+        argv = miniature(cmd, replicas, source)
         if stop_before and argv[0] == stop_before:
             break
         assert main(argv) == 0, argv
@@ -136,8 +139,7 @@ def test_bengali_nepali_experiment_end_to_end(tmp_path, tiny_model_dir, replicas
     langs = [*exp.replay, *exp.targets, *exp.neg_langs]
     standin = culturax_standin(tmp_path / "culturax", langs)
     facts = experiment_dry_run(exp, str(tmp_path / "paper"), model=str(tiny_model_dir))
-    facts["commands"] = [c.replace("hf:uonlp/CulturaX", f"hf:{standin}") for c in facts["commands"]]
-    ran = _run_plan(facts, replicas)
+    ran = _run_plan(facts, replicas, standin)
     assert [a[0] for a in ran] == ["prepare-data", "neurons", "allocate", "allocate", "train", "train", "evaluate", "evaluate",
                                    "evaluate", "figures", "report", "reproduce-paper"]
     out = tmp_path / "paper" / "llama-bn-ne"
@@ -176,14 +178,14 @@ def test_qwen_experiment_similarity_and_allocations_on_a_tiny_qwen(tmp_path, rep
     exp = get_experiment("qwen-el")
     standin = culturax_standin(tmp_path / "culturax", [*exp.replay, *exp.targets, *exp.neg_langs])
     facts = experiment_dry_run(exp, str(tmp_path / "paper"), model=str(model_dir))
-    facts["commands"] = [c.replace("hf:uonlp/CulturaX", f"hf:{standin}") for c in facts["commands"]]
-    ran = _run_plan(facts, replicas, stop_before="train")
+    ran = _run_plan(facts, replicas, standin, stop_before="train")
     assert [a[0] for a in ran] == ["prepare-data", "neurons", "similarity", "allocate"]
     out = tmp_path / "paper" / "qwen-el"
     man = json.loads((out / "similarity" / "manifest.json").read_text())
     assert man["config"]["capture_site"] == "mlp_input" and man["config"]["budget"] == 60
-    assert json.loads((out / "allocation" / "neuronmoe-el.json").read_text())["reference"]["name"] == "layermoe-el"
-    assert (out / "figures" / "allocation_neuronmoe-el_vs_layermoe-el.png").exists()  # Figure 1 for Qwen
+    assert man["config"]["setting"] == "g1" and man["config"]["targets"] == ["el", "hu", "tr"]  # LayerMoE's G1
+    assert json.loads((out / "allocation" / "neuronmoe-el.json").read_text())["reference"]["name"] == "layermoe"
+    assert (out / "figures" / "allocation_neuronmoe-el_vs_layermoe.png").exists()  # Figure 1 for Qwen
     assert main(["reproduce-paper", "--experiment", "qwen-el", "--output-dir", str(tmp_path / "paper"), "--report"]) == 0
     report = (out / "report.md").read_text(encoding="utf-8")
     assert "| NeuronMoE-S1 | not trained yet | 4,2,2,2,1," in report and "(36) |" in report

@@ -42,8 +42,16 @@ def test_layer_score_uses_new_new_and_new_old_pairs():
     sim = np.zeros((1, 4, 4))
     for (i, j), v in {(0, 1): 0.9, (0, 2): 0.2, (0, 3): 0.4, (1, 2): 0.1, (1, 3): 0.3, (2, 3): 0.6}.items():
         sim[0, i, j] = sim[0, j, i] = v
-    assert layer_scores(sim, langs, ["el", "tr"])[0] == pytest.approx((0.2 + 0.4 + 0.1 + 0.3 + 0.6) / 5)
-    assert layer_scores(sim[:, :3, :3], langs[:3], ["el"])[0] == pytest.approx((0.2 + 0.1) / 2)
+    assert layer_scores(sim, langs, ["el", "tr"], "pairs")[0] == pytest.approx((0.2 + 0.4 + 0.1 + 0.3 + 0.6) / 5)
+    # LayerMoE's score: the mean of the new-new group mean and the new-old group mean
+    assert layer_scores(sim, langs, ["el", "tr"])[0] == pytest.approx((0.6 + (0.2 + 0.4 + 0.1 + 0.3) / 4) / 2)
+    for method in ("pairs", "layermoe"):  # one new language: both are the new-old mean
+        assert layer_scores(sim[:, :3, :3], langs[:3], ["el"], method)[0] == pytest.approx((0.2 + 0.1) / 2)
+    with pytest.raises(ValueError, match="needs at least one old language"):
+        layer_scores(sim[:, 2:, 2:], ["el", "tr"], ["el", "tr"])
+    assert layer_scores(sim[:, 2:, 2:], ["el", "tr"], ["el", "tr"], "pairs")[0] == pytest.approx(0.6)
+    with pytest.raises(ValueError, match="--layer-score must be one of layermoe, pairs"):
+        layer_scores(sim, langs, ["el"], "mean")
     with pytest.raises(ValueError, match="not among"):
         layer_scores(sim, langs, ["hu"])
 
@@ -262,3 +270,91 @@ def test_tokenizer_fingerprint_mismatch_is_refused(tmp_path, tiny_model_dir, cap
     assert _sim_cli(tmp_path, tiny_model_dir, "--targets", "el") == 2
     assert "data prepared with another tokenizer" in capsys.readouterr().err
     assert not (tmp_path / "similarity").exists()
+
+
+def test_layermoe_g1_table_gives_table2_row_layer_by_layer():
+    """LayerMoE's published G1 similarities -> our layer score and mapping (B = 70) -> Table 2's 84 experts."""
+    from layermoe_g1 import NEW, OLD, pair_table
+
+    from neuronmoe.allocation import load_allocation
+    from neuronmoe.allocation.core import layermoe_allocate
+    from neuronmoe.similarity.core import sim_from_pairs
+
+    langs = OLD + NEW
+    sim = sim_from_pairs(pair_table(), langs)
+    table2 = list(load_allocation("llama-3.2-3b-el-layermoe").experts_per_layer)
+    assert sum(table2) == 84 and len(table2) == 28
+    scores = layer_scores(sim, langs, NEW)  # LayerMoE's score: mean(new-new mean, new-old mean)
+    assert layermoe_allocate([float(s) for s in scores], 70) == table2
+    # layer 0 by hand: new-new (0.0330, 0.0405, 0.0437), new-old the 9 others
+    nn_mean = (0.0330 + 0.0405 + 0.0437) / 3
+    no_mean = (0.0240 + 0.0383 + 0.0356 + 0.0300 + 0.0417 + 0.0247 + 0.0283 + 0.0400 + 0.0327) / 9
+    assert scores[0] == pytest.approx((nn_mean + no_mean) / 2, abs=1e-12)
+    # the all-pairs mean happens to give the same row here (the protocol's note), but other scores
+    pairs = layer_scores(sim, langs, NEW, "pairs")
+    assert layermoe_allocate([float(s) for s in pairs], 70) == table2
+    assert not np.allclose(scores, pairs)
+
+
+def test_layer_scores_differ_when_the_groups_are_unbalanced():
+    """Three new languages, one old: 3 new-new pairs against 3 new-old; with 3 old: 3 against 9."""
+    from neuronmoe.allocation.core import layermoe_allocate
+
+    langs = ["en", "es", "zh", "el", "hu", "tr"]
+    new = ["el", "hu", "tr"]
+    sim = np.zeros((2, 6, 6))
+    # layer 0: new languages alike (0.5) and far from the old ones (0.1); layer 1: all 0.3
+    for i in range(6):
+        for j in range(6):
+            if i != j:
+                both_new = langs[i] in new and langs[j] in new
+                sim[0, i, j] = 0.5 if both_new else 0.1
+                sim[1, i, j] = 0.3
+    lm, pr = layer_scores(sim, langs, new), layer_scores(sim, langs, new, "pairs")
+    assert lm[0] == pytest.approx((0.5 + 0.1) / 2) and pr[0] == pytest.approx((3 * 0.5 + 9 * 0.1) / 12)
+    assert lm[1] == pytest.approx(0.3) and pr[1] == pytest.approx(0.3)
+    assert layermoe_allocate([float(x) for x in lm], 10) != layermoe_allocate([float(x) for x in pr], 10)
+
+
+def _g1_data(root):
+    """Training documents of the G1 languages (train/ new, replay/ old) for the tiny byte model."""
+    from neuronmoe.testing import byte_tokenizer
+    from neuronmoe.utils.fingerprint import tokenizer_fingerprint
+
+    from sim_fixtures import TEXTS
+
+    words = {"hu": "A folyó a régi malom mellett fut el.", "es": "El río pasa junto al viejo molino.",
+             "zh": "河流经过旧磨坊流入山谷。"}
+    for split, langs in (("train", ["el", "hu", "tr"]), ("replay", ["en", "es", "zh"])):
+        d = root / "data" / split
+        d.mkdir(parents=True, exist_ok=True)
+        for lang in langs:
+            texts = TEXTS.get(lang) or [words[lang]] * 4
+            d.joinpath(f"{lang}.jsonl").write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts),
+                                                  encoding="utf-8")
+    (root / "data" / "manifest.json").write_text(json.dumps({"tokenizer_fingerprint": tokenizer_fingerprint(byte_tokenizer())}))
+
+
+def test_similarity_cli_g1_setting_reads_training_documents(tmp_path, positive_model_dir, capsys):
+    _g1_data(tmp_path)
+    rc = main(["similarity", "--output-dir", str(tmp_path), "--model", str(positive_model_dir), "--device", "cpu",
+               "--dtype", "float32", "--setting", "g1", "--max-tokens", "60", "--name", "layermoe-g1"])
+    man = json.loads((tmp_path / "similarity" / "manifest.json").read_text())
+    c = man["config"]
+    assert (c["targets"], c["old_langs"], c["split"], c["include_bos"], c["layer_score"], c["setting"]) == (
+        ["el", "hu", "tr"], ["en", "es", "zh"], "documents", True, "layermoe", "g1")
+    assert c["budget"] == 70 and man["counts"]["tokens"] == {x: 60 for x in ["en", "es", "zh", "el", "hu", "tr"]}
+    assert man["inputs"]["data"]["el"]["path"].endswith("train/el.jsonl")
+    assert man["inputs"]["data"]["zh"]["path"].endswith("replay/zh.jsonl")
+    z = np.load(tmp_path / "similarity" / "similarity.npz")
+    langs = list(z["languages"])
+    assert z["scores"] == pytest.approx(layer_scores(z["sim"], langs, ["el", "hu", "tr"]))
+    if rc == 0:  # a random tiny model may give a non-positive layer; the measurement is what is checked here
+        a = json.loads((tmp_path / "allocation" / "layermoe-g1.json").read_text())
+        assert a["layer_score"] == "layermoe" and a["setting"] == "g1"
+    # a G1 setting without an old language is refused before any work
+    capsys.readouterr()
+    assert main(["similarity", "--output-dir", str(tmp_path / "x"), "--model", str(positive_model_dir), "--device", "cpu",
+                 "--setting", "g1", "--old-langs", "none"]) == 2
+    assert "needs at least one old language" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

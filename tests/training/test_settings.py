@@ -12,12 +12,14 @@ def test_paper_profile_is_table_7():
         "adamw_torch", 1e-4, 0.9, 0.999, 1e-8)
     assert (s1["weight_decay"], s1["lr_scheduler_type"], s1["warmup_steps"]) == (0.0, "cosine", 0)
     assert (s1["per_device_train_batch_size"], s1["gradient_accumulation_steps"], s1["max_steps"]) == (32, 1, 15000)
+    assert s1["effective_batch_size"] == 32 and (s1["aux_loss_form"], s1["lpr_input"]) == ("hf", "probs")
     assert (s1["max_grad_norm"], s1["bf16"], s1["seed"], s1["top_k"], s1["aux_loss_coef"]) == (1.0, True, 42, 2, 0.01)
     assert (s1["cutoff_len"], s1["train_mode"], s1["lpr_loss_coef"]) == (1024, "experts", 0.0)
     s2, _ = resolve(2, "paper", environ={})
     assert (s2["learning_rate"], s2["lpr_loss_coef"], s2["max_steps"], s2["num_train_epochs"]) == (5e-5, 0.1, -1, 1)
     assert s2["replay_languages"] == ["en", "zh", "es"] and s2["replay_max_samples"] == 50000
-    assert (s2["cutoff_len"], s2["train_mode"], s2["aux_loss_coef"]) == (512, "routers", 0.01)
+    # MoE-LPR's stage 2 trains with LM + LPR only
+    assert (s2["cutoff_len"], s2["train_mode"], s2["aux_loss_coef"]) == (512, "routers", 0.0)
 
 
 def test_cpu_profile_inherits_and_shrinks():
@@ -28,6 +30,56 @@ def test_cpu_profile_inherits_and_shrinks():
     assert cpu["top_k"] == paper["top_k"] and cpu["aux_loss_coef"] == paper["aux_loss_coef"]
     cpu2, _ = resolve(2, "cpu", environ={})
     assert cpu2["train_mode"] == "routers" and cpu2["lpr_loss_coef"] == 0.1
+
+
+@pytest.mark.parametrize("world,per_device,accum", [(1, 32, 1), (2, 16, 1), (4, 8, 1), (8, 4, 1), (16, 2, 1), (32, 1, 1)])
+def test_effective_batch_is_derived_from_the_world_size(world, per_device, accum):
+    cfg, prov = resolve(1, "paper", environ={"WORLD_SIZE": str(world)})
+    assert (cfg["per_device_train_batch_size"], cfg["gradient_accumulation_steps"]) == (per_device, accum)
+    b = prov["batch"]
+    assert b["world_size"] == world and b["effective_batch_size"] == 32 and not b["override"]
+    assert per_device * accum * world == 32
+
+
+def test_effective_batch_per_device_cap_accumulates():
+    cfg, prov = resolve(1, "paper", environ={}, sets=["max_per_device_batch_size=16"], world_size=1)
+    assert (cfg["per_device_train_batch_size"], cfg["gradient_accumulation_steps"]) == (16, 2)
+    cfg, _ = resolve(1, "paper", environ={}, sets=["max_per_device_batch_size=3"], world_size=2)
+    assert (cfg["per_device_train_batch_size"], cfg["gradient_accumulation_steps"]) == (2, 8)  # largest divisor of 16 <= 3
+    # one side explicit: the other is derived so that the contract holds
+    cfg, prov = resolve(1, "paper", environ={"TRAIN_BATCH_SIZE": "2"}, world_size=4)
+    assert (cfg["per_device_train_batch_size"], cfg["gradient_accumulation_steps"]) == (2, 4) and not prov["batch"]["override"]
+    cfg, _ = resolve(1, "paper", environ={}, flags={"gradient_accumulation_steps": 2}, world_size=8)
+    assert (cfg["per_device_train_batch_size"], cfg["gradient_accumulation_steps"]) == (2, 2)
+
+
+def test_explicit_override_is_allowed_printed_and_recorded(caplog):
+    """The old reproduce_paper bug (32 per device on 8 GPUs = 256) needs both sides explicit, and is flagged."""
+    with caplog.at_level("WARNING", logger="neuronmoe.training"):
+        cfg, prov = resolve(1, "paper", environ={}, flags={"per_device_train_batch_size": 32,
+                                                           "gradient_accumulation_steps": 1}, world_size=8)
+    b = prov["batch"]
+    assert b["override"] and b["effective_batch_size"] == 256 and b["contract"] == 32
+    assert "effective batch 256" in caplog.text and "overrides the profile's 32" in caplog.text
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(world_size=3), "effective batch 32 cannot be split over 3 processes"),
+    (dict(world_size=2, environ={"TRAIN_BATCH_SIZE": "5"}), "not a multiple of per-device batch 5"),
+    (dict(world_size=8, flags={"gradient_accumulation_steps": 3}), "not a multiple of gradient accumulation 3"),
+    (dict(world_size=1, sets=["per_device_train_batch_size=many"]), "int >= 1 or auto"),
+    (dict(world_size=1, sets=["lpr_input=softmax"]), "lpr_input must be one of probs, logits"),
+    (dict(world_size=1, sets=["aux_loss_form=switch"]), "aux_loss_form must be one of hf, normalized"),
+])
+def test_bad_batch_and_loss_settings_fail_early(kw, match):
+    from neuronmoe.training.settings import derive_batch
+
+    with pytest.raises(ValueError, match="effective_batch_size is null"):
+        derive_batch(None, 1)
+    assert derive_batch(None, 2, 4)["effective_batch_size"] == 8  # no contract: as given
+    kw.setdefault("environ", {})
+    with pytest.raises(ValueError, match=match):
+        resolve(1, "paper", **kw)
 
 
 def test_precedence_env_flags_set(tmp_path):
@@ -55,6 +107,8 @@ def test_precedence_env_flags_set(tmp_path):
     (["replay_languages=[el]"], "both a new and a replay"),
     (["bf16=maybe"], "bf16"),
     (["max_samples=0"], "max_samples"),
+    (["max_tokens=lots"], "max_tokens"),
+    (["max_tokens=0"], "max_tokens"),
 ])
 def test_bad_values_fail_early(sets, match):
     with pytest.raises(ValueError, match=match):
@@ -81,3 +135,12 @@ def test_bf16_auto_follows_native_support(monkeypatch):
         assert cfg["bf16"] is True  # an explicit value wins
     with pytest.raises(ValueError, match="bf16 must be true, false or auto"):
         resolve(1, "cpu", environ={}, sets=["bf16=sometimes"])
+
+
+def test_token_budget_setting_from_profile_env_and_flag():
+    assert resolve(1, "paper", environ={})[0]["max_tokens"] == "auto"
+    assert resolve(1, "cpu", environ={})[0]["max_tokens"] == "all"
+    assert resolve(2, "paper", environ={})[0]["max_tokens"] == "all"
+    cfg, prov = resolve(1, "paper", environ={"TRAIN_MAX_TOKENS": "5e8"})
+    assert cfg["max_tokens"] == 500_000_000 and prov["env"]["TRAIN_MAX_TOKENS"] == "5e8"
+    assert resolve(1, "paper", flags={"max_tokens": "all"}, environ={"TRAIN_MAX_TOKENS": "5e8"})[0]["max_tokens"] == "all"

@@ -67,6 +67,13 @@ def test_stage1_trains_experts_and_routers_only(stage1):
     assert "Greek (el)" in card and "3,1,2" in card
     man = json.loads((run / "manifest.json").read_text())
     assert man["stage"] == "train-stage1" and "adapter/adapter_model.safetensors" in man["files"]
+    # the batch contract: world size, per-device batch, accumulation, effective batch, steps, tokens seen
+    b = man["counts"]["batch"]
+    assert (b["world_size"], b["per_device_train_batch_size"], b["gradient_accumulation_steps"]) == (1, 4, 1)
+    assert (b["effective_batch_size"], b["effective_batch_contract"], b["override"]) == (4, 4, False)
+    assert b["steps"] == 6 and b["tokens_seen"] == 6 * 4 * 32 == man["counts"]["train_tokens"]
+    acfg = json.loads((run / "adapter" / "adapter_config.json").read_text())
+    assert (acfg["aux_loss_form"], acfg["lpr_input"]) == ("hf", "probs")
     assert set(man["result"]["perplexity"]) == {"el", "en"}
     assert man["result"]["perplexity"]["el"]["perplexity"] > 1
     # the adapter loads back after `import neuronmoe`
