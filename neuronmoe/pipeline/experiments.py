@@ -125,11 +125,17 @@ def reproduce_facts(experiment: str | None, targets: list[str] | None, model_con
         targets, model_config, model = list(exp.targets), model_config or exp.model_config, model or exp.model
         facts = experiment_dry_run(exp, output_root, model, model_config, deepspeed, nproc, allocations)
     else:
+        from neuronmoe.config import load_yaml
+
         targets, model_config = list(targets or PAPER_TARGETS), model_config or "llama-3.2-3b"
-        model = model or next((e.model for e in load_experiments().values() if e.model_config == model_config), None)
+        same = next((e for e in load_experiments().values() if e.model_config == model_config), None)
+        model = model or (same.model if same else None)
         if model is None:
             raise ValueError(f"--model (env BASE_MODEL_PATH): give the model to train for --model-config {model_config}")
-        facts = paper_dry_run(model_config, output_root, targets, deepspeed, nproc, model, allocations)
+        # that model's LayerMoE budget where it is not the G1 setting's (Qwen: 60)
+        g1_budget = load_yaml("similarity")["settings"]["g1"].get("budget")
+        opts = {"layermoe_budget": same.layermoe_budget} if same and same.layermoe_budget != g1_budget else {}
+        facts = paper_dry_run(model_config, output_root, targets, deepspeed, nproc, model, allocations, **opts)
     return {**facts, "targets": targets, "model_config": model_config, "model": model}
 
 
