@@ -79,6 +79,9 @@ def test_qwen_el_dry_run_uses_qwen_everything(tmp_path):
     published = experiment_dry_run(get_experiment("qwen-el"), str(tmp_path), allocations="published")
     assert [_opt(c, "--allocation") for c in _trains(published)] == ["qwen1.5-1.8b-el-layermoe", "qwen1.5-1.8b-el-neuronmoe"]
     assert not any(c.startswith(("neuronmoe similarity", "neuronmoe allocate")) for c in published["commands"])
+    rows = {r["key"]: r for r in published["settings"]}  # the settings table takes Table 9, not Table 2, for Qwen
+    assert (rows["layermoe.experts"]["plan"], rows["layermoe.experts"]["status"]) == (72, "ok") and not published["mismatches"]
+    assert rows["layermoe.experts"]["label"] == "experts (Table 9)" and "layermoe.budget" not in rows
 
 
 def test_llama_tr_hu_dry_run(tmp_path):
