@@ -143,6 +143,7 @@ VARS: list[Var] = [
        Alias("BATCH_SIZE", (_SIM,))),
     _v("SIMILARITY_MAX_LENGTH", {_SIM: "--max-length"}, "256", "similarity: tokens per text (longer ones truncated)",
        Alias("MAX_LENGTH", (_SIM,))),
+    _v("CAPTURE_SITE", {_SIM: "--capture-site"}, "mlp_input", "similarity: hidden state compared (mlp_input, attn_input, attn_output)"),
     _v("MODE", {_ALLOC: "--mode"}, "pair", "pair, multi, source-only, uniform, similarity"),
     _v("E_MIN", {_ALLOC: "--e-min"}, "1", "fewest experts per layer"),
     _v("E_MAX", {_ALLOC: "--e-max"}, "6", "most experts per layer"),
@@ -223,6 +224,7 @@ VARS: list[Var] = [
     _v("PIPELINE_RERUN", {_PIPE: "--rerun"}, "none", "rerun these pipeline stages even if complete"),
     _v("PAPER_MODEL_CONFIG", {_PAPER: "--model-config"}, "llama-3.2-3b", "shipped config the dry run checks against"),
     _v("PAPER_ALLOCATIONS", {_PAPER: "--allocations"}, "computed", "computed or published allocations"),
+    _v("PAPER_EXPERIMENT", {_PAPER: "--experiment"}, "none (the el/tr/hu plan)", "named experiment of the paper (--list names them)"),
     # ---- set-up and tooling -----------------------------------------------------------------------------
     _v("NEURONMOE_CACHE", {s: "(set-up)" for s in _SCRIPTS}, "~/.cache/neuronmoe", "model and corpus cache",
        everywhere=True),

@@ -5,9 +5,13 @@
 #   scripts/reproduce_paper.sh --dry-run     # here: validate every config, print allocations,
 #                                            # parameter budgets and the exact commands
 #   scripts/reproduce_paper.sh               # on the cluster: validate, then run the commands in order
+#   scripts/reproduce_paper.sh --list        # the paper's named experiments (model, languages, tables)
+#   scripts/reproduce_paper.sh --experiment qwen-el [--dry-run]   # one of them, outputs in $OUTPUT_DIR/qwen-el/
 #
 # Presets (environment):
+#   PAPER_EXPERIMENT (none: the el/tr/hu plan)
 #   BASE_MODEL_PATH (meta-llama/Llama-3.2-3B)  PAPER_MODEL_CONFIG (llama-3.2-3b)  NEW_LANGS (el,tr,hu)
+#   (an experiment sets its own model, model config and languages)
 #   PAPER_ALLOCATIONS (computed | published: train the paper's own Tables 2/8 allocations)
 #   NPROC (8)  DEEPSPEED_CONFIG (zero2)  OUTPUT_DIR (outputs/paper)
 #   (old names PAPER_MODEL, PAPER_TARGETS, NPROC_PER_NODE still work, deprecated)
@@ -20,7 +24,11 @@ export OUTPUT_DIR="${OUTPUT_DIR:-outputs/paper}"
 dry=0
 args=()
 for a in "$@"; do
-  if [ "$a" = "--dry-run" ]; then dry=1; else args+=("$a"); fi
+  case "$a" in
+    --dry-run) dry=1 ;;
+    --list|--report|-h|--help) exec python -m neuronmoe reproduce-paper "$@" ;;  # prints or writes, runs nothing
+    *) args+=("$a") ;;
+  esac
 done
 if [ "$dry" = 1 ]; then
   exec python -m neuronmoe reproduce-paper --dry-run ${args[@]+"${args[@]}"}

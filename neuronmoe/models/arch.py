@@ -21,7 +21,8 @@ class ArchSpec:
     ``layers``: dotted path from the *CausalLM* model to the ``nn.ModuleList`` of decoder
     layers. ``attn``/``mlp``: attribute of a decoder layer. ``attn_proj``/``mlp_proj``:
     the linear projections inside them. ``mlp_input_norm``: the norm whose output is the
-    MLP's input (LayerMoE similarity captures it). ``act``: the attribute holding the gate
+    MLP's input (LayerMoE similarity captures it); ``attn_input_norm``: the norm whose output is
+    the attention's input (``neuronmoe similarity --capture-site attn_input``). ``act``: the attribute holding the gate
     activation inside the MLP.
     """
 
@@ -32,6 +33,7 @@ class ArchSpec:
     attn_proj: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
     mlp_proj: tuple[str, ...] = ("gate_proj", "up_proj", "down_proj")
     mlp_input_norm: str = "post_attention_layernorm"
+    attn_input_norm: str = "input_layernorm"
     act: str = "act_fn"
     notes: str = ""
     # config keys: number of layers, hidden size, MLP size

@@ -10,6 +10,8 @@ run, the per-expert analysis of NeuronMoE-S1, figures, and ``$OUTPUT_DIR/report.
 * :mod:`.run`: fingerprints, skip/resume, the stages' environment (:func:`run_pipeline`);
 * :mod:`.report`: ``report.md`` (:func:`build_report`);
 * :mod:`.paper`: the paper-scale plan and its dry run (:func:`paper_plan`, :func:`paper_dry_run`);
+* :mod:`.experiments`: the paper's named experiments (``configs/experiments.yaml``) planned by :mod:`.paper`,
+  and each one's ``report.md``;
 * :mod:`.cli`: the two subcommands (argparse and environment defaults only).
 """
 from neuronmoe.pipeline.cli import register

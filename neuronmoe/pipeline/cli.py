@@ -44,16 +44,24 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     r = sub.add_parser("reproduce-paper", help="the paper-scale run (Llama-3.2-3B, el/tr/hu, DeepSpeed ZeRO-2): --dry-run validates and prints it")
     r.add_argument("--output-dir", default=env("OUTPUT_DIR", "outputs/paper"), help="output root (env OUTPUT_DIR; default outputs/paper)")
-    r.add_argument("--model-config", default=env("PAPER_MODEL_CONFIG", "llama-3.2-3b"),
-                   help="shipped model config used for the checks and parameter budgets (env PAPER_MODEL_CONFIG)")
-    r.add_argument("--model", default=env("BASE_MODEL_PATH", "meta-llama/Llama-3.2-3B", command="reproduce-paper"),
-                   help="the model the commands train (hub id or local folder) (env BASE_MODEL_PATH; default meta-llama/Llama-3.2-3B)")
+    r.add_argument("--experiment", default=env("PAPER_EXPERIMENT"),
+                   help="plan one named experiment of the paper (--list names them), outputs under $OUTPUT_DIR/<name>/ "
+                   "(env PAPER_EXPERIMENT; default: the el/tr/hu plan)")
+    r.add_argument("--list", action="store_true", help="list the named experiments (model, languages, runs, tables, figures) and exit")
+    r.add_argument("--report", action="store_true",
+                   help="with --experiment: write $OUTPUT_DIR/<name>/report.md from the outputs present, and exit")
+    r.add_argument("--model-config", default=env("PAPER_MODEL_CONFIG"),
+                   help="shipped model config used for the checks and parameter budgets (env PAPER_MODEL_CONFIG; "
+                   "default llama-3.2-3b, or the experiment's)")
+    r.add_argument("--model", default=env("BASE_MODEL_PATH", command="reproduce-paper"),
+                   help="the model the commands train (hub id or local folder) (env BASE_MODEL_PATH; default "
+                   "meta-llama/Llama-3.2-3B, or the experiment's)")
     r.add_argument("--allocations", default=env("PAPER_ALLOCATIONS", "computed"), choices=["computed", "published"],
                    help="computed: run the method (neuron analysis -> allocation); published: train the paper's own "
-                   "allocations (Tables 2, 8) (env PAPER_ALLOCATIONS; default computed)")
+                   "allocations (Tables 2, 8, 9) (env PAPER_ALLOCATIONS; default computed)")
     r.add_argument("--print-commands", action="store_true", help="print only the commands, one per line (for scripts)")
-    r.add_argument("--targets", default=env("NEW_LANGS", "el,tr,hu", command="reproduce-paper"),
-                   help="new languages (env NEW_LANGS; default el,tr,hu)")
+    r.add_argument("--targets", default=env("NEW_LANGS", command="reproduce-paper"),
+                   help="new languages (env NEW_LANGS; default el,tr,hu, or the experiment's)")
     r.add_argument("--nproc", type=int, default=env("NPROC", "8", command="reproduce-paper"),
                    help="GPUs per node for torchrun (env NPROC; default 8)")
     r.add_argument("--deepspeed", default=env("DEEPSPEED_CONFIG", "zero2"), help="DeepSpeed config for training (env DEEPSPEED_CONFIG; default zero2)")
@@ -101,17 +109,24 @@ def run_cli(args: argparse.Namespace) -> int:
 
 
 def run_reproduce(args: argparse.Namespace) -> int:
-    from neuronmoe.pipeline.paper import paper_dry_run
+    from neuronmoe.pipeline import experiments as ex
     from neuronmoe.utils.checks import check_range
 
-    from neuronmoe.pipeline.paper_check import check_table, format_table
-
     from neuronmoe.envvars import REPORTED, SCRIPT, report
-    from neuronmoe.pipeline.paper_check import honoured_variables
+    from neuronmoe.pipeline.paper_check import check_table, format_table, honoured_variables
 
     check_range("--nproc", args.nproc, 1)
-    targets = split_langs(args.targets)
-    facts = paper_dry_run(args.model_config, args.output_dir, targets, args.deepspeed, args.nproc, args.model, args.allocations)
+    if args.list:
+        print("\n".join(ex.list_lines()))
+        return 0
+    if args.report and not args.experiment:
+        raise ValueError("--report: give --experiment NAME (the el/tr/hu plan's report is `neuronmoe report`)")
+    if args.report:
+        print(ex.write_report(ex.get_experiment(args.experiment), args.output_dir))
+        return 0
+    facts = ex.reproduce_facts(args.experiment, split_langs(args.targets) or None, args.model_config, args.model,
+                               args.output_dir, args.deepspeed, args.nproc, args.allocations)
+    targets, model_config, model = facts["targets"], facts["model_config"], facts["model"]
     if os.environ.get(REPORTED) != "1":  # variables set but read neither here nor by any command of the plan
         report("reproduce-paper", script=os.environ.get(SCRIPT) or None, honoured=honoured_variables(facts["commands"]))
     if args.print_commands:
@@ -121,19 +136,33 @@ def run_reproduce(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(facts, indent=2, default=str))
     else:
+        if args.experiment:
+            e = facts["experiment"]
+            print(f"# experiment {e['name']}: {e['title']}")
+            for k, v in {**e["tables"], **e["figures"]}.items():
+                print(f"#   {k}: {v}")
         print(f"# the plan against the paper ({args.nproc} processes; neuronmoe/configs/paper_protocol.yaml, docs/training.md):")
         print(format_table(facts["settings"]))
-        print(f"# paper-scale plan for {args.model_config} ({facts['dims']['num_layers']} layers): model {args.model}, "
+        print(f"# paper-scale plan for {model_config} ({facts['dims']['num_layers']} layers): model {model}, "
               f"targets {','.join(targets)}, {args.nproc} processes per node")
         for c in facts["checks"]:
             print(f"# ok: {c}")
-        print("# allocations (experts incl. the original MLP; MoE-FFN params vs LayerMoE):")
-        for name, a in facts["allocations"].items():
-            print(f"#   {name:14s} {a['total_experts']:3d} experts, added {a['params']['added_params'] / 1e9:.2f}B params, "
-                  f"MoE-FFN {100 * a['moe_ffn_change_vs_layermoe']:+.1f}%  [{a['source']}]")
+        print_allocations(facts)
         for c in facts["commands"]:
             print(c)
     check_table(facts["settings"])  # an undocumented difference from the paper: exit 2 after the table
     if not args.dry_run:
         print("# validated; run these commands on the GPU cluster (scripts/reproduce_paper.sh runs them in order)", file=sys.stderr)
     return 0
+
+
+def print_allocations(facts: dict) -> None:
+    print("# allocations (experts incl. the original MLP; MoE-FFN params vs LayerMoE):")
+    for name, a in facts["allocations"].items():
+        if a["experts_per_layer"] is None:
+            print(f"#   {name:14s} ---  [{a['source']}]")
+            continue
+        change = a["moe_ffn_change_vs_layermoe"]
+        print(f"#   {name:14s} {a['total_experts']:3d} experts, added {a['params']['added_params'] / 1e9:.2f}B params, "
+              + (f"MoE-FFN {100 * change:+.1f}%" if change is not None else "no LayerMoE to compare with")
+              + f"  [{a['source']}]")

@@ -169,8 +169,10 @@ def layermoe_values(vals: dict[str, Any], parsed: list[argparse.Namespace]) -> N
             al = load_allocation(trains[0].allocation)
             vals["layermoe.experts"] = int(sum(al.experts_per_layer))
             for k, v in (("setting", "G1: el,hu,tr vs en,es,zh"), ("tokens", 100000), ("include_bos", True),
-                         ("layer_score", "layermoe"), ("budget", 70)):
-                vals[f"layermoe.{k}"] = v  # the shipped row is LayerMoE's own G1 result (Table 2)
+                         ("layer_score", "layermoe")):
+                vals[f"layermoe.{k}"] = v  # the shipped row is LayerMoE's own G1 result (Table 2, Table 9)
+            if al.data.get("budget") is not None:  # recorded for Llama (70); Qwen's is not published
+                vals["layermoe.budget"] = al.data["budget"]
         return
     from neuronmoe.similarity.cli import resolve_options
 
@@ -196,13 +198,16 @@ def eval_values(vals: dict[str, Any], parsed: list[argparse.Namespace]) -> None:
         vals[f"eval.{b['name']}"] = a.num_fewshot if a.num_fewshot is not None else b.get("shots")
 
 
-def settings_table(cmds: Sequence[Sequence[str]], nproc: int, targets: Sequence[str]) -> list[dict[str, Any]]:
-    """One row per protocol setting: group, label, paper, reference, plan, status, note."""
+def settings_table(cmds: Sequence[Sequence[str]], nproc: int, targets: Sequence[str],
+                   model_config: str = "llama-3.2-3b") -> list[dict[str, Any]]:
+    """One row per protocol setting: group, label, paper, reference, plan, status, note. A row's ``models``
+    entry for ``model_config`` (e.g. Qwen's Table 9 values) replaces its fields for that model."""
     from neuronmoe.config import load_yaml
 
     vals = plan_values(cmds, nproc, targets)
     rows = []
     for r in load_yaml("paper_protocol")["rows"]:
+        r = {**r, **((r.get("models") or {}).get(model_config) or {})}
         if r["key"] not in vals:
             continue
         plan = vals[r["key"]]

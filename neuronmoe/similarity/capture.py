@@ -1,9 +1,16 @@
-"""Capture the MLP input of every decoder layer and reduce it to sums of unit vectors.
+"""Capture one hidden state per decoder layer (the *capture site*) and reduce it to sums of unit vectors.
 
-The MLP input is the output of the norm named by ``ArchSpec.mlp_input_norm`` (the
-post-attention norm for Llama/Qwen; ``pre_feedforward_layernorm`` for Gemma-2/3). Tokens:
-non-padding, non-special (BOS/EOS/PAD are left out; ``include_bos`` keeps BOS, as LayerMoE's G1
-measurement does), in file order, until each language has ``max_tokens``. The forward pass stops after the last layer's norm (no last MLP, no LM head).
+Capture sites (``--capture-site``, :data:`CAPTURE_SITES`):
+
+* ``mlp_input`` (default; what LayerMoE's similarity script captures): the output of the norm named
+  by ``ArchSpec.mlp_input_norm`` (the post-attention norm for Llama/Qwen;
+  ``pre_feedforward_layernorm`` for Gemma-2/3);
+* ``attn_input``: the output of ``ArchSpec.attn_input_norm`` (``input_layernorm``), the attention's input;
+* ``attn_output``: the attention block's own output (``self_attn``, before the residual add).
+
+Tokens: non-padding, non-special (BOS/EOS/PAD are left out; ``include_bos`` keeps BOS, as LayerMoE's G1
+measurement does), in file order, until each language has ``max_tokens``. The forward pass stops at
+the last layer's capture site (no LM head).
 """
 from __future__ import annotations
 
@@ -20,18 +27,29 @@ class _StopForward(Exception):
     pass
 
 
-def mlp_input_norms(model: Any) -> list[Any]:
+#: capture site -> (ArchSpec field naming the hooked module of a decoder layer, what its output is)
+CAPTURE_SITES: dict[str, tuple[str, str]] = {
+    "mlp_input": ("mlp_input_norm", "the MLP-input norm"),
+    "attn_input": ("attn_input_norm", "the attention-input norm"),
+    "attn_output": ("attn", "the attention block"),
+}
+DEFAULT_CAPTURE_SITE = "mlp_input"
+
+
+def capture_modules(model: Any, site: str = DEFAULT_CAPTURE_SITE) -> list[Any]:
+    """The module of every decoder layer whose output is ``site``'s hidden state."""
     from neuronmoe.models.arch import UnsupportedArchitectureError, decoder_layers, get_arch
 
-    spec = get_arch(model)
+    if site not in CAPTURE_SITES:
+        raise ValueError(f"--capture-site: unknown site {site!r}; choose one of {', '.join(CAPTURE_SITES)}")
+    field, what = CAPTURE_SITES[site]
+    attr = getattr(get_arch(model), field)
     out = []
     for i, layer in enumerate(decoder_layers(model)):
-        norm = getattr(layer, spec.mlp_input_norm, None)
-        if norm is None:
-            raise UnsupportedArchitectureError(
-                f"decoder layer {i} ({type(layer).__name__}) has no {spec.mlp_input_norm!r} (the MLP-input norm)"
-            )
-        out.append(norm)
+        mod = getattr(layer, attr, None)
+        if mod is None:
+            raise UnsupportedArchitectureError(f"decoder layer {i} ({type(layer).__name__}) has no {attr!r} ({what})")
+        out.append(mod)
     return out
 
 
@@ -43,15 +61,17 @@ def capture_unit_sums(
     batch_size: int = 8,
     max_length: int = 256,
     include_bos: bool = False,
+    site: str = DEFAULT_CAPTURE_SITE,
 ) -> tuple[UnitVectorSums, dict[str, int]]:
-    """Run ``model`` over each language's texts; returns the sums and the tokens used per language."""
+    """Run ``model`` over each language's texts; returns the sums of ``site``'s unit vectors and the
+    tokens used per language."""
     import torch
 
     from neuronmoe.models.arch import model_dims
 
     if max_tokens < 1:
         raise ValueError(f"--max-tokens: must be >= 1, got {max_tokens}")
-    norms = mlp_input_norms(model)
+    norms = capture_modules(model, site)
     n_layers = len(norms)
     hidden = model_dims(model)["hidden_size"]
     langs = list(texts_by_lang)

@@ -34,6 +34,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "(default layermoe)")
     p.add_argument("--include-bos", action="store_true", default=None,
                    help="count the BOS token's MLP input too (LayerMoE's G1 measurement does; default off)")
+    p.add_argument("--capture-site", default=env("CAPTURE_SITE"), choices=["mlp_input", "attn_input", "attn_output"],
+                   help="hidden state compared per layer: mlp_input (LayerMoE's script: the MLP-input norm's output), "
+                   "attn_input (the attention-input norm's output) or attn_output (the attention block's output) "
+                   "(env CAPTURE_SITE; default mlp_input, see docs/allocation.md)")
     p.add_argument("--max-tokens", type=int, default=env("SIMILARITY_TOKENS"),
                    help="tokens per language (env SIMILARITY_TOKENS; default 100000 on a GPU, 1024 on CPU)")
     p.add_argument("--batch-size", type=int, default=env("SIMILARITY_BATCH_SIZE", command="similarity"), help="texts per forward pass (env SIMILARITY_BATCH_SIZE; default 8)")
@@ -56,7 +60,7 @@ def resolve_options(args: argparse.Namespace) -> dict[str, Any]:
         "source": args.source,
         "targets": split_langs(args.targets) if args.targets else None,
         "old_langs": split_langs(args.old_langs) if args.old_langs else None,
-        "split": args.split, "batch_size": args.batch_size, "max_length": args.max_length,
+        "split": args.split, "capture_site": args.capture_site, "batch_size": args.batch_size, "max_length": args.max_length,
         "allocation_name": args.name,
     }
     cli.update(layer_score=args.layer_score, include_bos=args.include_bos)

@@ -139,7 +139,7 @@ def measure(opts: dict[str, Any], tok: Any, texts: dict[str, list[str]], languag
         dtype = opts["cpu_dtype"]
     model = load_model(opts["model"], dtype=dtype, device=device)
     acc, used = capture_unit_sums(model, tok, texts, max_tokens, int(opts["batch_size"]), int(opts["max_length"]),
-                                  include_bos=bool(opts.get("include_bos")))
+                                  include_bos=bool(opts.get("include_bos")), site=opts["capture_site"])
     sim = acc.similarity()
     score = opts.get("layer_score") or "layermoe"
     return sim, layer_scores(sim, languages, targets, score), used, {
@@ -161,7 +161,7 @@ def layermoe_record(opts: dict[str, Any], scores: Any, budget: float, config: An
             experts, name=opts["allocation_name"], mode="similarity", source=source, targets=targets, e_min=1,
             e_max=None, rounding="ceil", scores=[float(s) for s in scores], model=model_identity(opts["model"]),
             config=config, reference=reference,
-            extra={"label": "LayerMoE", "budget": budget, "old_langs": old,
+            extra={"label": "LayerMoE", "budget": budget, "old_langs": old, "capture_site": opts["capture_site"],
                    "layer_score": opts.get("layer_score") or "layermoe", "setting": opts.get("setting"),
                    "inputs": {"similarity_dir": str(Path(opts["output_dir"]) / "similarity")}},
         ), None
@@ -185,7 +185,7 @@ def write_similarity(sim_dir: Path, opts: dict[str, Any], sim: np.ndarray, score
         atomic_write_text(tmp / "scores.csv", "layer,score\n" + "".join(f"{i},{float(s):.10g}\n" for i, s in enumerate(scores)))
         config_rec = {"model": model_identity(opts["model"]), "source": facts["source"], "targets": facts["targets"],
                       "old_langs": facts["old_langs"], "languages": languages, "split": opts["split"],
-                      "max_tokens": facts["max_tokens"], "batch_size": int(opts["batch_size"]),
+                      "capture_site": opts["capture_site"], "max_tokens": facts["max_tokens"], "batch_size": int(opts["batch_size"]),
                       "max_length": int(opts["max_length"]), "budget": facts["budget"], "num_layers": facts["num_layers"],
                       "device": facts["device"], "dtype": facts["dtype"], "setting": opts.get("setting"),
                       "include_bos": facts["include_bos"], "layer_score": facts["layer_score"],

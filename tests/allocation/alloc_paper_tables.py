@@ -13,3 +13,5 @@ TABLE2_NEURONMOE_PRINTED = [6, 2, 1] + [1] * 8 + [1] * 7 + [2] + [1, 1, 4, 1, 4,
 TABLE2_LAYERMOE = [5, 5, 5, 4, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 4, 4, 4, 4, 4]
 TABLE9_QWEN_LAYERMOE = [5, 4, 3, 5, 4, 3, 2, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 4, 4, 4, 3, 3]
 
+# Table 9's Qwen NeuronMoE row as printed: 25 numbers for 24 layers, sum 37 (the text says 36)
+TABLE9_QWEN_NEURONMOE_PRINTED = [4, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 6]

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from alloc_paper_tables import TABLE2_LAYERMOE, TABLE5, TABLE9_QWEN_LAYERMOE
+from alloc_paper_tables import TABLE2_LAYERMOE, TABLE5, TABLE9_QWEN_LAYERMOE, TABLE9_QWEN_NEURONMOE_PRINTED
 from neuronmoe.allocation import (
     ENV_KEY,
     Allocation,
@@ -30,14 +30,22 @@ def qwen():
 
 def test_shipped_references_load_and_match_their_configs(llama3b, qwen):
     names = shipped_allocations()
-    assert "qwen1.5-1.8b-el-neuronmoe" not in names  # Table 9's misprinted row is not shipped
     totals = {n: load_allocation(n).total_experts for n in names}
     assert totals == {
         "llama-3.2-3b-el-layermoe": 84, "llama-3.2-3b-el-neuronmoe": 49, "llama-3.2-3b-el-neuronmoe-en": 37,
         "llama-3.2-3b-tr-neuronmoe": 50, "llama-3.2-3b-hu-neuronmoe": 47, "qwen1.5-1.8b-el-layermoe": 72,
+        "qwen1.5-1.8b-el-neuronmoe": 36,
     }
     assert load_allocation("llama-3.2-3b-el-layermoe", llama3b).experts_per_layer == TABLE2_LAYERMOE
     assert load_allocation("qwen1.5-1.8b-el-layermoe", qwen).experts_per_layer == TABLE9_QWEN_LAYERMOE
+    # Table 9's NeuronMoE row: 25 numbers summing to 37 for 24 layers; the only 24-number reading that
+    # gives the text's 36 drops one of its 1s, and every 1 of the run gives the same row
+    qn = load_allocation("qwen1.5-1.8b-el-neuronmoe", qwen)
+    printed = qn.data["published_as_printed"]
+    assert printed == TABLE9_QWEN_NEURONMOE_PRINTED and (len(printed), sum(printed)) == (25, 37)
+    readings = {tuple(printed[:i] + printed[i + 1:]) for i in range(len(printed)) if sum(printed) - printed[i] == 36}
+    assert readings == {tuple(qn.experts_per_layer)} and qn.num_layers == 24 and qn.total_experts == 36
+    assert round(100 * (qn.total_experts / 72 - 1), 1) == -50.0  # Table 1: 36 (-50%)
     el = load_allocation("llama-3.2-3b-el-neuronmoe", llama3b)
     assert el.scores == TABLE5 and el.data["published_as_printed"][18] == 2 and el.experts_per_layer[16] == 2
 

@@ -97,6 +97,114 @@ def test_capture_hooks_the_mlp_input_and_respects_the_token_budget(arch):
         assert sim[layer, 0, 0] == pytest.approx(brute_force_mean_cos(ref["en"][layer], ref["en"][layer]), abs=1e-5)
 
 
+def _per_token_reference(model, tok, texts, n_tokens, grab):
+    """{lang: {layer: [n_tokens, hidden] float64}} from ``grab(model) -> (hooks, {layer: [tensors]})``, one text at a time."""
+    import torch
+
+    hooks, grabbed = grab(model)
+    ref = {}
+    try:
+        for lang, tt in texts.items():
+            for v in grabbed.values():
+                v.clear()
+            for t in tt:
+                with torch.no_grad():
+                    model(input_ids=tok(t, return_tensors="pt")["input_ids"])
+            ref[lang] = {i: torch.cat(grabbed[i], 0)[:n_tokens].double().numpy() for i in grabbed}
+    finally:
+        for h in hooks:
+            h.remove()
+    return ref
+
+
+def _attention_input(model):
+    """The hidden_states the attention module receives (a pre-hook with keyword arguments)."""
+    from neuronmoe.models import decoder_layers, get_arch
+
+    spec = get_arch(model)
+    grabbed: dict[int, list] = {}
+    hooks = []
+    for i, layer in enumerate(decoder_layers(model)):
+        grabbed[i] = []
+        hooks.append(getattr(layer, spec.attn).register_forward_pre_hook(
+            lambda _m, args, kwargs, i=i: grabbed[i].append((kwargs.get("hidden_states", args[0] if args else None))[0].detach()),
+            with_kwargs=True))
+    return hooks, grabbed
+
+
+def _attention_output_from_residual(model):
+    """Llama/Qwen: the MLP-input norm's input is residual + attention output, so the attention output is
+    that input minus the decoder layer's input (two pre-hooks on other modules than the captured one)."""
+    from neuronmoe.models import decoder_layers, get_arch
+
+    spec = get_arch(model)
+    layer_in: dict[int, list] = {}
+    norm_in: dict[int, list] = {}
+    grabbed: dict[int, list] = {}
+    hooks = []
+    for i, layer in enumerate(decoder_layers(model)):
+        layer_in[i], norm_in[i], grabbed[i] = [], [], []
+        hooks.append(layer.register_forward_pre_hook(
+            lambda _m, args, kwargs, i=i: layer_in[i].append((kwargs.get("hidden_states", args[0] if args else None))[0].detach()),
+            with_kwargs=True))
+
+        def after_norm(_m, args, i=i):
+            norm_in[i].append(args[0][0].detach())
+            grabbed[i].append(norm_in[i][-1] - layer_in[i][-1])
+        hooks.append(getattr(layer, spec.mlp_input_norm).register_forward_pre_hook(after_norm))
+    return hooks, grabbed
+
+
+@pytest.mark.parametrize("site,grab,archs", [
+    ("attn_input", _attention_input, ("llama", "qwen2", "mistral", "gemma3_text")),
+    ("attn_output", _attention_output_from_residual, ("llama", "qwen2", "mistral")),
+])
+def test_capture_sites_other_than_the_mlp_input_equal_brute_force(site, grab, archs, arch):
+    """--capture-site attn_input / attn_output: the sums equal brute force over vectors taken elsewhere in the layer."""
+    from neuronmoe.similarity.capture import capture_unit_sums
+    from neuronmoe.testing import byte_tokenizer, tiny_model
+
+    from sim_fixtures import TEXTS
+
+    if arch not in archs:
+        pytest.skip(f"{site}: the residual identity of this test holds for {', '.join(archs)}")
+    model, tok = tiny_model(arch), byte_tokenizer()
+    texts = {"en": TEXTS["en"][:3], "el": TEXTS["el"][:3]}
+    acc, used = capture_unit_sums(model, tok, texts, max_tokens=90, batch_size=2, max_length=256, site=site)
+    assert used == {"en": 90, "el": 90}
+    ref = _per_token_reference(model, tok, texts, 90, grab)
+    sim = acc.similarity()
+    mlp, _ = capture_unit_sums(model, tok, texts, max_tokens=90, batch_size=2, max_length=256)
+    for layer in ref["en"]:
+        assert sim[layer, 0, 1] == pytest.approx(brute_force_mean_cos(ref["en"][layer], ref["el"][layer]), abs=1e-5)
+        assert sim[layer, 1, 1] == pytest.approx(brute_force_mean_cos(ref["el"][layer], ref["el"][layer]), abs=1e-5)
+    assert not np.allclose(sim, mlp.similarity(), atol=1e-4)  # another hidden state than the MLP input
+
+
+def test_unknown_capture_site_is_refused(tiny_data, tiny_model_dir, capsys):
+    from neuronmoe.similarity.capture import capture_modules
+    from neuronmoe.testing import tiny_model
+
+    with pytest.raises(ValueError, match="--capture-site: unknown site 'mlp_output'; choose one of mlp_input, attn_input, attn_output"):
+        capture_modules(tiny_model("llama"), "mlp_output")
+    with pytest.raises(SystemExit):
+        _sim_cli(tiny_data, tiny_model_dir, "--targets", "el", "--capture-site", "mlp_output")
+    assert "invalid choice: 'mlp_output'" in capsys.readouterr().err
+    assert not (tiny_data / "similarity").exists()
+
+
+def test_capture_site_from_the_environment_is_recorded(tiny_data, positive_model_dir, monkeypatch):
+    monkeypatch.setenv("CAPTURE_SITE", "attn_output")
+    _sim_cli(tiny_data, positive_model_dir, "--targets", "el", "--budget", 7)  # (a non-positive similarity writes no allocation)
+    man = json.loads((tiny_data / "similarity" / "manifest.json").read_text())
+    assert man["config"]["capture_site"] == "attn_output"
+    ref = np.load(tiny_data / "similarity" / "similarity.npz")["sim"]
+    monkeypatch.delenv("CAPTURE_SITE")
+    assert _sim_cli(tiny_data, positive_model_dir, "--targets", "el", "--budget", 7) == 0
+    assert json.loads((tiny_data / "allocation" / "layermoe.json").read_text())["capture_site"] == "mlp_input"
+    assert not np.allclose(np.load(tiny_data / "similarity" / "similarity.npz")["sim"], ref)
+
+
 def _sim_cli(root, model_dir, *extra):
     return main(["similarity", "--output-dir", str(root), "--model", str(model_dir), "--device", "cpu", "--dtype", "float32",
                  "--max-tokens", "120", "--batch-size", "4", *map(str, extra)])
@@ -126,7 +234,8 @@ def test_similarity_cli_writes_npz_scores_manifest_and_layermoe_allocation(tiny_
     a = json.loads((root / "allocation" / "layermoe.json").read_text())
     inv = [1 / s for s in scores]
     assert a["experts_per_layer"] == [int(np.ceil(v / sum(inv) * 7 - 1e-9)) for v in inv]
-    assert a["mode"] == "similarity" and a["budget"] == 7 and a["rounding"] == "ceil"
+    assert a["mode"] == "similarity" and a["budget"] == 7 and a["rounding"] == "ceil" and a["capture_site"] == "mlp_input"
+    assert man["config"]["capture_site"] == "mlp_input"
     assert a["params"]["new_expert_params"] == (a["total_experts"] - 3) * 3 * 32 * 64
     assert (root / "allocation" / "layermoe.env").read_text().startswith("ADA_MOE_NUM_EXPERTS_LIST=")
     # `allocate --mode similarity` rebuilds the same allocation from similarity/scores.csv
