@@ -3,7 +3,8 @@
 The MLP input is the output of the norm named by ``ArchSpec.mlp_input_norm`` (the
 post-attention norm for Llama/Qwen; ``pre_feedforward_layernorm`` for Gemma-2/3). Tokens:
 non-padding, non-special (BOS/EOS/PAD are left out; ``include_bos`` keeps BOS, as LayerMoE's G1
-measurement does), in file order, until each language has ``max_tokens``. The forward pass stops after the last layer's norm (no last MLP, no LM head).
+measurement does), in file order, until each language has ``max_tokens``.
+The forward pass stops after the last layer's norm (no last MLP, no LM head).
 """
 from __future__ import annotations
 
