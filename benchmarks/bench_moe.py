@@ -183,7 +183,7 @@ def bench_layer(args: argparse.Namespace, device: torch.device) -> list[dict[str
         x = torch.randn(n_tok, args.layer_hidden, device=device, requires_grad=True)
         k = min(args.top_k, num_experts)
 
-        def step(fn):
+        def step(fn, x=x, w_router=w_router, k=k, experts=experts):
             def run():
                 x.grad = None
                 _, _, w, idx = route(x, w_router, k)

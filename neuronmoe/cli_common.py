@@ -41,8 +41,10 @@ def add_output_dir_arg(p: argparse.ArgumentParser) -> None:
 
 
 def add_device_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default=env("DEVICE", "auto"), help="torch device: auto (this rank's GPU, else CPU), cpu, cuda, cuda:1 ... (env DEVICE)")
-    p.add_argument("--dtype", default=env("DTYPE", "auto"), choices=DTYPE_CHOICES, help="compute dtype: auto = bf16 on a GPU, fp32 on CPU (env DTYPE)")
+    p.add_argument("--device", default=env("DEVICE", "auto"),
+        help="torch device: auto (this rank's GPU, else CPU), cpu, cuda, cuda:1 ... (env DEVICE)")
+    p.add_argument("--dtype", default=env("DTYPE", "auto"), choices=DTYPE_CHOICES,
+        help="compute dtype: auto = bf16 on a GPU, fp32 on CPU (env DTYPE)")
 
 
 def split_langs(value: str | list[str] | None) -> list[str]:

@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# The test suite (Quickstart command 2). Extra arguments go to pytest.
+# The test suite (Quickstart command 2): the linter (ruff, rules in pyproject.toml), then pytest.
+# Extra arguments go to pytest. NEURONMOE_SKIP_LINT=1 skips the linter (CI never sets it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup_env.sh
 export NEURONMOE_TEST_OUTPUT="${NEURONMOE_TEST_OUTPUT:-}"
+if [ "${NEURONMOE_SKIP_LINT:-0}" != "1" ]; then
+  python -m ruff --version >/dev/null 2>&1 || { echo "[run_tests] ruff is missing: pip install -e '.[dev]'" >&2; exit 1; }
+  python -m ruff check . || { echo "[run_tests] ruff found problems (above); fix them or run ruff check --fix ." >&2; exit 1; }
+fi
 exec python -m pytest "$@"

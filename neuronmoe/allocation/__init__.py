@@ -32,7 +32,8 @@ def plot_allocation_comparison(*args, **kwargs):  # lazy: matplotlib only when d
 
 def count_params(experts_per_layer, config):
     """Parameter counts of an allocation for a transformers config (meta device, no weights)."""
-    from neuronmoe.allocation.params import count_params as _count, model_shape
+    from neuronmoe.allocation.params import count_params as _count
+    from neuronmoe.allocation.params import model_shape
 
     return _count(list(experts_per_layer), model_shape(config))
 

@@ -23,7 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="pair: |source U target| per layer (paper eq. 2); multi: |source| + mean |target| "
                    "(published '3lang'); source-only: NeuronMoE-EN ablation; uniform: N experts everywhere; "
                    "similarity: LayerMoE from `neuronmoe similarity` scores (env MODE; default pair)")
-    p.add_argument("--source", default=source_lang_default(), help="source language (env SOURCE_LANG, else the first of OLD_LANGS; default en)")
+    p.add_argument("--source", default=source_lang_default(),
+        help="source language (env SOURCE_LANG, else the first of OLD_LANGS; default en)")
     p.add_argument("--targets", default=env("NEW_LANGS", command="allocate"),
                    help="target language(s), comma/space separated; pair mode takes one (env NEW_LANGS; default el)")
     p.add_argument("--e-min", type=int, default=env("E_MIN"), help="fewest experts per layer, >= 1 (env E_MIN; default 1)")
@@ -43,11 +44,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "layer count and counts parameters; default: the model recorded by the neuron stage "
                    "(env BASE_MODEL_PATH)")
     add_output_dir_arg(p)
-    p.add_argument("--neurons-dir", default=env("NEURONS_DIR"), help="neuron-analysis results (env NEURONS_DIR; default $OUTPUT_DIR/neurons)")
-    p.add_argument("--similarity-dir", default=env("SIMILARITY_DIR"), help="--mode similarity: results of `neuronmoe similarity` (env SIMILARITY_DIR; default $OUTPUT_DIR/similarity)")
+    p.add_argument("--neurons-dir", default=env("NEURONS_DIR"),
+        help="neuron-analysis results (env NEURONS_DIR; default $OUTPUT_DIR/neurons)")
+    p.add_argument("--similarity-dir", default=env("SIMILARITY_DIR"),
+        help="--mode similarity: results of `neuronmoe similarity` (env SIMILARITY_DIR; default $OUTPUT_DIR/similarity)")
     p.add_argument("--name", default=env("ALLOCATION_NAME"),
                    help="allocation name (env ALLOCATION_NAME; default neuronmoe / neuronmoe-en / neuronmoe-multi / layermoe / uniform-N)")
-    p.add_argument("--out", default=env("ALLOCATION_OUT"), help="output JSON file (env ALLOCATION_OUT; default $OUTPUT_DIR/allocation/<name>.json)")
+    p.add_argument("--out", default=env("ALLOCATION_OUT"),
+        help="output JSON file (env ALLOCATION_OUT; default $OUTPUT_DIR/allocation/<name>.json)")
     p.add_argument("--reference", default=env("REFERENCE_ALLOCATION"),
                    help="allocation (name or file) to compare parameters with, e.g. layermoe or a shipped one "
                    "such as llama-3.2-3b-el-layermoe (env REFERENCE_ALLOCATION)")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-
 _SHAPES: dict[str, dict[str, Any]] = {}
 
 

@@ -171,9 +171,8 @@ def build_record(
     }
     if config is not None:
         from neuronmoe.allocation.params import count_params, model_shape, relative_change
-        from neuronmoe.utils.fingerprint import config_fingerprint
-
         from neuronmoe.utils.checks import check_fits_base
+        from neuronmoe.utils.fingerprint import config_fingerprint
 
         check_fits_base(experts, None, config, f"allocation {name}")
         shape = model_shape(config)

@@ -179,8 +179,9 @@ def load_models(opts: ExpertAnalysisOptions, adapter: Path | None) -> tuple[Any,
     model = load_model(opts.model, dtype=opts.dtype, device=opts.device)
     dims = model_dims(model)
     if adapter is not None:
-        import neuronmoe  # noqa: F401  (registers the NEURONMOE PEFT method)
         from peft import PeftModel
+
+        import neuronmoe  # noqa: F401  (registers the NEURONMOE PEFT method)
 
         model = PeftModel.from_pretrained(model, str(adapter))
         model.eval()

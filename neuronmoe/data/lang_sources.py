@@ -51,7 +51,8 @@ def parse_source(value: str | Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         m = _ITEM.match(item)
         lang, spec = (m.group(1), m.group(2)) if m else (DEFAULT_KEY, item)
         if lang in out:
-            raise SourceError(f"--source {text!r}: {'more than one default source' if lang == DEFAULT_KEY else f'language {lang} given twice'}")
+            what = "more than one default source" if lang == DEFAULT_KEY else f"language {lang} given twice"
+            raise SourceError(f"--source {text!r}: {what}")
         out[lang] = {"spec": spec}
     return out
 

@@ -353,7 +353,8 @@ def check_table(cells: list[Cell], tm: Any, resolve: bool = False) -> tuple[str,
         items = "-" if "items" not in facts else f"{facts['items']}" + (f" / {expected}" if expected is not None else "")
         if cell.replica and cell.spec.items is not None:
             items += f" (paper {cell.spec.items})"
-        rows.append([cell.key, cell.spec.task, f"{cell.dataset or 'local'}" + (f" [{', '.join(str(c) for c in cell.configs[:2])}{', ...' if len(cell.configs) > 2 else ''}]" if any(cell.configs) else ""),
+        configs = ", ".join(str(c) for c in cell.configs[:2]) + (", ..." if len(cell.configs) > 2 else "")
+        rows.append([cell.key, cell.spec.task, f"{cell.dataset or 'local'}" + (f" [{configs}]" if any(cell.configs) else ""),
                      rev, str(facts.get("eval_split") or "-"), fs, items, str(facts.get("overlap", "-")), status, "; ".join(reasons)])
     head = ["cell", "task", "dataset [configs]", "revision", "eval split", "shots", "items (found / expected)", "shared", "status", "notes"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]

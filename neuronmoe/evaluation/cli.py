@@ -16,29 +16,57 @@ def register(sub: argparse._SubParsersAction) -> None:
         "$OUTPUT_DIR/eval/<run>/results.json (lm-eval JSON) and manifest.json.",
     )
     add_model_arg(p)
-    p.add_argument("--adapter", default=env("PEFT_MODEL_PATH"), help="MoE adapter folder (adapter_config.json); omit for the dense base (env PEFT_MODEL_PATH)")
+    p.add_argument("--adapter", default=env("PEFT_MODEL_PATH"),
+        help="MoE adapter folder (adapter_config.json); omit for the dense base (env PEFT_MODEL_PATH)")
     add_output_dir_arg(p)
-    p.add_argument("--suite", default=env("EVAL_SUITE"), help="suite from neuronmoe/configs/eval_suites.yaml: paper (hub datasets) or local (offline, built from $OUTPUT_DIR/data) (env EVAL_SUITE; default local unless --tasks)")
-    p.add_argument("--tasks", default=env("EVAL_TASKS"), help="comma-separated lm-eval task/group names instead of (or with --suite, in addition to) a suite (env EVAL_TASKS)")
-    p.add_argument("--languages", default=env("EVAL_LANGUAGES"), help="ISO 639-1 codes for the suite, e.g. en,el (env EVAL_LANGUAGES; default: the suite's list)")
-    p.add_argument("--num-fewshot", type=int, default=env("EVAL_NUM_FEWSHOT"), help="override every task's number of shots (env EVAL_NUM_FEWSHOT; default: the suite's shots per benchmark and language, else the task's own)")
-    p.add_argument("--profile", default=env("EVAL_PROFILE"), help="shots profile of the suite: paper (the paper's text, default) or published-script (10-shot HellaSwag, 5-shot Belebele, 4-shot tr/hu MMLU) (env EVAL_PROFILE)")
-    p.add_argument("--shots", default=env("EVAL_SHOTS"), help="shots per benchmark or cell after the profile, e.g. hellaswag=10,mmlu/tr=5@validation (@split: draw them from that split) (env EVAL_SHOTS)")
-    p.add_argument("--allow-unpinned", action="store_true", default=env("EVAL_ALLOW_UNPINNED", "0") == "1", help="let the paper suite load datasets whose revision eval_suites.yaml does not pin (the hub's current main; its commit goes into the manifest) (env EVAL_ALLOW_UNPINNED=1)")
-    p.add_argument("--batch-size", default=env("EVAL_BATCH_SIZE", "8"), help="lm-eval batch size: an int, or auto / auto:N (env EVAL_BATCH_SIZE; default 8)")
+    p.add_argument("--suite", default=env("EVAL_SUITE"),
+        help="suite from neuronmoe/configs/eval_suites.yaml: paper (hub datasets) or local (offline, built from $OUTPUT_DIR/data) (env "
+             "EVAL_SUITE; default local unless --tasks)")
+    p.add_argument("--tasks", default=env("EVAL_TASKS"),
+        help="comma-separated lm-eval task/group names instead of (or with --suite, in addition to) a suite (env EVAL_TASKS)")
+    p.add_argument("--languages", default=env("EVAL_LANGUAGES"),
+        help="ISO 639-1 codes for the suite, e.g. en,el (env EVAL_LANGUAGES; default: the suite's list)")
+    p.add_argument("--num-fewshot", type=int, default=env("EVAL_NUM_FEWSHOT"),
+        help="override every task's number of shots (env EVAL_NUM_FEWSHOT; default: the suite's shots per benchmark and language, else "
+             "the task's own)")
+    p.add_argument("--profile", default=env("EVAL_PROFILE"),
+        help="shots profile of the suite: paper (the paper's text, default) or published-script (10-shot HellaSwag, 5-shot Belebele, "
+             "4-shot tr/hu MMLU) (env EVAL_PROFILE)")
+    p.add_argument("--shots", default=env("EVAL_SHOTS"),
+        help="shots per benchmark or cell after the profile, e.g. hellaswag=10,mmlu/tr=5@validation (@split: draw them from that split) "
+             "(env EVAL_SHOTS)")
+    p.add_argument("--allow-unpinned", action="store_true", default=env("EVAL_ALLOW_UNPINNED", "0") == "1",
+        help="let the paper suite load datasets whose revision eval_suites.yaml does not pin (the hub's current main; its commit goes "
+             "into the manifest) (env EVAL_ALLOW_UNPINNED=1)")
+    p.add_argument("--batch-size", default=env("EVAL_BATCH_SIZE", "8"),
+        help="lm-eval batch size: an int, or auto / auto:N (env EVAL_BATCH_SIZE; default 8)")
     add_device_args(p)
-    p.add_argument("--limit", type=float, default=env("EVAL_LIMIT"), help="at most this many documents per task (a fraction if < 1); for smoke tests only (env EVAL_LIMIT)")
-    p.add_argument("--run-name", default=env("EVAL_RUN_NAME"), help="run folder under $OUTPUT_DIR/eval/ (env EVAL_RUN_NAME; default <adapter's run>-<suite> or base-<suite>)")
-    p.add_argument("--results-dir", default=env("OUTPUT_PATH"), help="write results.json + manifest.json here instead of $OUTPUT_DIR/eval/<run> (env OUTPUT_PATH)")
-    p.add_argument("--label", default=env("EVAL_LABEL"), help="model name shown by `neuronmoe report` (env EVAL_LABEL; default the run name)")
-    p.add_argument("--seed", type=int, default=env("EVAL_SEED", "1234", command="evaluate"), help="lm-eval seeds (python, numpy, torch, few-shot sampling) (env EVAL_SEED; default 1234)")
-    p.add_argument("--local-sizes", default=env("EVAL_LOCAL_SIZES"), help="local suite sizes as key=value,... e.g. cloze_items=40,heldout_docs=8 (env EVAL_LOCAL_SIZES; defaults in eval_suites.yaml)")
+    p.add_argument("--limit", type=float, default=env("EVAL_LIMIT"),
+        help="at most this many documents per task (a fraction if < 1); for smoke tests only (env EVAL_LIMIT)")
+    p.add_argument("--run-name", default=env("EVAL_RUN_NAME"),
+        help="run folder under $OUTPUT_DIR/eval/ (env EVAL_RUN_NAME; default <adapter's run>-<suite> or base-<suite>)")
+    p.add_argument("--results-dir", default=env("OUTPUT_PATH"),
+        help="write results.json + manifest.json here instead of $OUTPUT_DIR/eval/<run> (env OUTPUT_PATH)")
+    p.add_argument("--label", default=env("EVAL_LABEL"),
+        help="model name shown by `neuronmoe report` (env EVAL_LABEL; default the run name)")
+    p.add_argument("--seed", type=int, default=env("EVAL_SEED", "1234", command="evaluate"),
+        help="lm-eval seeds (python, numpy, torch, few-shot sampling) (env EVAL_SEED; default 1234)")
+    p.add_argument("--local-sizes", default=env("EVAL_LOCAL_SIZES"),
+        help="local suite sizes as key=value,... e.g. cloze_items=40,heldout_docs=8 (env EVAL_LOCAL_SIZES; defaults in eval_suites.yaml)")
     p.add_argument("--include-path", action="append", default=[], help="extra folder of lm-eval task YAMLs (repeatable)")
-    p.add_argument("--log-samples", action="store_true", help="also keep lm-eval's full per-document samples in <run>/samples/ (per-item scores are always kept in <run>/items/)")
-    p.add_argument("--overwrite", action="store_true", help="replace results in the run folder made with other inputs (cells whose inputs are unchanged are reused either way)")
-    p.add_argument("--max-length", type=int, default=None, help="lm-eval max_length: prompts longer than this many tokens are cut from the left (default: the model's context; for smoke tests)")
-    p.add_argument("--check", action="store_true", help="load every cell's data (network or cache), check fields, few-shot rows, few-shot/test overlap, item counts and revisions, print one table and exit (no model is loaded; exit 1 if a cell fails)")
-    p.add_argument("--dataset-replicas", default=None, help="TESTS ONLY: read every hub dataset from the local replicas in this folder (tests/evaluation/replicas.py builds them); results are marked as replica data")
+    p.add_argument("--log-samples", action="store_true",
+        help="also keep lm-eval's full per-document samples in <run>/samples/ (per-item scores are always kept in <run>/items/)")
+    p.add_argument("--overwrite", action="store_true",
+        help="replace results in the run folder made with other inputs (cells whose inputs are unchanged are reused either way)")
+    p.add_argument("--max-length", type=int, default=None,
+        help="lm-eval max_length: prompts longer than this many tokens are cut from the left (default: the model's context; for smoke "
+             "tests)")
+    p.add_argument("--check", action="store_true",
+        help="load every cell's data (network or cache), check fields, few-shot rows, few-shot/test overlap, item counts and revisions, "
+             "print one table and exit (no model is loaded; exit 1 if a cell fails)")
+    p.add_argument("--dataset-replicas", default=None,
+        help="TESTS ONLY: read every hub dataset from the local replicas in this folder (tests/evaluation/replicas.py builds them); "
+             "results are marked as replica data")
     p.set_defaults(func=run_evaluate)
 
     r = sub.add_parser(
@@ -49,10 +77,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     r.add_argument("runs", nargs="*", help="run folders or results.json files (default: every $OUTPUT_DIR/eval/*/results.json)")
     add_output_dir_arg(r)
-    r.add_argument("--out", default=env("REPORT_PATH"), help="output stem: writes STEM.md and STEM.csv (env REPORT_PATH; default $OUTPUT_DIR/eval/table)")
-    r.add_argument("--relative-to", default=None, help="label of the run whose #experts the others are compared with (default: the MoE run with most experts)")
-    r.add_argument("--baselines", default=env("REPORT_BASELINES", "Dense,LayerMoE-S1"), help="labels of the runs every other run is tested against, paired on the same items (env REPORT_BASELINES; default Dense,LayerMoE-S1)")
-    r.add_argument("--paper", action="store_true", help="also put the paper's Table 1 / 3 / 11 values beside ours, with the difference in standard errors")
+    r.add_argument("--out", default=env("REPORT_PATH"),
+        help="output stem: writes STEM.md and STEM.csv (env REPORT_PATH; default $OUTPUT_DIR/eval/table)")
+    r.add_argument("--relative-to", default=None,
+        help="label of the run whose #experts the others are compared with (default: the MoE run with most experts)")
+    r.add_argument("--baselines", default=env("REPORT_BASELINES", "Dense,LayerMoE-S1"),
+        help="labels of the runs every other run is tested against, paired on the same items (env REPORT_BASELINES; default "
+             "Dense,LayerMoE-S1)")
+    r.add_argument("--paper", action="store_true",
+        help="also put the paper's Table 1 / 3 / 11 values beside ours, with the difference in standard errors")
     r.set_defaults(func=run_report)
 
 
@@ -178,7 +211,8 @@ def _check(args: argparse.Namespace, specs: list, tm, suite: str | None) -> int:
         specs = [replace(s, shots=args.num_fewshot) for s in specs]
     cells = plan_cells(specs, tm, load_dataset_pins(), args.dataset_replicas)
     online = bool(not args.dataset_replicas and any(c.dataset for c in cells) and not is_offline_env() and hub_reachable())
-    where = ("local replicas in " + args.dataset_replicas) if args.dataset_replicas else ("the hub" if online else "the local cache only (hub unreachable)")
+    where = (("local replicas in " + args.dataset_replicas) if args.dataset_replicas
+             else ("the hub" if online else "the local cache only (hub unreachable)"))
     print(f"{len(cells)} cell(s) of {suite or '--tasks'}" + (f", profile {args.profile}" if args.profile else "") + f"; data from {where}")
     # offline: fail fast from the local cache instead of retrying the hub for every cell
     with contextlib.nullcontext() if online or args.dataset_replicas else offline_mode():

@@ -1,7 +1,8 @@
 """The offline ``local`` suite: lm-eval tasks generated from the bundled corpora.
 
 * ``udhr_cloze_<lang>``: 4-way multiple choice over UDHR paragraphs
-  (``$OUTPUT_DIR/data/udhr/<lang>.jsonl``), ``cloze_items`` per language (0: every eligible blank). One word (at least ``cloze_min_chars`` letters,
+  (``$OUTPUT_DIR/data/udhr/<lang>.jsonl``), ``cloze_items`` per language (0: every eligible blank).
+  One word (at least ``cloze_min_chars`` letters,
   no digits) is blanked; the context is up to ``cloze_prefix_words`` words before it; each
   choice is a candidate word followed by the next ``cloze_suffix_words`` words of the
   paragraph, so the words after the blank also judge the candidate. Distractors are distinct

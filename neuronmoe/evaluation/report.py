@@ -18,7 +18,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from neuronmoe.evaluation.stats import ALPHA, BOOTSTRAP_SAMPLES, PairedResult, bootstrap_ratio, mcnemar, mean_se, paired_bootstrap_mean, paired_bootstrap_ratio, z_difference
+from neuronmoe.evaluation.stats import (
+    ALPHA,
+    BOOTSTRAP_SAMPLES,
+    PairedResult,
+    bootstrap_ratio,
+    mcnemar,
+    mean_se,
+    paired_bootstrap_mean,
+    paired_bootstrap_ratio,
+    z_difference,
+)
 from neuronmoe.evaluation.table import PERCENT_METRICS, Table, build_table, format_experts, format_params, format_value
 
 DEFAULT_BASELINES = ("Dense", "LayerMoE-S1")

@@ -164,8 +164,9 @@ def load_for_eval(model: str | None, adapter: str | None, dtype: str, device: st
     tok = load_tokenizer(model, padding_side="left")
     m = load_model(model, dtype=dtype, device=device)
     if adapter:
-        import neuronmoe  # noqa: F401  (registers the NEURONMOE PEFT method in this process)
         from peft import PeftModel
+
+        import neuronmoe  # noqa: F401  (registers the NEURONMOE PEFT method in this process)
 
         m = PeftModel.from_pretrained(m, str(adapter))
         m.eval()

@@ -167,7 +167,8 @@ def format_datasets(datasets: list[dict[str, Any]]) -> str:
     lines = []
     for d in datasets:
         names = [n for n in d["names"] if n]
-        cfg = f" [{len(names)} config{'s' if len(names) > 1 else ''}: {', '.join(names[:3])}{', ...' if len(names) > 3 else ''}]" if names else ""
+        shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+        cfg = f" [{len(names)} config{'s' if len(names) > 1 else ''}: {shown}]" if names else ""
         tasks = d["tasks"]
         lines.append(f"  {d['path']}{cfg}  (tasks: {', '.join(tasks[:3])}{', ...' if len(tasks) > 3 else ''})")
     return "\n".join(lines)

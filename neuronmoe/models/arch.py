@@ -150,10 +150,10 @@ def decoder_layers(model: nn.Module) -> nn.ModuleList:
     base = model
     # unwrap PEFT (PeftModel.base_model.model) and DDP-style wrappers
     for _ in range(4):
-        if hasattr(base, "get_base_model") and base is not getattr(base, "get_base_model")():
+        if hasattr(base, "get_base_model") and base is not base.get_base_model():
             base = base.get_base_model()
             continue
-        if hasattr(base, "module") and isinstance(getattr(base, "module"), nn.Module) and not hasattr(base, "model"):
+        if hasattr(base, "module") and isinstance(base.module, nn.Module) and not hasattr(base, "model"):
             base = base.module
             continue
         break

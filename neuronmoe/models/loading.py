@@ -100,7 +100,6 @@ def load_model(
     ``random_init`` builds the model from its config with random weights (shipped configs,
     benchmarks). The architecture is checked against :mod:`neuronmoe.models.arch`.
     """
-    import torch
     from transformers import AutoModelForCausalLM
 
     from neuronmoe.models.arch import validate_model

@@ -5,11 +5,11 @@ first ``import peft``); then ``peft.get_peft_model(model, MoEConfig(...))``, ``s
 and ``PeftModel.from_pretrained`` work as for LoRA.
 """
 from neuronmoe.moe._registry import PEFT_NAME, PEFT_TYPE, PREFIX, extend_str_enum, peft_type, register
+from neuronmoe.moe.capture import RoutingCapture, capture_routing, moe_layers, router_stats
 from neuronmoe.moe.config import MoEConfig
 from neuronmoe.moe.layer import MoELayer, naive_dispatch, route, sparse_dispatch
 from neuronmoe.moe.losses import load_balancing_loss, lpr_loss, routing_fractions
 from neuronmoe.moe.model import MoEModel
-from neuronmoe.moe.capture import RoutingCapture, capture_routing, moe_layers, router_stats
 
 __all__ = [
     "MoEConfig", "MoEModel", "MoELayer", "register", "router_stats", "capture_routing", "RoutingCapture",

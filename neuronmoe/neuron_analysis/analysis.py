@@ -42,7 +42,8 @@ def load_samples(data_dir: str | Path, languages: list[str], tokenizer: Any) -> 
     return texts, lang_ids, inputs
 
 
-def tokenize(texts: list[str], lang_ids: list[int], languages: list[str], tokenizer: Any, max_length: int) -> tuple[list[list[int]], np.ndarray, np.ndarray, dict[str, int]]:
+def tokenize(texts: list[str], lang_ids: list[int], languages: list[str], tokenizer: Any,
+             max_length: int) -> tuple[list[list[int]], np.ndarray, np.ndarray, dict[str, int]]:
     """Token ids (the tokenizer's own special tokens, e.g. BOS); drops samples over ``max_length``."""
     enc = tokenizer(texts, add_special_tokens=True)["input_ids"]
     keep = [i for i, ids in enumerate(enc) if 0 < len(ids) <= max_length]

@@ -26,22 +26,36 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_model_arg(p)
     add_output_dir_arg(p)
-    p.add_argument("--data-dir", default=env("DATA_DIR"), help="folder with samples/<lang>.jsonl and manifest.json (env DATA_DIR; default $OUTPUT_DIR/data)")
+    p.add_argument("--data-dir", default=env("DATA_DIR"),
+        help="folder with samples/<lang>.jsonl and manifest.json (env DATA_DIR; default $OUTPUT_DIR/data)")
     p.add_argument("--config", default=env("NEURONS_CONFIG"), help="YAML overriding neuronmoe/configs/neurons.yaml (env NEURONS_CONFIG)")
-    p.add_argument("--languages", default=env("LANGUAGES"), help="languages, comma or space separated (env LANGUAGES; default en el tr hu de es fr ja zh)")
-    p.add_argument("--metric", default=env("METRIC"), choices=["ap", "lape"], help="ap: average precision (the paper); lape: Tang et al. 2024 over MLP activations (env METRIC; default ap)")
-    p.add_argument("--top-k", type=int, default=env("NEURONS_TOP_K", command="neurons"), help="units kept per language across the model (env NEURONS_TOP_K; default 1000)")
-    p.add_argument("--ap-threshold", type=float, default=env("AP_THRESHOLD"), help="keep only units with score > this (env AP_THRESHOLD; default 0.5 as in the paper; 0 = published code)")
-    p.add_argument("--pool", default=env("POOL"), choices=["mean", "max"], help="pooling over a sentence's real tokens (env POOL; default mean)")
-    p.add_argument("--include-bos", type=_bool, default=env("INCLUDE_BOS"), metavar="BOOL", help="keep the BOS token in the pooling, as the published code does (env INCLUDE_BOS; default true)")
-    p.add_argument("--modules", default=env("MODULES"), help="restrict the units to these projections, e.g. gate_proj,up_proj (env MODULES; default all seven)")
-    p.add_argument("--batch-size", type=int, default=env("NEURONS_BATCH_SIZE", command="neurons"), help="sentences per forward pass, padded (env NEURONS_BATCH_SIZE; default 8)")
-    p.add_argument("--max-length", type=int, default=env("NEURONS_MAX_LENGTH", command="neurons"), help="drop samples with more tokens (env NEURONS_MAX_LENGTH; default 256)")
-    p.add_argument("--device", default=env("DEVICE", "auto"), help="torch device: auto (this rank's GPU, else CPU), cpu, cuda:1 ... (env DEVICE)")
+    p.add_argument("--languages", default=env("LANGUAGES"),
+        help="languages, comma or space separated (env LANGUAGES; default en el tr hu de es fr ja zh)")
+    p.add_argument("--metric", default=env("METRIC"), choices=["ap", "lape"],
+        help="ap: average precision (the paper); lape: Tang et al. 2024 over MLP activations (env METRIC; default ap)")
+    p.add_argument("--top-k", type=int, default=env("NEURONS_TOP_K", command="neurons"),
+        help="units kept per language across the model (env NEURONS_TOP_K; default 1000)")
+    p.add_argument("--ap-threshold", type=float, default=env("AP_THRESHOLD"),
+        help="keep only units with score > this (env AP_THRESHOLD; default 0.5 as in the paper; 0 = published code)")
+    p.add_argument("--pool", default=env("POOL"), choices=["mean", "max"],
+        help="pooling over a sentence's real tokens (env POOL; default mean)")
+    p.add_argument("--include-bos", type=_bool, default=env("INCLUDE_BOS"), metavar="BOOL",
+        help="keep the BOS token in the pooling, as the published code does (env INCLUDE_BOS; default true)")
+    p.add_argument("--modules", default=env("MODULES"),
+        help="restrict the units to these projections, e.g. gate_proj,up_proj (env MODULES; default all seven)")
+    p.add_argument("--batch-size", type=int, default=env("NEURONS_BATCH_SIZE", command="neurons"),
+        help="sentences per forward pass, padded (env NEURONS_BATCH_SIZE; default 8)")
+    p.add_argument("--max-length", type=int, default=env("NEURONS_MAX_LENGTH", command="neurons"),
+        help="drop samples with more tokens (env NEURONS_MAX_LENGTH; default 256)")
+    p.add_argument("--device", default=env("DEVICE", "auto"),
+        help="torch device: auto (this rank's GPU, else CPU), cpu, cuda:1 ... (env DEVICE)")
     p.add_argument("--dtype", default=env("DTYPE"), choices=DTYPE_CHOICES,
-                   help="forward compute dtype; pooling is fp32 and storage fp16 (env DTYPE; default fast = bf16 where computed natively: a GPU, or a CPU with AVX512-BF16/AMX; else fp32; auto = bf16 on GPU, fp32 on CPU)")
-    p.add_argument("--lape-quantile", type=float, default=env("LAPE_QUANTILE"), help="LAPE activation bar quantile (env LAPE_QUANTILE; default 0.95)")
-    p.add_argument("--ap-chunk-mb", type=int, default=env("AP_CHUNK_MB"), help="working-memory bound of the AP step in MiB (env AP_CHUNK_MB; default 256)")
+                   help="forward compute dtype; pooling is fp32 and storage fp16 (env DTYPE; default fast = bf16 where computed "
+                        "natively: a GPU, or a CPU with AVX512-BF16/AMX; else fp32; auto = bf16 on GPU, fp32 on CPU)")
+    p.add_argument("--lape-quantile", type=float, default=env("LAPE_QUANTILE"),
+        help="LAPE activation bar quantile (env LAPE_QUANTILE; default 0.95)")
+    p.add_argument("--ap-chunk-mb", type=int, default=env("AP_CHUNK_MB"),
+        help="working-memory bound of the AP step in MiB (env AP_CHUNK_MB; default 256)")
     p.add_argument("--force", action="store_true", help="recompute even when neurons/manifest.json matches this config and these inputs")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)

@@ -34,7 +34,8 @@ def count_per_layer_module(selected: list[np.ndarray], units: dict[str, np.ndarr
     return np.stack(cols, axis=2).astype(np.int64)
 
 
-def counts_json(languages: list[str], per_layer: np.ndarray, per_module: np.ndarray, module_names: list[str], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def counts_json(languages: list[str], per_layer: np.ndarray, per_module: np.ndarray, module_names: list[str],
+                extra: dict[str, Any] | None = None) -> dict[str, Any]:
     d: dict[str, Any] = {
         "languages": list(languages),
         "num_layers": int(per_layer.shape[0]),

@@ -42,7 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--report-only", action="store_true", help="only (re)write $OUTPUT_DIR/report.md from the outputs present")
     p.set_defaults(func=run_cli, report_env=False)  # the pipeline reports the environment itself (its stages read it)
 
-    r = sub.add_parser("reproduce-paper", help="the paper-scale run (Llama-3.2-3B, el/tr/hu, DeepSpeed ZeRO-2): --dry-run validates and prints it")
+    r = sub.add_parser("reproduce-paper",
+        help="the paper-scale run (Llama-3.2-3B, el/tr/hu, DeepSpeed ZeRO-2): --dry-run validates and prints it")
     r.add_argument("--output-dir", default=env("OUTPUT_DIR", "outputs/paper"), help="output root (env OUTPUT_DIR; default outputs/paper)")
     r.add_argument("--experiment", default=env("PAPER_EXPERIMENT"),
                    help="plan one named experiment of the paper (--list names them), outputs under $OUTPUT_DIR/<name>/ "
@@ -64,8 +65,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="new languages (env NEW_LANGS; default el,tr,hu, or the experiment's)")
     r.add_argument("--nproc", type=int, default=env("NPROC", "8", command="reproduce-paper"),
                    help="GPUs per node for torchrun (env NPROC; default 8)")
-    r.add_argument("--deepspeed", default=env("DEEPSPEED_CONFIG", "zero2"), help="DeepSpeed config for training (env DEEPSPEED_CONFIG; default zero2)")
-    r.add_argument("--dry-run", action="store_true", help="validate every config and print the exact commands; needs no GPU, weights or data")
+    r.add_argument("--deepspeed", default=env("DEEPSPEED_CONFIG", "zero2"),
+        help="DeepSpeed config for training (env DEEPSPEED_CONFIG; default zero2)")
+    r.add_argument("--dry-run", action="store_true",
+        help="validate every config and print the exact commands; needs no GPU, weights or data")
     r.add_argument("--json", action="store_true", help="print the dry-run facts as JSON")
     r.set_defaults(func=run_reproduce, report_env=False)  # reported with the variables its commands read
 
@@ -109,11 +112,10 @@ def run_cli(args: argparse.Namespace) -> int:
 
 
 def run_reproduce(args: argparse.Namespace) -> int:
-    from neuronmoe.pipeline import experiments as ex
-    from neuronmoe.utils.checks import check_range
-
     from neuronmoe.envvars import REPORTED, SCRIPT, report
+    from neuronmoe.pipeline import experiments as ex
     from neuronmoe.pipeline.paper_check import check_table, format_table, honoured_variables
+    from neuronmoe.utils.checks import check_range
 
     check_range("--nproc", args.nproc, 1)
     if args.list:

@@ -19,8 +19,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_model_arg(p)
     add_output_dir_arg(p)
-    p.add_argument("--source", default=source_lang_default(), help="source (old) language (env SOURCE_LANG, else the first of OLD_LANGS; default en)")
-    p.add_argument("--targets", default=env("NEW_LANGS", command="similarity"), help="new language(s), comma/space separated (env NEW_LANGS; default el)")
+    p.add_argument("--source", default=source_lang_default(),
+        help="source (old) language (env SOURCE_LANG, else the first of OLD_LANGS; default en)")
+    p.add_argument("--targets", default=env("NEW_LANGS", command="similarity"),
+        help="new language(s), comma/space separated (env NEW_LANGS; default el)")
     p.add_argument("--old-langs", default=env("OLD_LANGS"), help="old languages to measure (env OLD_LANGS; default: the source)")
     p.add_argument("--data-dir", default=env("DATA_DIR"), help="prepared data (env DATA_DIR; default $OUTPUT_DIR/data)")
     p.add_argument("--split", default=env("SIMILARITY_SPLIT"), choices=["samples", "train", "heldout", "replay", "documents"],
@@ -40,13 +42,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "(env CAPTURE_SITE; default mlp_input, see docs/allocation.md)")
     p.add_argument("--max-tokens", type=int, default=env("SIMILARITY_TOKENS"),
                    help="tokens per language (env SIMILARITY_TOKENS; default 100000 on a GPU, 1024 on CPU)")
-    p.add_argument("--batch-size", type=int, default=env("SIMILARITY_BATCH_SIZE", command="similarity"), help="texts per forward pass (env SIMILARITY_BATCH_SIZE; default 8)")
-    p.add_argument("--max-length", type=int, default=env("SIMILARITY_MAX_LENGTH", command="similarity"), help="tokens per text, longer ones truncated (env SIMILARITY_MAX_LENGTH; default 256)")
+    p.add_argument("--batch-size", type=int, default=env("SIMILARITY_BATCH_SIZE", command="similarity"),
+        help="texts per forward pass (env SIMILARITY_BATCH_SIZE; default 8)")
+    p.add_argument("--max-length", type=int, default=env("SIMILARITY_MAX_LENGTH", command="similarity"),
+        help="tokens per text, longer ones truncated (env SIMILARITY_MAX_LENGTH; default 256)")
     p.add_argument("--budget", type=float, default=env("BUDGET"),
                    help="LayerMoE budget B in E_l = ceil((1/S_l)/sum(1/S) * B) (env BUDGET; default 2.5 x layers)")
     p.add_argument("--name", default=env("ALLOCATION_NAME"), help="allocation name (env ALLOCATION_NAME; default layermoe)")
-    p.add_argument("--allocation-out", default=env("ALLOCATION_OUT"), help="allocation JSON (env ALLOCATION_OUT; default $OUTPUT_DIR/allocation/<name>.json)")
-    p.add_argument("--reference", default=env("REFERENCE_ALLOCATION"), help="allocation (name or file) to compare parameters with (env REFERENCE_ALLOCATION)")
+    p.add_argument("--allocation-out", default=env("ALLOCATION_OUT"),
+        help="allocation JSON (env ALLOCATION_OUT; default $OUTPUT_DIR/allocation/<name>.json)")
+    p.add_argument("--reference", default=env("REFERENCE_ALLOCATION"),
+        help="allocation (name or file) to compare parameters with (env REFERENCE_ALLOCATION)")
     add_device_args(p)
     p.add_argument("--config", default=None, help="YAML file overriding neuronmoe/configs/similarity.yaml")
     p.set_defaults(func=run)

@@ -66,7 +66,6 @@ def check_numbers(opts: dict[str, Any]) -> None:
 def check_languages(opts: dict[str, Any]) -> tuple[str, list[str], list[str]]:
     """(source, targets, old languages), known codes, new and old disjoint; sizes >= 1."""
     from neuronmoe.languages import check_languages as check
-
     from neuronmoe.similarity.core import LAYER_SCORES
 
     source = opts["source"]

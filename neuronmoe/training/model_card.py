@@ -58,7 +58,7 @@ def model_card(cfg: dict[str, Any], report: dict[str, Any], data_meta: dict[str,
         f"* {counts.get('documents', '?')} documents, {counts.get('tokens', '?')} tokens "
         f"({', '.join(f'{k}: {v}' for k, v in (counts.get('tokens_per_lang') or {}).items())}), "
         f"packed into {counts.get('blocks', '?')} blocks of {cfg['cutoff_len']} tokens",
-        f"* sources: " + "; ".join(f"{s['lang']} <- {s['spec']} ({s['documents']} docs, flag {s['flag']})"
+        "* sources: " + "; ".join(f"{s['lang']} <- {s['spec']} ({s['documents']} docs, flag {s['flag']})"
                                    for s in data_meta.get("sources", [])),
         "",
         "## Training",

@@ -304,7 +304,8 @@ def derive_batch(effective: int | None, world_size: int, per_device: int | str =
         if effective % (world_size * per_device):
             raise BatchError(
                 f"effective batch {effective} is not a multiple of per-device batch {per_device} x world size "
-                f"{world_size}: choose a per-device batch that divides {effective // world_size if effective % world_size == 0 else effective}"
+                f"{world_size}: choose a per-device batch that divides "
+                f"{effective // world_size if effective % world_size == 0 else effective}"
                 f", or set --grad-accum explicitly (which changes the effective batch)")
         accum = effective // (world_size * per_device)
     elif per_device == AUTO:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 
 import pytest
+from alloc_paper_tables import TABLE2_NEURONMOE_PRINTED, TABLE5, TABLE6
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -16,8 +17,6 @@ from neuronmoe.allocation import (
     source_only_scores,
     uniform_allocation,
 )
-
-from alloc_paper_tables import TABLE2_NEURONMOE_PRINTED, TABLE5, TABLE6
 
 
 def test_table5_floor_gives_published_49_layer_by_layer():

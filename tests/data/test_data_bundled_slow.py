@@ -33,7 +33,7 @@ def test_bundled_two_languages_with_embedded_model(tmp_path, embedded_model_dir)
         docs = [json.loads(x)["text"] for x in (data / split / f"{lang}.jsonl").read_text().splitlines()]
         held = [json.loads(x)["text"] for x in (data / "heldout" / f"{lang}.jsonl").read_text().splitlines()]
         script = "Grek" if lang == "el" else "Latn"
-        key = lambda ds: {dedup_key(s) for d in ds for line in d.split("\n") for s in split_sentences(line, script, lang)}  # noqa: E731
+        key = lambda ds, script=script, lang=lang: {dedup_key(s) for d in ds for line in d.split("\n") for s in split_sentences(line, script, lang)}  # noqa: E731, E501
         assert len(docs) > 200 and len(held) > 10
         assert not key(held) & (key(docs) | {dedup_key(t) for t in sample_texts})
         assert m["counts"][lang][f"{split}_tokens"] > 50_000

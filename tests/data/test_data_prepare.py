@@ -6,10 +6,10 @@ import time
 from pathlib import Path
 
 import pytest
+from data_corpus import paragraphs, sentence, write_jsonl
 
 from neuronmoe.data.prepare import DataConfig, prepare_data
 from neuronmoe.data.text import dedup_key, split_sentences
-from data_corpus import paragraphs, sentence, write_jsonl
 
 SPLITS = ("samples", "train", "heldout", "replay", "udhr")
 
@@ -177,7 +177,7 @@ def test_txt_sources_file_per_language_and_folder_per_language(tmp_path, tiny_mo
 
 def test_hf_streaming_standin_with_token_budget(tmp_path, hf_standin, tiny_model_dir, udhr_folder, tok):
     cfg = cfg_for(f"hf:{hf_standin}", max_tokens=3000, batch_docs=8, num_samples=30, sample_pool=60)
-    assert cfg_for(f"hf:{hf_standin}").token_budget(__import__("neuronmoe.data.sources", fromlist=["x"]).make_source(f"hf:{hf_standin}")) == 2_000_000_000
+    assert cfg_for(f"hf:{hf_standin}").token_budget(__import__("neuronmoe.data.sources", fromlist=["x"]).make_source(f"hf:{hf_standin}")) == 2_000_000_000  # noqa: E501 (an exact message/data row)
     m = run(cfg, tmp_path / "o", tiny_model_dir, udhr_folder)
     data = tmp_path / "o" / "data"
     c = m["counts"]["el"]
@@ -187,7 +187,7 @@ def test_hf_streaming_standin_with_token_budget(tmp_path, hf_standin, tiny_model
     assert m["inputs"]["source"]["kind"] == "hf" and m["inputs"]["source"]["configs"] == {"el": "el", "en": "en", "de": "de"}
     assert len(texts(data, "samples", "de")) == 30
     # an explicit config template goes through the same code
-    m2 = run(cfg_for(f"hf:{hf_standin}:{{lang}}", max_tokens=3000, batch_docs=8, num_samples=30, sample_pool=60), tmp_path / "o2",
+    run(cfg_for(f"hf:{hf_standin}:{{lang}}", max_tokens=3000, batch_docs=8, num_samples=30, sample_pool=60), tmp_path / "o2",
              tiny_model_dir, udhr_folder)
     assert (tmp_path / "o2/data/train/el.jsonl").read_bytes() == (data / "train/el.jsonl").read_bytes()
 

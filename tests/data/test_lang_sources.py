@@ -8,12 +8,12 @@ import json
 from pathlib import Path
 
 import pytest
+from data_corpus import paragraphs, write_jsonl
 
 from neuronmoe.config import load_yaml
 from neuronmoe.data.lang_sources import HFFilesSource, PerLanguageSource, make_sources, parse_source, source_for
 from neuronmoe.data.prepare import DataConfig, prepare_data
 from neuronmoe.data.sources import HFSource, SourceError
-from data_corpus import paragraphs, write_jsonl
 
 PAPER = "en=hf:cerebras/SlimPajama-627B,zh=hf:Skywork/SkyPile-150B,es=hf:uonlp/CulturaX"
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from evalfixtures import make_paragraphs, write_jsonl
 
 

@@ -6,11 +6,11 @@ import os
 from collections import Counter
 
 import pytest
+from evalfixtures import WORDS, make_paragraphs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from neuronmoe.evaluation.local_tasks import build_cloze_items, build_local_tasks, select_heldout
-from evalfixtures import WORDS, make_paragraphs
 
 
 def test_cloze_items_are_well_formed_and_chance_is_one_in_four():

@@ -7,7 +7,14 @@ import pytest
 
 from neuronmoe.evaluation import paper_tasks
 from neuronmoe.evaluation.suites import (
-    UNPINNED, apply_shots, get_suite, load_dataset_pins, load_suites, parse_shots, resolve_suite, specs_from_tasks,
+    UNPINNED,
+    apply_shots,
+    get_suite,
+    load_dataset_pins,
+    load_suites,
+    parse_shots,
+    resolve_suite,
+    specs_from_tasks,
 )
 
 
@@ -22,7 +29,7 @@ def test_generated_yamls_are_in_sync_and_follow_lm_evals_include_pattern():
     rendered = paper_tasks.render()
     assert len(rendered) == 2 + 2 * (57 + 4)  # 2 family templates; per language a template, a group, 57 subjects, arc, hellaswag
     for name, text in rendered.items():
-        assert (paper_tasks.PAPER_TASK_DIR / name).read_text(encoding="utf-8") == text, f"{name}: run python -m neuronmoe.evaluation.paper_tasks"
+        assert (paper_tasks.PAPER_TASK_DIR / name).read_text(encoding="utf-8") == text, f"{name}: run python -m neuronmoe.evaluation.paper_tasks"  # noqa: E501 (an exact message/data row)
     on_disk = {p.relative_to(paper_tasks.PAPER_TASK_DIR).as_posix() for p in paper_tasks.PAPER_TASK_DIR.rglob("*") if "yaml" in p.name}
     assert on_disk == set(rendered)  # no stale file left behind
     subject = rendered["mmlu_el/mmlu_el_anatomy.yaml"].splitlines()
@@ -180,8 +187,8 @@ def test_hellaswag_processing_is_lm_evals_own():
     from neuronmoe.evaluation.tasks.paper.utils import process_hellaswag
 
     rows = [
-        {"activity_label": "Μαγείρεμα", "ctx_a": "Ένας άντρας κόβει", "ctx_b": "ντομάτες ΚΑΙ [header] Αγγούρια", "endings": ["α [step] β", " γ  δ "], "label": "1"},
-        {"activity_label": "Baking cookies", "ctx_a": "A woman [title] mixes.", "ctx_b": "THE dough rises", "endings": ["x [title] y", "z"], "label": 0},
+        {"activity_label": "Μαγείρεμα", "ctx_a": "Ένας άντρας κόβει", "ctx_b": "ντομάτες ΚΑΙ [header] Αγγούρια", "endings": ["α [step] β", " γ  δ "], "label": "1"},  # noqa: E501 (an exact message/data row)
+        {"activity_label": "Baking cookies", "ctx_a": "A woman [title] mixes.", "ctx_b": "THE dough rises", "endings": ["x [title] y", "z"], "label": 0},  # noqa: E501 (an exact message/data row)
         {"activity_label": "Yemek", "ctx_a": "Bir adam", "ctx_b": "İstanbul'da [başlık] yürüyor", "endings": ["a", "b"], "label": " 1"},
         {"activity_label": "x", "ctx_a": "y", "ctx_b": "z", "endings": ["a", "b"], "label": ""},  # unlabelled test row
     ]

@@ -129,7 +129,7 @@ def test_paired_tests_and_marks(three_runs):
     assert "▲D" in rows["NeuronMoE-S1"] and "▲L" in rows["NeuronMoE-S1"]  # better than both, on both cells
     assert rows["NeuronMoE-S1"].count("▲") == 4 and "▼" not in rows["NeuronMoE-S1"]
     assert "▲" not in rows["Dense"] and "±" in rows["Dense"]
-    assert "D = Dense, L = LayerMoE-S1" in md and "Paired tests:" in md and "| NeuronMoE-S1 | Dense | udhr_cloze/el (acc) | +15.00 pts (better)" in md
+    assert "D = Dense, L = LayerMoE-S1" in md and "Paired tests:" in md and "| NeuronMoE-S1 | Dense | udhr_cloze/el (acc) | +15.00 pts (better)" in md  # noqa: E501 (an exact message/data row)
     # a bits-per-byte difference in thousandths with its bootstrap interval; a p at the bootstrap's floor as a bound
     bpb_line = next(line for line in md.splitlines() if line.startswith("| NeuronMoE-S1 | Dense | heldout_ppl/el"))
     r = paired(three_runs[2], three_runs[0], col["heldout_ppl/el"])

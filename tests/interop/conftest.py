@@ -5,7 +5,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from interop_helpers import LANGS, sizes_dict
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

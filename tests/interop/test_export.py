@@ -8,7 +8,15 @@ import sys
 import pytest
 import torch
 from interop_helpers import (
-    EPL_TINY, FRESH_PYTHON, SIZES, TASKS, TINY_VOCAB, assert_same_numbers, make_adapter, metrics, peft_model,
+    EPL_TINY,
+    FRESH_PYTHON,
+    SIZES,
+    TASKS,
+    TINY_VOCAB,
+    assert_same_numbers,
+    make_adapter,
+    metrics,
+    peft_model,
     subprocess_env,
 )
 

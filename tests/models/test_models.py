@@ -15,7 +15,7 @@ from neuronmoe.models import (
     unit_counts,
     validate_model,
 )
-from neuronmoe.testing import tiny_config, tiny_model
+from neuronmoe.testing import tiny_model
 
 
 def test_arch_table_covers_every_tiny_arch(arch):

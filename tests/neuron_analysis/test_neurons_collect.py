@@ -24,7 +24,7 @@ def _reference(model, ids, layout, pool, skip_bos=False):
     rows = []
     for seq in ids:
         cap = {}
-        hs = [m.register_forward_hook(lambda _m, _i, o, off=off: cap.__setitem__(off, o[0].double()))
+        hs = [m.register_forward_hook(lambda _m, _i, o, off=off, cap=cap: cap.__setitem__(off, o[0].double()))
               for (_l, _n, m, off, _w) in _hook_targets(model, layout)]
         with torch.no_grad():
             model(input_ids=torch.tensor([seq]))

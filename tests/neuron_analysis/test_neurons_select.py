@@ -5,7 +5,12 @@ import numpy as np
 import pytest
 
 from neuronmoe.neuron_analysis import (
-    UnitLayout, activation_probability, count_per_layer, count_per_layer_module, lape_scores, select_top_k,
+    UnitLayout,
+    activation_probability,
+    count_per_layer,
+    count_per_layer_module,
+    lape_scores,
+    select_top_k,
 )
 
 

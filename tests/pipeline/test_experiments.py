@@ -137,7 +137,7 @@ def test_script_runs_an_experiment_dry_run_and_the_list(tmp_path):
 
 
 @pytest.mark.parametrize("argv,match", [
-    (["--experiment", "qwen"], r"no experiment 'qwen' \(did you mean qwen-el\?\); experiments: llama-el, qwen-el, llama-tr-hu, llama-bn-ne"),
+    (["--experiment", "qwen"], r"no experiment 'qwen' \(did you mean qwen-el\?\); experiments: llama-el, qwen-el, llama-tr-hu, llama-bn-ne"),  # noqa: E501 (an exact message)
     (["--experiment", "qwen-el", "--model-config", "llama-3.2-3b"],
      r"allocation layermoe \(qwen1.5-1.8b-el-layermoe\): made for another base model \(24 layers, the base model \(llama\) has 28\); "
      r"the model config llama-3.2-3b does not fit the published allocations of qwen1.5-1.8b"),
@@ -146,7 +146,7 @@ def test_script_runs_an_experiment_dry_run_and_the_list(tmp_path):
     (["--targets", "el,sw"], r"has no cell for sw \(ARC, Belebele, HellaSwag, MMLU\); languages with every cell: en, el, tr, hu, bn, ne$"),
     (["--targets", "xx"], r"unknown language code 'xx'"),
     (["--report"], r"--report: give --experiment NAME"),
-    (["--model-config", "/nonexistent/config"], r"--model \(env BASE_MODEL_PATH\): give the model to train for --model-config /nonexistent/config"),
+    (["--model-config", "/nonexistent/config"], r"--model \(env BASE_MODEL_PATH\): give the model to train for --model-config /nonexistent/config"),  # noqa: E501 (an exact message)
 ])
 def test_bad_input_is_one_clear_line(argv, match, capsys):
     import re
@@ -178,7 +178,7 @@ def test_plain_plan_follows_the_model_config(capsys):
     assert "neuronmoe-el    36 experts" in out and "layermoe        72 experts" in out and "Table 5" not in out
     assert "neuronmoe-en   ---  [computed at run time (neuron analysis -> allocate): the paper publishes neither" in out
     assert main(["reproduce-paper", "--dry-run", "--model-config", "qwen1.5-1.8b", "--targets", "el", "--allocations", "published"]) == 2
-    assert "publishes no NeuronMoE-EN allocation for qwen1.5-1.8b / el (shipped: qwen1.5-1.8b-el-layermoe, qwen1.5-1.8b-el-neuronmoe)" in capsys.readouterr().err
+    assert "publishes no NeuronMoE-EN allocation for qwen1.5-1.8b / el (shipped: qwen1.5-1.8b-el-layermoe, qwen1.5-1.8b-el-neuronmoe)" in capsys.readouterr().err  # noqa: E501 (an exact message)
 
 
 def test_paper_numbers_are_the_experiments_rows_and_languages():

@@ -5,7 +5,6 @@ import json
 import os
 from pathlib import Path
 
-
 SENTENCES = {
     "en": ["The river runs past the old mill.", "Children play football after school.", "My sister bakes bread on Sundays.",
            "The train to the coast is late.", "He planted tomatoes in the garden.", "Snow covered the quiet village."],
@@ -33,7 +32,7 @@ def write_data(data: Path, tok, fingerprint: str | None = None) -> Path:
                [{"text": s, "lang": lang, "n_tokens": len(tok(s)["input_ids"])} for s in sents])
         _jsonl(data / "heldout" / f"{lang}.jsonl", [{"text": " ".join(sents)}])
         files += [f"samples/{lang}.jsonl", f"heldout/{lang}.jsonl"]
-    for i, lang in enumerate(SENTENCES):  # UDHR-like paragraphs, parallel by id (the local eval suite reads them)
+    for lang in SENTENCES:  # UDHR-like paragraphs, parallel by id (the local eval suite reads them)
         _jsonl(data / "udhr" / f"{lang}.jsonl", [{"id": f"a{j}", "article": j, "text": s} for j, s in enumerate(SENTENCES[lang])])
         files.append(f"udhr/{lang}.jsonl")
     docs = {lang: [{"text": " ".join(SENTENCES[lang][i:] + SENTENCES[lang][:i])} for i in range(6)] for lang in SENTENCES}

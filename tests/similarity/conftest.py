@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import pytest
-
 from sim_fixtures import write_data
-
 
 STAGE_ENV = ["BASE_MODEL_PATH", "SOURCE_LANG", "TARGET_LANGS", "OLD_LANGS", "DATA_DIR", "SIMILARITY_SPLIT",
              "SIMILARITY_TOKENS", "BATCH_SIZE", "MAX_LENGTH", "BUDGET", "ALLOCATION_NAME", "ALLOCATION_OUT",

@@ -5,9 +5,9 @@ import csv
 import json
 
 import pytest
+from sim_fixtures import write_data
 
 from neuronmoe.cli import main
-from sim_fixtures import write_data
 
 
 @pytest.mark.slow

@@ -59,12 +59,11 @@ def test_layer_score_uses_new_new_and_new_old_pairs():
 def test_capture_hooks_the_mlp_input_and_respects_the_token_budget(arch):
     """Sums from the norm hook equal brute force over the MLP's actual input (a pre-hook on the MLP)."""
     import torch
+    from sim_fixtures import TEXTS
 
     from neuronmoe.models import decoder_layers, get_arch
     from neuronmoe.similarity.capture import capture_unit_sums
     from neuronmoe.testing import byte_tokenizer, tiny_model
-
-    from sim_fixtures import TEXTS
 
     model, tok = tiny_model(arch), byte_tokenizer()
     texts = {"en": TEXTS["en"][:3], "el": TEXTS["el"][:3]}
@@ -161,10 +160,10 @@ def _attention_output_from_residual(model):
 ])
 def test_capture_sites_other_than_the_mlp_input_equal_brute_force(site, grab, archs, arch):
     """--capture-site attn_input / attn_output: the sums equal brute force over vectors taken elsewhere in the layer."""
+    from sim_fixtures import TEXTS
+
     from neuronmoe.similarity.capture import capture_unit_sums
     from neuronmoe.testing import byte_tokenizer, tiny_model
-
-    from sim_fixtures import TEXTS
 
     if arch not in archs:
         pytest.skip(f"{site}: the residual identity of this test holds for {', '.join(archs)}")
@@ -318,10 +317,10 @@ def test_layer_scores_differ_when_the_groups_are_unbalanced():
 
 def _g1_data(root):
     """Training documents of the G1 languages (train/ new, replay/ old) for the tiny byte model."""
+    from sim_fixtures import TEXTS
+
     from neuronmoe.testing import byte_tokenizer
     from neuronmoe.utils.fingerprint import tokenizer_fingerprint
-
-    from sim_fixtures import TEXTS
 
     words = {"hu": "A folyó a régi malom mellett fut el.", "es": "El río pasa junto al viejo molino.",
              "zh": "河流经过旧磨坊流入山谷。"}

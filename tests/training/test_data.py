@@ -7,11 +7,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from train_helpers import write_jsonl
 
 from neuronmoe.testing import byte_tokenizer
 from neuronmoe.training.data import NEW, OLD, PackedCollator, Source, build_packed, pack
-
-from train_helpers import write_jsonl
 
 
 @settings(max_examples=60, deadline=None)

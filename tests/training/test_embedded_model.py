@@ -4,10 +4,9 @@ within a bound of the dense model after stage 2. A shortened CPU profile keeps i
 from __future__ import annotations
 
 import pytest
+from train_helpers import write_allocation
 
 from neuronmoe.training.run import TrainOptions, train
-
-from train_helpers import write_allocation
 
 #: English held-out perplexity after stage 2 must stay within this factor of the dense model's
 EN_PPL_BOUND = 1.15

@@ -10,15 +10,21 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from train_helpers import write_jsonl
 
 from neuronmoe.testing import byte_tokenizer
 from neuronmoe.training import packing
 from neuronmoe.training.data import (
-    NEW, OLD, PackedDataset, Source, build_packed, pack, read_documents, token_budget,
+    NEW,
+    OLD,
+    PackedDataset,
+    Source,
+    build_packed,
+    pack,
+    read_documents,
+    token_budget,
 )
 from neuronmoe.training.packing import BlockWriter, seeded_permutation, with_eos
-
-from train_helpers import write_jsonl
 
 
 def reference(sources, tok, cutoff, seed):
@@ -255,9 +261,9 @@ def test_large_vocabulary_is_stored_as_uint32(tmp_path):
 
 def test_stage1_auto_budget_packs_what_the_run_sees(out_dir, tiny_dir, cache_dir):
     """``max_tokens: auto`` packs max_steps x batch x cutoff tokens: one epoch is exactly max_steps."""
-    from neuronmoe.training.run import TrainOptions, train
-
     from train_helpers import TINY_SETS
+
+    from neuronmoe.training.run import TrainOptions, train
 
     res = train(TrainOptions(stage=1, model=str(tiny_dir), output_dir=str(out_dir), allocation="tiny", profile="cpu",
                              sets=TINY_SETS + ["max_tokens=auto", "max_samples=null"], cache_dir=str(cache_dir)))
@@ -311,9 +317,9 @@ def test_same_blocks_as_the_former_packer_with_the_embedded_tokenizer(tmp_path):
     """The embedded default's shape (SmolLM2 tokenizer, the bundled Greek and English text, cutoff 128):
     stage 1 (every Greek document) and stage 2 (400 + 400 replay documents) pack exactly the blocks of the
     in-memory packer this module replaced (``reference``), so the training losses stay the same for a seed."""
-    from neuronmoe.models import load_tokenizer
-
     from train_helpers import corpus_docs
+
+    from neuronmoe.models import load_tokenizer
 
     tok = load_tokenizer("smollm2-135m")
     el = write_jsonl(tmp_path / "el.jsonl", corpus_docs("el"))

@@ -7,13 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from train_helpers import TINY_SETS, write_allocation, write_jsonl
 from transformers import TrainerCallback
 
 from neuronmoe.training.run import TrainingInputError, TrainOptions, train
 from neuronmoe.training.trainer import StopAtStep
 from neuronmoe.utils.checks import BaseModelMismatchError
-
-from train_helpers import TINY_SETS, write_allocation, write_jsonl
 
 
 def _opts(out, tiny_dir, cache_dir, stage=1, **kw):
@@ -77,9 +76,10 @@ def test_stage1_trains_experts_and_routers_only(stage1):
     assert set(man["result"]["perplexity"]) == {"el", "en"}
     assert man["result"]["perplexity"]["el"]["perplexity"] > 1
     # the adapter loads back after `import neuronmoe`
-    import neuronmoe  # noqa: F401
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
+
+    import neuronmoe  # noqa: F401
 
     m = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_dir_of(out)), str(run / "adapter"))
     saved = _adapter(run)
@@ -128,10 +128,10 @@ class _RoutedExperts(TrainerCallback):
 def test_stage2_top_k_and_train_mode_reach_the_layers(stage1, tiny_dir, cache_dir):
     """`neuronmoe train --stage 2 --top-k 1` routes exactly one expert per token (the stage-1 adapter used 2),
     in training and in the saved adapter; train_mode from the config decides what trains."""
-    import neuronmoe  # noqa: F401
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
+    import neuronmoe  # noqa: F401
     from neuronmoe.moe import capture_routing
 
     out, _ = stage1
@@ -155,10 +155,10 @@ def test_stage2_top_k_and_train_mode_reach_the_layers(stage1, tiny_dir, cache_di
 
 def test_lpr_gradient_moves_routers_towards_expert_0(stage1, tiny_dir):
     """The LPR loss alone is non-zero on old tokens, reaches only the routers, and raises expert-0 probability."""
-    import neuronmoe  # noqa: F401
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
+    import neuronmoe  # noqa: F401
     from neuronmoe.moe import router_stats
 
     out, _ = stage1
@@ -221,7 +221,7 @@ def test_bad_inputs_fail_before_training(out_dir, tiny_dir, cache_dir, tmp_path)
         train(_opts(out_dir, tiny_dir, cache_dir, stage=2, run="s2-none"))
     # allocation for another model (wrong layer count)
     write_allocation(out_dir / "allocation" / "four.json", [2, 1, 1, 2])
-    with pytest.raises(BaseModelMismatchError, match=r"four.json: made for another base model \(4 layers, the base model \(llama\) has 3\)"):
+    with pytest.raises(BaseModelMismatchError, match=r"four.json: made for another base model \(4 layers, the base model \(llama\) has 3\)"):  # noqa: E501 (an exact message/data row)
         train(_opts(out_dir, tiny_dir, cache_dir, allocation="four"))
     # allocation whose fingerprint names another base (same layer count, other width)
     other = save_tiny_model(tmp_path / "wide", "llama", hidden_size=64, intermediate_size=128)

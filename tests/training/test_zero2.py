@@ -41,11 +41,12 @@ def test_zero2_two_processes_checkpoint_loads_back(out_dir, tiny_dir, tmp_path):
     assert (ckpt / "adapter_model.safetensors").is_file()
     assert any(p.name.startswith("global_step") for p in ckpt.iterdir())  # DeepSpeed optimizer shards
 
-    import neuronmoe  # noqa: F401
     import torch
     from peft import PeftModel
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM
+
+    import neuronmoe  # noqa: F401
 
     for d in (ckpt, run / "adapter"):
         m = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_dir), str(d))

@@ -9,8 +9,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from neuronmoe.utils.checks import (CheckpointError, InputChangedError, check_checkpoint, check_input_files,
-                                    check_range)
+from neuronmoe.utils.checks import CheckpointError, InputChangedError, check_checkpoint, check_input_files, check_range
 
 
 @pytest.mark.parametrize("value,kw,ok", [
