@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Quickstart 1: the miniature reproduction end to end on the embedded default model
-# (smollm2-135m, en -> el) in under 30 minutes on 2 CPU cores, set-up included.
+# (smollm2-135m, en -> el) on 2 CPU cores (README: Results on the embedded default, for its time).
 #
 #   scripts/run_pipeline.sh                       # everything; a rerun skips complete stages
 #   OUTPUT_DIR=/tmp/run BASE_MODEL_PATH=gemma3-270m NEW_LANGS=tr scripts/run_pipeline.sh
