@@ -78,12 +78,11 @@ def get_language(code: str, flag: str = "language") -> Language:
     try:
         return LANGUAGES[code]
     except KeyError:
-        import difflib
+        from neuronmoe.utils.checks import did_you_mean
 
-        close = difflib.get_close_matches(code, LANGUAGES, n=3)
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise UnknownLanguageError(
-            f"{flag}: unknown language code {code!r}{hint}; use ISO 639-1 codes: {', '.join(sorted(LANGUAGES))}"
+            f"{flag}: unknown language code {code!r}{did_you_mean(code, LANGUAGES, n=3)}; "
+            f"use ISO 639-1 codes: {', '.join(sorted(LANGUAGES))}"
         ) from None
 
 

@@ -98,11 +98,9 @@ def load_dataset_pins(path: str | None = None) -> dict[str, dict[str, Any]]:
 def get_suite(name: str, path: str | None = None) -> dict[str, Any]:
     suites = load_suites(path)
     if name not in suites:
-        import difflib
+        from neuronmoe.utils.checks import did_you_mean
 
-        close = difflib.get_close_matches(name, suites, n=2)
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise ValueError(f"--suite: unknown suite {name!r}{hint}; known: {', '.join(suites)}")
+        raise ValueError(f"--suite: unknown suite {name!r}{did_you_mean(name, suites)}; known: {', '.join(suites)}")
     return suites[name]
 
 

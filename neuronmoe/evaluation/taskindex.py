@@ -4,7 +4,6 @@ unknown task names (with close matches), and the datasets a task list needs from
 from __future__ import annotations
 
 import contextlib
-import difflib
 import os
 import socket
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any, Iterable, Iterator
 
 from neuronmoe.cli import CLIError
 from neuronmoe.evaluation.paper_tasks import PAPER_TASK_DIR
+from neuronmoe.utils.checks import did_you_mean
 
 #: dataset builders that read local files (their data_files are absolute paths)
 LOCAL_BUILDERS = {"json", "csv", "text", "parquet", "arrow"}
@@ -95,7 +95,7 @@ class UnknownTaskError(ValueError):
 
 
 def check_tasks(names: list[str], tm: Any) -> None:
-    """Raise with close matches (difflib) for any name lm-eval's index does not know."""
+    """Raise with close matches (difflib, via utils.checks.did_you_mean) for any name lm-eval's index does not know."""
     known = tm.all_tasks
     known_set = set(known)
     bad = [n for n in names if n not in known_set]
@@ -103,8 +103,7 @@ def check_tasks(names: list[str], tm: Any) -> None:
         return
     lines = []
     for n in bad:
-        close = difflib.get_close_matches(n, known, n=5, cutoff=0.6)
-        lines.append(f"{n!r}" + (f" (did you mean {', '.join(close)}?)" if close else ""))
+        lines.append(f"{n!r}{did_you_mean(n, known, n=5)}")
     raise UnknownTaskError(
         "unknown lm-eval task(s): " + "; ".join(lines) + ". `lm-eval ls tasks` lists them all; the local suite's "
         "tasks exist only after `neuronmoe evaluate --suite local` generated them."

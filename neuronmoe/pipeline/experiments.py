@@ -77,11 +77,10 @@ def load_experiments(path: str | None = None) -> dict[str, Experiment]:
 def get_experiment(name: str, path: str | None = None) -> Experiment:
     experiments = load_experiments(path)
     if name not in experiments:
-        import difflib
+        from neuronmoe.utils.checks import did_you_mean
 
-        close = difflib.get_close_matches(name, experiments, n=2)
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise ValueError(f"--experiment: no experiment {name!r}{hint}; experiments: {', '.join(experiments)} (--list describes them)")
+        raise ValueError(f"--experiment: no experiment {name!r}{did_you_mean(name, experiments)}; "
+                         f"experiments: {', '.join(experiments)} (--list describes them)")
     return experiments[name]
 
 

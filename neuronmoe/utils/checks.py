@@ -44,6 +44,14 @@ class CheckpointError(ValueError):
     """A training checkpoint that is incomplete or cannot be read."""
 
 
+def did_you_mean(name: str, known: Any, n: int = 2) -> str:
+    """`` (did you mean a, b?)`` for the closest of ``known`` to a misspelt ``name``, else ``""``."""
+    import difflib
+
+    close = difflib.get_close_matches(name, list(known), n=n, cutoff=0.6)
+    return f" (did you mean {', '.join(close)}?)" if close else ""
+
+
 def check_range(flag: str, value: Any, lo: float | None = None, hi: float | None = None, *,
                 lo_open: bool = False, hi_open: bool = False, hint: str = "") -> Any:
     """Return ``value`` if ``lo <= value <= hi`` (``<`` with ``lo_open``/``hi_open``); else a ValueError

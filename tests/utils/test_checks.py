@@ -107,3 +107,11 @@ def test_sha256_file_matches_hashlib(tmp_path):
     (tmp_path / "b").write_bytes(data)
     assert sha256_file(tmp_path / "b") == hashlib.sha256(data).hexdigest()
     assert sha256_file(tmp_path / "b", chunk=7) == hashlib.sha256(data).hexdigest()
+
+
+def test_did_you_mean_names_the_closest_known_names_or_nothing():
+    from neuronmoe.utils.checks import did_you_mean
+
+    assert did_you_mean("llama-le", ["llama-el", "qwen-el", "llama-tr-hu"]).startswith(" (did you mean llama-el")
+    assert did_you_mean("papr", {"paper": 1, "local": 2}) == " (did you mean paper?)"
+    assert did_you_mean("zzzz", ["paper", "local"]) == ""
