@@ -168,9 +168,9 @@ def _collect(model: Any, tokenizer: Any, texts: list[str], targets: list[tuple[i
             with torch.no_grad(), ctx as cap:
                 # only the layers' activations matter: skip the [B, T, vocab] logits where the model allows
                 model(input_ids=ids, attention_mask=mask, logits_to_keep=1)
-            B = ids.shape[0]
+            B, mask_cpu = ids.shape[0], mask.cpu()  # one device-to-host copy per batch, not per target
             for t in targets:
-                means, counts = _target_means(t, store, cap, mask.cpu(), B, key["U"])
+                means, counts = _target_means(t, store, cap, mask_cpu, B, key["U"])
                 mm[t][start : start + B] = means
                 cnt[t][start : start + B] = counts
             for v in list(mm.values()) + list(cnt.values()):
