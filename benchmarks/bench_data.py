@@ -7,7 +7,10 @@ process:
 * ``prepare``: ``prepare-data`` (jsonl source, el as the new language, no UDHR) with 1 and with
   ``--num-proc`` processes;
 * ``pack``: ``neuronmoe.training.data.build_packed`` (streaming, ``datasets`` map) on the
-  prepared ``train/el.jsonl``, cold cache, cutoff 1024;
+  prepared ``train/el.jsonl``, cold cache, cutoff 1024, with the tokenising processes training
+  uses (``default_num_proc``: one process with the tokenizer's threads below 4 cores);
+* ``pack_workers``: the same with ``--num-proc`` worker processes, at the ``--one-proc-sizes``
+  (the side-by-side behind that default);
 * ``legacy``: the in-memory packer that ``build_packed`` replaced (read every document into a
   list, shuffle, tokenize all, pack with int64), on the same file, only for ``--legacy-sizes``
   (it needs ~180 bytes per token: 18 GB at 100M tokens would exhaust this machine).
@@ -315,11 +318,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="10M,100M", help="corpus sizes in tokens (comma separated)")
     ap.add_argument("--legacy-sizes", default="10M", help="sizes at which the in-memory packer also runs")
-    ap.add_argument("--one-proc-sizes", default="10M", help="sizes at which prepare-data also runs in one process")
-    ap.add_argument("--num-proc", type=int, default=2, help="processes for prepare-data and for tokenizing")
+    ap.add_argument("--one-proc-sizes", default="10M",
+                    help="sizes at which prepare-data also runs in one process and packing with worker processes")
+    ap.add_argument("--num-proc", type=int, default=2,
+                    help="processes for prepare-data, and for tokenizing in the pack_workers step")
     ap.add_argument("--cutoff", type=int, default=1024, help="block length")
     ap.add_argument("--work", default="/tmp/neuronmoe-bench-data", help="folder for corpora and outputs")
-    ap.add_argument("--steps", default="prepare1,prepare,pack,legacy", help="which steps to run")
+    ap.add_argument("--steps", default="prepare1,prepare,pack,pack_workers,legacy", help="which steps to run")
     ap.add_argument("--out", help="write the results as JSON here")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--spec", help=argparse.SUPPRESS)
@@ -354,8 +359,13 @@ def main(argv: list[str] | None = None) -> int:
         train = str(d / "prep" / "data" / "train" / "el.jsonl")
         if "pack" in steps:
             shutil.rmtree(d / "cache", ignore_errors=True)
-            run["pack"] = run_child("pack", {**spec, "train": train, "cache": str(d / "cache"), "num_proc": args.num_proc})
+            run["pack"] = run_child("pack", {**spec, "train": train, "cache": str(d / "cache"), "num_proc": None})
             print(f"[{size_s}] pack {run['pack']}", flush=True)
+        if "pack_workers" in steps and size in one_proc:
+            shutil.rmtree(d / "cache", ignore_errors=True)
+            run["pack_workers"] = run_child("pack", {**spec, "train": train, "cache": str(d / "cache"),
+                                                      "num_proc": args.num_proc})
+            print(f"[{size_s}] pack with {args.num_proc} worker processes {run['pack_workers']}", flush=True)
         if "legacy" in steps and size in legacy:
             run["legacy"] = run_child("legacy", {**spec, "train": train})
             print(f"[{size_s}] legacy {run['legacy']}", flush=True)
@@ -369,12 +379,15 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+STEPS = ("prepare_1proc", "prepare", "pack", "pack_workers", "legacy")
+
+
 def summarize(results: dict) -> None:
     runs = results["runs"]
     print("\nsize | step | tokens | wall s | tokens/s | CPU s | tokens/CPU-s | RSS growth MB | anon / file MB | "
           "tree anon growth MB | tree PSS growth MB | workers RSS MB | load")
     for r in runs:
-        for k in ("prepare_1proc", "prepare", "pack", "legacy"):
+        for k in STEPS:
             if k in r:
                 x = r[k]
                 print(f"{r['size']} | {k} | {x['tokens']:,} | {x['wall_s']} | {x['tokens_per_s']:,} | {x['cpu_s']} | "
@@ -393,7 +406,13 @@ def summarize(results: dict) -> None:
             p, q = r["pack"], r["legacy"]
             print(f"{r['size']}: streaming / in-memory packer: time {p['wall_s'] / q['wall_s']:.2f}x, "
                   f"RSS growth {p['rss_growth_mb'] / q['rss_growth_mb']:.3f}x, same blocks: {r.get('same_blocks')}")
-        for k in ("prepare_1proc", "prepare", "pack", "legacy"):
+        for new, base, what in (("pack", "pack_workers", "packing, default / worker processes"),
+                                ("prepare", "prepare_1proc", f"prepare-data, {results['num_proc']} processes / 1")):
+            if new in r and base in r:
+                same = "" if new != "pack" else ", same blocks: " + str(all(
+                    r[new][k] == r[base][k] for k in ("blocks", "sample_sum", "first_block_sha")))
+                print(f"{r['size']}: {what}: tokens/s {r[new]['tokens_per_s'] / r[base]['tokens_per_s']:.2f}x{same}")
+        for k in STEPS:
             if k in r:
                 x = r[k]
                 cores = results["machine"]["cores"]

@@ -18,14 +18,14 @@ from typing import Iterable
 
 import numpy as np
 
-from neuronmoe.data.text import dedup_key
+from neuronmoe.data.text import dedup_keys
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: spreads any key set over the slots
 
 
 def sentence_keys(sentences: Iterable[str]) -> np.ndarray:
-    """``uint64`` dedup keys of ``sentences`` (the bytes of :func:`dedup_key`, little-endian)."""
-    blob = b"".join(dedup_key(s) for s in sentences)
+    """``uint64`` dedup keys of ``sentences`` (the bytes of :func:`~neuronmoe.data.text.dedup_key`, little-endian)."""
+    blob = dedup_keys(list(sentences))
     return np.frombuffer(blob, dtype="<u8").astype(np.uint64)
 
 

@@ -132,14 +132,15 @@ class ChunkAnalysis:
     """What workers compute for a chunk of documents (pure, independent of the other chunks).
 
     ``sentences`` and ``keys`` are flat over the chunk; ``paragraph_sizes[d]`` lists the sentence
-    count of each paragraph of document ``d``; ``tokens[d]`` counts the tokens of the document
-    rebuilt from all its sentences (exact whenever deduplication drops none of them).
+    count of each paragraph of document ``d``; ``texts[d]`` is the document rebuilt from all its
+    sentences and ``tokens[d]`` its token count (both exact whenever deduplication drops none of them).
     """
 
     sentences: list[str]
     keys: Any  # np.ndarray[uint64]
     paragraph_sizes: list[list[int]]
     tokens: list[int]
+    texts: list[str] = field(default_factory=list)
 
 
 def analyse_chunk(lang: str, documents: list[list[str]], count_tokens: Callable[[list[str], bool], list[int]]) -> ChunkAnalysis:
@@ -156,7 +157,7 @@ def analyse_chunk(lang: str, documents: list[list[str]], count_tokens: Callable[
         for p in pars:
             sents.extend(p)
         texts.append("\n".join(join_sentences(p, script) for p in pars if p))
-    return ChunkAnalysis(sents, sentence_keys(sents), sizes, count_tokens(texts, False) if texts else [])
+    return ChunkAnalysis(sents, sentence_keys(sents), sizes, count_tokens(texts, False) if texts else [], texts)
 
 
 _WORKER_COUNT: Callable[[list[str], bool], list[int]] | None = None
@@ -171,6 +172,20 @@ def _init_worker(count_tokens: Callable[[list[str], bool], list[int]]) -> None:
 def _analyse_in_worker(lang: str, documents: list[list[str]]) -> ChunkAnalysis:
     assert _WORKER_COUNT is not None, "worker pool started without a token counter"
     return analyse_chunk(lang, documents, _WORKER_COUNT)
+
+
+def _count_in_worker(texts: list[str], special: bool) -> list[int]:
+    assert _WORKER_COUNT is not None, "worker pool started without a token counter"
+    return _WORKER_COUNT(texts, special)
+
+
+def count_in_pool(texts: list[str], special: bool, count_tokens: Callable[[list[str], bool], list[int]], pool: Any,
+                  batch: int = 512) -> list[int]:
+    """``count_tokens(texts, special)``, split over the workers of ``pool`` when there is one."""
+    if pool is None or len(texts) <= batch:
+        return count_tokens(texts, special)
+    parts = pool.starmap(_count_in_worker, [(texts[i:i + batch], special) for i in range(0, len(texts), batch)])
+    return [n for part in parts for n in part]
 
 
 @contextlib.contextmanager
@@ -296,8 +311,10 @@ def process_language(
             if kept_pars:
                 flat = [s for par in kept_pars for s in par]
                 c["sentences"] += len(flat)
-                text = "\n".join(join_sentences(par, L.script) for par in kept_pars)
-                docs.append([text, flat, an.tokens[d] if whole else None])
+                if whole:
+                    docs.append([an.texts[d], flat, an.tokens[d]])
+                else:
+                    docs.append(["\n".join(join_sentences(par, L.script) for par in kept_pars), flat, None])
         if not docs:
             continue
         order = list(range(len(docs)))
@@ -339,7 +356,7 @@ def process_language(
     # samples: seeded choice among the short-enough pool sentences
     cands = [s for s in pool_sents if len(s) >= cfg.min_sample_chars]
     c["too_short_dropped"] = len(pool_sents) - len(cands)
-    lens = count_tokens(cands, True) if cands else []
+    lens = count_in_pool(cands, True, count_tokens, pool) if cands else []
     usable = [(s, n) for s, n in zip(cands, lens) if n <= cfg.max_sample_tokens]
     c["too_long_dropped"] = len(cands) - len(usable)
     if len(usable) < cfg.num_samples:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from neuronmoe.data.text import clean_generated, normalize
+from neuronmoe.data.text import clean_generated, paragraphs
 from neuronmoe.languages import get_language
 from neuronmoe.utils.io import iter_jsonl
 
@@ -138,10 +138,6 @@ class BundledSource(Source):
         }
 
 
-def _paragraphs(text: str) -> Document:
-    return [t for t in (normalize(x) for x in text.splitlines()) if t]
-
-
 @dataclass
 class JsonlSource(Source):
     lang_field: str = "lang"
@@ -179,7 +175,7 @@ class JsonlSource(Source):
             text = rec.get(self.text_field)
             if not isinstance(text, str):
                 raise SourceError(f"{f}:{i}: no string field {self.text_field!r} (set --text-field)")
-            doc = _paragraphs(text)
+            doc = paragraphs(text)
             if doc:
                 yield doc
 
@@ -220,7 +216,7 @@ class TxtSource(Source):
         files = self.resolve(lang)
         per_file = len(files) > 1 or files[0].parent.name in (lang, get_language(lang).iso3)
         for f in files:
-            paras = _paragraphs(_read_text(f, f"--source {self.spec}: language {lang!r}"))
+            paras = paragraphs(_read_text(f, f"--source {self.spec}: language {lang!r}"))
             if per_file:
                 if paras:
                     yield paras
@@ -273,7 +269,7 @@ class HFSource(Source):
             text = rec.get(self.text_field)
             if not isinstance(text, str):
                 raise SourceError(f"--source {self.spec}: language {lang!r}: record {i} has no string field {self.text_field!r}")
-            doc = _paragraphs(text)
+            doc = paragraphs(text)
             if doc:
                 yield doc
 

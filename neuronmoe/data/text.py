@@ -24,10 +24,41 @@ def normalize(text: str) -> str:
     return _WS_RE.sub(" ", unicodedata.normalize("NFC", text)).strip()
 
 
+def paragraphs(text: str) -> list[str]:
+    """The non-empty lines of ``text``, each :func:`normalize`-d (one document's paragraphs).
+
+    Equal to ``[normalize(x) for x in text.splitlines()]`` without the empty ones, in about a
+    third of the time: NFC of the whole text equals NFC line by line (a line break is a starter
+    that composes with nothing), and ``" ".join(line.split())`` collapses the same whitespace as
+    ``\\s+`` (both use ``str.isspace``) and strips it.
+    """
+    out = []
+    for line in unicodedata.normalize("NFC", text).splitlines():
+        t = " ".join(line.split())
+        if t:
+            out.append(t)
+    return out
+
+
 def dedup_key(text: str) -> bytes:
     """8-byte key of a text for deduplication: NFKC, casefolded, whitespace-insensitive."""
     t = _WS_RE.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
     return hashlib.blake2b(t.encode("utf-8"), digest_size=8).digest()
+
+
+def dedup_keys(texts: list[str]) -> bytes:
+    """The :func:`dedup_key` of every text, concatenated (8 bytes each), in about half the time.
+
+    NFKC stays per text (the quick check then skips most of them); casefolding runs once over
+    the texts joined by ``"\\n"``, which neither step creates or removes. When a text holds a ``"\\n"``
+    itself, the texts take the one-by-one path.
+    """
+    nfkc = unicodedata.normalize
+    parts = "\n".join([nfkc("NFKC", t) for t in texts]).casefold().split("\n")
+    if len(parts) != len(texts):
+        return b"".join(dedup_key(t) for t in texts)
+    b2 = hashlib.blake2b
+    return b"".join([b2(" ".join(p.split()).encode("utf-8"), digest_size=8).digest() for p in parts])
 
 
 def strip_markdown(line: str) -> str:

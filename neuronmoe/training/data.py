@@ -319,8 +319,8 @@ def build_packed(
 
     ``max_tokens``: pack only the first ``ceil(max_tokens / cutoff_len)`` blocks (the documents
     after them are never tokenized). ``use_cache=False`` builds privately (nothing is reused or
-    kept: the files are unlinked once mapped). ``num_proc``: tokenizing processes (default: up
-    to 8 for large segments, this process for small ones).
+    kept: the files are unlinked once mapped). ``num_proc``: tokenizing processes (default:
+    :func:`~neuronmoe.training.packing.default_num_proc` for large segments, this process for small ones).
     """
     from neuronmoe.utils.fingerprint import tokenizer_fingerprint
 

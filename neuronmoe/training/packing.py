@@ -9,7 +9,9 @@
 2. **Order**: :func:`seeded_permutation` gives the order ``random.Random(seed).shuffle`` gives a
    list of all documents (the order the in-memory packer used), as a ``uint32`` array.
 3. **Tokenise**: contiguous segments of that order (about :data:`SEGMENT_BYTES` of text each) go
-   through ``Dataset.map(batched=True, num_proc=...)``; each segment's result is cached under
+   through ``Dataset.map(batched=True, num_proc=...)`` (:func:`default_num_proc` processes when
+   none are given); each batch reads its documents with :class:`MappedTexts` (``pread``, not
+   through a memory map) and each segment's result is cached under
    ``<root>/segments/<fingerprint>.arrow`` (``datasets``' fingerprint cache), so a killed build
    resumes at the first unfinished segment.
 4. **Pack**: the segments are read back record batch by record batch; each document + EOS is
@@ -46,6 +48,11 @@ SEGMENT_BYTES = 64 << 20
 INLINE_BYTES = 8 << 20
 #: text bytes per tokenizer call (bounds the Encoding objects alive at once, about 60 bytes per token)
 BATCH_BYTES = 512 << 10
+#: by default, worker processes tokenise only on machines with at least this many cores; below it one
+#: process whose fast tokenizer encodes each batch on all cores (its own threads) is faster: on 2 cores,
+#: 1.56M vs 1.35M tokens/s at 10M tokens (benchmarks/bench_data.py), as the workers' start-up, Arrow
+#: hand-over and the idle main process cost more than the serial Python share of the one-process path
+MIN_CORES_FOR_WORKERS = 4
 
 
 def _digest(obj: Any, n: int = 24) -> str:
@@ -156,25 +163,82 @@ def source_documents(src: Any, root: Path, read: Callable[[Any, dict], Iterator[
 _ENCODERS: dict[int, Callable[[Sequence[str]], list[list[int]]]] = {}
 
 
-def gather_texts(texts: Any, rows: np.ndarray) -> list[str]:
-    """``texts[rows]`` as Python strings, taken chunk by chunk.
+class MappedTexts:
+    """The ``text`` column of the sources' Arrow files, read document by document with ``pread``.
 
-    ``ChunkedArray.take`` concatenates every chunk first: a copy of the whole text column per
-    call (0.8 s and +216 MB for 100M tokens), so each Arrow chunk is taken from separately.
+    Reading documents in permuted order through a memory map leaves their pages mapped in this
+    process, and the kernel maps whole page-cache folios around each fault: with ``datasets``' own
+    map, one batch of ~300 random documents mapped ~180 MB of a 200 MB file (+206 MB of RSS at 100M
+    tokens, growing with the corpus). Here the map only serves to find where each record batch's
+    string data lies in the file; the offsets are copied (4-8 bytes per document, like the
+    permutation), the map's pages are released, and :meth:`take` reads each document's bytes with
+    ``os.pread``: RSS holds one batch of texts for any corpus. Pickles as the file paths (worker
+    processes open them again).
     """
-    import pyarrow as pa
 
-    col = getattr(texts.data, "table", texts.data).column("text")
-    starts = np.concatenate([[0], np.cumsum([len(c) for c in col.chunks])])
-    rows = np.asarray(rows, dtype=np.int64)
-    which = np.searchsorted(starts, rows, side="right") - 1
-    out: list[Any] = [None] * len(rows)
-    for c in np.unique(which):
-        at = np.flatnonzero(which == c)
-        got = col.chunk(int(c)).take(pa.array(rows[at] - starts[c])).to_pylist()
-        for i, t in zip(at.tolist(), got):
-            out[i] = t
-    return out
+    def __init__(self, paths: Sequence[str | Path]):
+        self.paths = [str(p) for p in paths]
+        self._open()
+
+    def _open(self) -> None:
+        import mmap
+
+        import pyarrow as pa
+
+        self._fds: list[int] = []
+        self._chunks: list[tuple[int, int, np.ndarray]] = []  # (file index, data offset in the file, offsets)
+        for k, path in enumerate(self.paths):
+            fd = os.open(path, os.O_RDONLY)
+            self._fds.append(fd)
+            mm = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+            base = pa.py_buffer(mm)
+            for rb in pa.ipc.open_stream(pa.BufferReader(base)):
+                col = rb.column("text")
+                if not len(col):
+                    continue
+                if col.null_count:
+                    raise ValueError(f"{path}: {col.null_count} documents without text")
+                _, offs, data = col.buffers()
+                dt = np.int64 if pa.types.is_large_string(col.type) else np.int32
+                o = np.frombuffer(offs, dtype=dt)[col.offset:col.offset + len(col) + 1].astype(np.int64)
+                self._chunks.append((k, data.address - base.address, o))
+            del base
+            if hasattr(mmap, "MADV_DONTNEED"):
+                mm.madvise(mmap.MADV_DONTNEED)
+            # the map itself goes with the record batches that referenced it
+        self._starts = np.concatenate([[0], np.cumsum([len(o) - 1 for _, _, o in self._chunks])]).astype(np.int64)
+
+    def __len__(self) -> int:
+        return int(self._starts[-1])
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"paths": self.paths}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.paths = state["paths"]
+        self._open()
+
+    def __del__(self) -> None:
+        for fd in getattr(self, "_fds", []):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def take(self, rows: np.ndarray) -> list[str]:
+        """Documents ``rows`` (indices over all files, in order) as Python strings."""
+        rows = np.asarray(rows, dtype=np.int64)
+        which = np.searchsorted(self._starts, rows, side="right") - 1
+        out: list[str] = []
+        pread = os.pread
+        for r, c in zip((rows - self._starts[which]).tolist(), which.tolist()):
+            k, data_at, offs = self._chunks[c]
+            a, b = int(offs[r]), int(offs[r + 1])
+            raw = pread(self._fds[k], b - a, data_at + a)
+            if len(raw) != b - a:
+                raise ValueError(f"{self.paths[k]}: short read (the file changed while packing?)")
+            out.append(raw.decode("utf-8"))
+        return out
 
 
 def _encode_rows(batch: Any, texts: Any, tokenizer: Any, dtype: str) -> Any:
@@ -187,7 +251,7 @@ def _encode_rows(batch: Any, texts: Any, tokenizer: Any, dtype: str) -> Any:
     if enc is None:
         enc = _ENCODERS[id(tokenizer)] = encoder(tokenizer)
     doc = batch.column("doc")
-    strs = gather_texts(texts, doc.to_numpy())
+    strs = texts.take(doc.to_numpy())
     ids = enc(strs)
     lens = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
     offsets = np.zeros(len(ids) + 1, dtype=np.int64)
@@ -375,6 +439,13 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
+def default_num_proc(cores: int | None = None) -> int | None:
+    """Tokenising processes when none are asked for: ``min(8, cores)`` from :data:`MIN_CORES_FOR_WORKERS`
+    cores on, else None (this process, with the tokenizer's own threads)."""
+    cores = _cores() if cores is None else cores
+    return min(8, cores) if cores >= MIN_CORES_FOR_WORKERS else None
+
+
 def plan_segments(n_docs: int, total_bytes: int, segment_bytes: int) -> list[tuple[int, int]]:
     """Contiguous ``[start, stop)`` ranges of the permuted order, about ``segment_bytes`` of text each."""
     if n_docs == 0:
@@ -398,7 +469,6 @@ def build_blocks(
     segment_bytes: int | None = None,
 ) -> BuildResult:
     """Steps 2-4 into ``folder`` (which must exist); intermediate files under ``work_root``."""
-    import datasets
     from tqdm.auto import tqdm
 
     dtype = storage_dtype(tokenizer)
@@ -411,7 +481,7 @@ def build_blocks(
     if n_docs >= 1 << 32:
         raise ValueError(f"{n_docs} training documents: more than 2**32 are not supported")
     src_flags = np.array([s.flag for s in sources], dtype=np.int8)
-    texts = datasets.concatenate_datasets([d.dataset for d in docs]) if len(docs) > 1 else docs[0].dataset
+    texts = MappedTexts([d.dataset.cache_files[0]["filename"] for d in docs])
     total_bytes = int(sum(d.info["bytes"] for d in docs))
     perm = seeded_permutation(n_docs, seed)
     segment_bytes = segment_bytes or SEGMENT_BYTES
@@ -428,7 +498,7 @@ def build_blocks(
                 if writer.full:
                     break
                 seg_bytes = total_bytes * (b - a) / n_docs
-                procs = None if seg_bytes < INLINE_BYTES else (num_proc or min(8, _cores()))
+                procs = None if seg_bytes < INLINE_BYTES else (num_proc or default_num_proc())
                 fp = _digest({"format": SEGMENT_FORMAT, "docs": docs_key, "seed": seed, "range": [a, b],
                               "tokenizer": tok_fp, "dtype": dtype.name})
                 files = tokenize_segment(texts, perm[a:b], tokenizer, dtype, work_root / "segments" / f"{fp}.arrow",

@@ -3,7 +3,16 @@ from __future__ import annotations
 
 import pytest
 
-from neuronmoe.data.text import clean_generated, dedup_key, join_sentences, split_sentences, strip_markdown
+from neuronmoe.data.text import (
+    clean_generated,
+    dedup_key,
+    dedup_keys,
+    join_sentences,
+    normalize,
+    paragraphs,
+    split_sentences,
+    strip_markdown,
+)
 from neuronmoe.data.udhr import load_udhr, parse_udhr_html
 
 GENERATED = """Of course. Here is 30,000 words of varied text, as you asked.
@@ -63,6 +72,36 @@ def test_dedup_key_ignores_case_width_and_whitespace_only():
     assert dedup_key("ＡＢＣ") == dedup_key("abc")
     assert dedup_key("Hello world.") != dedup_key("Hello world!")
     assert len(dedup_key("x")) == 8
+
+
+# characters where the fast paths could differ from the definitions: every kind of whitespace and
+# line break, combining marks (composition across a line break), compatibility forms, case folds
+# that change length (ß, İ, ﬁ), and a final sigma
+_TRICKY = list("abz ΑΒΓάέΣς\u0301\u0308\u0345 \t\xa0\u2000\u3000\u202f\x1f\r\n\x0b\x0c\x1c\x85\u2028\u2029ﬁ①ＡẞßİｶﾞÅ") + [
+    "\r\n", "e\u0301", "\u1100\u1161"]
+
+
+def _random_texts(n: int, seed: int, max_len: int = 24) -> list[str]:
+    import random
+
+    rng = random.Random(seed)
+    return ["".join(rng.choice(_TRICKY) for _ in range(rng.randint(0, max_len))) for _ in range(n)]
+
+
+def test_paragraphs_equal_normalize_line_by_line():
+    for text in _random_texts(20000, seed=1):
+        want = [t for t in (normalize(x) for x in text.splitlines()) if t]
+        assert paragraphs(text) == want, repr(text)
+
+
+def test_dedup_keys_equal_dedup_key_one_by_one():
+    texts = _random_texts(30000, seed=2, max_len=12)
+    for i in range(0, len(texts), 3):  # small groups: a group with a line break takes the slow path
+        group = texts[i:i + 3]
+        assert dedup_keys(group) == b"".join(dedup_key(t) for t in group), repr(group)
+    no_breaks = [t for t in texts if len(t.splitlines()) <= 1 and not t.endswith(("\r", "\n"))]
+    assert dedup_keys(no_breaks) == b"".join(dedup_key(t) for t in no_breaks)
+    assert dedup_keys([]) == b""
 
 
 def test_parse_udhr_html_ids_articles_and_nested_paragraphs():

@@ -104,6 +104,54 @@ def test_streaming_blocks_equal_the_in_memory_packer(two_sources, tmp_path, monk
     assert {s["lang"]: s["documents"] for s in many.meta["sources"]} == {"el": 100, "en": 150}
 
 
+def test_mapped_texts_read_every_document_like_datasets(tmp_path):
+    """``MappedTexts.take`` (pread at the offsets of each record batch) returns exactly the documents
+    ``datasets`` reads, in any order, across several files and record batches, and after pickling."""
+    import pickle
+
+    import datasets
+    from datasets.arrow_writer import ArrowWriter
+
+    rng = np.random.default_rng(0)
+    words = ["Καλημέρα", "κόσμε", "hello", "日本語", "x", "😀", ""]
+    paths, texts = [], []
+    for k in range(2):
+        path = tmp_path / f"docs{k}.arrow"
+        w = ArrowWriter(features=datasets.Features({"text": datasets.Value("string")}), path=str(path),
+                        writer_batch_size=7)
+        part = [" ".join(rng.choice(words, size=int(rng.integers(0, 9)))) for _ in range(50)]
+        w.write_batch({"text": part})  # several record batches of 7 rows
+        w.finalize()
+        w.close()
+        paths.append(path)
+        texts += part
+    mt = packing.MappedTexts(paths)
+    assert len(mt) == len(texts) == 100 and len(mt._chunks) > 4
+    order = rng.permutation(100)
+    assert mt.take(order) == [texts[i] for i in order]
+    again = pickle.loads(pickle.dumps(mt))
+    assert again.take(order[:10]) == [texts[i] for i in order[:10]]
+    ds = datasets.concatenate_datasets([datasets.Dataset.from_file(str(p)) for p in paths])
+    assert ds["text"] == texts
+
+
+def test_default_tokenizing_processes_by_cores(two_sources, tmp_path, monkeypatch):
+    """Below 4 cores one process (the tokenizer's own threads), else min(8, cores) workers; either way
+    the same blocks."""
+    assert [packing.default_num_proc(c) for c in (1, 2, 3, 4, 6, 16)] == [None, None, None, 4, 6, 8]
+    monkeypatch.setattr(packing, "SEGMENT_BYTES", 1 << 20)  # one segment
+    monkeypatch.setattr(packing, "INLINE_BYTES", 0)
+    tok = byte_tokenizer()
+    out = {}
+    for cores in (2, 4):
+        monkeypatch.setattr(packing, "_cores", lambda cores=cores: cores)
+        d = build_packed(two_sources, tok, 32, seed=3, cache_dir=tmp_path / str(cores), progress=False)
+        out[cores] = (tmp_path / str(cores) / d.meta["key"] / "input_ids.bin").read_bytes()
+        workers = list((tmp_path / str(cores) / "segments").glob("*_of_0000*.arrow"))
+        assert (len(workers) > 0) == (cores == 4), cores  # worker shard files only with 4 cores
+    assert out[2] == out[4]
+
+
 def test_token_budget_packs_a_prefix_and_stops_tokenizing(two_sources, tmp_path, monkeypatch):
     tok = byte_tokenizer()
     full = build_packed(two_sources, tok, 16, seed=1, cache_dir=tmp_path / "c", progress=False)
