@@ -47,7 +47,7 @@ def dedup_key(text: str) -> bytes:
 
 
 def dedup_keys(texts: list[str]) -> bytes:
-    """The :func:`dedup_key` of every text, concatenated (8 bytes each), in about half the time.
+    """The :func:`dedup_key` of every text, concatenated (8 bytes each), in about 0.6x the time.
 
     NFKC stays per text (the quick check then skips most of them); casefolding runs once over
     the texts joined by ``"\\n"``, which neither step creates or removes. When a text holds a ``"\\n"``

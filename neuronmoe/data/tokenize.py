@@ -31,9 +31,9 @@ def _backend(tokenizer: Any, special: bool = False) -> Callable[[list[str]], lis
     return None if fast_fn is None else (lambda texts: fast_fn(texts, add_special_tokens=special))
 
 
-def _checked(tokenizer: Any, fast: Callable[[list[str]], list[Any]], convert: Callable[[list[Any]], list[Any]],
-             slow: Callable[[list[str]], list[Any]], special: bool = False) -> Callable[[Sequence[str]], list[Any]]:
-    """Use ``convert(fast(texts))`` once the first batch showed it equals ``slow`` (ids compared)."""
+def _checked(reference: Encoder, fast: Callable[[list[str]], list[Any]], convert: Callable[[list[Any]], list[Any]],
+             slow: Callable[[list[str]], list[Any]]) -> Callable[[Sequence[str]], list[Any]]:
+    """Use ``convert(fast(texts))`` once the first batch showed ``fast`` gives ``reference``'s ids, else ``slow``."""
     state: dict[str, Any] = {"use_fast": None}
 
     def run(texts: Sequence[str]) -> list[Any]:
@@ -42,7 +42,7 @@ def _checked(tokenizer: Any, fast: Callable[[list[str]], list[Any]], convert: Ca
             return []
         if state["use_fast"] is None:
             head = texts[:64]
-            state["use_fast"] = [e.ids for e in fast(head)] == _slow(tokenizer, special)(head)
+            state["use_fast"] = [e.ids for e in fast(head)] == reference(head)
         return convert(fast(texts)) if state["use_fast"] else slow(texts)
 
     return run
@@ -54,7 +54,7 @@ def encoder(tokenizer: Any) -> Encoder:
     fast = _backend(tokenizer)
     if fast is None:
         return slow
-    return _checked(tokenizer, fast, lambda encs: [e.ids for e in encs], slow)
+    return _checked(slow, fast, lambda encs: [e.ids for e in encs], slow)
 
 
 def lengths(tokenizer: Any, special: bool = False) -> Callable[[Sequence[str]], list[int]]:
@@ -64,8 +64,7 @@ def lengths(tokenizer: Any, special: bool = False) -> Callable[[Sequence[str]], 
     fast = _backend(tokenizer, special)
     if fast is None:
         return lambda texts: [len(x) for x in slow(texts)]
-    return _checked(tokenizer, fast, lambda encs: [len(e) for e in encs], lambda texts: [len(x) for x in slow(texts)],
-                    special)
+    return _checked(slow, fast, lambda encs: [len(e) for e in encs], lambda texts: [len(x) for x in slow(texts)])
 
 
 def count_tokens(tokenizer: Any, batch: int = 512) -> Callable[[list[str], bool], list[int]]:
