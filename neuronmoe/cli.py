@@ -1,7 +1,10 @@
 """``neuronmoe`` command line: one subcommand per stage.
 
-Each stage module exposes ``register(subparsers)``, which adds its subcommand(s) with
-``set_defaults(func=run)``; heavy imports happen inside ``run`` so ``--help`` stays fast.
+A stage declares its subcommand(s) as :class:`Command` objects in its light ``settings`` module (``COMMANDS``):
+the settings dataclass (:mod:`neuronmoe.settings`) gives every flag, and ``run`` names the stage function that
+takes the resolved settings (imported on use, so ``--help`` stays fast). Older modules still expose
+``register(subparsers)``. Errors: :mod:`neuronmoe.errors` (user errors are one line; anything else is a bug and
+keeps its traceback).
 """
 from __future__ import annotations
 
@@ -10,11 +13,14 @@ import importlib
 import logging
 import sys
 
+from neuronmoe.errors import BUG_REPORT, UserError, error_line, is_user_error
+from neuronmoe.settings import Command  # noqa: F401  (re-exported: the stages' subcommands)
+
 # (module, what it adds). Order = order in --help = pipeline order.
 STAGE_MODULES = [
     "neuronmoe.models.cli",  # model fetch / info
     "neuronmoe.data.cli",  # prepare-data
-    "neuronmoe.neuron_analysis.cli",  # neurons
+    "neuronmoe.neuron_analysis.settings",  # neurons
     "neuronmoe.similarity.cli",  # similarity (LayerMoE baseline)
     "neuronmoe.allocation.cli",  # allocate
     "neuronmoe.training.cli",  # train
@@ -25,8 +31,8 @@ STAGE_MODULES = [
 ]
 
 
-class CLIError(Exception):
-    """A user-facing error: printed as one line, exit status 2."""
+#: a user-facing error: printed as one line, exit status 2 (the name older modules use)
+CLIError = UserError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,7 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for modname in STAGE_MODULES:
-        importlib.import_module(modname).register(sub)
+        mod = importlib.import_module(modname)
+        if hasattr(mod, "COMMANDS"):
+            for cmd in mod.COMMANDS:
+                cmd.register(sub)
+        else:
+            mod.register(sub)
     return parser
 
 
@@ -69,7 +80,10 @@ def main(argv: list[str] | None = None) -> int:
         if print_args_requested():
             return print_args(args)
         rc = args.func(args)
-    except EXPECTED_ERRORS as e:
+    except Exception as e:
+        if not expected(e):
+            print(f"neuronmoe {args.command}: {BUG_REPORT}", file=sys.stderr)
+            raise
         if args.verbose:
             raise
         print(f"neuronmoe {args.command}: error: {error_line(e)}", file=sys.stderr)
@@ -77,30 +91,31 @@ def main(argv: list[str] | None = None) -> int:
     return int(rc or 0)
 
 
-#: the failures a user can cause and fix (a bad flag or file, a folder in use or blocked, a full disk, a failed
-#: pipeline stage): one line, exit status 2. Anything else is a bug and keeps its traceback.
-EXPECTED_ERRORS = (CLIError, ValueError, OSError, KeyError)
+#: what the CLI catches: user errors (:mod:`neuronmoe.errors`) and the operating system's (a full disk, a missing
+#: file). TRANSITION: ``ValueError``/``KeyError`` are still caught while the stages move their checks to
+#: ``neuronmoe.errors``; :func:`expected` decides what is printed as one line.
+EXPECTED_ERRORS = (UserError, OSError, ValueError, KeyError)
 
 
-def error_line(e: BaseException) -> str:
-    """The one-line message of an expected error: a KeyError's own text; an OSError raised by the system
-    (``open``, ``mkdir``) as ``<file>: <reason>``; else the message."""
-    if isinstance(e, KeyError) and e.args:
-        return str(e.args[0])
-    if isinstance(e, OSError) and e.strerror and e.filename is not None:
-        return f"{e.filename}: {e.strerror}" + (f" -> {e.filename2}" if e.filename2 else "")
-    return str(e)
+def expected(e: BaseException) -> bool:
+    """True for a failure the user can fix (printed as one line); False for a bug (traceback kept)."""
+    return is_user_error(e) or isinstance(e, (ValueError, KeyError))
 
 
 def print_args(args: argparse.Namespace) -> int:
-    """``NEURONMOE_PRINT_ARGS=1``: the command's resolved arguments (flags, environment, defaults) as JSON, and
-    what the command adds to them (``args.describe``, e.g. train's resolved configuration); runs nothing."""
+    """``NEURONMOE_PRINT_ARGS=1``: the command's resolved settings (flags, environment, YAML, defaults) as JSON
+    (with ``settings_sources``: where each came from), or for an older command its arguments and what it adds to
+    them (``args.describe``); runs nothing."""
     import json
 
-    out = {k: v for k, v in vars(args).items() if not callable(v)}
     describe = getattr(args, "describe", None)
-    if describe is not None:
-        out["resolved"] = describe(args)
+    if isinstance(getattr(describe, "__self__", None), Command):
+        d = describe(args)
+        out = {**d["settings"], "settings_sources": d["sources"]}
+    else:
+        out = {k: v for k, v in vars(args).items() if not callable(v)}
+        if describe is not None:
+            out["resolved"] = describe(args)
     print(json.dumps(out, default=str, sort_keys=True))
     return 0
 

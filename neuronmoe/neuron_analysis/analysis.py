@@ -7,7 +7,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -15,9 +15,8 @@ from neuronmoe.neuron_analysis.units import UnitLayout
 
 log = logging.getLogger(__name__)
 
-METRICS = ("ap", "lape")
-CONFIG_KEYS = {"languages", "metric", "top_k", "ap_threshold", "pool", "include_bos", "modules", "batch_size",
-               "max_length", "dtype", "lape_quantile", "ap_chunk_mb", "model", "device", "data_dir", "output_dir", "force"}
+if TYPE_CHECKING:
+    from neuronmoe.neuron_analysis.settings import NeuronSettings
 
 
 def load_samples(data_dir: str | Path, languages: list[str], tokenizer: Any) -> tuple[list[str], list[int], dict[str, Any]]:
@@ -100,13 +99,14 @@ def plot_counts(per_layer: np.ndarray, languages: list[str], stem: Path, title: 
     return save_figure(fig, stem)
 
 
-def stage_config(cfg: dict[str, Any], model_info: dict[str, Any]) -> dict[str, Any]:
+def stage_config(s: NeuronSettings, model_info: dict[str, Any]) -> dict[str, Any]:
+    """The settings that decide the outputs (a rerun with the same ones and the same inputs is skipped)."""
     return {
-        "model": model_info.get("model"), "languages": list(cfg["languages"]), "metric": cfg["metric"],
-        "top_k": int(cfg["top_k"]), "ap_threshold": float(cfg["ap_threshold"]), "pool": cfg["pool"],
-        "include_bos": bool(cfg["include_bos"]), "modules": list(cfg["modules"]) if cfg.get("modules") else None,
-        "batch_size": int(cfg["batch_size"]), "max_length": int(cfg["max_length"]), "dtype": str(cfg["dtype"]),
-        "lape_quantile": float(cfg["lape_quantile"]),
+        "model": model_info.get("model"), "languages": list(s.languages), "metric": s.metric,
+        "top_k": int(s.top_k), "ap_threshold": float(s.ap_threshold), "pool": s.pool,
+        "include_bos": bool(s.include_bos), "modules": list(s.modules) if s.modules else None,
+        "batch_size": int(s.batch_size), "max_length": int(s.max_length), "dtype": str(s.dtype),
+        "lape_quantile": float(s.lape_quantile),
     }
 
 
@@ -121,37 +121,11 @@ def is_complete(out_dir: Path, config: dict[str, Any], inputs: dict[str, Any]) -
     return d.get("config") == json.loads(json.dumps(config)) and d.get("inputs") == json.loads(json.dumps(inputs))
 
 
-def validate_config(cfg: dict[str, Any]) -> None:
-    from neuronmoe.languages import check_languages
-    from neuronmoe.utils.checks import check_range
-
-    check_languages(list(cfg["languages"]), "--languages")
-    if len(cfg["languages"]) < 2:
-        raise ValueError("--languages: one-vs-rest AP needs at least two languages")
-    if cfg["metric"] not in METRICS:
-        raise ValueError(f"--metric: unknown metric {cfg['metric']!r}; choose from {', '.join(METRICS)}")
-    if cfg["pool"] not in ("mean", "max"):
-        raise ValueError(f"--pool: unknown pooling {cfg['pool']!r}; choose from mean, max")
-    if int(cfg["top_k"]) < 1:
-        raise ValueError(f"--top-k must be >= 1, got {cfg['top_k']}")
-    if int(cfg["batch_size"]) < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {cfg['batch_size']}")
-    if int(cfg["max_length"]) < 1:
-        raise ValueError(f"--max-length must be >= 1, got {cfg['max_length']}")
-    if cfg["metric"] == "ap":  # AP lies in [0, 1]; a unit is kept when its AP is above the threshold
-        check_range("--ap-threshold", float(cfg["ap_threshold"]), 0, 1, hi_open=True,
-                    hint="AP lies in [0, 1] and units above the threshold are kept (0.5 in the paper)")
-    check_range("--lape-quantile", float(cfg["lape_quantile"]), 0, 1, lo_open=True, hi_open=True)
-    check_range("--ap-chunk-mb", int(cfg["ap_chunk_mb"]), 1)
-    if cfg["metric"] == "lape" and cfg.get("modules"):
-        raise ValueError("--modules: LAPE always uses the MLP activation outputs (act_fn); drop --modules or use --metric ap")
-
-
 @dataclass
 class NeuronRun:
     """What :func:`prepare_run` resolved and checked for one run of the stage."""
 
-    cfg: dict[str, Any]
+    cfg: NeuronSettings
     languages: list[str]
     out_root: Path
     out_dir: Path
@@ -168,8 +142,18 @@ class NeuronRun:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def run_neuron_analysis(cfg: dict[str, Any], *, stop_after: int | None = None, progress: bool = True) -> dict[str, Any]:
-    """Run the stage with a resolved config (see ``configs/neurons.yaml`` and the CLI flags).
+def main(settings: NeuronSettings) -> int:
+    """``neuronmoe neurons``: run the stage, print where the outputs are."""
+    res = run_neuron_analysis(settings)
+    if res.get("skipped"):
+        print(f"{res['out_dir']}: up to date (use --force to recompute)")
+    elif res.get("complete"):
+        print(f"wrote {res['out_dir']} ({res['timings']['total_s']:.1f}s)")
+    return 0
+
+
+def run_neuron_analysis(cfg: NeuronSettings, *, stop_after: int | None = None, progress: bool | None = None) -> dict[str, Any]:
+    """Run the stage with resolved settings (:class:`~neuronmoe.neuron_analysis.settings.NeuronSettings`).
 
     Steps: :func:`prepare_run` (config, samples, tokenizer check), :func:`tokenize`, :func:`collect` (one
     batched pass, all ranks), :func:`score` (AP or LAPE per unit and language), :func:`write_outputs`
@@ -180,12 +164,13 @@ def run_neuron_analysis(cfg: dict[str, Any], *, stop_after: int | None = None, p
 
     from neuronmoe.utils.lock import output_lock
 
+    progress = cfg.progress if progress is None else progress
     run = prepare_run(cfg)
     with output_lock(run.out_dir, f"neurons output folder {run.out_dir}"):  # a second run into it stops here
-        if not cfg.get("force") and is_complete(run.out_dir, run.config, run.inputs):
+        if not cfg.force and is_complete(run.out_dir, run.config, run.inputs):
             log.info("%s is complete for this config and these inputs; nothing to do (use --force to redo)", run.out_dir)
             return {"skipped": True, "out_dir": str(run.out_dir)}
-        ids, lab, _kept, dropped = tokenize(run.texts, run.lang_ids, run.languages, run.tokenizer, int(cfg["max_length"]))
+        ids, lab, _kept, dropped = tokenize(run.texts, run.lang_ids, run.languages, run.tokenizer, cfg.max_length)
         res, dist = collect(run, ids, lab, stop_after, progress)
         if dist.rank != 0:
             return {"rank": dist.rank}
@@ -197,22 +182,22 @@ def run_neuron_analysis(cfg: dict[str, Any], *, stop_after: int | None = None, p
             "timings": run.timings, "config": run.config, "layout": run.layout, "torch_threads": torch.get_num_threads()}
 
 
-def prepare_run(cfg: dict[str, Any]) -> NeuronRun:
-    """Validate the config; resolve device, dtype, the unit layout, the tokenizer; fingerprint the inputs."""
+def prepare_run(cfg: NeuronSettings) -> NeuronRun:
+    """Resolve device, dtype, the unit layout, the tokenizer; fingerprint the inputs (settings are checked)."""
+    from neuronmoe.layout import Layout
     from neuronmoe.models import describe, load_config, load_tokenizer
     from neuronmoe.utils.device import resolve_device, resolve_dtype
 
     t0 = time.perf_counter()
-    validate_config(cfg)
-    languages = list(cfg["languages"])
-    out_root = Path(cfg["output_dir"])
-    device = resolve_device(cfg.get("device", "auto"))
-    tok = load_tokenizer(cfg["model"])
-    texts, lang_ids, inputs = load_samples(Path(cfg.get("data_dir") or out_root / "data"), languages, tok)
-    info = describe(cfg["model"])
-    return NeuronRun(cfg=cfg, languages=languages, out_root=out_root, out_dir=out_root / "neurons", device=device,
-                     dtype=resolve_dtype(cfg["dtype"], device),
-                     layout=UnitLayout.for_model(load_config(cfg["model"]), cfg.get("modules"), cfg["metric"]),
+    languages = list(cfg.languages)
+    paths = Layout(cfg.output_dir)
+    device = resolve_device(cfg.device)
+    tok = load_tokenizer(cfg.model)
+    texts, lang_ids, inputs = load_samples(Path(cfg.data_dir or paths.data), languages, tok)
+    info = describe(cfg.model)
+    return NeuronRun(cfg=cfg, languages=languages, out_root=paths.root, out_dir=paths.neurons, device=device,
+                     dtype=resolve_dtype(cfg.dtype, device),
+                     layout=UnitLayout.for_model(load_config(cfg.model), cfg.modules, cfg.metric),
                      tokenizer=tok, texts=texts, lang_ids=lang_ids, inputs=inputs, info=info,
                      config=stage_config(cfg, info), t0=t0)
 
@@ -225,17 +210,17 @@ def collect(run: NeuronRun, ids: list[list[int]], lab: np.ndarray, stop_after: i
 
     cfg, tok = run.cfg, run.tokenizer
     bos = tok.bos_token_id
-    skip = [bool(not cfg["include_bos"] and x[0] == bos) for x in ids] if bos is not None else [False] * len(ids)
+    skip = [bool(not cfg.include_bos and x[0] == bos) for x in ids] if bos is not None else [False] * len(ids)
     dist = init_distributed(run.device)
-    model = load_model(cfg["model"], dtype=run.dtype, device=run.device)
+    model = load_model(cfg.model, dtype=run.dtype, device=run.device)
     t_load = time.perf_counter()
     if dist.rank == 0 and (run.out_dir / "manifest.json").exists():
         (run.out_dir / "manifest.json").unlink()  # the old outputs are about to be replaced: not complete any more
-    pool = "pos_frac" if cfg["metric"] == "lape" else cfg["pool"]
+    pool = "pos_frac" if cfg.metric == "lape" else cfg.pool
     key_parts = {"model": run.info.get("path"), "dtype": str(run.dtype), "device_type": run.device.type}
     res = collect_activations(
         model, ids, run.out_dir / "activations", run.layout, pool=pool, pad_id=int(tok.pad_token_id or 0),
-        skip_first=skip, batch_size=int(cfg["batch_size"]), key_parts=key_parts,
+        skip_first=skip, batch_size=cfg.batch_size, key_parts=key_parts,
         labels=[run.languages[i] for i in lab], progress=progress, stop_after=stop_after,
     )
     del model
@@ -257,8 +242,8 @@ def score(run: NeuronRun, lab: np.ndarray, n_tok: np.ndarray, progress: bool
     scores = np.empty((layout.total, L), dtype=np.float32)
     extra_files: list[Path] = []
     lape_extra: dict[str, Any] = {}
-    if cfg["metric"] == "ap":
-        chunk = int(cfg["ap_chunk_mb"]) << 20
+    if cfg.metric == "ap":
+        chunk = cfg.ap_chunk_mb << 20
         ap_dev = run.device if run.device.type == "cuda" else None
         it = range(layout.num_layers)
         if progress:
@@ -272,7 +257,7 @@ def score(run: NeuronRun, lab: np.ndarray, n_tok: np.ndarray, progress: bool
     else:
         frac = np.concatenate([np.asarray(x) for x in layers], axis=1)
         p = activation_probability(frac, n_tok, lab, L)
-        s, ent, bar = lape_scores(p, float(cfg["lape_quantile"]))
+        s, ent, bar = lape_scores(p, cfg.lape_quantile)
         scores[:] = s
         buf = io.BytesIO()
         np.savez(buf, prob=p.astype(np.float32), entropy=ent.astype(np.float32), bar=np.float64(bar))
@@ -294,7 +279,7 @@ def write_outputs(run: NeuronRun, scores: np.ndarray, lab: np.ndarray, ids: list
     cfg, layout, languages, out_dir = run.cfg, run.layout, run.languages, run.out_dir
     units = layout.arrays()
     units["module_names"] = np.array(layout.modules)
-    selected = select_top_k(scores, int(cfg["top_k"]), float(cfg["ap_threshold"]))
+    selected = select_top_k(scores, cfg.top_k, cfg.ap_threshold)
     per_layer = count_per_layer(selected, units["layer"], layout.num_layers)
     per_mod = count_per_layer_module(selected, units, layout.num_layers)
     written = [atomic_write_bytes(out_dir / "ap.npy", _npy_bytes(scores)), layout.save(out_dir / "units.npz")]
@@ -309,17 +294,19 @@ def write_outputs(run: NeuronRun, scores: np.ndarray, lab: np.ndarray, ids: list
                [[layer, m, *per_mod[layer, j].tolist()] for layer in range(layout.num_layers) for j, m in enumerate(layout.modules)])
     atomic_write_json(out_dir / "counts.json", counts_json(
         languages, per_layer, per_mod, list(layout.modules),
-        {"metric": cfg["metric"], "top_k": int(cfg["top_k"]), "ap_threshold": float(cfg["ap_threshold"])}))
+        {"metric": cfg.metric, "top_k": cfg.top_k, "ap_threshold": cfg.ap_threshold}))
     written += [out_dir / "counts_per_layer.csv", out_dir / "counts_per_layer_module.csv", out_dir / "counts.json"]
     act_files = ([out_dir / "activations" / f"layer_{li:03d}.npy" for li in range(layout.num_layers)]
                  + [out_dir / "activations" / "progress.json"])
-    figs = plot_counts(per_layer, languages, run.out_root / "figures" / "neurons_per_layer",
-                       f"{cfg['metric'].upper()} top-{cfg['top_k']} units per layer ({Path(str(run.info.get('model'))).name})")
+    from neuronmoe.layout import Layout
+
+    figs = plot_counts(per_layer, languages, Layout(run.out_root).figures / "neurons_per_layer",
+                       f"{cfg.metric.upper()} top-{cfg.top_k} units per layer ({Path(str(run.info.get('model'))).name})")
     t_end = time.perf_counter()
     run.timings.update(write_s=round(t_end - t0, 2), total_s=round(t_end - run.t0, 2))
     bos = run.tokenizer.bos_token_id
     man = Manifest(
-        stage="neurons", config=run.config, inputs=run.inputs,
+        stage="neurons", config=run.config, inputs=run.inputs, settings=cfg,
         counts={"samples": {lang: int((lab == i).sum()) for i, lang in enumerate(languages)},
                 "dropped_over_max_length": dropped, "tokens": int(n_tok.sum()), "units": layout.total,
                 "num_layers": layout.num_layers, "selected": {k: int(len(s)) for k, s in zip(languages, selected)}},

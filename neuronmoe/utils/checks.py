@@ -22,25 +22,27 @@ import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
+from neuronmoe.errors import ConfigError, InputError
+
 log = logging.getLogger("neuronmoe.checks")
 
 #: fingerprint fields an adapter or allocation must match exactly (vocab_size only warns)
 STRICT_FINGERPRINT_KEYS = ("model_type", "num_layers", "hidden_size", "intermediate_size")
 
 
-class BaseModelMismatchError(ValueError):
+class BaseModelMismatchError(InputError):
     """An allocation or adapter made for another base model."""
 
 
-class TokenizerMismatchError(ValueError):
+class TokenizerMismatchError(InputError):
     """Prepared data tokenised with another tokenizer than the model's."""
 
 
-class InputChangedError(ValueError):
+class InputChangedError(InputError):
     """An input file no longer has the sha256 its upstream manifest recorded."""
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError):
     """A training checkpoint that is incomplete or cannot be read."""
 
 
@@ -61,9 +63,9 @@ def check_range(flag: str, value: Any, lo: float | None = None, hi: float | None
     bad = ((lo is not None and (value <= lo if lo_open else value < lo))
            or (hi is not None and (value >= hi if hi_open else value > hi)))
     if bad or value != value:  # NaN is never in range
-        rng = (("(" if lo_open else "[") + ("-inf" if lo is None else f"{lo:g}") + ", "
-               + ("inf" if hi is None else f"{hi:g}") + (")" if hi_open else "]"))
-        raise ValueError(f"{flag}: {value!r} is out of range {rng}" + (f"; {hint}" if hint else ""))
+        rng = (("(" if lo_open or lo is None else "[") + ("-inf" if lo is None else f"{lo:g}") + ", "
+               + ("inf" if hi is None else f"{hi:g}") + (")" if hi_open or hi is None else "]"))
+        raise ConfigError(f"{flag}: {value!r} is out of range {rng}" + (f"; {hint}" if hint else ""))
     return value
 
 

@@ -41,6 +41,7 @@ class Manifest:
     counts: dict[str, Any] = field(default_factory=dict)
     files: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    settings: Any = None  #: the stage's resolved :class:`neuronmoe.settings.Settings`: dumped with its sources
 
     def to_dict(self) -> dict[str, Any]:
         d = {
@@ -53,6 +54,9 @@ class Manifest:
             "counts": self.counts,
             "files": self.files,
         }
+        if self.settings is not None:
+            d["settings"] = self.settings.to_dict()
+            d["settings_sources"] = self.settings.provenance()
         d.update(self.extra)
         return d
 

@@ -44,12 +44,15 @@ def out_dir(tmp_path, tiny_tok):
 
 
 def tiny_cfg(model_dir, out: Path, **kw):
+    """Resolved settings of the stage for the tiny model (no environment variables read)."""
+    from neuronmoe.neuron_analysis.settings import NeuronSettings
+
     cfg = {"languages": ["en", "el", "tr"], "metric": "ap", "top_k": 20, "ap_threshold": 0.5, "pool": "mean",
            "include_bos": True, "modules": None, "batch_size": 4, "max_length": 256, "dtype": "float32",
            "lape_quantile": 0.95, "ap_chunk_mb": 1, "model": str(model_dir), "output_dir": str(out),
-           "data_dir": None, "device": "cpu", "force": False}
+           "data_dir": None, "device": "cpu", "force": False, "progress": False}
     cfg.update(kw)
-    return cfg
+    return NeuronSettings.resolve(environ={}, **cfg)
 
 
 @pytest.fixture

@@ -61,7 +61,7 @@ def test_cli_writes_contract_outputs_and_skips_when_complete(tiny_model_dir, out
 
 
 def test_lape_metric_gives_the_same_outputs(tiny_model_dir, out_dir, make_cfg):
-    res = run_neuron_analysis(make_cfg(out_dir, metric="lape", ap_threshold=0.0, top_k=10), progress=False)
+    res = run_neuron_analysis(make_cfg(out_dir, metric="lape", ap_threshold=0.0, top_k=10))
     nd = out_dir / "neurons"
     units = np.load(nd / "units.npz", allow_pickle=False)
     assert list(units["module_names"]) == ["act_fn"] and len(units["layer"]) == 3 * 64
@@ -75,7 +75,7 @@ def test_lape_metric_gives_the_same_outputs(tiny_model_dir, out_dir, make_cfg):
 
 
 def test_modules_restriction(tiny_model_dir, out_dir, make_cfg):
-    run_neuron_analysis(make_cfg(out_dir, modules=["down_proj", "q_proj"], ap_threshold=0.0), progress=False)
+    run_neuron_analysis(make_cfg(out_dir, modules=["down_proj", "q_proj"], ap_threshold=0.0))
     units = np.load(out_dir / "neurons" / "units.npz", allow_pickle=False)
     assert list(units["module_names"]) == ["q_proj", "down_proj"] and len(units["layer"]) == 3 * 64
 
@@ -83,7 +83,7 @@ def test_modules_restriction(tiny_model_dir, out_dir, make_cfg):
 def test_tokenizer_mismatch_is_an_error(tiny_model_dir, tmp_path, tiny_tok, samples_writer, make_cfg, capsys):
     samples_writer(tmp_path / "data", tiny_tok, fingerprint="0123456789abcdef")
     with pytest.raises(ValueError, match="another tokenizer"):
-        run_neuron_analysis(make_cfg(tmp_path), progress=False)
+        run_neuron_analysis(make_cfg(tmp_path))
     assert _cli(tiny_model_dir, tmp_path) == 2
     assert "another tokenizer" in capsys.readouterr().err
     assert not (tmp_path / "neurons").exists()
@@ -120,23 +120,43 @@ def test_bad_inputs_fail_before_writing(case, match, tmp_path, tiny_tok, samples
     elif case == "lape_modules":
         kw.update(metric="lape", modules=["gate_proj"])
     with pytest.raises((ValueError, FileNotFoundError), match=match):
-        run_neuron_analysis(make_cfg(tmp_path, **kw), progress=False)
+        run_neuron_analysis(make_cfg(tmp_path, **kw))
     assert not (tmp_path / "neurons").exists()
 
 
-def test_config_precedence_yaml_env_flag(monkeypatch, tmp_path):
+def _resolve(argv):
     from neuronmoe.cli import build_parser
-    from neuronmoe.neuron_analysis.cli import resolve_config
+    from neuronmoe.neuron_analysis.settings import NeuronSettings
 
+    return NeuronSettings.resolve(build_parser().parse_args(["neurons", *argv]))
+
+
+def test_config_precedence_yaml_env_flag(monkeypatch, tmp_path):
     monkeypatch.setenv("TOP_K", "77")
     monkeypatch.setenv("LANGUAGES", "en el")
     monkeypatch.setenv("INCLUDE_BOS", "false")
     user = tmp_path / "c.yaml"
     user.write_text("top_k: 5\nap_threshold: 0.25\n")
-    args = build_parser().parse_args(["neurons", "--config", str(user), "--ap-threshold", "0"])
-    cfg = resolve_config(args)
-    assert cfg["top_k"] == 77 and cfg["languages"] == ["en", "el"] and cfg["include_bos"] is False
-    assert cfg["ap_threshold"] == 0.0 and cfg["pool"] == "mean" and cfg["dtype"] == "fast"
+    cfg = _resolve(["--config", str(user), "--ap-threshold", "0", "--set", "pool=max"])
+    assert cfg.top_k == 77 and cfg.languages == ["en", "el"] and cfg.include_bos is False
+    assert cfg.ap_threshold == 0.0 and cfg.pool == "max" and cfg.dtype == "fast"
+    assert cfg.provenance()["top_k"] == "env TOP_K" and cfg.provenance()["pool"] == "--set pool"
+
+
+def test_unknown_yaml_field_is_named_with_its_file(tmp_path):
+    user = tmp_path / "c.yaml"
     user.write_text("topk: 5\n")
-    with pytest.raises(ValueError, match="unknown field"):
-        resolve_config(build_parser().parse_args(["neurons", "--config", str(user)]))
+    with pytest.raises(ValueError, match=r"c\.yaml: unknown setting 'topk' \(did you mean top_k\?\)"):
+        _resolve(["--config", str(user)])
+
+
+def test_bad_values_name_their_source(monkeypatch):
+    from neuronmoe.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^--top-k: 0 is out of range \[1, inf\)$"):
+        _resolve(["--top-k", "0"])
+    with pytest.raises(ConfigError, match=r"^--set ap_threshold: nan is not a finite number$"):
+        _resolve(["--set", "ap_threshold=nan"])
+    monkeypatch.setenv("NEURONS_BATCH_SIZE", "eight")
+    with pytest.raises(ConfigError, match=r"^NEURONS_BATCH_SIZE='eight': expected a whole number, got 'eight'$"):
+        _resolve([])

@@ -52,7 +52,7 @@ CASES: list[tuple[str, str, int, str]] = [
     ("neurons-output-is-file", f"neurons {M} --output-dir {{file}} --data-dir {{data}} --languages en,el --device cpu", 2, "is a file"),
     ("neurons-output-under-file", f"neurons {M} --output-dir {{file}}/sub --data-dir {{data}} --languages en,el --device cpu", 2, "is a file"),
     ("neurons-unknown-config-key", f"{N} --config {{bad_yaml}}", 2, "no_such_key"),
-    ("neurons-bad-dtype", f"{N} --dtype float8", 2, "invalid choice"),
+    ("neurons-bad-dtype", f"{N} --dtype float8", 2, "--dtype: 'float8' is not one of"),
     # ---- similarity
     ("similarity-max-tokens-0", f"{S} --max-tokens 0", 2, "--max-tokens"),
     ("similarity-batch-size-0", f"{S} --batch-size 0", 2, "--batch-size"),
