@@ -19,7 +19,7 @@ from neuronmoe.settings import Command  # noqa: F401  (re-exported: the stages' 
 # (module, what it adds). Order = order in --help = pipeline order.
 STAGE_MODULES = [
     "neuronmoe.models.cli",  # model fetch / info
-    "neuronmoe.data.cli",  # prepare-data
+    "neuronmoe.data.settings",  # prepare-data
     "neuronmoe.neuron_analysis.settings",  # neurons
     "neuronmoe.similarity.cli",  # similarity (LayerMoE baseline)
     "neuronmoe.allocation.cli",  # allocate

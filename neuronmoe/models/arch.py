@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from neuronmoe.errors import InputError
+
 if TYPE_CHECKING:  # torch is imported where a model is inspected, so that `neuronmoe --help` stays fast
     import torch.nn as nn
 
@@ -86,8 +88,8 @@ SUPPORTED = {
 }
 
 
-class UnsupportedArchitectureError(ValueError):
-    pass
+class UnsupportedArchitectureError(InputError):
+    """A model whose architecture or modules NeuronMoE cannot work with (names what is missing)."""
 
 
 def _model_type(model_or_config: Any) -> str:
