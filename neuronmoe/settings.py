@@ -206,13 +206,12 @@ class Settings:
             else:
                 parser.add_argument(flag, *m.flag_aliases, dest=f.name, default=_UNSET, help=text,
                                     metavar=m.metavar or (m.env or f.name.upper()))
-        if cls.YAML is not None:
-            parser.add_argument("--config", dest="config_file", default=_UNSET, metavar="FILE",
-                                help=f"a YAML file of settings over neuronmoe/configs/{cls.YAML}.yaml (it may start with "
-                                     "`inherit: <profile>`)")
-            parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                                help="override any setting of this command, e.g. --set top_k=500 (dotted keys reach into "
-                                     "mappings; values are YAML scalars; repeatable; highest precedence)")
+        over = f" over neuronmoe/configs/{cls.YAML}.yaml" if cls.YAML is not None else ""
+        parser.add_argument("--config", dest="config_file", default=_UNSET, metavar="FILE",
+                            help=f"a YAML file of settings{over} (it may start with `inherit: <profile>`)")
+        parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                            help="override any setting of this command, e.g. --set top_k=500 (dotted keys reach into "
+                                 "mappings; values are YAML scalars; repeatable; highest precedence)")
 
     @classmethod
     def help_line(cls, f: dataclasses.Field, m: Meta, defaults: Mapping[str, Any]) -> str:

@@ -319,13 +319,12 @@ def process_language(
     cfg: DataSettings,
     count_tokens: Counter,
     *,
-    role: str,
     exclude: set[bytes] | None = None,
     token_budget: int | None = None,
     doc_sink: Callable[[str], None] | None = None,
     pool: Any = None,
 ) -> LangResult:
-    """Split one language's documents into samples / heldout / train-or-replay.
+    """Split one language's documents into samples / heldout / train-or-replay (by its role, ``cfg.role(lang)``).
 
     ``count_tokens(texts, special)`` returns token counts (``special``: with the tokenizer's
     special tokens, as the model sees one sample). Train/replay documents go to ``doc_sink``
@@ -344,7 +343,7 @@ def process_language(
     udhr = np.unique(np.frombuffer(b"".join(sorted(exclude or ())), dtype="<u8").astype(np.uint64))
     seen = KeySet()
     seen.add(udhr)
-    st = _LangPass(cfg=cfg, count_tokens=count_tokens, res=LangResult(lang, role), udhr=udhr, seen=seen,
+    st = _LangPass(cfg=cfg, count_tokens=count_tokens, res=LangResult(lang, cfg.role(lang)), udhr=udhr, seen=seen,
                    rng=_rng(cfg.seed, lang, "heldout"), token_budget=token_budget, doc_sink=doc_sink)
     for an in _analysed(lang, documents, cfg.batch_docs, count_tokens, pool):
         if st.add_chunk(an):
@@ -558,7 +557,7 @@ def _prepare_language(run: DataRun, lang: str, out: _Writer, count: Counter, poo
         sink = (lambda t, fh=fh: fh.write(json.dumps({"text": t}, ensure_ascii=False) + "\n")) if fh else None
         docs = tqdm(run.source.documents(lang), desc=f"{lang} documents", unit=" docs", leave=False,
                     disable=not cfg.progress, mininterval=2.0)
-        r = process_language(lang, docs, cfg, count, role=role, exclude=_udhr_keys(run, lang),
+        r = process_language(lang, docs, cfg, count, exclude=_udhr_keys(run, lang),
                              token_budget=cfg.token_budget(source_for(run.source, lang)), doc_sink=sink, pool=pool)
     finally:
         if fh is not None:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 def load_samples(data_dir: str | Path, languages: list[str], tokenizer: Any) -> tuple[list[str], list[int], dict[str, Any]]:
     """Texts and language ids of ``data_dir/samples/<lang>.jsonl``; checks the tokenizer fingerprint."""
+    from neuronmoe.layout import Layout
     from neuronmoe.utils.checks import check_data_tokenizer, check_input_files
     from neuronmoe.utils.fingerprint import tokenizer_fingerprint
     from neuronmoe.utils.io import read_texts
@@ -30,7 +31,8 @@ def load_samples(data_dir: str | Path, languages: list[str], tokenizer: Any) -> 
     man = check_data_tokenizer(data_dir, have)
     texts: list[str] = []
     lang_ids: list[int] = []
-    paths = [data_dir / "samples" / f"{lang}.jsonl" for lang in languages]
+    layout = Layout(data_dir.parent)
+    paths = [layout.data_file("samples", lang, data_dir) for lang in languages]
     files = check_input_files(data_dir, man, paths)  # sha256 of each, equal to the data manifest's
     for li, (lang, path) in enumerate(zip(languages, paths)):
         got = read_texts(path, lang=lang)
