@@ -21,8 +21,6 @@ KNOWN: set[str] = {
     "neuronmoe/evaluation/local_tasks.py:build_cloze_items",
     "neuronmoe/evaluation/local_tasks.py:build_local_tasks",
     "neuronmoe/evaluation/runner.py:_evaluate",
-    "neuronmoe/neuron_analysis/analysis.py:write_outputs",
-    "neuronmoe/neuron_analysis/collect.py:collect_activations",
     "neuronmoe/pipeline/paper.py:paper_plan",
     "neuronmoe/pipeline/report.py:build_report",
     "neuronmoe/settings.py:setting",
