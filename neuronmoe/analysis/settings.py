@@ -10,12 +10,17 @@ from neuronmoe.settings import Command, DeviceSettings, ModelOutputSettings, Set
 NO_TOKEN_POLICIES = ("exclude", "bottom", "zero")  #: neuronmoe.analysis.expert_ap.NO_TOKEN_POLICIES
 
 
-def one_language(text: str) -> str | None:
+def language_list(text: str) -> str | None:
+    """``"el, tr"`` -> ``"el,tr"`` (checked to be one language once every layer is resolved, so that ``--target``
+    wins over a ``NEW_LANGS`` naming several)."""
+    return ",".join(parse_list(text)) or None
+
+
+def check_one_language(s: Settings, name: str = "target") -> None:
     """``--target`` (or ``NEW_LANGS``) names one language: ``"el"``, not ``"el,tr"``."""
-    langs = parse_list(text)
+    langs = parse_list(getattr(s, name) or "")
     if len(langs) > 1:
-        raise ValueError(f"give one language, not {len(langs)} (NEW_LANGS names several: pass --target)")
-    return langs[0] if langs else None
+        s.fail(name, f"give one language, not {len(langs)} (NEW_LANGS names several: pass --target)")
 
 
 @dataclass(kw_only=True)
@@ -31,7 +36,7 @@ class AnalysisSettings(DeviceSettings, ModelOutputSettings):
     languages: list[str] | None = setting(None, env="ANALYSIS_LANGUAGES", yaml=False, metavar="LANGS",
                                           help="languages whose samples are ranked, e.g. 'en,el' (default: every "
                                                "data/samples/<lang>.jsonl)")
-    target: str | None = setting(None, env="NEW_LANGS", env_aliases=("TARGET_LANG",), parse=one_language, yaml=False,
+    target: str | None = setting(None, env="NEW_LANGS", env_aliases=("TARGET_LANG",), parse=language_list, yaml=False,
                                  metavar="LANG",
                                  help="language of the tables and heatmap (one language; default: the adapter's new language "
                                       "from its allocation, else the last language)")
@@ -51,6 +56,9 @@ class AnalysisSettings(DeviceSettings, ModelOutputSettings):
     force: bool = setting(False, switch=True, yaml=False,
                           help="recompute even if analysis/manifest.json says the outputs are up to date")
 
+    def check(self) -> None:
+        check_one_language(self)
+
 
 def _no_dense_layers(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-dense-layers", dest="dense_layers", action="store_const", const=False, default=argparse.SUPPRESS,
@@ -65,8 +73,11 @@ class FiguresSettings(Settings):
                               help="root folder of the stage outputs drawn")
     figures_dir: str | None = setting(None, env="FIGURES_DIR", yaml=False, metavar="DIR",
                                       help="where to write (default $OUTPUT_DIR/figures)")
-    target: str | None = setting(None, env="NEW_LANGS", env_aliases=("TARGET_LANG",), parse=one_language, metavar="LANG",
+    target: str | None = setting(None, env="NEW_LANGS", env_aliases=("TARGET_LANG",), parse=language_list, metavar="LANG",
                                  help="language of the expert heatmap (one language; default: the one analysed)")
+
+    def check(self) -> None:
+        check_one_language(self)
 
 
 COMMANDS = [

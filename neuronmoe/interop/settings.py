@@ -31,9 +31,9 @@ class ExportSettings(Settings):
 
     def check(self) -> None:
         if not self.adapter:
-            self.fail("adapter", "required: the NeuronMoE adapter folder (--adapter DIR or env PEFT_MODEL_PATH)")
+            self.fail("adapter", "required: the NeuronMoE adapter folder (or env PEFT_MODEL_PATH)")
         if not self.out:
-            self.fail("out", "required: the folder to write (--out DIR)")
+            self.fail("out", "required: the folder to write")
 
 
 @dataclass(frozen=True)
