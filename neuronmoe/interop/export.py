@@ -247,7 +247,7 @@ def export(s: ExportSettings) -> Path:
         tok.save_pretrained(tmp)
         shutil.copyfile(MODELING_FILE, tmp / MODELING_FILE.name)
         atomic_write_text(tmp / "README.md", export_card(plan))
-        _write_manifest(tmp, plan)
+        _write_manifest(tmp, plan, s)
         _shareable(tmp)
     log.info("wrote %s", plan.out)
     if plan.push_to_hub:
@@ -277,7 +277,7 @@ def push(folder: str | Path, repo_id: str, private: bool = False) -> str:
     return str(getattr(info, "commit_url", info))
 
 
-def _write_manifest(folder: Path, plan: ExportPlan) -> None:
+def _write_manifest(folder: Path, plan: ExportPlan, settings: ExportSettings | None = None) -> None:
     from neuronmoe.models import describe
     from neuronmoe.utils import Manifest, sha256_file, write_manifest
     from neuronmoe.utils.manifest import describe_files
@@ -292,7 +292,7 @@ def _write_manifest(folder: Path, plan: ExportPlan) -> None:
                             **{f.name: sha256_file(f) for f in sorted(plan.adapter.glob("adapter_*")) if f.is_file()}}},
         counts={"moe_layers": sum(1 for e in plan.experts_per_layer if e > 1),
                 "total_experts": sum(plan.experts_per_layer)},
-        files=describe_files(folder, files),
+        files=describe_files(folder, files), settings=settings,
     ))
 
 

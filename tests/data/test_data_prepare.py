@@ -78,6 +78,9 @@ def test_jsonl_folder_layout_and_manifest(tmp_path, jsonl_dir, tiny_model_dir, u
     assert m["counts"]["en"]["replay_docs"] > 0 and "train_docs" not in m["counts"]["en"]
     assert m["token_counts"]["el"]["samples"] == sum(r["n_tokens"] for r in read(data / "samples" / "el.jsonl"))
     assert m["languages"] == {"new": ["el"], "old": ["en"], "neg": ["de"]}
+    # the resolved settings and where each came from
+    assert m["settings"]["num_samples"] == 50 and m["settings"]["output_dir"] == str(tmp_path / "out")
+    assert m["settings_sources"]["num_samples"] == "caller" and m["settings_sources"]["seed"] == "neuronmoe/configs/data.yaml"
     assert not [p for p in (tmp_path / "out").iterdir() if p.name != "data"]  # no temp leftovers
 
 

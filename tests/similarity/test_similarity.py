@@ -228,6 +228,7 @@ def test_similarity_cli_writes_npz_scores_manifest_and_layermoe_allocation(tiny_
     assert scores == pytest.approx(list(z["sim"][:, 0, 1]), rel=1e-8)
     man = json.loads((root / "similarity" / "manifest.json").read_text())
     assert man["stage"] == "similarity" and set(man["files"]) == {"similarity.npz", "scores.csv"}
+    assert man["settings"]["targets"] == ["el"] and man["settings_sources"]["targets"] == "--targets"
     assert man["counts"]["tokens"] == {"en": 120, "el": 120}
     a = json.loads((root / "allocation" / "layermoe.json").read_text())
     inv = [1 / s for s in scores]
