@@ -83,9 +83,9 @@ class DataSettings(ModelOutputSettings):
                             help="worker processes that split, hash and tokenise documents; the output is the same for any value")
     seed: int = setting(env="DATA_SEED", env_aliases=("SEED",), help="random seed of every choice")
     udhr: bool = setting(flag="--no-udhr", switch=False, env="NO_UDHR", parse=_not_set,
-                         help="skip the UDHR (udhr/ is not written; env NO_UDHR=1)")
+                         help="skip the UDHR (udhr/ is not written; NO_UDHR=1 does the same)")
     force: bool = setting(False, switch=True, env="FORCE", yaml=False,
-                          help="rebuild even when data/manifest.json matches these inputs and settings (env FORCE=1)")
+                          help="rebuild even when data/manifest.json matches these inputs and settings (FORCE=1 does the same)")
     progress: bool = setting(True, flag="--no-progress", switch=False, yaml=False, help="no progress bars")
 
     @classmethod

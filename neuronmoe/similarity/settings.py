@@ -28,7 +28,7 @@ class SimilaritySettings(DeviceSettings, ModelOutputSettings):
     YAML_DATA = ("settings",)  # the named settings (`--setting g1`), applied by resolve()
 
     source: str = setting(env="SOURCE_LANG", metavar="LANG",
-                          help="source (old) language, expert 0's (env SOURCE_LANG, else the first of OLD_LANGS)")
+                          help="source (old) language, expert 0's (without --source or SOURCE_LANG: the first of OLD_LANGS)")
     targets: list[str] = setting(env="NEW_LANGS", env_aliases=("TARGET_LANGS",), metavar="NEW_LANGS",
                                  help="new language(s), comma/space separated")
     old_langs: list[str] | None = setting(env="OLD_LANGS", parse=_optional_list, metavar="OLD_LANGS",
