@@ -204,7 +204,7 @@ def child(step: str, spec: dict) -> dict:
     if step in ("pack", "legacy"):
         from neuronmoe.training.data import NEW, Source, build_packed  # noqa: F401
     else:
-        from neuronmoe.data.prepare import DataConfig, prepare_data  # noqa: F401
+        from neuronmoe.data.prepare import DataSettings, prepare_data  # noqa: F401
     gc.collect()
     base = _status()
     parts = RssParts()
@@ -212,9 +212,10 @@ def child(step: str, spec: dict) -> dict:
     Path(spec["baseline_file"]).write_text(json.dumps(base))
     t0 = time.perf_counter()
     if step == "prepare":
-        cfg = DataConfig(new_langs=["el"], old_langs=["en"], neg_langs=[], source=f"jsonl:{spec['corpus']}",
-                         udhr=False, num_proc=spec["num_proc"], num_samples=500)
-        m = prepare_data(cfg, spec["out"], None, tokenizer=tok, progress=False, force=True)
+        cfg = DataSettings.resolve(environ={}, new_langs=["el"], old_langs=["en"], neg_langs=[],
+                                   source=f"jsonl:{spec['corpus']}", udhr=False, num_proc=spec["num_proc"], num_samples=500,
+                                   output_dir=str(spec["out"]), progress=False, force=True)
+        m = prepare_data(cfg, tokenizer=tok)
         wall, cpu, end, split = time.perf_counter() - t0, _cpu() - cpu0, _status(), parts.stop()
         c, e = m["counts"]["el"], m["counts"]["en"]
         tokens = c["train_tokens"] + c["heldout_tokens"] + e["replay_tokens"] + e["heldout_tokens"]

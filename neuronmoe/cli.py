@@ -18,15 +18,15 @@ from neuronmoe.settings import Command  # noqa: F401  (re-exported: the stages' 
 
 # (module, what it adds). Order = order in --help = pipeline order.
 STAGE_MODULES = [
-    "neuronmoe.models.cli",  # model fetch / info
-    "neuronmoe.data.cli",  # prepare-data
+    "neuronmoe.models.settings",  # model fetch / info / list / random
+    "neuronmoe.data.settings",  # prepare-data
     "neuronmoe.neuron_analysis.settings",  # neurons
-    "neuronmoe.similarity.cli",  # similarity (LayerMoE baseline)
+    "neuronmoe.similarity.settings",  # similarity (LayerMoE baseline)
     "neuronmoe.allocation.cli",  # allocate
     "neuronmoe.training.cli",  # train
     "neuronmoe.evaluation.cli",  # evaluate, report
-    "neuronmoe.analysis.cli",  # analyze-experts, figures
-    "neuronmoe.interop.cli",  # lm-eval (lm-eval's own CLI, method registered), export (standalone HF folder)
+    "neuronmoe.analysis.settings",  # analyze-experts, figures
+    "neuronmoe.interop.settings",  # lm-eval (lm-eval's own CLI, method registered), export (standalone HF folder)
     "neuronmoe.pipeline",  # reproduce-paper (dry run) and pipeline helpers
 ]
 

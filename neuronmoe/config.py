@@ -10,6 +10,8 @@ from typing import Any, Mapping
 
 import yaml
 
+from neuronmoe.errors import ConfigError, MissingInputError
+
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 
@@ -20,7 +22,7 @@ def config_path(name: str) -> Path:
     q = CONFIG_DIR / (name if name.endswith((".yaml", ".yml")) else f"{name}.yaml")
     if not q.exists():
         avail = sorted(x.stem for x in CONFIG_DIR.glob("**/*.yaml"))
-        raise FileNotFoundError(f"config {name!r}: no file {q} (shipped configs: {', '.join(avail)})")
+        raise MissingInputError(f"config {name!r}: no file {q} (shipped configs: {', '.join(avail)})")
     return q
 
 
@@ -29,9 +31,9 @@ def load_yaml(name_or_path: str | Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as e:
-        raise ValueError(f"{path}: invalid YAML ({e})") from None
+        raise ConfigError(f"{path}: invalid YAML ({e})") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping at the top level")
+        raise ConfigError(f"{path}: expected a mapping at the top level")
     return data
 
 
@@ -54,7 +56,7 @@ def merge(base: Mapping[str, Any], *overrides: Mapping[str, Any] | None) -> dict
 def check_keys(cfg: Mapping[str, Any], allowed: set[str], where: str) -> None:
     unknown = sorted(set(cfg) - allowed)
     if unknown:
-        raise ValueError(f"{where}: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+        raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
 
 
 def layered(name: str, user_file: str | None, *overrides: Mapping[str, Any] | None,

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from neuronmoe.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class Language:
@@ -70,8 +72,8 @@ DEFAULT_TARGETS = ("el", "tr", "hu")
 DEFAULT_NEGATIVES = ("de", "es", "fr", "ja", "zh")
 
 
-class UnknownLanguageError(ValueError):
-    pass
+class UnknownLanguageError(ConfigError):
+    """A language code that is not in the table (a setting: ``--new-langs``, ``NEW_LANGS``, ...)."""
 
 
 def get_language(code: str, flag: str = "language") -> Language:

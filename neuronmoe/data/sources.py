@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from neuronmoe.data.text import clean_generated, paragraphs
+from neuronmoe.errors import InputError, MissingInputError
 from neuronmoe.languages import get_language
 from neuronmoe.utils.io import iter_jsonl
 
@@ -29,8 +30,8 @@ _BUNDLED_EXTRA_PREAMBLE = {"eng/religion.txt"}
 Document = list[str]  # paragraphs
 
 
-class SourceError(ValueError):
-    pass
+class SourceError(InputError):
+    """A text source that cannot be read: a bad ``--source`` spec, an empty or undecodable file."""
 
 
 def _fmt(template: str, lang: str) -> str:
@@ -39,7 +40,7 @@ def _fmt(template: str, lang: str) -> str:
 
 def _check_text_file(path: Path, what: str) -> None:
     if not path.is_file():
-        raise FileNotFoundError(f"{what}: {path}: no such file")
+        raise MissingInputError(f"{what}: {path}: no such file")
     if path.stat().st_size == 0:
         raise SourceError(f"{what}: {path}: file is empty")
     try:
@@ -157,7 +158,7 @@ class JsonlSource(Source):
             for name in (f"{lang}.jsonl", f"{get_language(lang).iso3}.jsonl"):
                 if (p / name).is_file():
                     return p / name, False
-            raise FileNotFoundError(f"--source {self.spec}: language {lang!r}: no {lang}.jsonl in {p}")
+            raise MissingInputError(f"--source {self.spec}: language {lang!r}: no {lang}.jsonl in {p}")
         return p, True
 
     def check(self, lang: str) -> None:
@@ -197,16 +198,16 @@ class TxtSource(Source):
             return [Path(os.path.expanduser(_fmt(self.path, lang)))]
         root = Path(os.path.expanduser(self.path))
         if not root.is_dir():
-            raise FileNotFoundError(f"--source {self.spec}: {root}: no such folder")
+            raise MissingInputError(f"--source {self.spec}: {root}: no such folder")
         for name in (lang, get_language(lang).iso3):
             if (root / f"{name}.txt").is_file():
                 return [root / f"{name}.txt"]
             if (root / name).is_dir():
                 files = sorted((root / name).glob("*.txt"))
                 if not files:
-                    raise FileNotFoundError(f"--source {self.spec}: language {lang!r}: no *.txt in {root / name}")
+                    raise MissingInputError(f"--source {self.spec}: language {lang!r}: no *.txt in {root / name}")
                 return files
-        raise FileNotFoundError(f"--source {self.spec}: language {lang!r}: neither {lang}.txt nor {lang}/*.txt in {root}")
+        raise MissingInputError(f"--source {self.spec}: language {lang!r}: neither {lang}.txt nor {lang}/*.txt in {root}")
 
     def check(self, lang: str) -> None:
         for f in self.resolve(lang):

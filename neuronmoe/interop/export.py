@@ -17,7 +17,12 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from neuronmoe.errors import InputError, StateError
+
+if TYPE_CHECKING:
+    from neuronmoe.interop.settings import ExportSettings
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +36,7 @@ _ROUTER = re.compile(r"\.moe_router\.[^.]+\.weight$")
 _NEW_EXPERT = re.compile(r"\.moe_experts\.[^.]+\.(\d+)\.")
 
 
-class ExportError(ValueError):
+class ExportError(InputError):
     """Bad export input (one line, names the flag or file)."""
 
 
@@ -96,24 +101,17 @@ def _is_inside(a: Path, b: Path) -> bool:
         return False
 
 
-def plan_export(adapter: str | Path, out: str | Path, model: str | None = None, dtype: str = "auto",
-                overwrite: bool = False, push_to_hub: str | None = None) -> ExportPlan:
+def plan_export(s: ExportSettings) -> ExportPlan:
     """Check every input (nothing is loaded or written): the errors a user can fix, one line each."""
-    from neuronmoe.evaluation.runner import check_adapter, read_adapter_config
+    from neuronmoe.evaluation.runner import check_adapter
     from neuronmoe.models import load_config, resolve_model
-    from neuronmoe.moe._registry import PEFT_TYPE
 
-    key = str(dtype).lower()
+    key = str(s.dtype).lower()
     if key not in EXPORT_DTYPES:
-        raise ExportError(f"--dtype {dtype}: unsupported; choose from {', '.join(EXPORT_DTYPES)}")
-    adapter = Path(adapter)
-    acfg = read_adapter_config(adapter)
-    if str(acfg.get("peft_type", "")).upper() != PEFT_TYPE:
-        raise ExportError(f"--adapter {adapter}: peft_type is {acfg.get('peft_type')!r}, not a NeuronMoE adapter ({PEFT_TYPE})")
-    epl = acfg.get("experts_per_layer")
-    if not isinstance(epl, list) or not epl or max(int(e) for e in epl) < 2:
-        raise ExportError(f"--adapter {adapter}: adapter_config.json has no MoE layer in experts_per_layer ({epl!r})")
-    model = model or acfg.get("base_model_name_or_path")
+        raise ExportError(f"--dtype {s.dtype}: unsupported; choose from {', '.join(EXPORT_DTYPES)}")
+    adapter = Path(str(s.adapter))
+    acfg = _neuronmoe_adapter_config(adapter)
+    model = s.model or acfg.get("base_model_name_or_path")
     if not model:
         raise ExportError(f"--adapter {adapter}: adapter_config.json names no base model; pass --model")
     model_path = resolve_model(model)
@@ -122,24 +120,47 @@ def plan_export(adapter: str | Path, out: str | Path, model: str | None = None, 
     export_classes(str(base_cfg.model_type))
     if getattr(base_cfg, "quantization_config", None):
         raise ExportError(f"--model {model}: a quantized checkpoint; export from the unquantized base model")
-    out = Path(out)
-    for name, src in (("--adapter", adapter), ("--model", Path(model_path))):
+    out = Path(str(s.out))
+    _check_out(out, adapter, Path(model_path), s.overwrite)
+    if s.push_to_hub:
+        _check_repo_id(s.push_to_hub)
+    name = EXPORT_DTYPES[key] or _checkpoint_dtype(base_cfg)
+    return ExportPlan(adapter=adapter, out=out, model=str(model), model_path=model_path, adapter_config=acfg,
+                      base_config=base_cfg, dtype=name, push_to_hub=s.push_to_hub)
+
+
+def _neuronmoe_adapter_config(adapter: Path) -> dict[str, Any]:
+    """``adapter_config.json`` of a NeuronMoE adapter with at least one MoE layer."""
+    from neuronmoe.evaluation.runner import read_adapter_config
+    from neuronmoe.moe._registry import PEFT_TYPE
+
+    acfg = read_adapter_config(adapter)
+    if str(acfg.get("peft_type", "")).upper() != PEFT_TYPE:
+        raise ExportError(f"--adapter {adapter}: peft_type is {acfg.get('peft_type')!r}, not a NeuronMoE adapter ({PEFT_TYPE})")
+    epl = acfg.get("experts_per_layer")
+    if not isinstance(epl, list) or not epl or max(int(e) for e in epl) < 2:
+        raise ExportError(f"--adapter {adapter}: adapter_config.json has no MoE layer in experts_per_layer ({epl!r})")
+    return acfg
+
+
+def _check_out(out: Path, adapter: Path, model_path: Path, overwrite: bool) -> None:
+    """``--out`` replaces neither input, and an existing folder only with ``--overwrite``."""
+    for name, src in (("--adapter", adapter), ("--model", model_path)):
         if src.exists() and (_is_inside(src.resolve(), out.resolve()) or out.resolve() == src.resolve()):
             raise ExportError(f"--out {out}: would replace the {name} folder {src}; choose another folder")
     if out.exists() and not overwrite:
-        raise FileExistsError(f"--out {out} exists; pass --overwrite to replace it")
+        raise StateError(f"--out {out} exists; pass --overwrite to replace it")
     if out.exists() and not out.is_dir():
         raise ExportError(f"--out {out} is a file, not a folder")
-    if push_to_hub:
-        from huggingface_hub.utils import HFValidationError, validate_repo_id
 
-        try:
-            validate_repo_id(push_to_hub)
-        except HFValidationError as e:
-            raise ExportError(f"--push-to-hub {push_to_hub}: not a valid repository id ({e})") from None
-    name = EXPORT_DTYPES[key] or _checkpoint_dtype(base_cfg)
-    return ExportPlan(adapter=adapter, out=out, model=str(model), model_path=model_path, adapter_config=acfg,
-                      base_config=base_cfg, dtype=name, push_to_hub=push_to_hub)
+
+def _check_repo_id(repo_id: str) -> None:
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as e:
+        raise ExportError(f"--push-to-hub {repo_id}: not a valid repository id ({e})") from None
 
 
 def _checkpoint_dtype(cfg: Any) -> str:
@@ -196,11 +217,15 @@ def build_exported_model(plan: ExportPlan, peft_model: Any) -> Any:
     return model
 
 
-def export(adapter: str | Path, out: str | Path, model: str | None = None, dtype: str = "auto",
-           overwrite: bool = False, push_to_hub: str | None = None, private: bool = False,
-           device: str = "cpu") -> Path:
+def main(settings: ExportSettings) -> int:
+    """``neuronmoe export``: print the folder written."""
+    print(export(settings))
+    return 0
+
+
+def export(s: ExportSettings) -> Path:
     """Check, load base + adapter, write the folder (atomically); optionally upload it. Returns ``out``."""
-    plan = plan_export(adapter, out, model=model, dtype=dtype, overwrite=overwrite, push_to_hub=push_to_hub)
+    plan = plan_export(s)
     import torch
     from peft import PeftModel
     from transformers import AutoTokenizer
@@ -212,7 +237,7 @@ def export(adapter: str | Path, out: str | Path, model: str | None = None, dtype
 
     register_peft()
     log.info("loading %s (%s) + adapter %s", plan.model, plan.dtype, plan.adapter)
-    base = load_model(plan.model, dtype=getattr(torch, plan.dtype), device=device)
+    base = load_model(plan.model, dtype=getattr(torch, plan.dtype), device=s.device)
     peft_model = PeftModel.from_pretrained(base, str(plan.adapter))
     peft_model.eval()
     exported = build_exported_model(plan, peft_model)
@@ -222,11 +247,11 @@ def export(adapter: str | Path, out: str | Path, model: str | None = None, dtype
         tok.save_pretrained(tmp)
         shutil.copyfile(MODELING_FILE, tmp / MODELING_FILE.name)
         atomic_write_text(tmp / "README.md", export_card(plan))
-        _write_manifest(tmp, plan)
+        _write_manifest(tmp, plan, s)
         _shareable(tmp)
     log.info("wrote %s", plan.out)
     if plan.push_to_hub:
-        push(plan.out, plan.push_to_hub, private=private)
+        push(plan.out, plan.push_to_hub, private=s.private)
     return plan.out
 
 
@@ -252,7 +277,7 @@ def push(folder: str | Path, repo_id: str, private: bool = False) -> str:
     return str(getattr(info, "commit_url", info))
 
 
-def _write_manifest(folder: Path, plan: ExportPlan) -> None:
+def _write_manifest(folder: Path, plan: ExportPlan, settings: ExportSettings | None = None) -> None:
     from neuronmoe.models import describe
     from neuronmoe.utils import Manifest, sha256_file, write_manifest
     from neuronmoe.utils.manifest import describe_files
@@ -267,7 +292,7 @@ def _write_manifest(folder: Path, plan: ExportPlan) -> None:
                             **{f.name: sha256_file(f) for f in sorted(plan.adapter.glob("adapter_*")) if f.is_file()}}},
         counts={"moe_layers": sum(1 for e in plan.experts_per_layer if e > 1),
                 "total_experts": sum(plan.experts_per_layer)},
-        files=describe_files(folder, files),
+        files=describe_files(folder, files), settings=settings,
     ))
 
 

@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from neuronmoe.errors import ConfigError, InputError
 from neuronmoe.models.registry import cache_root, pypi_package_dir
 from neuronmoe.utils.io import atomic_dir, sha256_file
 
@@ -85,7 +86,7 @@ def _assemble_gguf(alias: ModelAlias) -> Path:
         path = pypi_package_dir(dist, ver, imp) / rel
         got = sha256_file(path)
         if got != alias.sha256:
-            raise ValueError(f"{path}: SHA-256 {got} does not match the expected {alias.sha256}")
+            raise InputError(f"{path}: SHA-256 {got} does not match the expected {alias.sha256}")
         return path
     out = cache_root() / "gguf" / alias.gguf_name
     if out.exists() and sha256_file(out) == alias.sha256:
@@ -101,7 +102,7 @@ def _assemble_gguf(alias: ModelAlias) -> Path:
                         h.update(block)
                         fo.write(block)
         if h.hexdigest() != alias.sha256:
-            raise ValueError(
+            raise InputError(
                 f"assembled {alias.gguf_name}: SHA-256 {h.hexdigest()} does not match the expected {alias.sha256}"
             )
         os.replace(tmp, out)
@@ -114,7 +115,7 @@ def _assemble_gguf(alias: ModelAlias) -> Path:
 def materialize(name: str) -> Path:
     """Make sure alias ``name`` is converted in the cache; return its directory."""
     if name not in ALIASES:
-        raise KeyError(f"unknown model alias {name!r}; known: {', '.join(ALIASES)}")
+        raise ConfigError(f"unknown model alias {name!r}; known: {', '.join(ALIASES)}")
     if is_cached(name):
         return alias_dir(name)
     alias = ALIASES[name]

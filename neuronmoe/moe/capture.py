@@ -7,6 +7,7 @@ from typing import Any, Iterator
 import torch
 import torch.nn as nn
 
+from neuronmoe.errors import InputError
 from neuronmoe.moe.layer import MoELayer
 
 PROJ_KEYS = {"gate_proj": "gate", "up_proj": "up", "down_proj": "down"}
@@ -111,7 +112,7 @@ def capture_routing(model: nn.Module, activations: bool = False, keep_all: bool 
     """
     layers = moe_layers(model)
     if not layers:
-        raise ValueError("capture_routing: the model has no NeuronMoE layer (was get_peft_model applied?)")
+        raise InputError("capture_routing: the model has no NeuronMoE layer (was get_peft_model applied?)")
     cap = RoutingCapture(activations=activations, keep_all=keep_all)
     for layer in layers.values():
         if layer._moe_capture is not None:

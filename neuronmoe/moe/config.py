@@ -8,6 +8,7 @@ from typing import Any, Optional, Union
 
 from peft.config import PeftConfig
 
+from neuronmoe.errors import ConfigError, InputError, MissingInputError
 from neuronmoe.moe._registry import LOAD_LINE_FIELD, load_line, peft_type
 
 TRAIN_MODES = ("experts", "routers")
@@ -62,25 +63,25 @@ class MoEConfig(PeftConfig):
         if isinstance(epl, tuple):
             epl = self.experts_per_layer = list(epl)
         if not isinstance(epl, list) or not epl:
-            raise ValueError("MoEConfig.experts_per_layer must be a non-empty list (one int per decoder layer)")
+            raise InputError("MoEConfig.experts_per_layer must be a non-empty list (one int per decoder layer)")
         bad = [(i, e) for i, e in enumerate(epl) if isinstance(e, bool) or not isinstance(e, int) or e < 1]
         if bad:
-            raise ValueError(f"MoEConfig.experts_per_layer: entries must be ints >= 1; bad (layer, value): {bad[:5]}")
+            raise InputError(f"MoEConfig.experts_per_layer: entries must be ints >= 1; bad (layer, value): {bad[:5]}")
         if max(epl) < 2:
-            raise ValueError("MoEConfig.experts_per_layer: no layer has more than 1 expert, so there is nothing to adapt")
+            raise InputError("MoEConfig.experts_per_layer: no layer has more than 1 expert, so there is nothing to adapt")
         if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 1:
-            raise ValueError(f"MoEConfig.top_k must be an int >= 1, got {self.top_k!r}")
+            raise ConfigError(f"MoEConfig.top_k must be an int >= 1, got {self.top_k!r}")
         if self.train_mode not in TRAIN_MODES:
-            raise ValueError(f"MoEConfig.train_mode must be one of {TRAIN_MODES}, got {self.train_mode!r}")
+            raise ConfigError(f"MoEConfig.train_mode must be one of {TRAIN_MODES}, got {self.train_mode!r}")
         if self.router_init not in ROUTER_INITS:
-            raise ValueError(f"MoEConfig.router_init must be one of {ROUTER_INITS}, got {self.router_init!r}")
+            raise ConfigError(f"MoEConfig.router_init must be one of {ROUTER_INITS}, got {self.router_init!r}")
         from neuronmoe.moe.losses import check_loss_options
 
         check_loss_options(self.aux_loss_form, self.lpr_input, "MoEConfig.")
         for name in ("aux_loss_coef", "lpr_loss_coef"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
-                raise ValueError(f"MoEConfig.{name} must be a number >= 0, got {v!r}")
+                raise ConfigError(f"MoEConfig.{name} must be a number >= 0, got {v!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """PEFT's dict (what save_pretrained writes), with the line that loads the adapter."""
@@ -117,22 +118,22 @@ class MoEConfig(PeftConfig):
         else:
             p = Path(path_or_dict)
             if not p.is_file():
-                raise FileNotFoundError(f"allocation file {p} does not exist")
+                raise MissingInputError(f"allocation file {p} does not exist")
             try:
                 alloc = json.loads(p.read_text(encoding="utf-8"))
             except json.JSONDecodeError as e:
-                raise ValueError(f"{p}: not valid JSON ({e})") from None
+                raise InputError(f"{p}: not valid JSON ({e})") from None
             where = str(p)
             if not isinstance(alloc, dict):
-                raise ValueError(f"{p}: expected a JSON object with 'experts_per_layer'")
+                raise InputError(f"{p}: expected a JSON object with 'experts_per_layer'")
         if "experts_per_layer" not in alloc:
-            raise ValueError(f"{where}: missing field 'experts_per_layer'")
+            raise InputError(f"{where}: missing field 'experts_per_layer'")
         epl = alloc["experts_per_layer"]
         if not isinstance(epl, list):
-            raise ValueError(f"{where}: 'experts_per_layer' must be a list, got {type(epl).__name__}")
+            raise InputError(f"{where}: 'experts_per_layer' must be a list, got {type(epl).__name__}")
         n = alloc.get("num_layers")
         if n is not None and int(n) != len(epl):
-            raise ValueError(f"{where}: 'num_layers' is {n} but 'experts_per_layer' has {len(epl)} entries")
+            raise InputError(f"{where}: 'num_layers' is {n} but 'experts_per_layer' has {len(epl)} entries")
         kw: dict[str, Any] = {"experts_per_layer": [int(e) for e in epl]}
         if "top_k" in alloc and "top_k" not in overrides:
             kw["top_k"] = int(alloc["top_k"])

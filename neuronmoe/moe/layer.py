@@ -17,6 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from peft.tuners.tuners_utils import BaseTunerLayer
 
+from neuronmoe.errors import InputError
 from neuronmoe.moe.losses import balance_from_fractions, lpr_loss, routing_fractions
 
 
@@ -253,4 +254,4 @@ def _hidden_size(mlp: nn.Module) -> int:
             return int(proj.in_features)
     if hasattr(mlp, "hidden_size"):
         return int(mlp.hidden_size)
-    raise ValueError(f"{type(mlp).__name__}: cannot tell the hidden size (no gate_proj/up_proj Linear)")
+    raise InputError(f"{type(mlp).__name__}: cannot tell the hidden size (no gate_proj/up_proj Linear)")

@@ -24,6 +24,8 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
+from neuronmoe.errors import ConfigError
+
 AUX_LOSS_FORMS = ("hf", "normalized")
 LPR_INPUTS = ("probs", "logits")
 
@@ -31,9 +33,9 @@ LPR_INPUTS = ("probs", "logits")
 def check_loss_options(aux_loss_form: str, lpr_input: str, where: str = "") -> None:
     """Clear one-line errors for a balance-loss form or LPR input outside their choices."""
     if aux_loss_form not in AUX_LOSS_FORMS:
-        raise ValueError(f"{where}aux_loss_form must be one of {', '.join(AUX_LOSS_FORMS)}, got {aux_loss_form!r}")
+        raise ConfigError(f"{where}aux_loss_form must be one of {', '.join(AUX_LOSS_FORMS)}, got {aux_loss_form!r}")
     if lpr_input not in LPR_INPUTS:
-        raise ValueError(f"{where}lpr_input must be one of {', '.join(LPR_INPUTS)}, got {lpr_input!r}")
+        raise ConfigError(f"{where}lpr_input must be one of {', '.join(LPR_INPUTS)}, got {lpr_input!r}")
 
 
 def routing_fractions(

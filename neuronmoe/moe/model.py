@@ -16,6 +16,7 @@ import torch.nn as nn
 from peft.tuners.tuners_utils import BaseTuner
 from transformers.utils import ModelOutput
 
+from neuronmoe.errors import ConfigError
 from neuronmoe.models.arch import decoder_layers, get_arch, mlp_module
 from neuronmoe.moe._registry import PREFIX
 from neuronmoe.moe.config import MoEConfig
@@ -109,7 +110,7 @@ class MoEModel(BaseTuner):
     def _adapter_layers(self, adapter_name: str | None) -> tuple[str, MoEConfig, list[MoELayer]]:
         name = adapter_name or self.active_adapters[0]
         if name not in self.peft_config:
-            raise ValueError(f"no NeuronMoE adapter named {name!r} (have {', '.join(self.peft_config)})")
+            raise ConfigError(f"no NeuronMoE adapter named {name!r} (have {', '.join(self.peft_config)})")
         return name, self.peft_config[name], [m for m in self.moe_layers() if name in m.moe_router]
 
     # ---- switches (stage 2 changes them on a loaded stage-1 adapter) ------------------------------
@@ -117,7 +118,7 @@ class MoEModel(BaseTuner):
         """Experts per token in every MoE layer (clipped per layer to its experts) and in the config,
         so that training, saving and reloading all route with ``top_k``."""
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-            raise ValueError(f"top_k must be an int >= 1, got {top_k!r}")
+            raise ConfigError(f"top_k must be an int >= 1, got {top_k!r}")
         name, cfg, layers = self._adapter_layers(adapter_name)
         cfg.top_k = top_k
         for layer in layers:
@@ -128,7 +129,7 @@ class MoEModel(BaseTuner):
         from neuronmoe.moe.config import TRAIN_MODES
 
         if train_mode not in TRAIN_MODES:
-            raise ValueError(f"train_mode must be one of {TRAIN_MODES}, got {train_mode!r}")
+            raise ConfigError(f"train_mode must be one of {TRAIN_MODES}, got {train_mode!r}")
         name, cfg, layers = self._adapter_layers(adapter_name)
         cfg.train_mode = train_mode
         for layer in layers:
@@ -138,7 +139,7 @@ class MoEModel(BaseTuner):
         """Weights of the balance and LPR losses in ``out.moe_loss``."""
         for what, v in (("aux_loss_coef", aux_loss_coef), ("lpr_loss_coef", lpr_loss_coef)):
             if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
-                raise ValueError(f"{what} must be a number >= 0, got {v!r}")
+                raise ConfigError(f"{what} must be a number >= 0, got {v!r}")
         _, cfg, _ = self._adapter_layers(adapter_name)
         cfg.aux_loss_coef, cfg.lpr_loss_coef = float(aux_loss_coef), float(lpr_loss_coef)
 

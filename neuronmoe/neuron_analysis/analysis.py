@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from neuronmoe.errors import InputError
 from neuronmoe.neuron_analysis.units import UnitLayout
 
 log = logging.getLogger(__name__)
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 
 def load_samples(data_dir: str | Path, languages: list[str], tokenizer: Any) -> tuple[list[str], list[int], dict[str, Any]]:
     """Texts and language ids of ``data_dir/samples/<lang>.jsonl``; checks the tokenizer fingerprint."""
+    from neuronmoe.layout import Layout
     from neuronmoe.utils.checks import check_data_tokenizer, check_input_files
     from neuronmoe.utils.fingerprint import tokenizer_fingerprint
     from neuronmoe.utils.io import read_texts
@@ -30,7 +32,8 @@ def load_samples(data_dir: str | Path, languages: list[str], tokenizer: Any) -> 
     man = check_data_tokenizer(data_dir, have)
     texts: list[str] = []
     lang_ids: list[int] = []
-    paths = [data_dir / "samples" / f"{lang}.jsonl" for lang in languages]
+    layout = Layout(data_dir.parent)
+    paths = [layout.data_file("samples", lang, data_dir) for lang in languages]
     files = check_input_files(data_dir, man, paths)  # sha256 of each, equal to the data manifest's
     for li, (lang, path) in enumerate(zip(languages, paths)):
         got = read_texts(path, lang=lang)
@@ -53,7 +56,7 @@ def tokenize(texts: list[str], lang_ids: list[int], languages: list[str], tokeni
     lab = np.asarray([lang_ids[i] for i in keep], dtype=np.int64)
     for li, lang in enumerate(languages):
         if not (lab == li).any():
-            raise ValueError(f"language {lang!r}: all {dropped[lang]} samples are longer than --max-length {max_length} tokens")
+            raise InputError(f"language {lang!r}: all {dropped[lang]} samples are longer than --max-length {max_length} tokens")
     if any(dropped.values()):
         log.warning("dropped samples longer than %d tokens: %s", max_length, {k: v for k, v in dropped.items() if v})
     return ids, lab, np.asarray(keep, dtype=np.int64), dropped
@@ -177,7 +180,9 @@ def run_neuron_analysis(cfg: NeuronSettings, *, stop_after: int | None = None, p
         if not res["complete"]:
             return {"complete": False, "out_dir": str(run.out_dir)}
         scores, extra_files, lape_extra = score(run, lab, res["n_tokens"], progress)
-        per_layer, selected = write_outputs(run, scores, lab, ids, dropped, res["n_tokens"], extra_files, lape_extra, dist.world)
+        per_layer, selected = write_outputs(run, Scored(scores=scores, labels=lab, ids=ids, dropped=dropped,
+                                                        n_tokens=res["n_tokens"], extra_files=extra_files,
+                                                        lape_extra=lape_extra, world=dist.world))
     return {"complete": True, "out_dir": str(run.out_dir), "per_layer": per_layer, "selected": selected,
             "timings": run.timings, "config": run.config, "layout": run.layout, "torch_threads": torch.get_num_threads()}
 
@@ -267,21 +272,49 @@ def score(run: NeuronRun, lab: np.ndarray, n_tok: np.ndarray, progress: bool
     return scores, extra_files, lape_extra
 
 
-def write_outputs(run: NeuronRun, scores: np.ndarray, lab: np.ndarray, ids: list[list[int]], dropped: dict[str, int],
-                  n_tok: np.ndarray, extra_files: list[Path], lape_extra: dict[str, Any], world: int
-                  ) -> tuple[np.ndarray, list[np.ndarray]]:
+@dataclass
+class Scored:
+    """What :func:`score` and the collection produced for :func:`write_outputs`."""
+
+    scores: np.ndarray  #: [units, languages]
+    labels: np.ndarray  #: language id of every kept sample
+    ids: list[list[int]]  #: token ids of every kept sample
+    dropped: dict[str, int]  #: samples over --max-length per language
+    n_tokens: np.ndarray  #: pooled tokens per sample
+    extra_files: list[Path] = field(default_factory=list)
+    lape_extra: dict[str, Any] = field(default_factory=dict)
+    world: int = 1
+
+
+def write_outputs(run: NeuronRun, sc: Scored) -> tuple[np.ndarray, list[np.ndarray]]:
     """Top-K per language, ap.npy, units.npz, selected_<lang>.csv, counts, the figure; the manifest last."""
-    from neuronmoe.neuron_analysis.select import count_per_layer, count_per_layer_module, counts_json, select_top_k
-    from neuronmoe.utils.io import atomic_write_bytes, atomic_write_json
-    from neuronmoe.utils.manifest import Manifest, describe_files, write_manifest
+    from neuronmoe.layout import Layout
+    from neuronmoe.neuron_analysis.select import count_per_layer, count_per_layer_module, select_top_k
 
     t0 = time.perf_counter()
-    cfg, layout, languages, out_dir = run.cfg, run.layout, run.languages, run.out_dir
+    cfg, layout = run.cfg, run.layout
     units = layout.arrays()
     units["module_names"] = np.array(layout.modules)
-    selected = select_top_k(scores, cfg.top_k, cfg.ap_threshold)
+    selected = select_top_k(sc.scores, cfg.top_k, cfg.ap_threshold)
     per_layer = count_per_layer(selected, units["layer"], layout.num_layers)
     per_mod = count_per_layer_module(selected, units, layout.num_layers)
+    written = _write_unit_files(run, sc.scores, units, selected, per_layer, per_mod)
+    figs = plot_counts(per_layer, run.languages, Layout(run.out_root).figures / "neurons_per_layer",
+                       f"{cfg.metric.upper()} top-{cfg.top_k} units per layer ({Path(str(run.info.get('model'))).name})")
+    t_end = time.perf_counter()
+    run.timings.update(write_s=round(t_end - t0, 2), total_s=round(t_end - run.t0, 2))
+    _write_neurons_manifest(run, sc, selected, written, figs)
+    log.info("neuron analysis done in %.1fs: %s", t_end - run.t0, run.timings)
+    return per_layer, selected
+
+
+def _write_unit_files(run: NeuronRun, scores: np.ndarray, units: dict[str, np.ndarray], selected: list[np.ndarray],
+                      per_layer: np.ndarray, per_mod: np.ndarray) -> list[Path]:
+    """ap.npy, units.npz, selected_<lang>.csv and the count tables; the paths written."""
+    from neuronmoe.neuron_analysis.select import counts_json
+    from neuronmoe.utils.io import atomic_write_bytes, atomic_write_json
+
+    cfg, layout, languages, out_dir = run.cfg, run.layout, run.languages, run.out_dir
     written = [atomic_write_bytes(out_dir / "ap.npy", _npy_bytes(scores)), layout.save(out_dir / "units.npz")]
     for li, lang in enumerate(languages):
         rows = [[int(units["layer"][u]), layout.modules[units["module_id"][u]], int(units["index"][u]), f"{scores[u, li]:.6f}"]
@@ -295,28 +328,27 @@ def write_outputs(run: NeuronRun, scores: np.ndarray, lab: np.ndarray, ids: list
     atomic_write_json(out_dir / "counts.json", counts_json(
         languages, per_layer, per_mod, list(layout.modules),
         {"metric": cfg.metric, "top_k": cfg.top_k, "ap_threshold": cfg.ap_threshold}))
-    written += [out_dir / "counts_per_layer.csv", out_dir / "counts_per_layer_module.csv", out_dir / "counts.json"]
+    return written + [out_dir / "counts_per_layer.csv", out_dir / "counts_per_layer_module.csv", out_dir / "counts.json"]
+
+
+def _write_neurons_manifest(run: NeuronRun, sc: Scored, selected: list[np.ndarray], written: list[Path],
+                            figs: list[Path]) -> None:
+    from neuronmoe.utils.manifest import Manifest, describe_files, write_manifest
+
+    layout, languages, out_dir, lab = run.layout, run.languages, run.out_dir, sc.labels
     act_files = ([out_dir / "activations" / f"layer_{li:03d}.npy" for li in range(layout.num_layers)]
                  + [out_dir / "activations" / "progress.json"])
-    from neuronmoe.layout import Layout
-
-    figs = plot_counts(per_layer, languages, Layout(run.out_root).figures / "neurons_per_layer",
-                       f"{cfg.metric.upper()} top-{cfg.top_k} units per layer ({Path(str(run.info.get('model'))).name})")
-    t_end = time.perf_counter()
-    run.timings.update(write_s=round(t_end - t0, 2), total_s=round(t_end - run.t0, 2))
     bos = run.tokenizer.bos_token_id
     man = Manifest(
-        stage="neurons", config=run.config, inputs=run.inputs, settings=cfg,
+        stage="neurons", config=run.config, inputs=run.inputs, settings=run.cfg,
         counts={"samples": {lang: int((lab == i).sum()) for i, lang in enumerate(languages)},
-                "dropped_over_max_length": dropped, "tokens": int(n_tok.sum()), "units": layout.total,
+                "dropped_over_max_length": sc.dropped, "tokens": int(sc.n_tokens.sum()), "units": layout.total,
                 "num_layers": layout.num_layers, "selected": {k: int(len(s)) for k, s in zip(languages, selected)}},
-        files=describe_files(out_dir, written + extra_files + act_files),
+        files=describe_files(out_dir, written + sc.extra_files + act_files),
         extra={"model_info": run.info, "unit_layout": {"modules": list(layout.modules), "sizes": list(layout.sizes)},
-               "bos_added_by_tokenizer": bool(bos is not None and all(x and x[0] == bos for x in ids)),
-               "compute_dtype": str(run.dtype).replace("torch.", ""), "device": str(run.device), "world_size": world,
+               "bos_added_by_tokenizer": bool(bos is not None and all(x and x[0] == bos for x in sc.ids)),
+               "compute_dtype": str(run.dtype).replace("torch.", ""), "device": str(run.device), "world_size": sc.world,
                "reproducibility": reproducibility_facts(run.device),
-               "figures": [str(f) for f in figs], "timings": run.timings, **lape_extra},
+               "figures": [str(f) for f in figs], "timings": run.timings, **sc.lape_extra},
     )
     write_manifest(out_dir, man)
-    log.info("neuron analysis done in %.1fs: %s", t_end - run.t0, run.timings)
-    return per_layer, selected

@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from neuronmoe.errors import InputError
+
 #: working memory per (sample, unit) pair inside one chunk, in bytes: input and sorted values (4 + 4),
 #: sort indices (8), labels (8), group starts (8 + 8 cummax indices), gather index (8), weights (4 + 4 + 8),
 #: tie mask (1), plus 4 bytes per language for the cumulative counts
@@ -47,11 +49,11 @@ def _as_labels(labels: Any, n: int, num_labels: int | None) -> tuple[torch.Tenso
     counts = torch.bincount(lab, minlength=L)
     if binary:
         if int(counts[1]) == 0:
-            raise ValueError("labels: no positive sample (AP is undefined without positives)")
+            raise InputError("labels: no positive sample (AP is undefined without positives)")
     else:
         empty = [i for i in range(L) if int(counts[i]) == 0]
         if empty:
-            raise ValueError(f"labels: language id(s) {empty} have no samples (AP is undefined without positives)")
+            raise InputError(f"labels: language id(s) {empty} have no samples (AP is undefined without positives)")
     return lab, L, binary
 
 
@@ -169,7 +171,7 @@ def average_precision(
         x.copy_(block.t())
         if not bool(torch.isfinite(x).all()):
             bad = int((~torch.isfinite(x)).any(dim=1).nonzero()[0, 0]) + start
-            raise ValueError(f"scores: unit {bad} has a NaN or infinite score")
+            raise InputError(f"scores: unit {bad} has a NaN or infinite score")
         out[start:stop] = _ap_chunk(x, lab, L, pos_counts, ws)
     res = out[:, 1] if binary else out
     return res if is_torch else res.cpu().numpy()

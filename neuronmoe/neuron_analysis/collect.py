@@ -31,6 +31,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from neuronmoe.errors import ConfigError, InputError
 from neuronmoe.neuron_analysis.units import ACT_MODULE, UnitLayout
 from neuronmoe.utils.io import atomic_write_json
 
@@ -41,8 +42,8 @@ PROGRESS = "progress.json"
 FP16_MAX = 65504.0
 
 
-class NonFiniteActivationError(ValueError):
-    pass
+class NonFiniteActivationError(InputError):
+    """An activation that is NaN, infinite or too large for fp16 (the model's weights or the compute dtype)."""
 
 
 @dataclass
@@ -95,7 +96,7 @@ def _hook_targets(model: Any, layout: UnitLayout) -> list[tuple[int, str, torch.
             if name == ACT_MODULE:
                 mod = getattr(mlp_module(layer, spec), spec.act)
                 if not isinstance(mod, torch.nn.Module):
-                    raise ValueError(f"layer {li}: the MLP activation {spec.act!r} is not a module; LAPE needs to hook it")
+                    raise InputError(f"layer {li}: the MLP activation {spec.act!r} is not a module; LAPE needs to hook it")
             else:
                 mod = layer_module(layer, spec, name)
             out.append((li, name, mod, base + off, size))
@@ -171,146 +172,182 @@ def _write_progress(out_dir: Path, key: str, done: int, num_batches: int, n: int
     )
 
 
-def collect_activations(
-    model: Any,
-    input_ids: Sequence[Sequence[int]],
-    out_dir: str | Path,
-    layout: UnitLayout,
-    *,
-    pool: str = "mean",
-    pad_id: int = 0,
-    skip_first: Sequence[bool] | None = None,
-    batch_size: int = 8,
-    key_parts: dict[str, Any] | None = None,
-    labels: Sequence[str] | None = None,
-    progress: bool = True,
-    stop_after: int | None = None,
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class CollectOptions:
+    """How :func:`collect_activations` pools: ``pool`` (mean, max; pos_frac for LAPE), the padding id,
+    ``skip_first[i]`` (leave sample ``i``'s first token, its BOS, out of the pooling), the batch size, what
+    else the values depend on (``key_parts``: the resume key), ``labels[i]`` (a name for error messages, e.g.
+    the sample's language), progress bars, and ``stop_after`` batches (tests simulate a killed run with it)."""
+
+    pool: str = "mean"
+    pad_id: int = 0
+    skip_first: Sequence[bool] | None = None
+    batch_size: int = 8
+    key_parts: dict[str, Any] | None = None
+    labels: Sequence[str] | None = None
+    progress: bool = True
+    stop_after: int | None = None
+
+
+def collect_activations(model: Any, input_ids: Sequence[Sequence[int]], out_dir: str | Path, layout: UnitLayout,
+                        how: CollectOptions | None = None, **options: Any) -> dict[str, Any]:
     """Collect pooled activations of ``input_ids`` (one token list per sample) into ``out_dir``.
 
-    ``skip_first[i]``: leave sample ``i``'s first token (its BOS) out of the pooling.
-    ``labels[i]``: a name for error messages (e.g. the sample's language). ``stop_after``:
-    stop after that many batches (tests simulate a killed run with it). Returns
+    ``how`` (or its fields as keywords: ``pool=...``): see :class:`CollectOptions`. Returns
     ``{"n_tokens": int array of pooled tokens per sample, "complete": bool, ...}`` on every rank.
     """
-    if pool not in POOLS + ("pos_frac",):
-        raise ValueError(f"--pool: unknown pooling {pool!r}; choose from {', '.join(POOLS)}")
-    if batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
-    out_dir = Path(out_dir)
-    dist = dist_info()
-    n = len(input_ids)
-    lengths = np.array([len(x) for x in input_ids], dtype=np.int64)
-    skip = np.zeros(n, dtype=bool) if skip_first is None else np.asarray(skip_first, dtype=bool)
-    n_pooled = lengths - skip.astype(np.int64)
-    if n and n_pooled.min() < 1:
-        i = int(np.argmin(n_pooled))
-        raise ValueError(f"sample {i}{f' ({labels[i]})' if labels else ''} has no token to pool")
-    batches = batches_by_length(lengths, batch_size)
-    key = run_key({**(key_parts or {}), "pool": pool, "batch_size": batch_size, "layout": [layout.modules, layout.sizes, layout.num_layers],
-                   "tokens": hashlib.sha256(json.dumps([list(map(int, x)) for x in input_ids]).encode()).hexdigest(),
-                   "skip": hashlib.sha256(skip.tobytes()).hexdigest()})
-    maps, done = _open_store(out_dir, key, n, layout, len(batches), dist.rank)
-    if dist.active:
+    how = how if how is not None else CollectOptions(**options)
+    if how.pool not in POOLS + ("pos_frac",):
+        raise ConfigError(f"--pool: unknown pooling {how.pool!r}; choose from {', '.join(POOLS)}")
+    if how.batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {how.batch_size}")
+    c = _Collection(model, input_ids, Path(out_dir), layout, how)
+    maps, done = _open_store(c.out_dir, c.key, c.n, layout, len(c.batches), c.dist.rank)
+    if c.dist.active:
         t = torch.tensor([done], dtype=torch.int64)
         if torch.distributed.get_backend() == "nccl":
             t = t.cuda()
         torch.distributed.broadcast(t, 0)
         done = int(t.item())
-
-    device = next(model.parameters()).device
-    pooler = _Pooler(pool, layout.total, device)
-    targets = _hook_targets(model, layout)
-    handles = [mod.register_forward_hook(pooler.hook(off, w)) for (_l, _n, mod, off, w) in targets]
-    runner = model.get_decoder() if hasattr(model, "get_decoder") else model  # no LM head needed
-    remaining = list(range(done, len(batches)))
-    steps = math.ceil(len(remaining) / dist.world)
-    if stop_after is not None:
-        steps = min(steps, max(0, math.ceil((stop_after - done) / dist.world)))
-    bar = None
-    if progress and dist.rank == 0 and steps:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(batches), initial=done, desc="activations", unit="batch")
-    try:
-        with torch.inference_mode():
-            for s in range(steps):
-                pos = s * dist.world + dist.rank
-                b = remaining[pos] if pos < len(remaining) else None
-                rows = np.full(batch_size, -1, dtype=np.int64)
-                bad = torch.tensor([-1], dtype=torch.int64, device=device)
-                if b is not None:
-                    idx = batches[b]
-                    rows[: len(idx)] = idx
-                    T = int(lengths[idx].max())
-                    ids = torch.full((len(idx), T), pad_id, dtype=torch.long)
-                    att = torch.zeros((len(idx), T), dtype=torch.long)
-                    for j, i in enumerate(idx):
-                        ids[j, : lengths[i]] = torch.as_tensor(input_ids[i])
-                        att[j, : lengths[i]] = 1
-                    pmask = att.clone()
-                    pmask[torch.as_tensor(skip[idx]), 0] = 0
-                    pooler.start(pmask)
-                    runner(input_ids=ids.to(device), attention_mask=att.to(device), use_cache=False)
-                    out = pooler.buf
-                    finite = torch.isfinite(out).all(0) & (out.abs() <= FP16_MAX).all(0)
-                    if not bool(finite.all()):
-                        bad[0] = int((~finite).nonzero()[0, 0])
-                    block = out.to(torch.float16)
-                    if len(idx) < batch_size:
-                        block = torch.cat([block, block.new_zeros((batch_size - len(idx), block.shape[1]))])
-                else:
-                    block = torch.zeros((batch_size, layout.total), dtype=torch.float16, device=device)
-                rows_t = torch.as_tensor(rows, device=device)
-                if dist.active:
-                    blocks = [torch.empty_like(block) for _ in range(dist.world)]
-                    rowss = [torch.empty_like(rows_t) for _ in range(dist.world)]
-                    bads = [torch.empty_like(bad) for _ in range(dist.world)]
-                    torch.distributed.all_gather(blocks, block)
-                    torch.distributed.all_gather(rowss, rows_t)
-                    torch.distributed.all_gather(bads, bad)
-                else:
-                    blocks, rowss, bads = [block], [rows_t], [bad]
-                for bd, rw in zip(bads, rowss):
-                    col = int(bd.item())
-                    if col >= 0:
-                        layer, mod, index = layout.locate(col)
-                        first = [int(r) for r in rw.cpu().numpy() if r >= 0]
-                        who = f" (batch with samples of {', '.join(sorted({labels[i] for i in first}))})" if labels else ""
-                        raise NonFiniteActivationError(
-                            f"non-finite or fp16-overflowing activation (NaN/inf or |x| > {FP16_MAX:g}) in layer {layer}, "
-                            f"module {mod}, unit {index}{who}; try --dtype float32 or check the model weights"
-                        )
-                if dist.rank == 0:
-                    for bd, rw in zip(blocks, rowss):
-                        rw = rw.cpu().numpy()
-                        keep = rw >= 0
-                        if not keep.any():
-                            continue
-                        arr = bd.cpu().numpy()[keep]
-                        rsel = rw[keep]
-                        order = np.argsort(rsel)
-                        rsel, arr = rsel[order], arr[order]
-                        for li, m in enumerate(maps):
-                            m[rsel] = arr[:, li * layout.layer_width : (li + 1) * layout.layer_width]
-                    for m in maps:
-                        m.flush()
-                    done = min(len(batches), remaining[0] + (s + 1) * dist.world) if remaining else done
-                    _write_progress(out_dir, key, done, len(batches), n, layout)
-                    if bar is not None:
-                        bar.n = done
-                        bar.refresh()
-    finally:
-        for h in handles:
-            h.remove()
-        if bar is not None:
-            bar.close()
-    if dist.rank == 0:
-        prog = json.loads((out_dir / PROGRESS).read_text())
+    c.run(maps, done)
+    if c.dist.rank == 0:
+        prog = json.loads((c.out_dir / PROGRESS).read_text())
         complete = bool(prog["complete"])
     else:
-        complete = stop_after is None
-    return {"n_tokens": n_pooled, "complete": complete, "num_batches": len(batches), "key": key}
+        complete = how.stop_after is None
+    return {"n_tokens": c.n_pooled, "complete": complete, "num_batches": len(c.batches), "key": c.key}
+
+
+class _Collection:
+    """One collection: the samples, their batches and resume key, the hooks' pooler; :meth:`run` does the
+    steps (a batch per rank per step), gathers the pooled rows and writes them on rank 0."""
+
+    def __init__(self, model: Any, input_ids: Sequence[Sequence[int]], out_dir: Path, layout: UnitLayout,
+                 how: CollectOptions) -> None:
+        self.model, self.input_ids, self.out_dir, self.layout, self.how = model, input_ids, out_dir, layout, how
+        self.dist = dist_info()
+        self.n = len(input_ids)
+        self.lengths = np.array([len(x) for x in input_ids], dtype=np.int64)
+        self.skip = np.zeros(self.n, dtype=bool) if how.skip_first is None else np.asarray(how.skip_first, dtype=bool)
+        self.n_pooled = self.lengths - self.skip.astype(np.int64)
+        if self.n and self.n_pooled.min() < 1:
+            i = int(np.argmin(self.n_pooled))
+            raise InputError(f"sample {i}{f' ({how.labels[i]})' if how.labels else ''} has no token to pool")
+        self.batches = batches_by_length(self.lengths, how.batch_size)
+        self.key = run_key({**(how.key_parts or {}), "pool": how.pool, "batch_size": how.batch_size,
+                            "layout": [layout.modules, layout.sizes, layout.num_layers],
+                            "tokens": hashlib.sha256(json.dumps([list(map(int, x)) for x in input_ids]).encode()).hexdigest(),
+                            "skip": hashlib.sha256(self.skip.tobytes()).hexdigest()})
+        self.device = next(model.parameters()).device
+
+    def run(self, maps: list[np.memmap] | None, done: int) -> None:
+        """Every remaining batch (this rank's share), from batch ``done`` on."""
+        dist, how = self.dist, self.how
+        self.pooler = _Pooler(how.pool, self.layout.total, self.device)
+        handles = [mod.register_forward_hook(self.pooler.hook(off, w)) for (_l, _n, mod, off, w) in
+                   _hook_targets(self.model, self.layout)]
+        self.runner = self.model.get_decoder() if hasattr(self.model, "get_decoder") else self.model  # no LM head needed
+        remaining = list(range(done, len(self.batches)))
+        steps = math.ceil(len(remaining) / dist.world)
+        if how.stop_after is not None:
+            steps = min(steps, max(0, math.ceil((how.stop_after - done) / dist.world)))
+        bar = None
+        if how.progress and dist.rank == 0 and steps:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(self.batches), initial=done, desc="activations", unit="batch")
+        try:
+            with torch.inference_mode():
+                for s in range(steps):
+                    pos = s * dist.world + dist.rank
+                    blocks, rowss, bads = self.gather(*self.forward(remaining[pos] if pos < len(remaining) else None))
+                    self.check_finite(bads, rowss)
+                    if dist.rank == 0:
+                        self.store(maps, blocks, rowss)
+                        done = min(len(self.batches), remaining[0] + (s + 1) * dist.world) if remaining else done
+                        _write_progress(self.out_dir, self.key, done, len(self.batches), self.n, self.layout)
+                        if bar is not None:
+                            bar.n = done
+                            bar.refresh()
+        finally:
+            for h in handles:
+                h.remove()
+            if bar is not None:
+                bar.close()
+
+    def forward(self, b: int | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(pooled block [batch_size, U] fp16, sample rows (-1: none), first non-finite column or -1) of batch
+        ``b`` (None: this rank has no batch in this step, an empty block)."""
+        batch_size, device = self.how.batch_size, self.device
+        rows = np.full(batch_size, -1, dtype=np.int64)
+        bad = torch.tensor([-1], dtype=torch.int64, device=device)
+        if b is None:
+            block = torch.zeros((batch_size, self.layout.total), dtype=torch.float16, device=device)
+            return block, torch.as_tensor(rows, device=device), bad
+        idx = self.batches[b]
+        rows[: len(idx)] = idx
+        T = int(self.lengths[idx].max())
+        ids = torch.full((len(idx), T), self.how.pad_id, dtype=torch.long)
+        att = torch.zeros((len(idx), T), dtype=torch.long)
+        for j, i in enumerate(idx):
+            ids[j, : self.lengths[i]] = torch.as_tensor(self.input_ids[i])
+            att[j, : self.lengths[i]] = 1
+        pmask = att.clone()
+        pmask[torch.as_tensor(self.skip[idx]), 0] = 0
+        self.pooler.start(pmask)
+        self.runner(input_ids=ids.to(device), attention_mask=att.to(device), use_cache=False)
+        out = self.pooler.buf
+        finite = torch.isfinite(out).all(0) & (out.abs() <= FP16_MAX).all(0)
+        if not bool(finite.all()):
+            bad[0] = int((~finite).nonzero()[0, 0])
+        block = out.to(torch.float16)
+        if len(idx) < batch_size:
+            block = torch.cat([block, block.new_zeros((batch_size - len(idx), block.shape[1]))])
+        return block, torch.as_tensor(rows, device=device), bad
+
+    def gather(self, block: torch.Tensor, rows_t: torch.Tensor,
+               bad: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
+        """Every rank's block, rows and non-finite column (one process: its own)."""
+        if not self.dist.active:
+            return [block], [rows_t], [bad]
+        world = self.dist.world
+        blocks = [torch.empty_like(block) for _ in range(world)]
+        rowss = [torch.empty_like(rows_t) for _ in range(world)]
+        bads = [torch.empty_like(bad) for _ in range(world)]
+        torch.distributed.all_gather(blocks, block)
+        torch.distributed.all_gather(rowss, rows_t)
+        torch.distributed.all_gather(bads, bad)
+        return blocks, rowss, bads
+
+    def check_finite(self, bads: list[torch.Tensor], rowss: list[torch.Tensor]) -> None:
+        labels = self.how.labels
+        for bd, rw in zip(bads, rowss):
+            col = int(bd.item())
+            if col >= 0:
+                layer, mod, index = self.layout.locate(col)
+                first = [int(r) for r in rw.cpu().numpy() if r >= 0]
+                who = f" (batch with samples of {', '.join(sorted({labels[i] for i in first}))})" if labels else ""
+                raise NonFiniteActivationError(
+                    f"non-finite or fp16-overflowing activation (NaN/inf or |x| > {FP16_MAX:g}) in layer {layer}, "
+                    f"module {mod}, unit {index}{who}; try --dtype float32 or check the model weights"
+                )
+
+    def store(self, maps: list[np.memmap] | None, blocks: list[torch.Tensor], rowss: list[torch.Tensor]) -> None:
+        """Rank 0: write the gathered rows into the per-layer memmaps and flush them."""
+        width = self.layout.layer_width
+        for bd, rw in zip(blocks, rowss):
+            rw = rw.cpu().numpy()
+            keep = rw >= 0
+            if not keep.any():
+                continue
+            arr = bd.cpu().numpy()[keep]
+            rsel = rw[keep]
+            order = np.argsort(rsel)
+            rsel, arr = rsel[order], arr[order]
+            for li, m in enumerate(maps or []):
+                m[rsel] = arr[:, li * width : (li + 1) * width]
+        for m in maps or []:
+            m.flush()
 
 
 def load_activations(out_dir: str | Path, num_layers: int, mmap: bool = True) -> list[np.ndarray]:

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from neuronmoe.errors import ConfigError, InputError
+
 
 def activation_probability(frac: np.ndarray, n_tokens: np.ndarray, lang_ids: np.ndarray, num_langs: int) -> np.ndarray:
     """``frac`` [N, U]: per-sample fraction of tokens with activation > 0 -> ``p`` [U, L] float64."""
@@ -29,7 +31,7 @@ def activation_probability(frac: np.ndarray, n_tokens: np.ndarray, lang_ids: np.
     for lang in range(num_langs):
         sel = np.asarray(lang_ids) == lang
         if not sel.any():
-            raise ValueError(f"language id {lang} has no samples")
+            raise InputError(f"language id {lang} has no samples")
         out[:, lang] = (w[sel] @ frac[sel].astype(np.float64)) / w[sel].sum()
     return out
 
@@ -39,9 +41,9 @@ def lape_scores(p: np.ndarray, activation_quantile: float = 0.95) -> tuple[np.nd
     p = np.asarray(p, dtype=np.float64)
     L = p.shape[1]
     if L < 2:
-        raise ValueError("LAPE needs at least two languages")
+        raise ConfigError("LAPE needs at least two languages")
     if not 0.0 < activation_quantile < 1.0:
-        raise ValueError(f"--lape-quantile must be in (0, 1), got {activation_quantile}")
+        raise ConfigError(f"--lape-quantile must be in (0, 1), got {activation_quantile}")
     tot = p.sum(1, keepdims=True)
     q = np.divide(p, tot, out=np.full_like(p, 1.0 / L), where=tot > 0)
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -5,12 +5,14 @@ from typing import Any
 
 import numpy as np
 
+from neuronmoe.errors import ConfigError
+
 
 def select_top_k(scores: np.ndarray, top_k: int = 1000, threshold: float = 0.5) -> list[np.ndarray]:
     """Per language (column of ``scores`` [U, L]): unit numbers of the ``top_k`` highest scores
     that are strictly greater than ``threshold``, best first (ties: lower unit number first)."""
     if top_k < 1:
-        raise ValueError(f"--top-k must be >= 1, got {top_k}")
+        raise ConfigError(f"--top-k must be >= 1, got {top_k}")
     out = []
     for lang in range(scores.shape[1]):
         col = np.asarray(scores[:, lang], dtype=np.float64)

@@ -47,7 +47,7 @@ class NeuronSettings(DeviceSettings, ModelOutputSettings):
     def check(self) -> None:
         from neuronmoe.languages import check_languages
 
-        check_languages(list(self.languages), self.source("languages"))
+        check_languages(list(self.languages), self.origin("languages"))
         if len(self.languages) < 2:
             self.fail("languages", "one-vs-rest AP needs at least two languages")
         if self.metric == "ap" and not 0 <= self.ap_threshold < 1:  # a unit is kept when its AP is above it

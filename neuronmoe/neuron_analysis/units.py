@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from neuronmoe.errors import ConfigError
+
 #: the MLP activation output act_fn(gate) (LAPE's units); not a projection
 ACT_MODULE = "act_fn"
 
@@ -35,7 +37,7 @@ class UnitLayout:
         mods = tuple(modules) if modules else spec.modules
         unknown = [m for m in mods if m not in counts]
         if unknown:
-            raise ValueError(f"--modules: unknown module(s) {', '.join(unknown)}; choose from {', '.join(spec.modules)}")
+            raise ConfigError(f"--modules: unknown module(s) {', '.join(unknown)}; choose from {', '.join(spec.modules)}")
         mods = tuple(m for m in spec.modules if m in mods)  # canonical order
         return cls(dims["num_layers"], mods, tuple(counts[m] for m in mods))
 

@@ -119,16 +119,14 @@ def train_values(vals: dict[str, Any], parsed: list[argparse.Namespace], nproc: 
 
 
 def data_values(vals: dict[str, Any], parsed: list[argparse.Namespace], targets: Sequence[str]) -> None:
-    from neuronmoe.data.cli import resolve_config
     from neuronmoe.data.lang_sources import HFFilesSource, make_sources, source_for
-    from neuronmoe.data.prepare import DataConfig
+    from neuronmoe.data.settings import DataSettings
     from neuronmoe.data.sources import HFSource
 
     a = _first(parsed, "prepare-data")
     if a is None:
         return
-    cfg = DataConfig.from_dict(resolve_config(a))
-    cfg.validate()
+    cfg = DataSettings.resolve(a)
     src = make_sources(cfg.source, cfg.languages, cfg.text_field, cfg.hf_split)
 
     def name(lang: str) -> str:
@@ -174,16 +172,15 @@ def layermoe_values(vals: dict[str, Any], parsed: list[argparse.Namespace]) -> N
             if al.data.get("budget") is not None:  # recorded for Llama (70); Qwen's is not published
                 vals["layermoe.budget"] = al.data["budget"]
         return
-    from neuronmoe.similarity.cli import resolve_options
+    from neuronmoe.similarity.settings import SimilaritySettings
 
-    o = resolve_options(a)
-    old = o["old_langs"] if o["old_langs"] is not None else [o["source"]]
-    vals["layermoe.setting"] = f"G1: {','.join(o['targets'])} vs {','.join(old)}" if o.get("setting") == "g1" else \
-        f"{','.join(o['targets'])} vs {','.join(old)} ({o['split']})"
-    vals["layermoe.tokens"] = o.get("max_tokens") or o["tokens_per_language"]
-    vals["layermoe.include_bos"] = bool(o.get("include_bos"))
-    vals["layermoe.layer_score"] = o.get("layer_score")
-    vals["layermoe.budget"] = o.get("budget")
+    o = SimilaritySettings.resolve(a)
+    vals["layermoe.setting"] = f"G1: {','.join(o.targets)} vs {','.join(o.old)}" if o.setting == "g1" else \
+        f"{','.join(o.targets)} vs {','.join(o.old)} ({o.split})"
+    vals["layermoe.tokens"] = o.max_tokens or o.tokens_per_language
+    vals["layermoe.include_bos"] = bool(o.include_bos)
+    vals["layermoe.layer_score"] = o.layer_score
+    vals["layermoe.budget"] = o.budget
     vals["layermoe.experts"] = None  # measured at run time (LayerMoE's own G1 table gives 84: tests)
 
 

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import itertools
 import logging
+from dataclasses import dataclass
 from typing import Any, Iterable
 
+from neuronmoe.errors import ConfigError
 from neuronmoe.similarity.core import UnitVectorSums
 
 log = logging.getLogger(__name__)
@@ -41,7 +43,7 @@ def capture_modules(model: Any, site: str = DEFAULT_CAPTURE_SITE) -> list[Any]:
     from neuronmoe.models.arch import UnsupportedArchitectureError, decoder_layers, get_arch
 
     if site not in CAPTURE_SITES:
-        raise ValueError(f"--capture-site: unknown site {site!r}; choose one of {', '.join(CAPTURE_SITES)}")
+        raise ConfigError(f"--capture-site: unknown site {site!r}; choose one of {', '.join(CAPTURE_SITES)}")
     field, what = CAPTURE_SITES[site]
     attr = getattr(get_arch(model), field)
     out = []
@@ -53,77 +55,96 @@ def capture_modules(model: Any, site: str = DEFAULT_CAPTURE_SITE) -> list[Any]:
     return out
 
 
-def capture_unit_sums(
-    model: Any,
-    tokenizer: Any,
-    texts_by_lang: dict[str, Iterable[str]],
-    max_tokens: int,
-    batch_size: int = 8,
-    max_length: int = 256,
-    include_bos: bool = False,
-    site: str = DEFAULT_CAPTURE_SITE,
-) -> tuple[UnitVectorSums, dict[str, int]]:
-    """Run ``model`` over each language's texts; returns the sums of ``site``'s unit vectors and the
-    tokens used per language."""
+@dataclass(frozen=True)
+class Capture:
+    """How much is captured: tokens per language, texts per forward pass, tokens per text, whether BOS counts,
+    and the capture site."""
+
+    max_tokens: int
+    batch_size: int = 8
+    max_length: int = 256
+    include_bos: bool = False
+    site: str = DEFAULT_CAPTURE_SITE
+
+
+def capture_unit_sums(model: Any, tokenizer: Any, texts_by_lang: dict[str, Iterable[str]], how: Capture | None = None,
+                      **options: Any) -> tuple[UnitVectorSums, dict[str, int]]:
+    """Run ``model`` over each language's texts; returns the sums of the capture site's unit vectors and the
+    tokens used per language. ``how`` (or its fields as keywords: ``max_tokens=...``) says how much."""
     import torch
 
     from neuronmoe.models.arch import model_dims
 
-    if max_tokens < 1:
-        raise ValueError(f"--max-tokens: must be >= 1, got {max_tokens}")
-    norms = capture_modules(model, site)
-    n_layers = len(norms)
-    hidden = model_dims(model)["hidden_size"]
-    langs = list(texts_by_lang)
-    acc = UnitVectorSums(langs, n_layers, hidden)
+    how = how if how is not None else Capture(**options)
+    if how.max_tokens < 1:
+        raise ConfigError(f"--max-tokens: must be >= 1, got {how.max_tokens}")
+    norms = capture_modules(model, how.site)
+    acc = UnitVectorSums(list(texts_by_lang), len(norms), model_dims(model)["hidden_size"])
     device = next(model.parameters()).device
-    skip = set(getattr(tokenizer, "all_special_ids", []) or [])
-    if include_bos and getattr(tokenizer, "bos_token_id", None) is not None:
-        skip.discard(tokenizer.bos_token_id)
-    special = torch.tensor(sorted(skip), dtype=torch.long, device=device)
-    state: dict[str, Any] = {}
-
-    def make_hook(idx: int):
-        def hook(_mod, _inp, out):
-            x = out[0] if isinstance(out, tuple) else out
-            v = x[state["mask"]].double()
-            u = v / v.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-            acc.add_sum(state["lang"], idx, u.sum(0).cpu().numpy(), int(v.shape[0]))
-            if idx == n_layers - 1:
-                raise _StopForward
-        return hook
-
-    handles = [norm.register_forward_hook(make_hook(i)) for i, norm in enumerate(norms)]
+    state: dict[str, Any] = {"special": _skipped_ids(tokenizer, how.include_bos, device)}
+    handles = [norm.register_forward_hook(_unit_sum_hook(acc, state, i, len(norms))) for i, norm in enumerate(norms)]
     used: dict[str, int] = {}
     try:
         with torch.inference_mode():
-            for lang in langs:
-                texts = (t for t in texts_by_lang[lang] if t and t.strip())  # any iterable: read as needed
-                got = 0
-                while got < max_tokens:
-                    batch = list(itertools.islice(texts, batch_size))
-                    if not batch:
-                        break
-                    enc = tokenizer(batch, return_tensors="pt", padding=True, truncation=True, max_length=max_length)
-                    ids = enc["input_ids"].to(device)
-                    att = enc["attention_mask"].to(device).bool()
-                    mask = att & ~torch.isin(ids, special) if special.numel() else att
-                    flat = mask.flatten()
-                    keep = torch.cumsum(flat.long(), 0) <= (max_tokens - got)
-                    mask = (flat & keep).view_as(mask)
-                    n = int(mask.sum())
-                    if n == 0:
-                        continue
-                    state["mask"], state["lang"] = mask, lang
-                    try:
-                        model(input_ids=ids, attention_mask=att.long(), use_cache=False)
-                    except _StopForward:
-                        pass
-                    got += n
-                used[lang] = got
-                if got < max_tokens:
-                    log.warning("similarity: %s has only %d tokens (< %d requested)", lang, got, max_tokens)
+            for lang, texts in texts_by_lang.items():
+                used[lang] = _capture_language(model, tokenizer, lang, texts, how, state)
     finally:
         for h in handles:
             h.remove()
     return acc, used
+
+
+def _skipped_ids(tokenizer: Any, include_bos: bool, device: Any) -> Any:
+    """The special token ids left out (BOS kept with ``include_bos``), as a tensor on ``device``."""
+    import torch
+
+    skip = set(getattr(tokenizer, "all_special_ids", []) or [])
+    if include_bos and getattr(tokenizer, "bos_token_id", None) is not None:
+        skip.discard(tokenizer.bos_token_id)
+    return torch.tensor(sorted(skip), dtype=torch.long, device=device)
+
+
+def _unit_sum_hook(acc: UnitVectorSums, state: dict[str, Any], idx: int, n_layers: int) -> Any:
+    """A forward hook adding the unit vectors of layer ``idx``'s output at ``state["mask"]`` for
+    ``state["lang"]``; the last layer stops the forward pass."""
+    def hook(_mod: Any, _inp: Any, out: Any) -> None:
+        x = out[0] if isinstance(out, tuple) else out
+        v = x[state["mask"]].double()
+        u = v / v.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        acc.add_sum(state["lang"], idx, u.sum(0).cpu().numpy(), int(v.shape[0]))
+        if idx == n_layers - 1:
+            raise _StopForward
+    return hook
+
+
+def _capture_language(model: Any, tokenizer: Any, lang: str, texts: Iterable[str], how: Capture,
+                      state: dict[str, Any]) -> int:
+    """Feed one language's texts until ``how.max_tokens`` tokens are captured; returns the tokens used."""
+    import torch
+
+    device, special, max_tokens = next(model.parameters()).device, state["special"], how.max_tokens
+    stream = (t for t in texts if t and t.strip())  # any iterable: read as needed
+    got = 0
+    while got < max_tokens:
+        batch = list(itertools.islice(stream, how.batch_size))
+        if not batch:
+            break
+        enc = tokenizer(batch, return_tensors="pt", padding=True, truncation=True, max_length=how.max_length)
+        ids = enc["input_ids"].to(device)
+        att = enc["attention_mask"].to(device).bool()
+        mask = att & ~torch.isin(ids, special) if special.numel() else att
+        flat = mask.flatten()
+        keep = torch.cumsum(flat.long(), 0) <= (max_tokens - got)
+        mask = (flat & keep).view_as(mask)
+        n = int(mask.sum())
+        if n == 0:
+            continue
+        state["mask"], state["lang"] = mask, lang
+        try:
+            model(input_ids=ids, attention_mask=att.long(), use_cache=False)
+        except _StopForward:
+            pass
+        got += n
+    if got < max_tokens:
+        log.warning("similarity: %s has only %d tokens (< %d requested)", lang, got, max_tokens)
+    return got

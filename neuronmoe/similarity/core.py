@@ -26,6 +26,8 @@ from typing import Sequence
 
 import numpy as np
 
+from neuronmoe.errors import ConfigError, InputError
+
 
 class UnitVectorSums:
     """Per-language, per-layer running sums of unit vectors (float64) and token counts."""
@@ -58,7 +60,7 @@ class UnitVectorSums:
         """``[L_lang, num_layers, hidden]``; a language without tokens is an error."""
         empty = [self.languages[i] for i in range(len(self.languages)) if (self.counts[i] == 0).any()]
         if empty:
-            raise ValueError(f"similarity: no tokens captured for language(s) {', '.join(empty)}")
+            raise InputError(f"similarity: no tokens captured for language(s) {', '.join(empty)}")
         return self.sums / self.counts[:, :, None]
 
     def similarity(self) -> np.ndarray:
@@ -72,14 +74,14 @@ def pair_indices(languages: Sequence[str], new_langs: Sequence[str]) -> list[tup
     langs = list(languages)
     missing = [x for x in new_langs if x not in langs]
     if missing:
-        raise ValueError(f"new language(s) {', '.join(missing)} not among the measured languages {', '.join(langs)}")
+        raise ConfigError(f"new language(s) {', '.join(missing)} not among the measured languages {', '.join(langs)}")
     pairs = []
     for i in range(len(langs)):
         for j in range(i + 1, len(langs)):
             if langs[i] in new_langs or langs[j] in new_langs:
                 pairs.append((i, j))
     if not pairs:
-        raise ValueError("similarity: need at least two languages, one of them new")
+        raise ConfigError("similarity: need at least two languages, one of them new")
     return pairs
 
 
@@ -93,7 +95,7 @@ def layer_scores(sim: np.ndarray, languages: Sequence[str], new_langs: Sequence[
     if sim.ndim != 3 or sim.shape[1] != sim.shape[2] or sim.shape[1] != len(languages):
         raise ValueError(f"sim must be [num_layers, {len(languages)}, {len(languages)}], got {list(sim.shape)}")
     if method not in LAYER_SCORES:
-        raise ValueError(f"--layer-score must be one of {', '.join(LAYER_SCORES)}, got {method!r}")
+        raise ConfigError(f"--layer-score must be one of {', '.join(LAYER_SCORES)}, got {method!r}")
     pairs = pair_indices(languages, new_langs)
     if method == "pairs":
         return np.mean([sim[:, i, j] for i, j in pairs], axis=0)
@@ -101,7 +103,7 @@ def layer_scores(sim: np.ndarray, languages: Sequence[str], new_langs: Sequence[
     new_new = [(i, j) for i, j in pairs if langs[i] in new_langs and langs[j] in new_langs]
     new_old = [p for p in pairs if p not in new_new]
     if not new_old:
-        raise ValueError("LayerMoE's layer score needs at least one old language (the new-old group); "
+        raise ConfigError("LayerMoE's layer score needs at least one old language (the new-old group); "
                          "give --old-langs, or use --layer-score pairs")
     groups = [np.mean([sim[:, i, j] for i, j in g], axis=0) for g in (new_new, new_old) if g]
     return np.mean(groups, axis=0)
@@ -115,7 +117,7 @@ def sim_from_pairs(table: dict[tuple[str, str], Sequence[float]], languages: Seq
     sim = np.full((n_layers, len(langs), len(langs)), np.nan)
     for (a, b), vals in table.items():
         if len(vals) != n_layers:
-            raise ValueError(f"similarity table: pair {a}&{b} has {len(vals)} layers, expected {n_layers}")
+            raise InputError(f"similarity table: pair {a}&{b} has {len(vals)} layers, expected {n_layers}")
         i, j = langs.index(a), langs.index(b)
         sim[:, i, j] = sim[:, j, i] = np.asarray(vals, dtype=np.float64)
     return sim

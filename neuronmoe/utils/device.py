@@ -6,6 +6,8 @@ import logging
 import os
 from typing import TYPE_CHECKING
 
+from neuronmoe.errors import ConfigError
+
 if TYPE_CHECKING:  # torch is imported on first use, so that `neuronmoe --help` stays fast
     import torch
 
@@ -81,7 +83,7 @@ def resolve_dtype(dtype: str | torch.dtype | None = "auto", device: torch.device
     try:
         out = getattr(torch, _DTYPES[name])
     except KeyError:
-        raise ValueError(f"--dtype: unknown dtype {dtype!r}; choose from {', '.join(DTYPE_CHOICES)}") from None
+        raise ConfigError(f"--dtype: unknown dtype {dtype!r}; choose from {', '.join(DTYPE_CHOICES)}") from None
     dev_type = torch.device(device).type if device is not None else None
     if out is torch.bfloat16 and dev_type == "cpu" and not cpu_has_native_bf16():
         _warn_slow_bf16()

@@ -1,4 +1,5 @@
-"""Fingerprints that let a stage refuse inputs made for another model or tokenizer."""
+"""Fingerprints that let a stage refuse inputs made for another model or tokenizer (the bottom layer: it reads
+configs through :mod:`neuronmoe.utils.hfconfig`, never through ``neuronmoe.models``)."""
 from __future__ import annotations
 
 import hashlib
@@ -17,10 +18,10 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
 
 def config_fingerprint(config: Any) -> dict[str, Any]:
     """The shape facts an adapter or allocation must match: type, layers, hidden and MLP sizes."""
-    from neuronmoe.models.arch import model_dims, text_config
+    from neuronmoe.utils.hfconfig import config_sizes, text_config
 
     cfg = text_config(config)
     out: dict[str, Any] = {"model_type": getattr(cfg, "model_type", None)}
-    out.update(model_dims(config))
+    out.update(config_sizes(config))
     out["vocab_size"] = int(getattr(cfg, "vocab_size", 0) or 0)
     return out

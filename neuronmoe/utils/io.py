@@ -16,6 +16,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Type
 
+from neuronmoe.errors import InputError, MissingInputError
+
 
 def current_umask() -> int:
     """The process umask (read from /proc where there is one, so that no other thread sees it change)."""
@@ -190,9 +192,9 @@ def read_json(path: str | os.PathLike) -> Any:
         with open(path, encoding="utf-8") as fh:
             return json.load(fh)
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: file not found") from None
+        raise MissingInputError(f"{path}: file not found") from None
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
+        raise InputError(f"{path}: not valid JSON ({e})") from None
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -261,16 +263,16 @@ def iter_texts(path: str | os.PathLike, lang: str | None = None) -> Iterator[str
     path = Path(path)
     of = f" (language {lang!r})" if lang else ""
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such data file{of}; run `neuronmoe prepare-data` with this language, "
+        raise MissingInputError(f"{path}: no such data file{of}; run `neuronmoe prepare-data` with this language, "
                                 f"or point --data-dir at the prepared data")
     n = 0
     for i, rec in iter_jsonl(path):
         text = rec.get("text")
         if not isinstance(text, str) or not text.strip():
-            raise ValueError(f"{path}:{i}: expected a JSON object with a 'text' field (a non-empty string)")
+            raise InputError(f"{path}:{i}: expected a JSON object with a 'text' field (a non-empty string)")
         if lang is not None and rec.get("lang", lang) != lang:
-            raise ValueError(f"{path}:{i}: a text of language {rec.get('lang')!r} in the file of {lang!r}")
+            raise InputError(f"{path}:{i}: a text of language {rec.get('lang')!r} in the file of {lang!r}")
         n += 1
         yield text
     if not n:
-        raise ValueError(f"{path}: no texts{of}")
+        raise InputError(f"{path}: no texts{of}")

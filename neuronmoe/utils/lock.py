@@ -27,14 +27,16 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator
 
+from neuronmoe.errors import StateError
+
 log = logging.getLogger("neuronmoe.lock")
 
 LOCK_SUFFIX = ".lock"
 
 
-class OutputLockedError(OSError):
-    """Another run holds the lock of this output folder (the message names it). An ``OSError`` (the folder is
-    busy), so the CLI prints it as one line like every other expected error."""
+class OutputLockedError(StateError, OSError):
+    """Another run holds the lock of this output folder (the message names it): a :class:`StateError`, and an
+    ``OSError`` (the folder is busy) for callers that catch those."""
 
 
 def lock_paths(folder: str | os.PathLike) -> tuple[Path, Path]:

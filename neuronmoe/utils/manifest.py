@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from neuronmoe.errors import MissingInputError
 from neuronmoe.utils.io import atomic_write_json, read_json, sha256_file
 
 MANIFEST_NAME = "manifest.json"
@@ -80,7 +81,7 @@ def write_manifest(out_dir: str | Path, manifest: Manifest, name: str = MANIFEST
 def load_manifest(out_dir: str | Path, name: str = MANIFEST_NAME) -> dict[str, Any]:
     path = Path(out_dir) / name
     if not path.exists():
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"{path}: no manifest; the stage that writes {Path(out_dir).name}/ has not completed"
         )
     return read_json(path)

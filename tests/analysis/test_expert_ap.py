@@ -140,5 +140,7 @@ def test_summary_table_markdown_and_heatmap():
     mat, layers, names = heatmap_matrix(summ, "el")
     assert layers == [5, 27] and names == ["base", "exp_0"]
     assert math.isnan(mat[0, 1]) and mat[1, 1] == pytest.approx(100 * 413 / 19456)
-    with pytest.raises(KeyError):
+    from neuronmoe.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="target language 'tr' was not analysed"):
         table_rows(summ, "tr")

@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from neuronmoe.data.prepare import DataConfig, prepare_data
+from neuronmoe.data.prepare import prepare_data
+from neuronmoe.data.settings import DataSettings
 from neuronmoe.data.text import dedup_key, split_sentences
 
 
@@ -15,9 +16,10 @@ def test_bundled_two_languages_with_embedded_model(tmp_path, embedded_model_dir)
     from neuronmoe.models import load_tokenizer
     from neuronmoe.utils.fingerprint import tokenizer_fingerprint
 
-    cfg = DataConfig(new_langs=["el"], old_langs=["en"], neg_langs=[], source="bundled", num_samples=500)
+    cfg = DataSettings.resolve(environ={}, new_langs=["el"], old_langs=["en"], neg_langs=[], source="bundled", num_samples=500,
+                               output_dir=str(tmp_path), model="smollm2-135m", progress=False)
     t0 = time.perf_counter()
-    m = prepare_data(cfg, tmp_path, "smollm2-135m", progress=False)
+    m = prepare_data(cfg)
     elapsed = time.perf_counter() - t0
     data = tmp_path / "data"
     tok = load_tokenizer("smollm2-135m")

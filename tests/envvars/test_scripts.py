@@ -39,11 +39,11 @@ def _args(r: subprocess.CompletedProcess) -> list[dict]:
 def test_stage_scripts_resolve_the_canonical_variables(tmp_path):
     out = str(tmp_path / "o")
     (a,) = _args(_run("prepare_data.sh", tmp_path, CANONICAL))
-    assert (a["new_langs"], a["old_langs"], a["seed"], a["model"], a["output_dir"]) == ("hu", "en,de", 9, "smollm2-135m", out)
+    assert (a["new_langs"], a["old_langs"], a["seed"], a["model"], a["output_dir"]) == (["hu"], ["en", "de"], 9, "smollm2-135m", out)
     (a,) = _args(_run("run_neuron_analysis.sh", tmp_path, CANONICAL))
     assert a["batch_size"] == 5 and a["output_dir"] == out
     (a,) = _args(_run("run_similarity.sh", tmp_path, CANONICAL))
-    assert (a["targets"], a["old_langs"], a["source"], a["batch_size"]) == ("hu", "en,de", "en", 6)
+    assert (a["targets"], a["old_langs"], a["source"], a["batch_size"]) == (["hu"], ["en", "de"], "en", 6)
     (a,) = _args(_run("run_expert_allocation.sh", tmp_path, CANONICAL))
     assert (a["targets"], a["source"]) == ("hu", "en")
     (a,) = _args(_run("run_stage1.sh", tmp_path, CANONICAL))

@@ -193,7 +193,10 @@ def test_modeling_file_routes_exactly_as_the_adapter(dtype):
 
 # ---- bad input: one line, nothing written ---------------------------------------------------------
 def test_bad_input_fails_before_anything_is_written(families, tmp_path, capsys):
+    import dataclasses
+
     from neuronmoe.interop.export import ExportError, plan_export
+    from neuronmoe.interop.settings import ExportSettings
     from neuronmoe.testing import save_tiny_model
 
     _, adapter = families["llama"]
@@ -204,12 +207,12 @@ def test_bad_input_fails_before_anything_is_written(families, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "made for another base model (3 layers, the base model (llama) has 4)" in err
     assert not out.exists() and not list(tmp_path.glob(".out.*"))
-    # unsupported dtype: argparse refuses it, and so does the function
-    with pytest.raises(SystemExit) as e:
-        _export(adapter, out, "--dtype", "int8")
-    assert e.value.code == 2 and "invalid choice: 'int8'" in capsys.readouterr().err
+    # unsupported dtype: the settings refuse it (one line), and so does the function
+    assert _export(adapter, out, "--dtype", "int8") == 2
+    assert "--dtype: 'int8' is not one of auto, float32" in capsys.readouterr().err
+    s = ExportSettings.resolve(environ={}, adapter=str(adapter), out=str(out))
     with pytest.raises(ExportError, match="--dtype int8: unsupported"):
-        plan_export(adapter, out, dtype="int8")
+        plan_export(dataclasses.replace(s, dtype="int8"))
     # an existing folder without --overwrite is left as it was
     out.mkdir()
     (out / "keep.txt").write_text("mine")

@@ -117,7 +117,7 @@ CASES: list[tuple[str, str, int, str]] = [
     ("similarity-budget-negative", f"{S} --budget -3", 2, "--budget"),
     ("train-replay-max-samples-0", f"{T} --replay-max-samples 0", 2, "replay_max_samples"),
     ("export-no-adapter", f"export --adapter {{ws}}/no-adapter --out {{ws}}/exported {M}", 2, "no-adapter"),
-    ("export-bad-dtype", f"export --adapter {{ws}}/no-adapter --out {{ws}}/exported {M} --dtype int4", 2, "invalid choice"),
+    ("export-bad-dtype", f"export --adapter {{ws}}/no-adapter --out {{ws}}/exported {M} --dtype int4", 2, "--dtype: 'int4' is not one of"),
     ("model-unknown", "model info {ws}/no-model", 2, "no-model"),
     # ---- pipeline (checked before its first stage)
     ("pipeline-unknown-target", f"{P} --target xx", 2, "xx"),

@@ -186,9 +186,8 @@ def test_unknown_capture_site_is_refused(tiny_data, tiny_model_dir, capsys):
 
     with pytest.raises(ValueError, match="--capture-site: unknown site 'mlp_output'; choose one of mlp_input, attn_input, attn_output"):
         capture_modules(tiny_model("llama"), "mlp_output")
-    with pytest.raises(SystemExit):
-        _sim_cli(tiny_data, tiny_model_dir, "--targets", "el", "--capture-site", "mlp_output")
-    assert "invalid choice: 'mlp_output'" in capsys.readouterr().err
+    assert _sim_cli(tiny_data, tiny_model_dir, "--targets", "el", "--capture-site", "mlp_output") == 2
+    assert "--capture-site: 'mlp_output' is not one of mlp_input, attn_input, attn_output" in capsys.readouterr().err
     assert not (tiny_data / "similarity").exists()
 
 
@@ -229,6 +228,7 @@ def test_similarity_cli_writes_npz_scores_manifest_and_layermoe_allocation(tiny_
     assert scores == pytest.approx(list(z["sim"][:, 0, 1]), rel=1e-8)
     man = json.loads((root / "similarity" / "manifest.json").read_text())
     assert man["stage"] == "similarity" and set(man["files"]) == {"similarity.npz", "scores.csv"}
+    assert man["settings"]["targets"] == ["el"] and man["settings_sources"]["targets"] == "--targets"
     assert man["counts"]["tokens"] == {"en": 120, "el": 120}
     a = json.loads((root / "allocation" / "layermoe.json").read_text())
     inv = [1 / s for s in scores]
