@@ -173,6 +173,8 @@ class Settings:
     YAML: ClassVar[str | None] = None
     #: YAML keys that are not settings but data the stage reads itself (e.g. ``hf_datasets`` recipes)
     YAML_DATA: ClassVar[tuple[str, ...]] = ()
+    #: the environment variable that names a ``--config`` file when none is given (``NEURONS_CONFIG``)
+    CONFIG_ENV: ClassVar[str | None] = None
 
     # ---- the declared fields ----------------------------------------------------------------------------
     @classmethod
@@ -259,6 +261,8 @@ class Settings:
             sets = list(sets or []) + list(ns.get("sets") or [])
             flags = {k: v for k, v in ns.items() if k not in ("config_file", "sets")}
         environ = os.environ if environ is None else environ
+        if not config_file and cls.CONFIG_ENV and environ.get(cls.CONFIG_ENV):
+            config_file = environ[cls.CONFIG_ENV]  # the stage's config-file variable (NEURONS_CONFIG, DATA_CONFIG, ...)
         values: dict[str, Any] = {}
         where: dict[str, str] = {}
         by_name = {f.name: (f, m, tp) for f, m, tp in cls.fields()}

@@ -92,16 +92,13 @@ class DataSettings(ModelOutputSettings):
     def resolve(cls, flags: Mapping[str, Any] | argparse.Namespace | None = None, *,
                 environ: Mapping[str, str] | None = None, config_file: str | None = None,
                 sets: Sequence[str] | None = None, profile: str | None = None, **context: Any) -> DataSettings:
-        """As :meth:`Settings.resolve`, plus two rules of the published scripts: ``DATA_CONFIG`` names the
-        ``--config`` file when none is given, and ``LANGUAGES`` (every analysis language) gives ``neg_langs``
-        (the new and old languages removed) when neither ``--neg-langs`` nor ``NEG_LANGS`` does."""
+        """As :meth:`Settings.resolve`, plus a rule of the published scripts: ``LANGUAGES`` (every analysis
+        language) gives ``neg_langs`` (the new and old languages removed) when neither ``--neg-langs`` nor
+        ``NEG_LANGS`` does."""
         import dataclasses
         import os
 
         env = os.environ if environ is None else environ
-        given = getattr(flags, "config_file", None) if isinstance(flags, argparse.Namespace) else None
-        if not config_file and not isinstance(given, str) and env.get(cls.CONFIG_ENV):
-            config_file = env[cls.CONFIG_ENV]
         s: DataSettings = super().resolve(flags, environ=env, config_file=config_file, sets=sets, profile=profile,
                                           **context)  # type: ignore[assignment]
         where = s.provenance().get("neg_langs", "")

@@ -12,6 +12,7 @@ METRICS = ("ap", "lape")
 class NeuronSettings(DeviceSettings, ModelOutputSettings):
     COMMAND = "neurons"
     YAML = "neurons"
+    CONFIG_ENV = "NEURONS_CONFIG"
 
     data_dir: str | None = setting(None, env="DATA_DIR", yaml=False, metavar="DIR",
                                    help="folder with samples/<lang>.jsonl and manifest.json (default $OUTPUT_DIR/data)")

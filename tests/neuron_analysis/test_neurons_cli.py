@@ -143,6 +143,15 @@ def test_config_precedence_yaml_env_flag(monkeypatch, tmp_path):
     assert cfg.provenance()["top_k"] == "env TOP_K" and cfg.provenance()["pool"] == "--set pool"
 
 
+def test_neurons_config_names_the_config_file(monkeypatch, tmp_path):
+    user = tmp_path / "n.yaml"
+    user.write_text("top_k: 5\n")
+    monkeypatch.setenv("NEURONS_CONFIG", str(user))
+    cfg = _resolve([])
+    assert cfg.top_k == 5 and cfg.provenance()["top_k"] == str(user)
+    assert _resolve(["--top-k", "7"]).top_k == 7
+
+
 def test_unknown_yaml_field_is_named_with_its_file(tmp_path):
     user = tmp_path / "c.yaml"
     user.write_text("topk: 5\n")
