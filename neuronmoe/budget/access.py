@@ -93,7 +93,7 @@ def plan_repositories(parsed: Sequence[Any], suite_datasets: Iterable[str]) -> l
         out[model] = Repo(model, "model", "the base model")
     prep = next((a for a in parsed if a.command == "prepare-data"), None)
     specs = [str(r) for r in ([prep.source] if prep is not None and prep.source else [])]
-    for lang, name in language_sources(parsed).items():
+    for name in language_sources(parsed).values():
         if any(f"hf:{name}" in s for s in specs) and name not in out:
             out[name] = Repo(name, "dataset", "prepare-data")
     for name in suite_datasets:

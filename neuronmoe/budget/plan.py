@@ -245,10 +245,9 @@ def corpus_item(ctx: Context, name: str, lang: str, tokens: float, rec: Mapping[
 def output_items(ctx: Context, prep: Any, train: Sequence[dict[str, Any]], runs: Sequence[TrainRun]) -> list[Item]:
     """What the plan writes: prepared data, neuron activations, packed caches, checkpoints and adapters."""
     from neuronmoe.budget.disk import packed_cache_bytes
-    from neuronmoe.layout import Layout
-
     from neuronmoe.data.cli import resolve_config
     from neuronmoe.data.prepare import DataConfig
+    from neuronmoe.layout import Layout
 
     items = []
     dc = DataConfig.from_dict(resolve_config(prep)) if prep is not None else None
@@ -417,8 +416,7 @@ def preflight(facts: Mapping[str, Any], gpu: GPU, client: Any = None,
     import shlex
 
     from neuronmoe.budget import budget_config
-    from neuronmoe.budget.access import (OFFLINE, HfHubClient, access_problems, check_access, hub_sizes, offline_env,
-                                         plan_repositories)
+    from neuronmoe.budget.access import OFFLINE, HfHubClient, access_problems, check_access, hub_sizes, offline_env, plan_repositories
     from neuronmoe.budget.runs import parse
     from neuronmoe.config import load_yaml
 

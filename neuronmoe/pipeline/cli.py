@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from neuronmoe.budget import hook
 from neuronmoe.cli_common import add_model_arg, add_output_dir_arg, env, source_lang_default, split_langs
 
 DEFAULT_NEG_LANGS = "tr,hu,de,es,fr,ja,zh"
@@ -70,9 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--dry-run", action="store_true",
         help="validate every config and print the exact commands; needs no GPU, weights or data")
     r.add_argument("--json", action="store_true", help="print the dry-run facts as JSON")
-    from neuronmoe.budget import hook  # --gpu, --gpu-memory, --mfu, --check, --accept-allocation-diff (issue 22)
-
-    hook.add_arguments(r)
+    hook.add_arguments(r)  # --gpu, --gpu-memory, --mfu, --check, --accept-allocation-diff (issue 22)
     r.set_defaults(func=run_reproduce, report_env=False)  # reported with the variables its commands read
 
 
@@ -132,8 +131,6 @@ def run_reproduce(args: argparse.Namespace) -> int:
     facts = ex.reproduce_facts(args.experiment, split_langs(args.targets) or None, args.model_config, args.model,
                                args.output_dir, args.deepspeed, args.nproc, args.allocations,
                                accept_allocation_diff=args.accept_allocation_diff)
-    from neuronmoe.budget import hook
-
     hook.attach(facts, args)  # tokens, FLOPs, GPU-hours, memory per device, disk (and access with --check)
     targets, model_config, model = facts["targets"], facts["model_config"], facts["model"]
     if os.environ.get(REPORTED) != "1":  # variables set but read neither here nor by any command of the plan

@@ -176,7 +176,10 @@ def paper_numbers(exp: Experiment) -> dict[str, Any]:
             sources[r] = (table.get("sources") or {}).get(r, "")
     rows.update(exp.paper_results)
     sources.update(exp.paper_sources)
-    return {"rows": rows, "sources": sources}
+    from neuronmoe.config import load_yaml
+
+    quoted = {k: v for k, v in (load_yaml("paper_results").get("not_reproduced") or {}).items() if k in rows}
+    return {"rows": rows, "sources": sources, "not_reproduced": quoted}
 
 
 def _published_vs_ours(exp: Experiment, out: Path) -> list[str]:
@@ -230,7 +233,9 @@ def build_report(exp: Experiment, output_root: str) -> str:
              f"runs {', '.join(exp.runs)}. Every number of ours is read from {out}/; see docs/pipeline.md.", "",
              "| paper | here |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in {**exp.tables, **exp.figures}.items()]
-    lines += ["", "## Allocations", "", *_published_vs_ours(exp, out), "", *_counts_vs_paper(exp, out)]
+    from neuronmoe.pipeline.gate import report_lines
+
+    lines += ["", "## Allocations", "", *_published_vs_ours(exp, out), "", *_counts_vs_paper(exp, out), *report_lines(out)]
     if exp.capture_site_why:
         lines += [f"LayerMoE similarity: capture site `{exp.capture_site}`. {exp.capture_site_why}", ""]
     wanted = ["dense"] + [f"{k}-{t}-s{s}" for k, s, t in plan_runs(exp.targets, exp.runs)]
