@@ -157,12 +157,14 @@ def allocation_experts(name: str, run: str, output_dir: Path, allocations: Mappi
     if name in shipped_allocations():
         return list(load_allocation(name).experts_per_layer), f"shipped {name}"
     kind = run.rsplit("-s", 1)[0].rpartition("-")[0]
-    proxy = published_allocation(model_config, kind, "el")
+    proxy = published_allocation(model_config, kind, "el") or published_allocation(model_config, "neuronmoe", "el")
     if proxy:
         e = list(load_allocation(proxy).experts_per_layer)
         return e, f"assumed: computed at run time; budgeted as {proxy} ({sum(e)} experts, the paper's Greek one)"
-    raise ConfigError(f"train --allocation {name}: its experts are computed at run time and the paper publishes no "
-                      f"{kind} allocation of {model_config} to budget it with; run the allocation first")
+    from neuronmoe.models import load_config, num_layers
+
+    e = [2] * num_layers(load_config(model_config))
+    return e, f"assumed: computed at run time and the paper publishes no allocation of {model_config}; budgeted as 2 per layer"
 
 
 def train_run(a: Any, nproc: int, ctx: Any) -> TrainRun:

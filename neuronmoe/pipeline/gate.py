@@ -49,9 +49,9 @@ def compare(computed: Sequence[int], reference: Sequence[int] | None) -> dict[st
     out: dict[str, Any] = {"computed": list(computed), "computed_total": int(sum(computed))}
     if reference is None:
         return {**out, "status": NO_REFERENCE, "paper": None, "paper_total": None, "differences": []}
-    if len(reference) != len(computed):
-        raise ConfigError(f"allocation has {len(computed)} layers but the paper's has {len(reference)}: "
-                          "another model than --model-config?")
+    if len(reference) != len(computed):  # another model than --model-config's: nothing layer by layer to compare
+        return {**out, "status": DIFFERS, "paper": list(reference), "paper_total": int(sum(reference)),
+                "differences": [], "note": f"{len(computed)} layers vs the paper's {len(reference)}: another model?"}
     diffs = [{"layer": i, "computed": int(c), "paper": int(r), "diff": int(c) - int(r)}
              for i, (c, r) in enumerate(zip(computed, reference)) if c != r]
     return {**out, "status": DIFFERS if diffs else MATCHES, "paper": list(reference),
@@ -62,9 +62,10 @@ def describe(name: str, rec: dict[str, Any]) -> str:
     """One phrase: ``neuronmoe-el: 50 experts vs the paper's 49 (...): layer 0 6 vs 5 (+1), ...``."""
     if rec["status"] != DIFFERS:
         return f"{name}: {rec['computed_total']} experts, {rec['status']}" + (f" ({rec['reference']})" if rec.get("reference") else "")
-    layers = ", ".join(f"layer {d['layer']} {d['computed']} vs {d['paper']} ({d['diff']:+d})" for d in rec["differences"])
+    layers = rec.get("note") or ", ".join(f"layer {d['layer']} {d['computed']} vs {d['paper']} ({d['diff']:+d})"
+                                          for d in rec["differences"])
     return (f"{name}: {rec['computed_total']} experts vs the paper's {rec['paper_total']} ({rec['reference']}), "
-            f"{len(rec['differences'])} layer(s) differ: {layers}")
+            f"{len(rec['differences']) or 'every'} layer(s) differ: {layers}")
 
 
 def evaluate_gate(items: Sequence[str], model_config: str, allocation_dir: Path) -> dict[str, dict[str, Any]]:
