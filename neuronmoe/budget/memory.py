@@ -6,8 +6,10 @@ Static part, two layouts (:func:`static_memory`):
 
 * ``torch`` (no DeepSpeed; what ``neuronmoe train`` runs without ``--deepspeed``): weights in fp32 (bf16 is an
   autocast), fp32 gradients of the trainable weights, AdamW's ``exp_avg`` and ``exp_avg_sq`` (fp32) and one fp32
-  ``step`` scalar per trainable tensor; DDP (world size > 1) adds one fp32 gradient bucket copy. Exact: a test
-  compares it with the bytes of a real model's tensors after one optimizer step.
+  ``step`` scalar per trainable tensor; DDP (world size > 1) adds one fp32 gradient bucket copy, and bf16 autocast
+  its cached bf16 copy of every trainable weight (2 bytes) during the forward and backward. Exact for the weights,
+  gradients and optimizer states: a test compares them with the bytes of a real model's tensors after one optimizer
+  step.
 * ``deepspeed`` with bf16 (the paper plan: ZeRO-2): DeepSpeed casts the module to bf16 (frozen and trainable
   weights 2 bytes); the fp32 master copy and Adam's two states of the trainable weights (12 bytes) are split over
   the world size from ZeRO stage 1 on; bf16 gradients are split from stage 2 on, plus the fp32 copy of this rank's
@@ -84,8 +86,9 @@ def param_counts(facts: dict[str, Any], experts_per_layer: Sequence[int], train_
 
 
 def static_memory(counts: ParamCounts, layout: str = "torch", world: int = 1, zero_stage: int = 0,
-                  reduce_bucket: int = 500_000_000) -> dict[str, int]:
-    """Bytes per device of weights, gradients, optimizer states and buffers (module docstring)."""
+                  reduce_bucket: int = 500_000_000, autocast: bool = False) -> dict[str, int]:
+    """Bytes per device of weights, gradients, optimizer states and buffers (module docstring); ``autocast``
+    (torch layout under bf16 autocast) adds the bf16 copies autocast caches of the trainable weights."""
     if layout not in LAYOUTS:
         raise ConfigError(f"memory layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     if world < 1 or zero_stage not in (0, 1, 2, 3):
@@ -93,7 +96,8 @@ def static_memory(counts: ParamCounts, layout: str = "torch", world: int = 1, ze
     t = counts.trainable
     if layout == "torch":
         return {"weights_frozen": 4 * counts.frozen, "weights_trainable": 4 * t, "gradients": 4 * t,
-                "optimizer": 8 * t + 4 * counts.trainable_tensors, "buffers": 4 * t if world > 1 else 0}
+                "optimizer": 8 * t + 4 * counts.trainable_tensors,
+                "buffers": (4 * t if world > 1 else 0) + (2 * t if autocast else 0)}
     shard = world if zero_stage >= 1 else 1
     grad_shard = world if zero_stage >= 2 else 1
     weights_t = 2 * t if zero_stage < 3 else -(-2 * t // world)

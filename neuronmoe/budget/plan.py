@@ -61,7 +61,8 @@ def hours(flops: float, gpu: GPU) -> float:
 def memory_of(ctx: Context, run: TrainRun) -> dict[str, Any]:
     """Per-device memory of a training run, whether it fits the card, and a split that does when it does not."""
     counts = param_counts(ctx.facts, run.experts, run.train_mode)
-    static = static_memory(counts, run.layout, run.world, run.zero_stage, run.reduce_bucket or 500_000_000)
+    static = static_memory(counts, run.layout, run.world, run.zero_stage, run.reduce_bucket or 500_000_000,
+                           autocast=run.layout == "torch" and run.bf16)
     residual = 2 if run.layout == "deepspeed" else 4
 
     def needs(batch: int, ckpt: bool) -> float:

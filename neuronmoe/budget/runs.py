@@ -38,6 +38,7 @@ class TrainRun:
     save_steps: int
     save_total_limit: int | None
     languages: tuple[str, ...] = field(default_factory=tuple)
+    bf16: bool = True
 
     @property
     def effective(self) -> int:
@@ -183,4 +184,4 @@ def train_run(a: Any, nproc: int, ctx: Any) -> TrainRun:
                     tokens_basis=basis, layout=layout, zero_stage=zero, reduce_bucket=bucket,
                     checkpointing=bool(cfg["gradient_checkpointing"]), save_steps=int(cfg["save_steps"]),
                     save_total_limit=cfg.get("save_total_limit"),
-                    languages=tuple([*cfg["languages"], *cfg.get("replay_languages", [])]))
+                    languages=tuple([*cfg["languages"], *cfg.get("replay_languages", [])]), bf16=cfg["bf16"] is not False)
