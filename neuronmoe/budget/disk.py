@@ -32,9 +32,11 @@ class Item:
     bytes: float
     where: str  #: "output", "hub-cache", "datasets-cache", "neuronmoe-cache" or "network" (streamed: no disk)
     basis: str  #: "recorded", "estimate", "hub", "exact" or "on disk", with the reason
+    downloaded: bool = True  #: False: written here (an Arrow copy of a download), no network
 
     def to_dict(self) -> dict[str, Any]:
-        return {"what": self.what, "bytes": int(self.bytes), "where": self.where, "basis": self.basis}
+        return {"what": self.what, "bytes": int(self.bytes), "where": self.where, "basis": self.basis,
+                "downloaded": self.downloaded}
 
 
 def checkpoint_bytes(adapter: int, trainable: int, deepspeed: bool) -> int:

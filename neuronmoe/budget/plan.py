@@ -207,7 +207,7 @@ def download_items(ctx: Context, prep: Any, model: str) -> list[Item]:
             tokens = dc.replay_docs / (1 - dc.heldout_fraction) * per_doc
         else:
             tokens = 50.0 * dc.num_samples * ctx.cfg["sentence_tokens"]
-        items.append(corpus_item(ctx, name, lang, tokens, recs.get(name)))
+        items += corpus_items(ctx, name, lang, tokens, recs.get(name))
     items.append(Item("evaluation datasets (paper suite)", float(ctx.cfg["downloads"]["evaluation"]["bytes"]),
                       "datasets-cache", "estimate: " + ctx.cfg["downloads"]["evaluation"]["basis"]))
     return items
@@ -225,22 +225,23 @@ def model_item(ctx: Context, model: str) -> Item:
                 "estimate: the config's parameters x 2 bytes (bf16)")
 
 
-def corpus_item(ctx: Context, name: str, lang: str, tokens: float, rec: Mapping[str, Any] | None) -> Item:
-    """Network (streamed) or hub cache + Arrow copy (read whole) of one language's corpus."""
+def corpus_items(ctx: Context, name: str, lang: str, tokens: float, rec: Mapping[str, Any] | None) -> list[Item]:
+    """Network (streamed), or the hub cache + its Arrow copy (read whole), of one language's corpus."""
     from neuronmoe.budget.disk import streamed_slimpajama
 
     text = tokens * _bpt(ctx, lang)
     if rec is None:
-        return Item(f"{name or 'corpus'} {lang}", text, "network", "estimate: tokens read x text bytes per token")
+        return [Item(f"{name or 'corpus'} {lang}", text, "network", "estimate: tokens read x text bytes per token")]
     if "documents_per_file" in rec:
         per_doc = float(ctx.cfg["tokens_per_document"].get(name, ctx.cfg["tokens_per_document"]["default"])["tokens"])
-        return streamed_slimpajama(int(tokens / per_doc), 10000, {**rec, "file_bytes": ctx.hub_sizes.get(name, rec["file_bytes"])})
+        return [streamed_slimpajama(int(tokens / per_doc), 10000, {**rec, "file_bytes": ctx.hub_sizes.get(name, rec["file_bytes"])})]
     if not rec.get("streamed", True):
         size = float(ctx.hub_sizes.get(name, rec["file_bytes"]))
         basis = "hub" if name in ctx.hub_sizes else rec["basis"]
-        return Item(f"{name} {lang} (read whole, kept in the hub cache + an Arrow copy)", 2 * size, "hub-cache", basis)
+        return [Item(f"{name} {lang} (read whole, kept in the hub cache)", size, "hub-cache", basis),
+                Item(f"{name} {lang}: its Arrow copy", size, "datasets-cache", basis, downloaded=False)]
     ratio = float(rec.get("parquet_bytes_per_text_byte", 1.0))
-    return Item(f"{name} {lang} ({tokens / 1e9:.2f}B tokens, streamed)", text * ratio, "network", rec["basis"])
+    return [Item(f"{name} {lang} ({tokens / 1e9:.2f}B tokens, streamed)", text * ratio, "network", rec["basis"])]
 
 
 def output_items(ctx: Context, prep: Any, train: Sequence[dict[str, Any]], runs: Sequence[TrainRun]) -> list[Item]:
@@ -312,7 +313,8 @@ def plan_budget(cmds: Sequence[Sequence[str]], allocations: Mapping[str, Any], m
     written = output_items(ctx, prep, train, runs)
     filesystems = by_filesystem([*downloads, *written], cache_roots(output_dir))
     return {"gpu": gpu.to_dict(), "nproc": nproc, "rows": rows, "totals": totals(ctx, rows),
-            "downloads": [i.to_dict() for i in downloads], "network_bytes": int(sum(i.bytes for i in downloads)),
+            "downloads": [i.to_dict() for i in downloads if i.downloaded],
+            "network_bytes": int(sum(i.bytes for i in downloads if i.downloaded)),
             "written": [i.to_dict() for i in written], "filesystems": filesystems,
             "disk_problems": disk_problems(filesystems), "memory_problems": memory_problems(train, nproc)}
 
