@@ -118,3 +118,15 @@ def test_check_names_a_gated_model(capsys, tmp_path, monkeypatch):
     cap = capsys.readouterr()
     assert "# access no access: model meta-llama/Llama-3.2-3B (the base model): gated" in cap.out
     assert "model meta-llama/Llama-3.2-3B (the base model): gated: accept its terms" in cap.err
+
+
+def test_readme_shows_the_budget_of_the_default_plan(capsys, tmp_path):
+    """README's paper-scale section pastes the default plan's budget table: it must be the current one."""
+    from pathlib import Path
+
+    assert main(["reproduce-paper", "--dry-run", "--nproc", "8", "--output-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out.split("# budget on", 1)[1]
+    rows = [line for line in out.splitlines() if line.startswith("| ")]
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    missing = [r for r in rows if r not in readme]
+    assert rows and not missing, f"README's budget table is out of date (reproduce-paper --dry-run --nproc 8): {missing[:2]}"
