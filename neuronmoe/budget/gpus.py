@@ -49,7 +49,7 @@ def card_name(name: str, cfg: Mapping[str, Any] | None = None) -> str:
     from neuronmoe.utils.checks import did_you_mean
 
     raise ConfigError(f"--gpu {name!r}: not a card of neuronmoe/configs/budget.yaml{did_you_mean(str(name), cards)}; "
-                      f"cards: {', '.join(cards)} (or give --gpu-memory and --mfu for another card)")
+                      f"cards: {', '.join(cards)} (another card: name the one of the same peak and give --gpu-memory and --mfu)")
 
 
 def card_of_device(device_name: str, cfg: Mapping[str, Any] | None = None) -> str | None:
