@@ -121,3 +121,18 @@ def test_the_plan_reads_the_model_its_corpora_and_the_evaluation_datasets():
     repos = {r.repo_id: r for r in plan_repositories(parse(paper_plan(nproc=8)), ["cais/mmlu", "ilsp/arc_greek"])}
     assert repos["meta-llama/Llama-3.2-3B"].repo_type == "model"
     assert {"uonlp/CulturaX", "cerebras/SlimPajama-627B", "Skywork/SkyPile-150B", "cais/mmlu", "ilsp/arc_greek"} <= set(repos)
+
+
+def test_measured_mfu_is_recorded_in_docs_benchmarks():
+    """budget.yaml's measured_mfu is the machine-readable copy of docs/benchmarks.md: every figure it holds names
+    its record there and appears in it."""
+    from pathlib import Path
+
+    from neuronmoe.budget import budget_config
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "benchmarks.md").read_text(encoding="utf-8")
+    cfg = budget_config()
+    for card, rec in (cfg.get("measured_mfu") or {}).items():
+        assert card in cfg["gpus"] and 0 < rec["mfu"] <= 1
+        assert "docs/benchmarks.md" in rec["source"] and f"{rec['mfu']:.2f}" in doc, card
+    assert "benchmarks/gpu_check.sh" in doc
