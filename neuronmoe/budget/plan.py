@@ -244,7 +244,8 @@ def corpus_items(ctx: Context, name: str, lang: str, tokens: float, rec: Mapping
     return [Item(f"{name} {lang} ({tokens / 1e9:.2f}B tokens, streamed)", text * ratio, "network", rec["basis"])]
 
 
-def output_items(ctx: Context, prep: Any, train: Sequence[dict[str, Any]], runs: Sequence[TrainRun]) -> list[Item]:
+def output_items(ctx: Context, prep: Any, train: Sequence[dict[str, Any]], runs: Sequence[TrainRun],
+                 n_langs: int = 9) -> list[Item]:
     """What the plan writes: prepared data, neuron activations, packed caches, checkpoints and adapters."""
     from neuronmoe.budget.disk import packed_cache_bytes
     from neuronmoe.data.cli import resolve_config
@@ -261,9 +262,10 @@ def output_items(ctx: Context, prep: Any, train: Sequence[dict[str, Any]], runs:
         text = sum(float(dc.max_tokens or dc.hf_max_tokens) / (1 - dc.heldout_fraction) * _bpt(ctx, x) for x in dc.new_langs)
         text += sum(dc.replay_docs / (1 - dc.heldout_fraction) * 1000 * _bpt(ctx, x) for x in dc.old_langs)
         items.append(Item("prepared data (data/)", text, "output", "estimate: tokens x text bytes per token"))
-    units = ctx.shape.layers * (2 * ctx.shape.q_dim + 2 * ctx.shape.kv_dim + 2 * ctx.shape.intermediate + ctx.shape.hidden)
-    n = len(ctx.data_counts or {}) or 9
-    items.append(Item("neurons/activations (fp16 memmaps)", 2.0 * units * 500 * n, "output",
+    sh = ctx.shape  # q, k, v, o, gate, up, down outputs of every layer
+    units = sh.layers * (sh.q_dim + 2 * sh.kv_dim + 2 * sh.hidden + 2 * sh.intermediate)
+    n_sent = int(getattr(prep, "num_samples", None) or 500) * n_langs
+    items.append(Item("neurons/activations (fp16 memmaps)", 2.0 * units * n_sent, "output",
                       "exact for the shape: units x sentences x 2 bytes"))
     seen = set()
     for run, row in zip(runs, train):
@@ -275,8 +277,10 @@ def output_items(ctx: Context, prep: Any, train: Sequence[dict[str, Any]], runs:
                        for x in run.languages)
             items.append(Item(f"packed cache stage {run.stage} {'+'.join(run.languages)}",
                               packed_cache_bytes(run.tokens, text), "neuronmoe-cache", "estimate: Arrow copy + 5 bytes/token"))
+        done = Layout(ctx.output_dir).marker("train", run.run).exists()  # complete: already on disk
         items.append(Item(f"train/{run.run} ({row['disk']['checkpoints_kept']} checkpoints + adapter)",
-                          float(row["disk"]["bytes"]), "output", "exact for the parameter count"))
+                          0.0 if done else float(row["disk"]["bytes"]), "output",
+                          "on disk (complete)" if done else "exact for the parameter count"))
     return items
 
 
@@ -310,7 +314,8 @@ def plan_budget(cmds: Sequence[Sequence[str]], allocations: Mapping[str, Any], m
     prep = next((a for a in parsed if a.command == "prepare-data"), None)
     model = next((a.model for a in parsed if getattr(a, "model", None)), "")
     downloads = download_items(ctx, prep, model)
-    written = output_items(ctx, prep, train, runs)
+    n_langs = next((r["languages"] for r in rows if r["run"] == "neurons"), 9)
+    written = output_items(ctx, prep, train, runs, n_langs)
     filesystems = by_filesystem([*downloads, *written], cache_roots(output_dir))
     return {"gpu": gpu.to_dict(), "nproc": nproc, "rows": rows, "totals": totals(ctx, rows),
             "downloads": [i.to_dict() for i in downloads if i.downloaded],
