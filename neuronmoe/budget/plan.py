@@ -377,7 +377,8 @@ def format_rows(budget: Mapping[str, Any]) -> list[str]:
         fits = ("yes" if m["fits"] else "**NO**") if m else "-"
         disk = f"{r['disk']['bytes'] / GB:,.1f}" if r.get("disk") else "-"
         est = "" if r["tokens_basis"].startswith(("max_steps", "1 epoch(s) over the packed")) else " (est.)"
-        out.append(f"| {r['run']} | {r['kind']}{' s' + str(r['stage']) if r.get('stage') else ''} | {r['experts']} | "
+        kind = {"train": "training", "evaluate": "evaluation"}.get(r["kind"], r["kind"])  # not " train ": a command's
+        out.append(f"| {r['run']} | {kind}{' s' + str(r['stage']) if r.get('stage') else ''} | {r['experts']} | "
                    f"{_num(r['tokens'])}{est} | {r.get('steps', '-')} | {flops} | {r['gpu_hours']:.2f} | "
                    f"{r['wall_hours']:.2f} | {mem} | {fits} | {disk} |")
     return out

@@ -15,7 +15,8 @@ EXPERIMENTS = [None, "llama-el", "qwen-el", "llama-tr-hu", "llama-bn-ne"]
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch):
-    for k in [*PLAN_ENV, "PAPER_GPU", "PAPER_GPU_MEMORY", "PAPER_MFU", "ACCEPT_ALLOCATION_DIFF", "HF_HUB_OFFLINE"]:
+    for k in [*PLAN_ENV, "PAPER_GPU", "PAPER_GPU_MEMORY", "PAPER_MFU", "ACCEPT_ALLOCATION_DIFF", "HF_HUB_OFFLINE",
+              "HF_DATASETS_OFFLINE"]:
         monkeypatch.delenv(k, raising=False)
 
 
@@ -83,7 +84,7 @@ def test_the_table_prints_the_budget_beside_the_paper(capsys, tmp_path):
                  "--output-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "# budget on H100 (989 TFLOP/s dense bf16, 80 GiB; MFU 0.40, given)" in out
-    assert "| layermoe-el-s1 | train s1 | 84 | 491.5M | 15000 |" in out
+    assert "| layermoe-el-s1 | training s1 | 84 | 491.5M | 15000 |" in out
     assert "(the paper: ~120 on GH200 for all of its training; ratio" in out and "# downloads:" in out
     assert "# note: LayerMoE-S1 (tr): quoted by the paper, not reproduced here" in out
 
