@@ -37,35 +37,25 @@ from neuronmoe.moe import MoEConfig, naive_dispatch, route, sparse_dispatch  # n
 #: Table 2, NeuronMoE allocation for Greek on Llama-3.2-3B (28 layers, 49 experts; layer 16 has 2)
 GREEK_49 = [6, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 1, 1, 1, 1, 4, 1, 4, 2, 2, 4, 4]
 
-#: dense bf16 peak TFLOP/s by device-name substring (no sparsity)
-PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0, "4090": 165.0}
-
-
 # ---------------------------------------------------------------------------------------------
-# FLOP model (forward, per token; backward = 2x forward when every weight gets a gradient)
+# FLOP model: neuronmoe.budget.flops (the one the paper plan's budget uses, so the two cannot drift)
 # ---------------------------------------------------------------------------------------------
 def forward_flops_per_token(cfg: Any, experts_per_layer: list[int] | None, top_k: int, seq: int) -> dict[str, float]:
-    """Matmul FLOPs of one token's forward pass: attention projections + scores, MLPs, router, head.
+    """Matmul FLOPs of one token's forward pass (:func:`neuronmoe.budget.flops.forward_flops_per_token`)."""
+    from neuronmoe.budget.flops import forward_flops_per_token as fwd
+    from neuronmoe.budget.flops import shape_of
 
-    ``experts_per_layer=None`` gives the dense model. A layer with E > 1 runs min(k, E) MLPs
-    and a router (2*H*E).
-    """
-    h, inter, n_layers = cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers
-    heads = cfg.num_attention_heads
-    kv = getattr(cfg, "num_key_value_heads", None) or heads
-    hd = getattr(cfg, "head_dim", None) or h // heads
-    attn_proj = 2 * h * (heads * hd + 2 * kv * hd) + 2 * heads * hd * h
-    attn_scores = 2 * 2 * seq * heads * hd  # QK^T and PV over the full (unmasked) sequence
-    mlp = 2 * 3 * h * inter
-    head = 2 * h * cfg.vocab_size
-    total_mlp, router = 0.0, 0.0
-    for layer in range(n_layers):
-        e = 1 if experts_per_layer is None else experts_per_layer[layer]
-        total_mlp += mlp * (min(top_k, e) if e > 1 else 1)
-        router += 2 * h * e if e > 1 else 0
-    total = n_layers * (attn_proj + attn_scores) + total_mlp + router + head
-    return {"total": float(total), "mlp": float(total_mlp), "router": float(router),
-            "attention": float(n_layers * (attn_proj + attn_scores)), "head": float(head)}
+    return fwd(shape_of(cfg), experts_per_layer, top_k, seq)
+
+
+def flop_counts(cfg: Any, experts_per_layer: list[int], top_k: int, seq: int, train_mode: str = "experts") -> dict[str, float]:
+    """Per token: ``model`` (3 x forward, PaLM-style MFU) and ``needed`` (what the run computes: the frozen base
+    takes no weight gradient; :func:`neuronmoe.budget.flops.training_flops_per_token`)."""
+    from neuronmoe.budget.flops import model_flops_per_token, shape_of, training_flops_per_token
+
+    shape = shape_of(cfg)
+    return {"model": model_flops_per_token(shape, experts_per_layer, top_k, seq),
+            "needed": training_flops_per_token(shape, experts_per_layer, top_k, seq, train_mode)["total"]}
 
 
 def _sync(device: torch.device) -> None:
@@ -245,19 +235,15 @@ def bench_gpu(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     times = [_time(step, device) for _ in range(args.steps)]
     sec = statistics.median(times)
     tokens = args.batch * args.seq
-    f = forward_flops_per_token(cfg, epl, args.top_k, args.seq)
-    # model FLOPs: 3x forward (PaLM-style MFU, as if every weight took a gradient) ...
-    model_flops = 3 * f["total"] * tokens
-    # ... and the FLOPs this run really needs: forward + input grads everywhere (2x forward), weight
-    # grads only for the trainable new experts (expected share (E-1)/E of the k slots under uniform
-    # routing) and the routers; the frozen base (expert 0 included) takes no weight gradient
-    mlp = 2 * 3 * cfg.hidden_size * cfg.intermediate_size
-    new_expert_wgrad = sum(mlp * min(args.top_k, e) * (e - 1) / e for e in epl if e > 1)
-    hw_flops = (2 * f["total"] + new_expert_wgrad + f["router"]) * tokens
+    f = flop_counts(cfg, epl, args.top_k, args.seq, "experts")
+    model_flops = f["model"] * tokens  # 3x forward (PaLM-style MFU, as if every weight took a gradient)
+    hw_flops = f["needed"] * tokens  # what this run computes (neuronmoe.budget.flops: the budget's model)
     peak = args.peak_tflops
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     if peak is None:
-        peak = next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
+        from neuronmoe.budget.gpus import peak_tflops_of_device
+
+        peak = peak_tflops_of_device(name)
     res = {
         "model": args.model, "layers": cfg.num_hidden_layers, "hidden": cfg.hidden_size,
         "intermediate": cfg.intermediate_size, "experts_per_layer": epl, "total_experts": sum(epl),

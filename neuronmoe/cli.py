@@ -23,6 +23,7 @@ STAGE_MODULES = [
     "neuronmoe.neuron_analysis.settings",  # neurons
     "neuronmoe.similarity.settings",  # similarity (LayerMoE baseline)
     "neuronmoe.allocation.cli",  # allocate
+    "neuronmoe.pipeline.gate_settings",  # allocation-gate (paper run: computed allocations vs the paper's)
     "neuronmoe.training.cli",  # train
     "neuronmoe.evaluation.cli",  # evaluate, report
     "neuronmoe.analysis.settings",  # analyze-experts, figures

@@ -45,7 +45,8 @@ class Var:
 
 _DATA, _NEU, _SIM, _ALLOC, _TRAIN = "prepare-data", "neurons", "similarity", "allocate", "train"
 _EVAL, _REP, _ANA, _FIG, _PIPE, _PAPER = "evaluate", "report", "analyze-experts", "figures", "pipeline", "reproduce-paper"
-_ALL = (_DATA, _NEU, _SIM, _ALLOC, _TRAIN, _EVAL, _REP, _ANA, _FIG, _PIPE, _PAPER)
+_GATE = "allocation-gate"
+_ALL = (_DATA, _NEU, _SIM, _ALLOC, _TRAIN, _EVAL, _REP, _ANA, _FIG, _PIPE, _PAPER, _GATE)
 _LAUNCH = ("scripts/run_neuron_analysis.sh", "scripts/run_stage1.sh", "scripts/run_stage2.sh", "scripts/run_eval.sh")
 _NODES = ("scripts/run_stage1.sh", "scripts/run_stage2.sh")
 _SCRIPTS = ("scripts/prepare_data.sh", "scripts/run_neuron_analysis.sh", "scripts/run_similarity.sh",
@@ -222,9 +223,15 @@ VARS: list[Var] = [
     # ---- pipeline / reproduce-paper ---------------------------------------------------------------------
     _v("PIPELINE_ONLY", {_PIPE: "--only"}, "all stages", "run only these pipeline stages"),
     _v("PIPELINE_RERUN", {_PIPE: "--rerun"}, "none", "rerun these pipeline stages even if complete"),
-    _v("PAPER_MODEL_CONFIG", {_PAPER: "--model-config"}, "llama-3.2-3b", "shipped config the dry run checks against"),
+    _v("PAPER_MODEL_CONFIG", {_PAPER: "--model-config", _GATE: "--model-config"}, "llama-3.2-3b",
+       "shipped config the dry run checks against"),
     _v("PAPER_ALLOCATIONS", {_PAPER: "--allocations"}, "computed", "computed or published allocations"),
     _v("PAPER_EXPERIMENT", {_PAPER: "--experiment"}, "none (the el/tr/hu plan)", "named experiment of the paper (--list names them)"),
+    _v("PAPER_GPU", {_PAPER: "--gpu"}, "GH200", "card the paper plan's budget is computed for (neuronmoe/configs/budget.yaml)"),
+    _v("PAPER_GPU_MEMORY", {_PAPER: "--gpu-memory"}, "the card's", "memory per device in GiB for the budget's fit check"),
+    _v("PAPER_MFU", {_PAPER: "--mfu"}, "measured, else 0.30 (assumed)", "model FLOP utilisation for the budget's GPU-hours"),
+    _v("ACCEPT_ALLOCATION_DIFF", {_PAPER: "--accept-allocation-diff", _GATE: "--accept-allocation-diff"}, "0",
+       "1: train computed allocations that differ from the paper's (recorded in the report)"),
     # ---- set-up and tooling -----------------------------------------------------------------------------
     _v("NEURONMOE_CACHE", {s: "(set-up)" for s in _SCRIPTS}, "~/.cache/neuronmoe", "model and corpus cache",
        everywhere=True),

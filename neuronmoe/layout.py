@@ -63,6 +63,7 @@ TREE: list[tuple[str, str, str]] = [
     ("analysis/", "analyze-experts", "per-expert AP (Tables 4, 10); complete when analysis/manifest.json exists"),
     ("figures/", "figures", "PNG + PDF; complete when figures/manifest.json exists"),
     ("pipeline/", "pipeline", "state/<stage>.json fingerprints, started/, timings.json"),
+    ("pipeline/allocation_gate.json", "allocation-gate", "paper run: each computed allocation vs the paper's, the decision"),
     ("report.md", "pipeline", "the miniature Table 1 with every figure"),
 ]
 
@@ -168,6 +169,10 @@ class Layout:
     @property
     def pipeline(self) -> Path:
         return self.root / "pipeline"
+
+    def allocation_gate(self) -> Path:
+        """``pipeline/allocation_gate.json``: each computed allocation against the paper's, and the decision."""
+        return self.pipeline / "allocation_gate.json"
 
     @property
     def report(self) -> Path:

@@ -81,3 +81,26 @@ def save_tiny_model(path: str | Path, arch: str = "llama", seed: int = 0, **over
     model.save_pretrained(path)
     byte_tokenizer(model.config.vocab_size).save_pretrained(path)
     return path
+
+
+class StandInHub:
+    """A stand-in of the Hugging Face hub for :mod:`neuronmoe.budget.access` (``HubClient``): gated and missing
+    repositories, file listings (``sizes``: ``{(repo, pattern): [bytes, ...]}``), or no network at all."""
+
+    def __init__(self, gated: Any = (), missing: Any = (), offline: bool = False, sizes: dict | None = None) -> None:
+        self.gated, self.missing, self.offline = set(gated), set(missing), offline
+        self.sizes, self.asked = dict(sizes or {}), []
+
+    def check(self, repo_id: str, repo_type: str) -> None:
+        from neuronmoe.budget.access import AccessDenied, HubOffline
+
+        self.asked.append(repo_id)
+        if self.offline:
+            raise HubOffline("Connection refused")
+        if repo_id in self.gated:
+            raise AccessDenied(f"gated: accept its terms on https://huggingface.co/{repo_id}")
+        if repo_id in self.missing:
+            raise AccessDenied("not found, or private and your token cannot see it")
+
+    def file_sizes(self, repo_id: str, repo_type: str, pattern: str) -> list[int]:
+        return list(self.sizes.get((repo_id, pattern), []))

@@ -233,6 +233,9 @@ def run_report(args: argparse.Namespace) -> int:
     runs = [load_run(p) for p in paths]
     baselines = tuple(b.strip() for b in (args.baselines or "").split(",") if b.strip())
     md, table = report_markdown(runs, relative_to=args.relative_to, baselines=baselines, with_paper=args.paper)
+    from neuronmoe.pipeline.gate import report_lines  # a paper run: which allocations were trained vs the paper's
+
+    md += "\n".join(["", *report_lines(args.output_dir)]) if report_lines(args.output_dir) else ""
     stem = Path(args.out) if args.out else Path(args.output_dir) / "eval" / "table"
     atomic_write_text(stem.with_suffix(".md"), md)
     est = estimates(table, runs)

@@ -285,6 +285,7 @@ def paper_comparison(table: Table, runs: list[dict[str, Any]], paper: dict[str, 
     paper = paper or load_paper_tables()
     rows = paper["rows"]
     sources = paper.get("sources") or {}
+    unlike = paper.get("not_reproduced") or {}  # rows the paper quotes from another recipe: shown, not compared
     est = estimates(table, runs)
     lines = ["| model | cell | ours ± se | paper | difference | in SE | paper table |", "|---|---|---:|---:|---:|---:|---|"]
     n = 0
@@ -300,19 +301,25 @@ def paper_comparison(table: Table, runs: list[dict[str, Any]], paper: dict[str, 
             if e.value is None:
                 continue
             theirs = float(prow[k]) / 100.0
+            n += 1
+            if r["model"] in unlike:
+                lines.append(f"| {r['model']} | {k} | {format_estimate(e, c['metric'])} | {100 * theirs:.2f} | "
+                             f"not compared (unlike runs*) | - | {sources.get(r['model'], '')} |")
+                continue
             z = z_difference(e.value, theirs, e.se)
             lines.append(f"| {r['model']} | {k} | {format_estimate(e, c['metric'])} | {100 * theirs:.2f} | "
                          f"{100 * (e.value - theirs):+.2f} | {'n/a' if z is None else f'{z:+.1f}'} | {sources.get(r['model'], '')} |")
-            n += 1
     if not n:
         if any(r["model"] in rows for r in table.rows):
             return ("These runs share no cell with the paper's tables (its cells: ARC, Belebele, HellaSwag, MMLU x "
                     "language, from `--suite paper`).\n")
         return ("No run label matches a row of the paper's tables (labels: "
                 + ", ".join(sorted(rows)) + "). Label runs with --label accordingly.\n")
-    note = ("", "In SE: (ours - paper) / our standard error; |value| > 2 is unlikely from sampling noise alone "
-            "(the paper reports no uncertainty, so its own sampling error is not included).")
-    return "\n".join(lines + list(note)) + "\n"
+    note = ["", "In SE: (ours - paper) / our standard error; |value| > 2 is unlikely from sampling noise alone "
+            "(the paper reports no uncertainty, so its own sampling error is not included)."]
+    shown = {r["model"] for r in table.rows} & set(unlike)
+    note += [f"* {label}: the paper's numbers are quoted, not reproduced here: {unlike[label]}" for label in sorted(shown)]
+    return "\n".join(lines + note) + "\n"
 
 
 def report_markdown(runs: list[dict[str, Any]], relative_to: str | None = None,

@@ -36,7 +36,10 @@ class MoEConfig(PeftConfig):
         default="hf", metadata={"help": "balance loss: 'hf' (slots per token sum to k, HF Mixtral's "
                                         "load_balancing_loss_func) or 'normalized' (slot shares sum to 1)"})
     lpr_input: str = field(
-        default="probs", metadata={"help": "LPR cross-entropy on router 'probs' (MoE-LPR's code) or 'logits' (the paper's text)"})
+        default="probs", metadata={"help": "LPR cross-entropy on router 'probs' (MoE-LPR's code) or 'logits' (MoE-LPR's text)"})
+    lpr_layer_mean: str = field(
+        default="layers", metadata={"help": "LPR over layers: 'layers' (mean over MoE layers) or 'expert_count_groups' "
+                                            "(mean over groups of layers with the same E: the published code)"})
     train_mode: str = field(
         default="experts", metadata={"help": "'experts': new experts + routers trainable; 'routers': routers only"}
     )
@@ -77,7 +80,7 @@ class MoEConfig(PeftConfig):
             raise ConfigError(f"MoEConfig.router_init must be one of {ROUTER_INITS}, got {self.router_init!r}")
         from neuronmoe.moe.losses import check_loss_options
 
-        check_loss_options(self.aux_loss_form, self.lpr_input, "MoEConfig.")
+        check_loss_options(self.aux_loss_form, self.lpr_input, "MoEConfig.", self.lpr_layer_mean)
         for name in ("aux_loss_coef", "lpr_loss_coef"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
@@ -86,6 +89,8 @@ class MoEConfig(PeftConfig):
     def to_dict(self) -> dict[str, Any]:
         """PEFT's dict (what save_pretrained writes), with the line that loads the adapter."""
         d = super().to_dict()
+        if d.get("lpr_layer_mean") == "layers":  # the default is not written: adapters from before it stay byte-equal
+            d.pop("lpr_layer_mean")
         d[LOAD_LINE_FIELD] = load_line(d.get("base_model_name_or_path"))
         return d
 

@@ -100,6 +100,7 @@ class ForwardContext:
     closed: bool = False  # set after the forward: a checkpoint recompute then computes but does not collect
     aux_loss_form: str = "hf"   # balance-loss convention (neuronmoe.moe.losses.AUX_LOSS_FORMS)
     lpr_input: str = "probs"    # LPR on router probabilities or logits (neuronmoe.moe.losses.LPR_INPUTS)
+    lpr_layer_mean: str = "layers"  # LPR over layers (neuronmoe.moe.losses.LPR_LAYER_MEANS)
 
     def token_masks(self, shape: torch.Size, device: Optional[torch.device] = None
                     ) -> tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:

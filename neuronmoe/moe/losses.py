@@ -15,7 +15,15 @@ docs/training.md).
 * language-prior routing (LPR, MoE-LPR): cross-entropy towards expert 0 (the frozen original MLP) over
   the tokens flagged as old-language; 0 when there are none. :data:`LPR_INPUTS`: ``probs`` (default:
   MoE-LPR's code, the cross-entropy of the router *probabilities*, i.e. softmax applied twice) or
-  ``logits`` (the paper's wording: cross-entropy of the router logits).
+  ``logits`` (MoE-LPR's paper text: cross-entropy of the router logits; the NeuronMoE paper gives no formula).
+
+* across layers (:func:`combine_lpr`, :data:`LPR_LAYER_MEANS`): ``layers`` (default) is the mean of the
+  per-layer LPR losses over the MoE layers; ``expert_count_groups`` is the published code's form, which
+  concatenates the router logits of the layers with the same expert count (so one cross-entropy per group, the
+  mean of its layers') and averages over those groups. Both agree when every MoE layer has the same E (MoE-LPR's
+  setting). The default weighs every router the same; the grouped form weighs a layer more the fewer layers share
+  its E, a by-product of concatenating equal-shaped logits, and no published stage-2 number used it (the
+  published stage 2 never computed LPR). docs/training.md, conventions.
 """
 from __future__ import annotations
 
@@ -28,14 +36,30 @@ from neuronmoe.errors import ConfigError
 
 AUX_LOSS_FORMS = ("hf", "normalized")
 LPR_INPUTS = ("probs", "logits")
+LPR_LAYER_MEANS = ("layers", "expert_count_groups")
 
 
-def check_loss_options(aux_loss_form: str, lpr_input: str, where: str = "") -> None:
-    """Clear one-line errors for a balance-loss form or LPR input outside their choices."""
+def check_loss_options(aux_loss_form: str, lpr_input: str, where: str = "", lpr_layer_mean: str = "layers") -> None:
+    """Clear one-line errors for a balance-loss form, LPR input or LPR layer mean outside their choices."""
     if aux_loss_form not in AUX_LOSS_FORMS:
         raise ConfigError(f"{where}aux_loss_form must be one of {', '.join(AUX_LOSS_FORMS)}, got {aux_loss_form!r}")
     if lpr_input not in LPR_INPUTS:
         raise ConfigError(f"{where}lpr_input must be one of {', '.join(LPR_INPUTS)}, got {lpr_input!r}")
+    if lpr_layer_mean not in LPR_LAYER_MEANS:
+        raise ConfigError(f"{where}lpr_layer_mean must be one of {', '.join(LPR_LAYER_MEANS)}, got {lpr_layer_mean!r}")
+
+
+def combine_lpr(per_layer: list[tuple[int, torch.Tensor]], form: str = "layers") -> torch.Tensor:
+    """One LPR loss from ``[(E_l, loss_l), ...]`` of the MoE layers: their mean (``layers``) or the mean over
+    groups of equal ``E_l`` of each group's mean (``expert_count_groups``, the published code's form)."""
+    check_loss_options("hf", "probs", lpr_layer_mean=form)
+    losses = [x for _, x in per_layer]
+    if form == "layers":
+        return torch.stack(losses).mean()
+    groups: dict[int, list[torch.Tensor]] = {}
+    for e, x in per_layer:
+        groups.setdefault(int(e), []).append(x)
+    return torch.stack([torch.stack(g).mean() for g in groups.values()]).mean()
 
 
 def routing_fractions(

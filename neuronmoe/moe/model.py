@@ -143,13 +143,16 @@ class MoEModel(BaseTuner):
         _, cfg, _ = self._adapter_layers(adapter_name)
         cfg.aux_loss_coef, cfg.lpr_loss_coef = float(aux_loss_coef), float(lpr_loss_coef)
 
-    def set_loss_options(self, aux_loss_form: str, lpr_input: str, adapter_name: str | None = None) -> None:
-        """Loss conventions: balance-loss form (``hf`` | ``normalized``) and LPR input (``probs`` | ``logits``)."""
+    def set_loss_options(self, aux_loss_form: str, lpr_input: str, adapter_name: str | None = None,
+                         lpr_layer_mean: str | None = None) -> None:
+        """Loss conventions: balance-loss form (``hf`` | ``normalized``), LPR input (``probs`` | ``logits``) and
+        the LPR's mean over layers (``layers`` | ``expert_count_groups``; None: unchanged)."""
         from neuronmoe.moe.losses import check_loss_options
 
-        check_loss_options(aux_loss_form, lpr_input)
         _, cfg, _ = self._adapter_layers(adapter_name)
-        cfg.aux_loss_form, cfg.lpr_input = aux_loss_form, lpr_input
+        mean = lpr_layer_mean or getattr(cfg, "lpr_layer_mean", "layers")
+        check_loss_options(aux_loss_form, lpr_input, lpr_layer_mean=mean)
+        cfg.aux_loss_form, cfg.lpr_input, cfg.lpr_layer_mean = aux_loss_form, lpr_input, mean
 
     # ---- forward: per-token context in, losses out ----------------------------------------------
     # Hooks on the wrapped CausalLM (not an override of forward) so that every path works the same:
@@ -175,7 +178,8 @@ class MoEModel(BaseTuner):
         if ref is None and args and isinstance(args[0], torch.Tensor):
             ref = args[0]
         cfg = self._active_config()
-        ctx = ForwardContext(aux_loss_form=getattr(cfg, "aux_loss_form", "hf"), lpr_input=getattr(cfg, "lpr_input", "probs"))
+        ctx = ForwardContext(aux_loss_form=getattr(cfg, "aux_loss_form", "hf"), lpr_input=getattr(cfg, "lpr_input", "probs"),
+                             lpr_layer_mean=getattr(cfg, "lpr_layer_mean", "layers"))
         if isinstance(attention_mask, torch.Tensor) and attention_mask.dim() == 2:
             ctx.valid = attention_mask.bool()
         if lang_flags is not None:
@@ -201,9 +205,9 @@ class MoEModel(BaseTuner):
         ctx.closed = True
         if not ctx.losses or not isinstance(out, ModelOutput):
             return None
-        aux, lpr = combine_losses(ctx.losses, ctx.old is not None)
-        ctx.losses = []
         cfg = self._active_config()
+        aux, lpr = combine_losses(ctx.losses, ctx.old is not None, ctx.lpr_layer_mean, list(cfg.experts_per_layer))
+        ctx.losses = []
         if module.training and torch.is_grad_enabled() and not aux.requires_grad and not self._warned_nograd:
             if any(p.requires_grad for layer in self.moe_layers() for p in layer.moe_router.parameters()):
                 self._warned_nograd = True
@@ -225,12 +229,17 @@ class MoEModel(BaseTuner):
         self._moe_hooks = []
 
 
-def combine_losses(records: list, have_flags: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Average the per-layer ``(layer, aux, lpr)`` records over MoE layers."""
+def combine_losses(records: list, have_flags: bool, lpr_layer_mean: str = "layers",
+                   experts_per_layer: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Average the per-layer ``(layer, aux, lpr)`` records over MoE layers (the LPR as ``lpr_layer_mean`` says:
+    :func:`neuronmoe.moe.losses.combine_lpr`; ``experts_per_layer`` gives each layer's E for the grouped form)."""
+    from neuronmoe.moe.losses import combine_lpr
+
     dev = records[0][1].device
     aux = torch.stack([a.to(dev) for _, a, _ in records]).mean()
-    lprs = [l.to(dev) for _, _, l in records if l is not None]
-    lpr = torch.stack(lprs).mean() if (have_flags and lprs) else aux.new_zeros(())
+    e_of = list(experts_per_layer or [])
+    lprs = [(e_of[i] if i < len(e_of) else 0, l.to(dev)) for i, _, l in records if l is not None]
+    lpr = combine_lpr(lprs, lpr_layer_mean) if (have_flags and lprs) else aux.new_zeros(())
     return aux, lpr
 
 

@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from neuronmoe.budget import hook
 from neuronmoe.cli_common import add_model_arg, add_output_dir_arg, env, source_lang_default, split_langs
 
 DEFAULT_NEG_LANGS = "tr,hu,de,es,fr,ja,zh"
@@ -70,6 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--dry-run", action="store_true",
         help="validate every config and print the exact commands; needs no GPU, weights or data")
     r.add_argument("--json", action="store_true", help="print the dry-run facts as JSON")
+    hook.add_arguments(r)  # --gpu, --gpu-memory, --mfu, --check, --accept-allocation-diff (issue 22)
     r.set_defaults(func=run_reproduce, report_env=False)  # reported with the variables its commands read
 
 
@@ -127,12 +129,15 @@ def run_reproduce(args: argparse.Namespace) -> int:
         print(ex.write_report(ex.get_experiment(args.experiment), args.output_dir))
         return 0
     facts = ex.reproduce_facts(args.experiment, split_langs(args.targets) or None, args.model_config, args.model,
-                               args.output_dir, args.deepspeed, args.nproc, args.allocations)
+                               args.output_dir, args.deepspeed, args.nproc, args.allocations,
+                               accept_allocation_diff=args.accept_allocation_diff)
+    hook.attach(facts, args)  # tokens, FLOPs, GPU-hours, memory per device, disk (and access with --check)
     targets, model_config, model = facts["targets"], facts["model_config"], facts["model"]
     if os.environ.get(REPORTED) != "1":  # variables set but read neither here nor by any command of the plan
         report("reproduce-paper", script=os.environ.get(SCRIPT) or None, honoured=honoured_variables(facts["commands"]))
     if args.print_commands:
         check_table(facts["settings"])  # never hand a plan that differs from the paper to the runner
+        hook.final_checks(facts, args, strict_disk=True)  # ... nor one that does not fit a device or the disk
         print("\n".join(facts["commands"]))
         return 0
     if args.json:
@@ -145,6 +150,7 @@ def run_reproduce(args: argparse.Namespace) -> int:
                 print(f"#   {k}: {v}")
         print(f"# the plan against the paper ({args.nproc} processes; neuronmoe/configs/paper_protocol.yaml, docs/training.md):")
         print(format_table(facts["settings"]))
+        print("\n".join(hook.lines(facts)))
         print(f"# paper-scale plan for {model_config} ({facts['dims']['num_layers']} layers): model {model}, "
               f"targets {','.join(targets)}, {args.nproc} processes per node")
         for c in facts["checks"]:
@@ -153,6 +159,7 @@ def run_reproduce(args: argparse.Namespace) -> int:
         for c in facts["commands"]:
             print(c)
     check_table(facts["settings"])  # an undocumented difference from the paper: exit 2 after the table
+    hook.final_checks(facts, args)  # a run that does not fit its device (with --check: access, disk): exit 2
     if not args.dry_run:
         print("# validated; run these commands on the GPU cluster (scripts/reproduce_paper.sh runs them in order)", file=sys.stderr)
     return 0

@@ -94,7 +94,7 @@ def report_command(exp: Experiment, output_root: str) -> list[str]:
 
 def experiment_dry_run(exp: Experiment, output_root: str = "outputs/paper", model: str | None = None,
                        model_config: str | None = None, deepspeed: str = "zero2", nproc: int = 8,
-                       allocations: str = "computed") -> dict[str, Any]:
+                       allocations: str = "computed", **plan_extra: Any) -> dict[str, Any]:
     """:func:`~neuronmoe.pipeline.paper.paper_dry_run` with the experiment's settings, plus its report command.
 
     ``model_config`` (default: the experiment's) is the config the checks and budgets use; the published
@@ -103,14 +103,15 @@ def experiment_dry_run(exp: Experiment, output_root: str = "outputs/paper", mode
     from neuronmoe.pipeline.paper import paper_dry_run
 
     facts = paper_dry_run(exp.model_config, experiment_dir(output_root, exp), exp.targets, deepspeed, nproc,
-                          model or exp.model, allocations, check_config=model_config, **exp.plan_options())
+                          model or exp.model, allocations, check_config=model_config, **exp.plan_options(), **plan_extra)
     facts["experiment"] = describe(exp)
     facts["commands"].append(shlex.join(report_command(exp, output_root)))
     return facts
 
 
 def reproduce_facts(experiment: str | None, targets: list[str] | None, model_config: str | None, model: str | None,
-                    output_root: str, deepspeed: str = "zero2", nproc: int = 8, allocations: str = "computed") -> dict[str, Any]:
+                    output_root: str, deepspeed: str = "zero2", nproc: int = 8, allocations: str = "computed",
+                    **plan_extra: Any) -> dict[str, Any]:
     """``reproduce-paper``'s dry run: one experiment's (its model, config and languages unless given), or the
     el/tr/hu plan, whose model follows ``model_config`` (the model of the experiment with that config).
     The facts also hold the resolved ``targets``, ``model_config`` and ``model``."""
@@ -122,7 +123,7 @@ def reproduce_facts(experiment: str | None, targets: list[str] | None, model_con
             raise ValueError(f"--targets {','.join(targets)} (env NEW_LANGS): experiment {exp.name} extends to "
                              f"{','.join(exp.targets)}; drop --targets or choose another experiment (--list)")
         targets, model_config, model = list(exp.targets), model_config or exp.model_config, model or exp.model
-        facts = experiment_dry_run(exp, output_root, model, model_config, deepspeed, nproc, allocations)
+        facts = experiment_dry_run(exp, output_root, model, model_config, deepspeed, nproc, allocations, **plan_extra)
     else:
         from neuronmoe.config import load_yaml
 
@@ -134,7 +135,7 @@ def reproduce_facts(experiment: str | None, targets: list[str] | None, model_con
         # that model's LayerMoE budget where it is not the G1 setting's (Qwen: 60)
         g1_budget = load_yaml("similarity")["settings"]["g1"].get("budget")
         opts = {"layermoe_budget": same.layermoe_budget} if same and same.layermoe_budget != g1_budget else {}
-        facts = paper_dry_run(model_config, output_root, targets, deepspeed, nproc, model, allocations, **opts)
+        facts = paper_dry_run(model_config, output_root, targets, deepspeed, nproc, model, allocations, **opts, **plan_extra)
     return {**facts, "targets": targets, "model_config": model_config, "model": model}
 
 
@@ -175,7 +176,10 @@ def paper_numbers(exp: Experiment) -> dict[str, Any]:
             sources[r] = (table.get("sources") or {}).get(r, "")
     rows.update(exp.paper_results)
     sources.update(exp.paper_sources)
-    return {"rows": rows, "sources": sources}
+    from neuronmoe.config import load_yaml
+
+    quoted = {k: v for k, v in (load_yaml("paper_results").get("not_reproduced") or {}).items() if k in rows}
+    return {"rows": rows, "sources": sources, "not_reproduced": quoted}
 
 
 def _published_vs_ours(exp: Experiment, out: Path) -> list[str]:
@@ -229,7 +233,9 @@ def build_report(exp: Experiment, output_root: str) -> str:
              f"runs {', '.join(exp.runs)}. Every number of ours is read from {out}/; see docs/pipeline.md.", "",
              "| paper | here |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in {**exp.tables, **exp.figures}.items()]
-    lines += ["", "## Allocations", "", *_published_vs_ours(exp, out), "", *_counts_vs_paper(exp, out)]
+    from neuronmoe.pipeline.gate import report_lines
+
+    lines += ["", "## Allocations", "", *_published_vs_ours(exp, out), "", *_counts_vs_paper(exp, out), *report_lines(out)]
     if exp.capture_site_why:
         lines += [f"LayerMoE similarity: capture site `{exp.capture_site}`. {exp.capture_site_why}", ""]
     wanted = ["dense"] + [f"{k}-{t}-s{s}" for k, s, t in plan_runs(exp.targets, exp.runs)]

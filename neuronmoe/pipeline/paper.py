@@ -82,7 +82,7 @@ def paper_plan(output_dir: str = "outputs/paper", model: str = "meta-llama/Llama
                replay: Sequence[str] = ("en", "zh", "es"), data_source: str = PAPER_DATA_SOURCE,
                allocations: str = "computed", model_config: str = "llama-3.2-3b", runs: Sequence[str] | None = None,
                layermoe_budget: float | None = None, capture_site: str | None = None,
-               expert_analysis: bool = True) -> list[list[str]]:
+               expert_analysis: bool = True, accept_allocation_diff: bool = False) -> list[list[str]]:
     """The exact commands of a paper-scale run (default: Llama-3.2-3B, en -> el/tr/hu, Table 7 settings).
 
     ``allocations``: ``computed`` runs the method (neuron analysis -> pair allocation per target; LayerMoE
@@ -92,7 +92,9 @@ def paper_plan(output_dir: str = "outputs/paper", model: str = "meta-llama/Llama
     size: the profile's effective batch (32) is split over the ``nproc`` processes by the trainer.
     ``runs``: which training runs (:func:`plan_runs`); ``layermoe_budget``: B of the LayerMoE baseline
     (None: the G1 setting's 70); ``capture_site``: the similarity's ``--capture-site``;
-    ``expert_analysis``: the per-expert analysis of NeuronMoE-S1 (Greek).
+    ``expert_analysis``: the per-expert analysis of NeuronMoE-S1 (Greek); ``accept_allocation_diff``: the
+    allocation gate (computed mode: every computed allocation against the paper's, before any training) lets
+    differences through instead of stopping (:mod:`neuronmoe.pipeline.gate`).
     """
     o = output_dir
     common = ["--output-dir", o, "--model", model]
@@ -140,6 +142,10 @@ def paper_plan(output_dir: str = "outputs/paper", model: str = "meta-llama/Llama
             names[("neuronmoe-en", t)] = "neuronmoe-en" if t == "el" else f"neuronmoe-en-{t}"
             cmds.append(["neuronmoe", "allocate", *common, "--mode", "source-only", "--source", source, "--targets", t,
                          "--name", names[("neuronmoe-en", t)], *(["--reference", layer] if ("layermoe", t) in kinds else [])])
+    if allocations != "published" and names:  # before any training: computed vs the paper's (issue 22)
+        from neuronmoe.pipeline.gate import gate_command
+
+        cmds.append(gate_command(o, model_config, names, accept_allocation_diff))
     runs_done: list[tuple[str, str, str]] = []  # (run, language, label)
     for kind, stage, t in planned:
         run = f"{kind}-{t}-s{stage}"

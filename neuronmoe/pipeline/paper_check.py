@@ -13,7 +13,21 @@ from __future__ import annotations
 import argparse
 from typing import Any, Sequence
 
-OK, DEVIATION, MISMATCH, AT_RUN_TIME = "ok", "deviation", "MISMATCH", "at run time"
+OK, DEVIATION, MISMATCH, AT_RUN_TIME, NOT_RUN = "ok", "deviation", "MISMATCH", "at run time", "not run"
+
+
+class NotRun:
+    """A value the plan does not measure but takes as published (``--allocations published``: LayerMoE's G1
+    setting is the shipped row's, no similarity runs): shown, never reported as checked."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __str__(self) -> str:
+        return _fmt(self.value)
+
+    def __repr__(self) -> str:
+        return f"NotRun({self.value!r})"
 
 
 class PaperMismatchError(ValueError):
@@ -77,6 +91,8 @@ def plan_values(cmds: Sequence[Sequence[str]], nproc: int, targets: Sequence[str
     data_values(vals, parsed, targets)
     layermoe_values(vals, parsed)
     eval_values(vals, parsed)
+    neuron_values(vals, parsed)
+    deepspeed_values(vals, parsed)
     return vals
 
 
@@ -110,6 +126,9 @@ def train_values(vals: dict[str, Any], parsed: list[argparse.Namespace], nproc: 
         c, b = cfgs[2]
         for k in ("train_mode", "learning_rate", "aux_loss_coef", "lpr_loss_coef", "lpr_input", "cutoff_len"):
             vals[f"s2.{k}"] = c[k]
+        from neuronmoe.moe.config import MoEConfig
+
+        vals["s2.lpr_layer_mean"] = c.get("lpr_layer_mean", MoEConfig.lpr_layer_mean)
         vals["s2.effective_batch_size"] = b["effective_batch_size"]
         vals["s2.steps"] = f"{c['max_steps']} steps" if c["max_steps"] > 0 else f"{c['num_train_epochs']:g} epoch"
         vals["s2.tokens"] = "one epoch" if c["max_steps"] <= 0 and c["num_train_epochs"] == 1 else vals["s2.steps"]
@@ -136,7 +155,8 @@ def data_values(vals: dict[str, Any], parsed: list[argparse.Namespace], targets:
     def order(lang: str) -> str:
         s = source_for(src, lang)
         if isinstance(s, HFFilesSource) and s.shuffle_seed is not None:
-            return f"{s.data_files}, seed {s.shuffle_seed}" if s.data_files else f"shuffled seed {s.shuffle_seed}"
+            buffer = f", buffer {s.shuffle_buffer}" if s.shuffle_buffer is not None else ""
+            return (f"{s.data_files}, seed {s.shuffle_seed}" if s.data_files else f"shuffled seed {s.shuffle_seed}") + buffer
         return "file order"
 
     new = {t: name(t) for t in targets}
@@ -168,9 +188,9 @@ def layermoe_values(vals: dict[str, Any], parsed: list[argparse.Namespace]) -> N
             vals["layermoe.experts"] = int(sum(al.experts_per_layer))
             for k, v in (("setting", "G1: el,hu,tr vs en,es,zh"), ("tokens", 100000), ("include_bos", True),
                          ("layer_score", "layermoe")):
-                vals[f"layermoe.{k}"] = v  # the shipped row is LayerMoE's own G1 result (Table 2, Table 9)
+                vals[f"layermoe.{k}"] = NotRun(v)  # the shipped row is LayerMoE's own G1 result (Table 2, Table 9)
             if al.data.get("budget") is not None:  # recorded for Llama (70); Qwen's is not published
-                vals["layermoe.budget"] = al.data["budget"]
+                vals["layermoe.budget"] = NotRun(al.data["budget"])
         return
     from neuronmoe.similarity.settings import SimilaritySettings
 
@@ -181,18 +201,67 @@ def layermoe_values(vals: dict[str, Any], parsed: list[argparse.Namespace]) -> N
     vals["layermoe.include_bos"] = bool(o.include_bos)
     vals["layermoe.layer_score"] = o.layer_score
     vals["layermoe.budget"] = o.budget
+    vals["layermoe.max_length"] = o.max_length
     vals["layermoe.experts"] = None  # measured at run time (LayerMoE's own G1 table gives 84: tests)
 
 
 def eval_values(vals: dict[str, Any], parsed: list[argparse.Namespace]) -> None:
-    from neuronmoe.config import load_yaml
+    """Shots of every benchmark as the evaluation will run them, language by language (the suite's cells, its
+    profile and ``--shots``): ``eval.<bench>`` = the shots most of the plan's languages get, and
+    ``eval.<bench>/<lang>`` for a language that gets others (Turkish MMLU: 4)."""
+    from collections import Counter
 
-    a = _first(parsed, "evaluate")
+    from neuronmoe.evaluation.suites import resolve_suite
+
+    evals = [a for a in parsed if a.command == "evaluate" and a.suite]
+    if not evals:
+        return
+    a = evals[0]
+    langs = list(dict.fromkeys(x for e in evals for x in str(e.languages or "").split(",") if x)) or None
+    specs = resolve_suite(a.suite, langs, profile=a.profile, shots=a.shots)
+    for bench in dict.fromkeys(s.benchmark for s in specs):
+        shots = {s.lang: (a.num_fewshot if a.num_fewshot is not None else s.shots) for s in specs if s.benchmark == bench}
+        common = Counter(shots.values()).most_common(1)[0][0]
+        vals[f"eval.{bench}"] = common
+        for lang, n in shots.items():
+            if n != common:
+                vals[f"eval.{bench}/{lang}"] = n
+
+
+def neuron_values(vals: dict[str, Any], parsed: list[argparse.Namespace]) -> None:
+    """The neuron analysis as the plan runs it (``neurons`` resolved as the stage resolves it)."""
+    from neuronmoe.data.settings import DataSettings
+    from neuronmoe.neuron_analysis.settings import NeuronSettings
+
+    a = _first(parsed, "neurons")
     if a is None:
         return
-    suite = load_yaml("eval_suites")["suites"][a.suite]
-    for b in suite["benchmarks"]:
-        vals[f"eval.{b['name']}"] = a.num_fewshot if a.num_fewshot is not None else b.get("shots")
+    s = NeuronSettings.resolve(a)
+    prep = _first(parsed, "prepare-data")
+    vals.update({"neurons.top_k": s.top_k, "neurons.ap_threshold": s.ap_threshold, "neurons.max_length": s.max_length,
+                 "neurons.sentences": DataSettings.resolve(prep).num_samples if prep is not None else None,
+                 "neurons.modules": ("every linear projection (q, k, v, o, gate, up, down)" if not s.modules
+                                     else ", ".join(s.modules))})
+
+
+def deepspeed_values(vals: dict[str, Any], parsed: list[argparse.Namespace]) -> None:
+    """The DeepSpeed config of the plan's training commands (``--deepspeed``)."""
+    import json
+    from pathlib import Path
+
+    from neuronmoe.config import CONFIG_DIR
+
+    a = _first(parsed, "train")
+    spec = getattr(a, "opt_deepspeed", None) if a is not None else None
+    if not spec:
+        return
+    ds = json.loads((CONFIG_DIR / "deepspeed_zero2.json" if spec == "zero2" else Path(spec)).read_text())
+    zero = ds.get("zero_optimization", {})
+    vals.update({"ds.stage": zero.get("stage"), "ds.allgather_bucket_size": zero.get("allgather_bucket_size"),
+                 "ds.reduce_bucket_size": zero.get("reduce_bucket_size"), "ds.overlap_comm": bool(zero.get("overlap_comm")),
+                 "ds.round_robin_gradients": bool(zero.get("round_robin_gradients")),
+                 "ds.precision": "bf16" if (ds.get("bf16") or {}).get("enabled") in (True, "auto") else
+                 ("fp16" if (ds.get("fp16") or {}).get("enabled") in (True, "auto") else "fp32")})
 
 
 def settings_table(cmds: Sequence[Sequence[str]], nproc: int, targets: Sequence[str],
@@ -202,8 +271,13 @@ def settings_table(cmds: Sequence[Sequence[str]], nproc: int, targets: Sequence[
     from neuronmoe.config import load_yaml
 
     vals = plan_values(cmds, nproc, targets)
+    protocol = load_yaml("paper_protocol")["rows"]
+    known = {r["key"] for r in protocol}
+    for key in [k for k in vals if k not in known and "/" in k]:  # a per-language value without its own row:
+        base = next(r for r in protocol if r["key"] == key.split("/")[0])  # the benchmark's row, named (lang)
+        protocol.append({**base, "key": key, "label": f"{base['label']} ({key.split('/')[1]})"})
     rows = []
-    for r in load_yaml("paper_protocol")["rows"]:
+    for r in protocol:
         r = {**r, **((r.get("models") or {}).get(model_config) or {})}
         if r["key"] not in vals:
             continue
@@ -221,6 +295,9 @@ def row_status(row: dict[str, Any], plan: Any) -> dict[str, str]:
     src = str(row.get("source", ""))
     if plan is None:
         return {"status": AT_RUN_TIME, "note": src}
+    if isinstance(plan, NotRun):
+        return {"status": NOT_RUN, "note": "published allocation: no similarity runs in this plan; LayerMoE's own "
+                "setting, shown as published, not checked"}
     if paper is not None and _norm(plan) == _norm(paper):
         return {"status": OK, "note": src}
     if paper is None and ref is not None and _norm(plan) == _norm(ref):
@@ -241,6 +318,8 @@ def check_table(rows: list[dict[str, Any]]) -> None:
 
 
 def _fmt(v: Any) -> str:
+    if isinstance(v, NotRun):
+        return f"{_fmt(v.value)} (published)"
     if v is None:
         return "-"
     if isinstance(v, bool):

@@ -102,15 +102,31 @@ def test_per_language_source_errors(value, langs, match):
         make_sources(value, langs)
 
 
+def _slim_streamed(slim: Path) -> list[str]:
+    """SlimPajama's recipe read independently: datasets' streamed json builder over chunk1 and chunk10 (not chunk2
+    or validation), files in seed-22 order through a 10,000-document buffer."""
+    import datasets
+
+    files = sorted(str(p) for c in ("chunk1", "chunk10") for p in (slim / "train" / c).glob("*.jsonl"))
+    ds = datasets.load_dataset("json", data_files=files, split="train", streaming=True).shuffle(seed=22, buffer_size=10000)
+    return [r["text"] for r in ds]
+
+
+def test_slimpajama_is_streamed_not_downloaded_whole():
+    """The recipe streams SlimPajama (its files are read one by one, as many as the documents need) instead of
+    downloading train/chunk1* (~179 GB) for 50k documents; SkyPile's one file is still shuffled whole."""
+    presets = load_yaml("data")["hf_datasets"]
+    assert presets["cerebras/SlimPajama-627B"]["shuffle_buffer"] == 10000
+    assert presets["Skywork/SkyPile-150B"].get("shuffle_buffer") is None
+
+
 def test_recipe_reads_the_chosen_files_in_the_reference_shuffled_order(standins):
     """The documents equal an independent read: datasets' json builder over the files the recipe names,
-    shuffled with seed 22 (chunk1 and chunk10, not chunk2 or validation)."""
+    shuffled with seed 22 (chunk1 and chunk10, not chunk2 or validation); SlimPajama streamed (buffer)."""
     import datasets
 
     src = make_sources(_mapping(standins), ["en", "zh", "es", "el"])
-    slim = standins["slim"]
-    files = sorted(str(p) for c in ("chunk1", "chunk10") for p in (slim / "train" / c).glob("*.jsonl"))
-    ref = datasets.load_dataset("json", data_files=files, split="train").shuffle(seed=22)["text"]
+    ref = _slim_streamed(standins["slim"])
     got = [" ".join(d) for d in src.documents("en")]
     assert got == ref and len(got) == 120
     assert got[:5] != [_en(i) for i in range(5)]  # not the file order: shuffled
@@ -121,7 +137,6 @@ def test_recipe_reads_the_chosen_files_in_the_reference_shuffled_order(standins)
 
 
 def test_prepare_data_with_per_language_replay_sources(tmp_path, standins, tiny_model_dir, udhr_folder):
-    import datasets
 
     cfg = DataSettings.resolve(environ={}, output_dir=str(tmp_path / "o"), model=str(tiny_model_dir), progress=False,
                                new_langs=["el"], old_langs=["en", "zh", "es"], neg_langs=[], source=_mapping(standins),
@@ -135,9 +150,7 @@ def test_prepare_data_with_per_language_replay_sources(tmp_path, standins, tiny_
     for lang in ("en", "zh", "es"):
         assert m["counts"][lang]["replay_docs"] == 25  # the per-language cap (50k at paper scale)
     # the replay documents are the first shuffled documents, in that order, minus the ones held out
-    slim = standins["slim"]
-    files = sorted(str(p) for c in ("chunk1", "chunk10") for p in (slim / "train" / c).glob("*.jsonl"))
-    shuffled = datasets.load_dataset("json", data_files=files, split="train").shuffle(seed=22)["text"]
+    shuffled = _slim_streamed(standins["slim"])
     replay = [json.loads(x)["text"] for x in (data / "replay" / "en.jsonl").read_text().splitlines()]
     held = [json.loads(x)["text"] for x in (data / "heldout" / "en.jsonl").read_text().splitlines()]
     read = m["counts"]["en"]["documents_read"]

@@ -69,7 +69,7 @@ def test_qwen_el_dry_run_uses_qwen_everything(tmp_path):
     assert a["neuronmoe-el"]["params"]["new_expert_params"] == 12 * 3 * 2048 * 5504
     trains = _trains(facts)
     assert len(trains) == 2 and not any("--stage 2" in c for c in trains)  # stage 1 only, as in the paper
-    assert all(_opt(c, "--model") == "Qwen/Qwen1.5-1.8B" for c in facts["commands"] if "--model" in c)
+    assert all(_opt(c, "--model") == "Qwen/Qwen1.5-1.8B" for c in facts["commands"] if " --model " in c)
     sim = next(c for c in facts["commands"] if c.startswith("neuronmoe similarity"))
     assert _opt(sim, "--budget") == "60" and _opt(sim, "--capture-site") == "mlp_input" and _opt(sim, "--setting") == "g1"
     budget = next(r for r in facts["settings"] if r["key"] == "layermoe.budget")

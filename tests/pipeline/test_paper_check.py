@@ -58,6 +58,9 @@ def test_dry_run_published_allocations_show_table2():
     facts = paper_dry_run("llama-3.2-3b", "/tmp/paper", ["el", "tr", "hu"], nproc=4, allocations="published")
     rows = _rows(facts)
     assert rows["layermoe.experts"]["plan"] == 84 and rows["layermoe.experts"]["status"] == OK
+    # LayerMoE's G1 setting is the published row's, not a similarity this plan runs: shown, never "ok"
+    for key in ("layermoe.setting", "layermoe.tokens", "layermoe.include_bos", "layermoe.layer_score", "layermoe.budget"):
+        assert rows[key]["status"] == "not run" and str(rows[key]["plan"]) != ""
     assert not any(" similarity " in c for c in facts["commands"]) and facts["mismatches"] == []
 
 
@@ -72,7 +75,7 @@ def test_the_old_bug_fails_the_dry_run(monkeypatch, capsys):
     assert bad["s1.effective_batch_size"]["plan"] == 256 and bad["s1.tokens"]["plan"] == 15000 * 256 * 1024
     assert main(["reproduce-paper", "--dry-run", "--nproc", "8"]) == 2
     cap = capsys.readouterr()
-    assert "| stage 1 | effective batch size (sequences) | 32 | - | 256 | MISMATCH |" in cap.out  # the table is printed
+    assert "| stage 1 | effective batch size (sequences) | 32 | 2048 | 256 | MISMATCH |" in cap.out  # the table is printed
     assert "undocumented setting(s)" in cap.err and "effective batch size (sequences): plan 256" in cap.err
     assert main(["reproduce-paper", "--print-commands", "--nproc", "8"]) == 2  # the script never runs it
 
@@ -103,6 +106,21 @@ def test_world_size_that_cannot_split_the_batch_fails_early():
         paper_dry_run("llama-3.2-3b", "/tmp/paper", ["el"], nproc=3)
 
 
+def test_per_language_shots_and_the_missing_rows():
+    """Turkish MMLU runs 4-shot and its row says so; neuron analysis and DeepSpeed have rows; the LPR input is the
+    reference's (the paper gives no formula)."""
+    rows = _rows(paper_dry_run("llama-3.2-3b", "/tmp/paper", ["el", "tr", "hu"], nproc=8))
+    assert rows["eval.mmlu/tr"]["plan"] == 4 and rows["eval.mmlu/tr"]["status"] == DEVIATION
+    assert rows["eval.mmlu"]["plan"] == 5 and "eval.mmlu/el" not in rows
+    assert (rows["neurons.top_k"]["plan"], rows["neurons.ap_threshold"]["plan"], rows["neurons.sentences"]["plan"]) == (1000, 0.5, 500)
+    assert rows["neurons.modules"]["status"] == OK
+    assert rows["ds.stage"]["plan"] == 2 and rows["ds.overlap_comm"]["status"] == DEVIATION
+    assert rows["s2.lpr_input"]["paper"] is None and rows["s2.lpr_input"]["status"] == OK
+    assert rows["s2.lpr_layer_mean"]["plan"] == "layers" and rows["s2.lpr_layer_mean"]["status"] == DEVIATION
+    assert rows["data.new_shuffle"]["reference"].endswith("seed 1234")
+    assert rows["data.replay_shuffle.en"]["plan"] == "train/chunk1*/*, seed 22, buffer 10000"
+
+
 def test_row_status_rules():
     row = {"paper": 0.01, "reference": 0.0, "deviation": "MoE-LPR has none", "ours": 0.0, "source": "T7"}
     assert row_status(row, 0.01)["status"] == OK
@@ -119,9 +137,15 @@ def test_reproduce_paper_script_prints_the_table(tmp_path, nproc):
                HF_HUB_OFFLINE="1")
     r = subprocess.run(["bash", "scripts/reproduce_paper.sh", "--dry-run", "--nproc", nproc], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=180)
-    assert r.returncode == 0, r.stderr
-    assert "| stage 1 | effective batch size (sequences) | 32 | - | 32 | ok |" in r.stdout
-    assert f"| stage 1 | batch size per device | 32 | - | {32 // int(nproc)} |" in r.stdout
+    if nproc == "1":  # 32 sequences of 1,024 tokens on one GH200: the budget stops it, naming a split that fits
+        assert r.returncode == 2 and "training run(s) do not fit a GH200" in r.stderr, r.stderr
+    else:
+        assert r.returncode == 0, r.stderr
+    assert "| stage 1 | effective batch size (sequences) | 32 | 2048 | 32 | ok |" in r.stdout
+    assert f"| stage 1 | batch size per device | 32 | 32 | {32 // int(nproc)} |" in r.stdout
+    assert "| stage 1 | gradient accumulation steps | 1 | 8 | 1 | ok |" in r.stdout  # the published script's 32 x 8 x 8
+    assert "| evaluation | MMLU shots (Turkish) | 5 | 4 | 4 | deviation |" in r.stdout
+    assert "| LayerMoE | tokens per document (longer ones truncated) | - | 10,000 | 10,000 | ok |" in r.stdout
     assert "| data | English replay | cerebras/SlimPajama-627B | - | cerebras/SlimPajama-627B | ok |" in r.stdout
     assert "MISMATCH" not in r.stdout
 

@@ -129,10 +129,13 @@ def test_paper_dry_run_facts():
 def test_reproduce_paper_cli_and_script(tmp_path, capsys):
     from neuronmoe.cli import main
 
-    assert main(["reproduce-paper", "--dry-run", "--allocations", "published", "--nproc", "4"]) == 0
+    assert main(["reproduce-paper", "--dry-run", "--allocations", "published", "--nproc", "8"]) == 0
     out = capsys.readouterr().out
     assert "neuronmoe-el    49 experts" in out and "-41.7%" in out
-    assert "--allocation llama-3.2-3b-tr-neuronmoe" in out and "torchrun --nproc_per_node=4" in out
+    assert "--allocation llama-3.2-3b-tr-neuronmoe" in out and "torchrun --nproc_per_node=8" in out
+    # on 4 GH200s LayerMoE's 8 x 1,024 tokens per device do not fit (budget): the dry run says what does
+    assert main(["reproduce-paper", "--dry-run", "--allocations", "published", "--nproc", "4"]) == 2
+    assert "TRAIN_BATCH_SIZE=4 GRADIENT_ACCUMULATION_STEPS=2 keeps the effective batch 32" in capsys.readouterr().err
     env = dict(os.environ, NEURONMOE_SKIP_SETUP="1", PATH=f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}",
                OUTPUT_DIR=str(tmp_path / "o"), HF_HUB_OFFLINE="1")
     r = subprocess.run(["bash", "scripts/reproduce_paper.sh", "--dry-run"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)

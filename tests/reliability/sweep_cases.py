@@ -131,4 +131,9 @@ CASES: list[tuple[str, str, int, str]] = [
     ("pipeline-unknown-only", f"{P} --only nope --dry-run", 2, "unknown stage"),
     ("reproduce-unknown-target", "reproduce-paper --dry-run --targets xx --output-dir {ws}/paper", 2, "xx"),
     ("reproduce-nproc-0", "reproduce-paper --dry-run --nproc 0 --output-dir {ws}/paper", 2, "--nproc"),
+    ("reproduce-unknown-gpu", "reproduce-paper --dry-run --gpu X100 --output-dir {ws}/paper", 2, "--gpu"),
+    ("reproduce-mfu-above-1", "reproduce-paper --dry-run --mfu 1.5 --output-dir {ws}/paper", 2, "--mfu"),
+    ("gate-bad-item", "allocation-gate --output-dir {ws}/gate --allocations neuronmoe-el", 2, "NAME=KIND/TARGET"),
+    ("gate-missing-allocation", "allocation-gate --output-dir {ws}/gate --allocations neuronmoe-el=neuronmoe/el", 2,
+     "run the allocation"),
 ]

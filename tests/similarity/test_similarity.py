@@ -357,3 +357,36 @@ def test_similarity_cli_g1_setting_reads_training_documents(tmp_path, positive_m
                  "--setting", "g1", "--old-langs", "none"]) == 2
     assert "needs at least one old language" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_g1_reads_whole_documents_beyond_256_tokens(tmp_path, positive_model_dir):
+    """LayerMoE tokenizes whole documents (up to 10,000 tokens) and takes each language's first tokens: the G1
+    setting reads 400 tokens of one 420-byte document per language, where the general setting stops at 256."""
+    from neuronmoe.similarity.settings import named_setting
+    from neuronmoe.testing import byte_tokenizer
+    from neuronmoe.utils.fingerprint import tokenizer_fingerprint
+
+    assert named_setting("g1")["max_length"] == 10000
+    sentence = {"el": "Το ποτάμι περνά. ", "hu": "A folyó fut el. ", "tr": "Nehir geçiyor. ", "en": "The river runs. ",
+                "es": "El río pasa. ", "zh": "河流经过。"}
+    for split, langs in (("train", ["el", "hu", "tr"]), ("replay", ["en", "es", "zh"])):
+        d = tmp_path / "data" / split
+        d.mkdir(parents=True, exist_ok=True)
+        for lang in langs:
+            doc = (sentence[lang] * 60).encode("utf-8")[:420].decode("utf-8", "ignore")  # one document > 256 tokens
+            d.joinpath(f"{lang}.jsonl").write_text(json.dumps({"text": doc}, ensure_ascii=False) + "\n", encoding="utf-8")
+    (tmp_path / "data" / "manifest.json").write_text(json.dumps({"tokenizer_fingerprint": tokenizer_fingerprint(byte_tokenizer())}))
+    base = ["similarity", "--model", str(positive_model_dir), "--device", "cpu", "--dtype", "float32", "--setting", "g1",
+            "--max-tokens", "400"]
+    main([*base, "--output-dir", str(tmp_path), "--name", "g1-long"])
+    man = json.loads((tmp_path / "similarity" / "manifest.json").read_text())
+    assert man["config"]["max_length"] == 10000 and man["config"]["batch_size"] == 1
+    assert man["counts"]["tokens"] == {x: 400 for x in ["en", "es", "zh", "el", "hu", "tr"]}
+    # the same documents cut at 256 tokens (the general setting) give at most 256 tokens per language
+    (tmp_path / "o256").mkdir()
+    import shutil
+
+    shutil.copytree(tmp_path / "data", tmp_path / "o256" / "data")
+    main([*base, "--output-dir", str(tmp_path / "o256"), "--max-length", "256", "--name", "g1-256"])
+    cut = json.loads((tmp_path / "o256" / "similarity" / "manifest.json").read_text())["counts"]["tokens"]
+    assert max(cut.values()) <= 256

@@ -41,7 +41,7 @@ def test_named_setting_sits_over_the_yaml_files_and_under_variables_and_flags(tm
     user = tmp_path / "c.yaml"
     user.write_text("split: samples\nbatch_size: 2\n")
     s = _resolve(["--setting", "g1", "--config", str(user), "--targets", "el"], {"BUDGET": "60"})
-    assert (s.split, s.batch_size, s.targets, s.budget) == ("documents", 2, ["el"], 60.0)
+    assert (s.split, s.batch_size, s.targets, s.budget) == ("documents", 1, ["el"], 60.0)  # g1 runs one document per pass
     with pytest.raises(ConfigError, match=r"^--setting 'g2': not a setting of similarity\.yaml \(have g1\)$"):
         _resolve(["--setting", "g2"])
 
