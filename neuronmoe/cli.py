@@ -22,7 +22,7 @@ STAGE_MODULES = [
     "neuronmoe.data.cli",  # prepare-data
     "neuronmoe.neuron_analysis.settings",  # neurons
     "neuronmoe.similarity.cli",  # similarity (LayerMoE baseline)
-    "neuronmoe.allocation.cli",  # allocate
+    "neuronmoe.allocation.settings",  # allocate
     "neuronmoe.training.cli",  # train
     "neuronmoe.evaluation.cli",  # evaluate, report
     "neuronmoe.analysis.cli",  # analyze-experts, figures
