@@ -177,47 +177,68 @@ class Sweep:
 
 
 def sweep(sw: Sweep, passes: Sequence[Pass]) -> None:
-    """Sort every unit once; fill each pass's candidate APs (every replicate) and, for the first ``verify``
-    replicates, every unit's AP."""
+    """Fill each pass's candidate APs (every replicate; the candidates of all passes sorted once, in batches of
+    ``block_units``) and, for the first ``verify`` replicates, every other unit's AP (every unit sorted once)."""
     import torch
 
-    from neuronmoe.neuron_analysis.weighted_ap import SortedUnits, Weights, unit_rows
+    from neuronmoe.neuron_analysis.weighted_ap import Weights
 
     st, targets = sw.stored, [sw.stored.languages.index(lang) for lang in sw.rule.languages]
     lab = torch.as_tensor(st.labels, dtype=torch.int64, device=sw.device)
-    full = [Weights(p.weights, lab, targets, sw.device) for p in passes]
-    few = [Weights(p.weights[: sw.verify], lab, targets, sw.device) if sw.verify and not p.exact else None for p in passes]
     for p in passes:
         p.aps = np.empty((p.replicates, len(p.cand), len(targets)), dtype=np.float32)
-        p.check = np.empty((sw.verify, st.num_units, len(targets)), dtype=np.float32) if few[passes.index(p)] else None
-    blocks = st.blocks(sw.block_units(passes))
+        p.check = None
+    union = np.unique(np.concatenate([p.cand for p in passes]))
+    step = sw.block_units(passes)
+    full = [Weights(p.weights, lab, targets, sw.device) for p in passes]
+    batches = ((union[a:a + step], st.columns(union[a:a + step])) for a in range(0, len(union), step))
+    _sweep_blocks(sw, lab, batches, lambda su, ids: [_fill(p, su, ids, w, targets) for p, w in zip(passes, full)],
+                  "replicate AP (candidates)", (len(union) + step - 1) // step)
+    checked = [p for p in passes if sw.verify and not p.exact]
+    if not checked:
+        return
+    few = [Weights(p.weights[: sw.verify], lab, targets, sw.device) for p in checked]
+    for p in checked:
+        p.check = np.empty((sw.verify, st.num_units, len(targets)), dtype=np.float32)
+        p.check[:, p.cand, :] = p.aps[: sw.verify]
+    blocks = ((np.arange(first, first + b.shape[1]), b) for first, b in st.blocks(step))
+    _sweep_blocks(sw, lab, blocks, lambda su, ids: [_check(p, su, ids, w, targets) for p, w in zip(checked, few)],
+                  "replicate AP (verification, every unit)", st.num_layers * -(-st.width // step))
+
+
+def _sweep_blocks(sw: Sweep, lab: Any, blocks: Any, fill: Any, desc: str, total: int) -> None:
+    """Sort each ``(unit numbers, [N, units] activations)`` block once and hand it to ``fill``."""
+    from neuronmoe.neuron_analysis.weighted_ap import SortedUnits, unit_rows
+
     if sw.progress:
         from tqdm.auto import tqdm
 
-        blocks = tqdm(blocks, desc="replicate AP", unit="block", total=st.num_layers * -(-st.width // sw.block_units(passes)))
-    for first, block in blocks:
-        su = SortedUnits(unit_rows(block, sw.device, first), lab)
-        ids = np.arange(first, first + block.shape[1])
-        for p, ws, ws_few in zip(passes, full, few):
-            _fill(p, su, ids, ws, ws_few, targets)
+        blocks = tqdm(blocks, desc=desc, unit="block", total=total)
+    for ids, block in blocks:
+        fill(SortedUnits(unit_rows(block, sw.device, int(ids[0])), lab), ids)
 
 
-def _fill(p: Pass, su: Any, ids: np.ndarray, ws: Any, ws_few: Any, targets: list[int]) -> None:
+def _ap(su: Any, w: Any, targets: list[int], local: np.ndarray) -> np.ndarray:
     import torch
 
-    def ap(w: Any, local: np.ndarray) -> np.ndarray:
-        rows = torch.as_tensor(local, dtype=torch.int64, device=su.order.device)
-        return su.average_precision(w, targets, rows).permute(1, 0, 2).cpu().numpy().astype(np.float32)
+    rows = torch.as_tensor(local, dtype=torch.int64, device=su.order.device)
+    return su.average_precision(w, targets, rows).permute(1, 0, 2).cpu().numpy().astype(np.float32)
 
+
+def _fill(p: Pass, su: Any, ids: np.ndarray, w: Any, targets: list[int]) -> None:
+    """The batch's units that are candidates of ``p``: every replicate."""
     assert p.aps is not None
     in_c = np.isin(ids, p.cand, assume_unique=True)
-    pos = np.searchsorted(p.cand, ids[in_c])
     if in_c.any():
-        p.aps[:, pos, :] = ap(ws, np.flatnonzero(in_c))
-    if ws_few is not None and p.check is not None:
-        p.check[:, ids[in_c], :] = p.aps[: p.check.shape[0], pos, :]
-        if (~in_c).any():
-            p.check[:, ids[~in_c], :] = ap(ws_few, np.flatnonzero(~in_c))
+        p.aps[:, np.searchsorted(p.cand, ids[in_c]), :] = _ap(su, w, targets, np.flatnonzero(in_c))
+
+
+def _check(p: Pass, su: Any, ids: np.ndarray, w: Any, targets: list[int]) -> None:
+    """The block's units that are not candidates of ``p``: the verification replicates."""
+    assert p.check is not None
+    out = ~np.isin(ids, p.cand, assume_unique=True)
+    if out.any():
+        p.check[:, ids[out], :] = _ap(su, w, targets, np.flatnonzero(out))
 
 
 def run_passes(sw: Sweep, passes: list[Pass]) -> dict[str, list[dict[str, np.ndarray]]]:

@@ -89,7 +89,8 @@ class AllocateSettings(Settings):
     stability_seed: int = setting(0, yaml=False, help="seed of the resampling (replicate r uses (seed, size, r))")
     bootstrap_margin: float = setting(range=(0, 1), lo_open=True,
                                       help="replicate AP is computed for the units whose full-sample AP is within this of "
-                                           "the selection cutoff (widened until the verification passes; 1 = all units)")
+                                           "the selection cutoff, at 100 sentences per language (x sqrt(100/n) at n; "
+                                           "doubled until the verification passes; 1 = every unit)")
     bootstrap_verify: int = setting(range=(0, None),
                                     help="replicates also recomputed over every unit to verify the margin (0 = none)")
     device: str = setting("auto", yaml=False, help="torch device of the AP recomputation: auto (a GPU if there is one), "

@@ -130,6 +130,12 @@ def rule_of(s: AllocateSettings, stored: StoredNeurons) -> Rule:
                 rounding=s.rounding, top_k=stored.top_k, ap_threshold=stored.ap_threshold)
 
 
+def margin_at(margin: float, sentences: int) -> float:
+    """The candidate margin at ``sentences`` per language: ``margin`` is the one at 100 sentences, and the spread
+    of AP over resamples shrinks as 1/sqrt(sentences)."""
+    return min(1.0, margin * math.sqrt(100.0 / max(1, sentences)))
+
+
 def check_stability_inputs(s: AllocateSettings, neurons_dir: Path) -> StoredNeurons:
     """The stored activations exist and fit (checked before the allocation is written); sizes too large for the
     stored sample are named."""
@@ -169,11 +175,10 @@ def run_stability(s: AllocateSettings, record: dict[str, Any], json_path: Path, 
                          f"selected_<lang>.csv files ({record['experts_per_layer']}); rerun `neuronmoe neurons`")
     sizes, skipped = usable_sizes(s.sample_sizes or [], stored)
     n_full = {lang: int(len(stored.rows_of(lang))) for lang in stored.languages}
-    passes = ([Pass("bootstrap", None, resample_weights(stored.labels, s.bootstrap, s.stability_seed), s.bootstrap_margin)]
-              if s.bootstrap else [])
-    for n in sizes:
-        margin = min(1.0, s.bootstrap_margin * math.sqrt(min(n_full.values()) / n))
-        passes.append(Pass(f"n={n}", n, resample_weights(stored.labels, s.bootstrap, s.stability_seed, n), margin))
+    passes = ([Pass("bootstrap", None, resample_weights(stored.labels, s.bootstrap, s.stability_seed),
+                    margin_at(s.bootstrap_margin, min(n_full.values())))] if s.bootstrap else [])
+    passes += [Pass(f"n={n}", n, resample_weights(stored.labels, s.bootstrap, s.stability_seed, n),
+                    margin_at(s.bootstrap_margin, n)) for n in sizes]
     t_load = time.perf_counter()
     sels = run_passes(Sweep(stored, rule, s.bootstrap_verify, resolve_device(s.device), s.progress), passes) if passes else {}
     t_sweep = time.perf_counter()

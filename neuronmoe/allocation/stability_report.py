@@ -136,8 +136,11 @@ def plot_sample_sizes(stab: dict[str, Any], stem: str | Path) -> list[Path]:
     """Share of replicates equal to the full-sample allocation (90 % Wilson intervals) and the mean absolute
     change of experts per layer (± one standard error), against sentences per language; the bootstrap at the
     full sample size as a separate marker."""
+    import logging
+
     from neuronmoe.plotting import new_figure, save_figure
 
+    logging.getLogger("fontTools").setLevel(logging.WARNING)  # PDF font subsetting chatter
     rows = sorted(stab.get("sample_sizes") or [], key=lambda r: r["n"])
     pts = [(r["n"], r) for r in rows]
     boot = stab.get("bootstrap")
@@ -178,19 +181,17 @@ def count_margins(scores: Sequence[float], e_min: int = 1, e_max: int = 6, round
 
     base = allocate(scores, e_min, e_max, rounding)
     top = int(2 * max(scores)) + 1
-    out = []
-    for li, sv in enumerate(scores):
-        def first(steps: range) -> int | None:
-            for d in steps:
-                trial = list(scores)
-                trial[li] = sv + d
-                if allocate(trial, e_min, e_max, rounding) != base:
-                    return abs(d)
-            return None
 
-        out.append({"layer": li, "score": sv, "experts": base[li], "lose": first(range(-1, -int(sv) - 1, -1)),
-                    "gain": first(range(1, top))})
-    return out
+    def first(li: int, steps: range) -> int | None:
+        for d in steps:
+            trial = list(scores)
+            trial[li] = scores[li] + d
+            if allocate(trial, e_min, e_max, rounding) != base:
+                return abs(d)
+        return None
+
+    return [{"layer": li, "score": sv, "experts": base[li], "lose": first(li, range(-1, -int(sv) - 1, -1)),
+             "gain": first(li, range(1, top))} for li, sv in enumerate(scores)]
 
 
 def published_sensitivity(grid_k: Sequence[int] = (500, 1000, 2000), grid_thr: Sequence[float] = (0.3, 0.5, 0.7),

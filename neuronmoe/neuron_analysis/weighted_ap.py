@@ -54,8 +54,14 @@ def _chunk_units(n: int, reps: int, n_target: int, max_chunk_bytes: int) -> int:
 class Weights:
     """The replicates' weights on the compute device, with their per-label and total sums."""
 
-    def __init__(self, w: np.ndarray, lab: torch.Tensor, targets: Sequence[int], device: torch.device):
+    def __init__(self, w: Any, lab: torch.Tensor, targets: Sequence[int], device: torch.device):
+        w = check_weights(w, int(lab.shape[0]))
         self.t = torch.from_numpy(np.ascontiguousarray(w.T)).to(device)  # [N, R]
+        self.t64 = self.t.to(torch.float64)
+        # prefix sums of small integers run in int16 (exact while a replicate has fewer than 2**15 rows), gathered
+        # from uint8 weights: a third of the memory traffic of fp32
+        small = bool(w.max(initial=0) < 256 and w.sum(axis=1).max(initial=0) < (1 << 15) - 1)
+        self.t8 = self.t.to(torch.uint8) if small else None
         self.total = self.t.sum(0)  # [R], exact (integers below 2**24)
         self.pos = torch.stack([self.t[lab == t].sum(0) for t in targets])  # [T, R]
         self.n_of = [int((lab == t).sum()) for t in targets]  # unweighted rows of each target label
@@ -63,6 +69,13 @@ class Weights:
         if empty:
             t, r = empty[0]
             raise InputError(f"weights: replicate {r} draws no row of label {t} (AP is undefined without positives)")
+
+    def prefix(self, order: torch.Tensor) -> torch.Tensor:
+        """[C, N+1, R]: per unit (row of ``order``, ascending positions) the weight of the rows before each position."""
+        C, N = order.shape
+        if self.t8 is None:
+            return _exclusive_cumsum(self.t.index_select(0, order.reshape(-1)).view(C, N, -1))
+        return _exclusive_cumsum(self.t8.index_select(0, order.reshape(-1)).view(C, N, -1).to(torch.int16))
 
 
 def unit_rows(block: Any, device: torch.device, first: int = 0) -> torch.Tensor:
@@ -87,7 +100,8 @@ def _exclusive_cumsum(x: torch.Tensor, dim: int = 1) -> torch.Tensor:
     """Prefix sums along ``dim`` with a leading zero: ``out[:, j]`` = sum of ``x[:, :j]``."""
     shape = list(x.shape)
     shape[dim] += 1
-    out = torch.zeros(shape, dtype=x.dtype, device=x.device)
+    out = torch.empty(shape, dtype=x.dtype, device=x.device)
+    out.narrow(dim, 0, 1).zero_()
     torch.cumsum(x, dim=dim, out=out.narrow(dim, 1, x.shape[dim]))
     return out
 
@@ -119,17 +133,18 @@ class SortedUnits:
         out = torch.empty((C, R, len(targets)), dtype=torch.float64, device=order.device)
         if C == 0:
             return out
-        wcum = _exclusive_cumsum(ws.t.index_select(0, order.reshape(-1)).view(C, N, R))  # [C, N+1, R]
+        wcum = ws.prefix(order)  # [C, N+1, R]
         for i, t in enumerate(targets):
             ids, st, n_before = (a if rows is None else a[rows] for a in self._label(t, ws.n_of[i]))
             n_t = ids.shape[1]
             w_t = ws.t.index_select(0, ids.reshape(-1)).view(C, n_t, R)
-            before_all = wcum.gather(1, st.unsqueeze(2).expand(C, n_t, R))  # weight ranked below the group
+            w64 = ws.t64.index_select(0, ids.reshape(-1)).view(C, n_t, R)
+            before_all = wcum.gather(1, st.unsqueeze(2).expand(C, n_t, R)).to(torch.float32)  # weight ranked below the group
             before_t = _exclusive_cumsum(w_t).gather(1, n_before.unsqueeze(2).expand(C, n_t, R))
             tp = ws.pos[i] - before_t  # label-t weight at or above the group's end
             den = (ws.total - before_all).clamp_(min=1)  # (a zero-weight group at the top: tp is 0 too)
             q = tp.div_(den).to(torch.float64)
-            out[:, :, i] = q.mul_(w_t.to(torch.float64)).sum(1).div_(ws.pos[i].to(torch.float64))
+            out[:, :, i] = q.mul_(w64).sum(1).div_(ws.pos[i].to(torch.float64))
         return out
 
 
@@ -157,10 +172,9 @@ def weighted_average_precision(
     if lab.shape != (n,):
         raise InputError(f"labels: expected shape [{n}] (one label per sample), got {tuple(lab.shape)}")
     lab = lab.to(dev)
-    w = check_weights(weights, n)
-    ws = Weights(w, lab, list(targets), dev)
-    out = np.empty((w.shape[0], u, len(targets)), dtype=np.float64)
-    step = min(max(u, 1), _chunk_units(n, w.shape[0], len(targets), max_chunk_bytes))
+    ws = Weights(weights, lab, list(targets), dev)
+    out = np.empty((ws.t.shape[1], u, len(targets)), dtype=np.float64)
+    step = min(max(u, 1), _chunk_units(n, ws.t.shape[1], len(targets), max_chunk_bytes))
     it = range(0, u, step)
     if progress:
         from tqdm.auto import tqdm
