@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from neuronmoe.errors import ConfigError
 from neuronmoe.settings import Command, Settings, parse_list, setting
 
 #: the modes ``--mode`` takes (``scores-csv`` is what ``--scores-csv`` selects)
@@ -122,9 +123,12 @@ class AllocateSettings(Settings):
         problem = bound_problem(self.e_min, self.e_max)
         if problem:
             self.fail(problem[0], problem[1])
-        check_languages([self.source_lang], self.source("source_lang"))
-        if self.targets:
-            check_languages(list(self.targets), self.source("targets"))
+        try:
+            check_languages([self.source_lang], self.source("source_lang"))
+            if self.targets:
+                check_languages(list(self.targets), self.source("targets"))
+        except ValueError as e:  # languages.UnknownLanguageError: a bad setting
+            raise ConfigError(str(e)) from None
         if self.source_lang in self.targets:
             self.fail("targets", f"the source language {self.source_lang!r} cannot also be a target")
         self._check_mode()
