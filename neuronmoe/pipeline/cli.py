@@ -34,12 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-suite", default=env("EVAL_SUITE", "local"), help="evaluation suite (env EVAL_SUITE; default local, offline)")
     p.add_argument("--analysis-limit", type=int, default=env("ANALYSIS_LIMIT", "0"),
                    help="samples per language for the expert analysis, 0 = all (env ANALYSIS_LIMIT)")
-    p.add_argument("--bootstrap", type=int, default=100,
-                   help="replicates of the NeuronMoE allocation's stability analysis (allocate --bootstrap; 0 = none; "
-                   "default 100)")
-    p.add_argument("--sample-sizes", default="50,100",
-                   help="sentences per language of its sample-size curve (allocate --sample-sizes; 'none' = none; "
-                   "default 50,100)")
+    add_stability_args(p)
     p.add_argument("--only", default=env("PIPELINE_ONLY"), help="run only these stages, comma separated (env PIPELINE_ONLY)")
     p.add_argument("--rerun", default=env("PIPELINE_RERUN"),
                    help="run these stages even if complete, comma separated; their dependants follow (env PIPELINE_RERUN). "
@@ -77,6 +72,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="validate every config and print the exact commands; needs no GPU, weights or data")
     r.add_argument("--json", action="store_true", help="print the dry-run facts as JSON")
     r.set_defaults(func=run_reproduce, report_env=False)  # reported with the variables its commands read
+
+
+def add_stability_args(p: argparse.ArgumentParser) -> None:
+    """How much to trust the NeuronMoE allocation (docs/allocation.md, "Stability")."""
+    p.add_argument("--bootstrap", type=int, default=100,
+                   help="replicates of the NeuronMoE allocation's stability analysis (allocate --bootstrap; 0 = none; "
+                   "default 100)")
+    p.add_argument("--sample-sizes", default="50,100",
+                   help="sentences per language of its sample-size curve (allocate --sample-sizes; 'none' = none; "
+                   "default 50,100)")
 
 
 def config_from_args(args: argparse.Namespace):
