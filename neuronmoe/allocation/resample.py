@@ -191,8 +191,8 @@ def sweep(sw: Sweep, passes: Sequence[Pass]) -> None:
     union = np.unique(np.concatenate([p.cand for p in passes]))
     step = sw.block_units(passes)
     full = [Weights(p.weights, lab, targets, sw.device) for p in passes]
-    batches = ((union[a:a + step], st.columns(union[a:a + step])) for a in range(0, len(union), step))
-    _sweep_blocks(sw, lab, batches, lambda su, ids: [_fill(p, su, ids, w, targets) for p, w in zip(passes, full)],
+    _sweep_blocks(sw, lab, candidate_batches(st, union, step),
+                  lambda su, ids: [_fill(p, su, ids, w, targets) for p, w in zip(passes, full)],
                   "replicate AP (candidates)", (len(union) + step - 1) // step)
     checked = [p for p in passes if sw.verify and not p.exact]
     if not checked:
@@ -204,6 +204,26 @@ def sweep(sw: Sweep, passes: Sequence[Pass]) -> None:
     blocks = ((np.arange(first, first + b.shape[1]), b) for first, b in st.blocks(step))
     _sweep_blocks(sw, lab, blocks, lambda su, ids: [_check(p, su, ids, w, targets) for p, w in zip(checked, few)],
                   "replicate AP (verification, every unit)", st.num_layers * -(-st.width // step))
+
+
+def candidate_batches(st: StoredNeurons, units: np.ndarray, step: int) -> Any:
+    """``(unit numbers, [N, <= step] activations)`` of the given ascending units: each layer read once, the
+    columns of several layers gathered into one batch."""
+    ids: list[np.ndarray] = []
+    cols: list[np.ndarray] = []
+    for li in range(st.num_layers):
+        sel = units[(units >= li * st.width) & (units < (li + 1) * st.width)]
+        if not len(sel):
+            continue
+        layer = np.asarray(st.layers[li])
+        for a in range(0, len(sel), step):
+            ids.append(sel[a:a + step])
+            cols.append(layer[:, sel[a:a + step] - li * st.width])
+            if sum(len(x) for x in ids) >= step:
+                yield np.concatenate(ids), np.concatenate(cols, axis=1)
+                ids, cols = [], []
+    if ids:
+        yield np.concatenate(ids), np.concatenate(cols, axis=1)
 
 
 def _sweep_blocks(sw: Sweep, lab: Any, blocks: Any, fill: Any, desc: str, total: int) -> None:

@@ -90,16 +90,18 @@ def resolve_allocation_path(path_or_name: str | os.PathLike, output_dir: str | o
     p = Path(os.path.expanduser(s))
     if p.is_file():
         return p
+    from neuronmoe.layout import Layout
+
     cands = []
-    is_name = "/" not in s and not s.endswith((".json", ".env"))
+    is_name = "/" not in s and not s.endswith((".json", ".env")) and s not in (".", "..") and bool(s.strip())
     if is_name and output_dir is not None:
-        cands.append(Path(output_dir) / "allocation" / f"{s}.json")
+        cands.append(Layout(output_dir).allocations / f"{s}.json")
     if is_name:
         cands.append(REFERENCE_DIR / f"{s}.json")
     for c in cands:
         if c.is_file():
             return c
-    where = f", no {Path(output_dir) / 'allocation' / (s + '.json')}" if output_dir is not None else ""
+    where = f", no {Layout(output_dir).allocations / (s + '.json')}" if output_dir is not None else ""
     raise MissingInputError(
         f"{flag} {s!r}: no such file{where}, and not a shipped allocation ({', '.join(shipped_allocations())})"
     )
