@@ -51,17 +51,17 @@ def run_allocation(s: AllocateSettings) -> dict[str, Any]:
     from neuronmoe.allocation.store import write_allocation
 
     record, out, compare, ctx = compute(s)
-    stability = None
+    stability = stored = None
     if s.stability_requested:
         from neuronmoe.allocation.stability import check_stability_inputs
 
-        check_stability_inputs(s, ctx.neurons_dir)  # before anything is written
+        stored = check_stability_inputs(s, record, ctx.neurons_dir)  # before anything is written
     json_path, _ = write_allocation(record, out)
     print(summary_line(json_path, record))
-    if s.stability_requested:
+    if stored is not None:
         from neuronmoe.allocation.stability import run_stability
 
-        stability = run_stability(s, record, json_path, ctx.neurons_dir)
+        stability = run_stability(s, stored, json_path)
     if compare is not None:
         draw_comparison(s, record, json_path, compare, stability)
     return record

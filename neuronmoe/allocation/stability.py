@@ -136,15 +136,21 @@ def margin_at(margin: float, sentences: int) -> float:
     return min(1.0, margin * math.sqrt(100.0 / max(1, sentences)))
 
 
-def check_stability_inputs(s: AllocateSettings, neurons_dir: Path) -> StoredNeurons:
-    """The stored activations exist and fit (checked before the allocation is written); sizes too large for the
-    stored sample are named."""
+def check_stability_inputs(s: AllocateSettings, record: dict[str, Any], neurons_dir: Path) -> StoredNeurons:
+    """The stored activations exist, are unchanged since the neuron stage (sha256) and give the allocation of
+    its selected_<lang>.csv files: checked before the allocation is written."""
+    from neuronmoe.allocation.resample import allocation_of, full_selection
     from neuronmoe.neuron_analysis.stored import load_stored
 
-    stored = load_stored(neurons_dir, verify=False)
-    missing = [lang for lang in rule_of(s, stored).languages if lang not in stored.languages]
+    stored = load_stored(neurons_dir)
+    rule = rule_of(s, stored)
+    missing = [lang for lang in rule.languages if lang not in stored.languages]
     if missing:
         raise InputError(f"{neurons_dir}: no stored activations of {', '.join(missing)}")
+    plain = allocation_of(rule, full_selection(stored, rule), stored.unit_layer, stored.num_layers)
+    if plain != list(record["experts_per_layer"]):
+        raise InputError(f"{neurons_dir}: ap.npy selects units that give {plain}, not the allocation of the "
+                         f"selected_<lang>.csv files ({record['experts_per_layer']}); rerun `neuronmoe neurons`")
     return stored
 
 
@@ -159,20 +165,18 @@ def usable_sizes(sizes: Sequence[int], stored: StoredNeurons) -> tuple[list[int]
     return keep, skipped
 
 
-def run_stability(s: AllocateSettings, record: dict[str, Any], json_path: Path, neurons_dir: Path) -> dict[str, Any]:
-    """Compute and write ``<name>.stability.json`` (+ the sample-size figure); returns its content."""
+def run_stability(s: AllocateSettings, stored: StoredNeurons, json_path: Path) -> dict[str, Any]:
+    """Compute and write ``<name>.stability.json`` (+ the sample-size figure) for the allocation at ``json_path``
+    (checked by :func:`check_stability_inputs`); returns its content."""
     from neuronmoe.allocation.resample import Pass, Sweep, allocation_of, full_selection, resample_weights, run_passes
-    from neuronmoe.neuron_analysis.stored import load_stored
     from neuronmoe.utils.device import resolve_device
+    from neuronmoe.utils.io import read_json
 
     t0 = time.perf_counter()
-    stored = load_stored(neurons_dir)  # sha256 of every file read = the neuron manifest's
+    record = read_json(json_path)
     rule = rule_of(s, stored)
     full = full_selection(stored, rule)
-    plain = allocation_of(rule, full, stored.unit_layer, stored.num_layers)
-    if plain != list(record["experts_per_layer"]):
-        raise InputError(f"{neurons_dir}: ap.npy selects units that give {plain}, not the allocation of the "
-                         f"selected_<lang>.csv files ({record['experts_per_layer']}); rerun `neuronmoe neurons`")
+    plain = list(record["experts_per_layer"])
     sizes, skipped = usable_sizes(s.sample_sizes or [], stored)
     n_full = {lang: int(len(stored.rows_of(lang))) for lang in stored.languages}
     passes = ([Pass("bootstrap", None, resample_weights(stored.labels, s.bootstrap, s.stability_seed),
@@ -183,7 +187,7 @@ def run_stability(s: AllocateSettings, record: dict[str, Any], json_path: Path, 
     sels = run_passes(Sweep(stored, rule, s.bootstrap_verify, resolve_device(s.device), s.progress), passes) if passes else {}
     t_sweep = time.perf_counter()
     out = {"allocation": record["name"], "experts_per_layer": list(record["experts_per_layer"]),
-           "rule": {**rule.__dict__, "targets": list(rule.targets)}, "neurons_dir": str(neurons_dir),
+           "rule": {**rule.__dict__, "targets": list(rule.targets)}, "neurons_dir": str(stored.folder),
            "inputs_sha256": stored.inputs, "sentences_per_language": n_full, "interval": INTERVAL,
            "stable_share": STABLE_SHARE, "seed": s.stability_seed}
     for p in passes:
