@@ -209,3 +209,25 @@ def test_selected_units_that_ap_npy_does_not_give_are_an_error(mixed, capsys):
     assert _run("--output-dir", mixed, "--targets", "el", "--bootstrap", 5) == 2
     assert "ap.npy selects units that give" in capsys.readouterr().err
     assert not (mixed / "allocation").exists()
+
+
+@pytest.mark.parametrize("mode", ["pair", "multi", "source-only"])
+def test_layer_scores_from_unit_numbers_equal_the_cores_from_csv_units(mode):
+    """The replicate scores (unit numbers) are the allocation's own scores (units as (layer, module, index))."""
+    from neuronmoe.allocation import core
+    from neuronmoe.allocation.resample import layer_scores
+
+    rng = np.random.default_rng(3)
+    width, n_layers = 10, 5
+    unit_layer = np.repeat(np.arange(n_layers), width)
+    sel = {lang: np.sort(rng.choice(width * n_layers, 12, replace=False)) for lang in ("en", "el", "tr")}
+    units = {lang: [(int(u) // width, f"m{int(u) % 2}", int(u) % width) for u in s] for lang, s in sel.items()}
+    rule = Rule(mode, "en", ("el",) if mode == "pair" else ("el", "tr"), 1, 6, "floor", 12, 0.5)
+    got = layer_scores(rule, sel, unit_layer, n_layers)
+    if mode == "pair":
+        want = core.pair_scores(units["en"], units["el"], n_layers)
+    elif mode == "multi":
+        want = core.multi_scores(units["en"], {"el": units["el"], "tr": units["tr"]}, n_layers)
+    else:
+        want = core.source_only_scores(units["en"], n_layers)
+    assert got == want
