@@ -56,36 +56,53 @@ class Weights:
 
     def __init__(self, w: Any, lab: torch.Tensor, targets: Sequence[int], device: torch.device):
         w = check_weights(w, int(lab.shape[0]))
-        self.t = torch.from_numpy(np.ascontiguousarray(w.T)).to(device)  # [N, R]
-        self.t64 = self.t.to(torch.float64)
-        # prefix sums of small integers run in int16 (exact while a replicate has fewer than 2**15 rows), gathered
-        # from uint8 weights: a third of the memory traffic of fp32
-        small = bool(w.max(initial=0) < 256 and w.sum(axis=1).max(initial=0) < (1 << 15) - 1)
-        self.t8 = self.t.to(torch.uint8) if small else None
-        self.total = self.t.sum(0)  # [R], exact (integers below 2**24)
-        self.pos = torch.stack([self.t[lab == t].sum(0) for t in targets])  # [T, R]
-        self.n_of = [int((lab == t).sum()) for t in targets]  # unweighted rows of each target label
-        empty = [(t, int(r)) for i, t in enumerate(targets) for r in torch.nonzero(self.pos[i] == 0).flatten()]
+        t = torch.from_numpy(np.ascontiguousarray(w.T)).to(device)  # [N, R]
+        self.reps = int(t.shape[1])
+        self.t64 = t.to(torch.float64)
+        # prefix sums of small integers run in int16 (exact while a replicate has fewer than 2**15 rows): half the
+        # memory traffic of fp32, which is what they cost
+        small = bool(w.sum(axis=1).max(initial=0) < (1 << 15) - 1)
+        self.table = t.to(torch.int16) if small else t
+        self.total = t.sum(0)  # [R], exact (integers below 2**24)
+        self.pos = torch.stack([t[lab == x].sum(0) for x in targets])  # [T, R]
+        self.n_of = [int((lab == x).sum()) for x in targets]  # unweighted rows of each target label
+        empty = [(x, int(r)) for i, x in enumerate(targets) for r in torch.nonzero(self.pos[i] == 0).flatten()]
         if empty:
-            t, r = empty[0]
-            raise InputError(f"weights: replicate {r} draws no row of label {t} (AP is undefined without positives)")
+            x, r = empty[0]
+            raise InputError(f"weights: replicate {r} draws no row of label {x} (AP is undefined without positives)")
 
-    def prefix(self, order: torch.Tensor) -> torch.Tensor:
-        """[C, N+1, R]: per unit (row of ``order``, ascending positions) the weight of the rows before each position."""
-        C, N = order.shape
-        if self.t8 is None:
-            return _exclusive_cumsum(self.t.index_select(0, order.reshape(-1)).view(C, N, -1))
-        return _exclusive_cumsum(self.t8.index_select(0, order.reshape(-1)).view(C, N, -1).to(torch.int16))
+    def prefix(self, ids: torch.Tensor) -> torch.Tensor:
+        """[C*M + 1, R]: for each row of ``ids`` [C, M] (stored rows in some order) the running sums of their
+        weights along it, rows flattened, and one zero row at the end (what "no row before" reads)."""
+        C, M = ids.shape
+        buf = torch.empty((C * M + 1, self.reps), dtype=self.table.dtype, device=ids.device)
+        torch.index_select(self.table, 0, ids.reshape(-1), out=buf[:-1])
+        buf[-1].zero_()
+        buf[:-1].view(C, M, self.reps).cumsum_(1)
+        return buf
+
+    @staticmethod
+    def before(buf: torch.Tensor, width: int, at: torch.Tensor) -> torch.Tensor:
+        """[C, K, R] fp32: from :meth:`prefix` of rows ``width`` long, the sum of the weights *before* position
+        ``at`` [C, K] of each row."""
+        C, K = at.shape
+        base = torch.arange(C, device=at.device).unsqueeze(1) * width
+        idx = torch.where(at > 0, base + at - 1, torch.full_like(at, buf.shape[0] - 1))
+        return buf.index_select(0, idx.reshape(-1)).view(C, K, -1).to(torch.float32)
 
 
 def unit_rows(block: Any, device: torch.device, first: int = 0) -> torch.Tensor:
     """[N, C] scores (numpy, memmap or tensor) -> [C, N] fp32 on ``device`` (exact for fp16), checked finite."""
-    t = block if isinstance(block, torch.Tensor) else torch.from_numpy(np.array(block, order="C"))
-    x = t.to(device).t().to(torch.float32).contiguous()
-    if not bool(torch.isfinite(x).all()):
-        bad = int((~torch.isfinite(x)).any(dim=1).nonzero()[0, 0]) + first
-        raise InputError(f"scores: unit {bad} has a NaN or infinite score")
-    return x
+    if isinstance(block, torch.Tensor):
+        finite = torch.isfinite(block).all(dim=0).cpu().numpy()
+        t = block
+    else:
+        arr = np.array(block, order="C")
+        finite = np.isfinite(arr).all(axis=0)
+        t = torch.from_numpy(arr)
+    if not finite.all():
+        raise InputError(f"scores: unit {int(np.flatnonzero(~finite)[0]) + first} has a NaN or infinite score")
+    return t.to(device).t().to(torch.float32).contiguous()
 
 
 def _group_starts(vals: torch.Tensor) -> torch.Tensor:
@@ -96,16 +113,6 @@ def _group_starts(vals: torch.Tensor) -> torch.Tensor:
     return torch.cummax(torch.where(start, pos, torch.zeros((), dtype=pos.dtype, device=vals.device)), dim=1).values
 
 
-def _exclusive_cumsum(x: torch.Tensor, dim: int = 1) -> torch.Tensor:
-    """Prefix sums along ``dim`` with a leading zero: ``out[:, j]`` = sum of ``x[:, :j]``."""
-    shape = list(x.shape)
-    shape[dim] += 1
-    out = torch.empty(shape, dtype=x.dtype, device=x.device)
-    out.narrow(dim, 0, 1).zero_()
-    torch.cumsum(x, dim=dim, out=out.narrow(dim, 1, x.shape[dim]))
-    return out
-
-
 class SortedUnits:
     """A block of units sorted once: each unit's ascending order, tie groups and, per label, where its rows
     fall. :meth:`average_precision` then gives the AP under any weights for any subset of the block's units."""
@@ -113,37 +120,40 @@ class SortedUnits:
     def __init__(self, x: torch.Tensor, lab: torch.Tensor):
         vals, self.order = torch.sort(x, dim=1)  # ascending: a group's descending end is its ascending start
         self.starts = _group_starts(vals)
-        self.lab_s = lab[self.order]
+        self.lab = lab
+        self._rank: torch.Tensor | None = None
         self._where: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
 
-    def _label(self, t: int, n_t: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _label(self, t: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(label t's rows in ascending order, their groups' starts, label-t rows below each start) per unit."""
         if t not in self._where:
-            m = self.lab_s == t
-            pos = torch.nonzero(m)[:, 1].view(m.shape[0], n_t)
+            if self._rank is None:  # the position of every stored row in each unit's order
+                C, N = self.order.shape
+                pos_all = torch.arange(N, device=self.order.device).expand(C, N)
+                self._rank = torch.empty_like(self.order).scatter_(1, self.order, pos_all)
+            rows = torch.nonzero(self.lab == t).flatten()
+            pos = torch.sort(self._rank.index_select(1, rows), dim=1).values
             st = self.starts.gather(1, pos)
-            self._where[t] = (self.order.gather(1, pos), st, _exclusive_cumsum(m.to(torch.int64)).gather(1, st))
+            self._where[t] = (self.order.gather(1, pos), st, torch.searchsorted(pos, st))
         return self._where[t]
 
     def average_precision(self, ws: Weights, targets: Sequence[int], rows: torch.Tensor | None = None) -> torch.Tensor:
         """[c, R, T] fp64 AP of the units ``rows`` of the block (default all) under the replicates ``ws``."""
         order = self.order if rows is None else self.order[rows]
         C, N = order.shape
-        R = ws.t.shape[1]
-        out = torch.empty((C, R, len(targets)), dtype=torch.float64, device=order.device)
+        out = torch.empty((C, ws.reps, len(targets)), dtype=torch.float64, device=order.device)
         if C == 0:
             return out
-        wcum = ws.prefix(order)  # [C, N+1, R]
+        every = ws.prefix(order)  # running weight along each unit's ascending order
         for i, t in enumerate(targets):
-            ids, st, n_before = (a if rows is None else a[rows] for a in self._label(t, ws.n_of[i]))
+            ids, st, n_below = (a if rows is None else a[rows] for a in self._label(t))
             n_t = ids.shape[1]
-            w_t = ws.t.index_select(0, ids.reshape(-1)).view(C, n_t, R)
-            w64 = ws.t64.index_select(0, ids.reshape(-1)).view(C, n_t, R)
-            before_all = wcum.gather(1, st.unsqueeze(2).expand(C, n_t, R)).to(torch.float32)  # weight ranked below the group
-            before_t = _exclusive_cumsum(w_t).gather(1, n_before.unsqueeze(2).expand(C, n_t, R))
-            tp = ws.pos[i] - before_t  # label-t weight at or above the group's end
+            before_all = Weights.before(every, N, st)  # weight ranked below each label-t row's group
+            before_t = Weights.before(ws.prefix(ids), n_t, n_below)  # label-t weight ranked below it
+            tp = ws.pos[i].to(torch.float32) - before_t  # label-t weight at or above the group's end
             den = (ws.total - before_all).clamp_(min=1)  # (a zero-weight group at the top: tp is 0 too)
             q = tp.div_(den).to(torch.float64)
+            w64 = ws.t64.index_select(0, ids.reshape(-1)).view(C, n_t, -1)
             out[:, :, i] = q.mul_(w64).sum(1).div_(ws.pos[i].to(torch.float64))
         return out
 
@@ -173,8 +183,8 @@ def weighted_average_precision(
         raise InputError(f"labels: expected shape [{n}] (one label per sample), got {tuple(lab.shape)}")
     lab = lab.to(dev)
     ws = Weights(weights, lab, list(targets), dev)
-    out = np.empty((ws.t.shape[1], u, len(targets)), dtype=np.float64)
-    step = min(max(u, 1), _chunk_units(n, ws.t.shape[1], len(targets), max_chunk_bytes))
+    out = np.empty((ws.reps, u, len(targets)), dtype=np.float64)
+    step = min(max(u, 1), _chunk_units(n, ws.reps, len(targets), max_chunk_bytes))
     it = range(0, u, step)
     if progress:
         from tqdm.auto import tqdm
