@@ -107,7 +107,8 @@ class Pass:
     size: int | None  #: sentences per language; None: the bootstrap
     weights: np.ndarray  #: [R, N]
     margin: float
-    cand: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    cand: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))  #: candidate units (ascending)
+    wanted: np.ndarray = field(default_factory=lambda: np.empty((0, 0), dtype=bool))  #: [candidates, languages]
     aps: np.ndarray | None = None  #: [R, candidates, languages] float32
     check: np.ndarray | None = None  #: [verify, units, languages] float32
     widened: list[float] = field(default_factory=list)
@@ -131,13 +132,16 @@ def cutoffs(stored: StoredNeurons, rule: Rule) -> np.ndarray:
     return np.asarray(out)
 
 
-def candidates(stored: StoredNeurons, rule: Rule, margin: float) -> np.ndarray:
-    """Units whose full-sample AP is within ``margin`` of a rule language's cutoff (every unit when >= 1)."""
+def candidates(stored: StoredNeurons, rule: Rule, margin: float) -> tuple[np.ndarray, np.ndarray]:
+    """(units whose full-sample AP is within ``margin`` of a rule language's cutoff, [units, languages] which
+    language's); every unit and language when ``margin`` >= 1."""
+    n_lang = len(rule.languages)
     if margin >= 1.0:
-        return np.arange(stored.num_units)
+        return np.arange(stored.num_units), np.ones((stored.num_units, n_lang), dtype=bool)
     cols = [stored.languages.index(lang) for lang in rule.languages]
-    near = (stored.ap[:, cols].astype(np.float64) >= cutoffs(stored, rule)[None, :] - margin).any(axis=1)
-    return np.flatnonzero(near)
+    near = stored.ap[:, cols].astype(np.float64) >= cutoffs(stored, rule)[None, :] - margin
+    units = np.flatnonzero(near.any(axis=1))
+    return units, near[units]
 
 
 def replicate_selections(p: Pass, rule: Rule) -> list[dict[str, np.ndarray]]:
@@ -200,7 +204,7 @@ def sweep(sw: Sweep, passes: Sequence[Pass]) -> None:
     few = [Weights(p.weights[: sw.verify], lab, targets, sw.device) for p in checked]
     for p in checked:
         p.check = np.empty((sw.verify, st.num_units, len(targets)), dtype=np.float32)
-        p.check[:, p.cand, :] = p.aps[: sw.verify]
+        p.check[:, p.cand, :] = p.aps[: sw.verify]  # the pairs left out there (-1) are filled below
     blocks = ((np.arange(first, first + b.shape[1]), b) for first, b in st.blocks(step))
     _sweep_blocks(sw, lab, blocks, lambda su, ids: [_check(p, su, ids, w, targets) for p, w in zip(checked, few)],
                   "replicate AP (verification, every unit)", st.num_layers * -(-st.width // step))
@@ -238,11 +242,13 @@ def _sweep_blocks(sw: Sweep, lab: Any, blocks: Any, fill: Any, desc: str, total:
         fill(SortedUnits(unit_rows(block, sw.device, int(ids[0])), lab), ids)
 
 
-def _ap(su: Any, w: Any, targets: list[int], local: np.ndarray) -> np.ndarray:
+def _ap(su: Any, w: Any, targets: list[int], local: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """[R, units, languages] fp32 replicate AP of the block's units ``local`` (-1 where not ``wanted``)."""
     import torch
 
     rows = torch.as_tensor(local, dtype=torch.int64, device=su.order.device)
-    return su.average_precision(w, targets, rows).permute(1, 0, 2).cpu().numpy().astype(np.float32)
+    want = torch.as_tensor(wanted, device=su.order.device)
+    return su.average_precision(w, targets, rows, want).permute(1, 0, 2).cpu().numpy().astype(np.float32)
 
 
 def _fill(p: Pass, su: Any, ids: np.ndarray, w: Any, targets: list[int]) -> None:
@@ -250,15 +256,20 @@ def _fill(p: Pass, su: Any, ids: np.ndarray, w: Any, targets: list[int]) -> None
     assert p.aps is not None
     in_c = np.isin(ids, p.cand, assume_unique=True)
     if in_c.any():
-        p.aps[:, np.searchsorted(p.cand, ids[in_c]), :] = _ap(su, w, targets, np.flatnonzero(in_c))
+        pos = np.searchsorted(p.cand, ids[in_c])
+        p.aps[:, pos, :] = _ap(su, w, targets, np.flatnonzero(in_c), p.wanted[pos])
 
 
 def _check(p: Pass, su: Any, ids: np.ndarray, w: Any, targets: list[int]) -> None:
     """The block's units that are not candidates of ``p``: the verification replicates."""
     assert p.check is not None
-    out = ~np.isin(ids, p.cand, assume_unique=True)
-    if out.any():
-        p.check[:, ids[out], :] = _ap(su, w, targets, np.flatnonzero(out))
+    left = np.ones((len(ids), len(targets)), dtype=bool)  # (unit, language) pairs the candidates left out
+    in_c = np.isin(ids, p.cand, assume_unique=True)
+    left[in_c] = ~p.wanted[np.searchsorted(p.cand, ids[in_c])]
+    some = left.any(axis=1)
+    if some.any():
+        got = _ap(su, w, targets, np.flatnonzero(some), left[some])
+        p.check[:, ids[some], :] = np.where(left[some][None], got, p.check[:, ids[some], :])
 
 
 def run_passes(sw: Sweep, passes: list[Pass]) -> dict[str, list[dict[str, np.ndarray]]]:
@@ -268,7 +279,7 @@ def run_passes(sw: Sweep, passes: list[Pass]) -> dict[str, list[dict[str, np.nda
     todo = list(passes)
     while todo:
         for p in todo:
-            p.cand = candidates(sw.stored, sw.rule, p.margin)
+            p.cand, p.wanted = candidates(sw.stored, sw.rule, p.margin)
         sweep(sw, todo)
         again = []
         for p in todo:

@@ -82,12 +82,12 @@ class Weights:
         return buf
 
     @staticmethod
-    def before(buf: torch.Tensor, width: int, at: torch.Tensor) -> torch.Tensor:
+    def before(buf: torch.Tensor, width: int, at: torch.Tensor, which: torch.Tensor | None = None) -> torch.Tensor:
         """[C, K, R] fp32: from :meth:`prefix` of rows ``width`` long, the sum of the weights *before* position
-        ``at`` [C, K] of each row."""
+        ``at`` [C, K] in each row (row ``which[c]`` of the prefix for ``at[c]``; default row c)."""
         C, K = at.shape
-        base = torch.arange(C, device=at.device).unsqueeze(1) * width
-        idx = torch.where(at > 0, base + at - 1, torch.full_like(at, buf.shape[0] - 1))
+        which = torch.arange(C, device=at.device) if which is None else which
+        idx = torch.where(at > 0, which.unsqueeze(1) * width + at - 1, torch.full_like(at, buf.shape[0] - 1))
         return buf.index_select(0, idx.reshape(-1)).view(C, K, -1).to(torch.float32)
 
 
@@ -137,25 +137,35 @@ class SortedUnits:
             self._where[t] = (self.order.gather(1, pos), st, torch.searchsorted(pos, st))
         return self._where[t]
 
-    def average_precision(self, ws: Weights, targets: Sequence[int], rows: torch.Tensor | None = None) -> torch.Tensor:
-        """[c, R, T] fp64 AP of the units ``rows`` of the block (default all) under the replicates ``ws``."""
+    def average_precision(self, ws: Weights, targets: Sequence[int], rows: torch.Tensor | None = None,
+                          wanted: torch.Tensor | None = None) -> torch.Tensor:
+        """[c, R, T] fp64 AP of the units ``rows`` of the block (default all) under the replicates ``ws``;
+        ``wanted`` [c, T] bool: compute only those (unit, label) pairs, the others are -1."""
         order = self.order if rows is None else self.order[rows]
         C, N = order.shape
-        out = torch.empty((C, ws.reps, len(targets)), dtype=torch.float64, device=order.device)
+        out = torch.full((C, ws.reps, len(targets)), -1.0, dtype=torch.float64, device=order.device)
         if C == 0:
             return out
         every = ws.prefix(order)  # running weight along each unit's ascending order
         for i, t in enumerate(targets):
-            ids, st, n_below = (a if rows is None else a[rows] for a in self._label(t))
-            n_t = ids.shape[1]
-            before_all = Weights.before(every, N, st)  # weight ranked below each label-t row's group
-            before_t = Weights.before(ws.prefix(ids), n_t, n_below)  # label-t weight ranked below it
-            tp = ws.pos[i].to(torch.float32) - before_t  # label-t weight at or above the group's end
-            den = (ws.total - before_all).clamp_(min=1)  # (a zero-weight group at the top: tp is 0 too)
-            q = tp.div_(den).to(torch.float64)
-            w64 = ws.t64.index_select(0, ids.reshape(-1)).view(C, n_t, -1)
-            out[:, :, i] = q.mul_(w64).sum(1).div_(ws.pos[i].to(torch.float64))
+            which = torch.arange(C, device=order.device) if wanted is None else torch.nonzero(wanted[:, i]).flatten()
+            if len(which):
+                sel = which if rows is None else rows[which]
+                out[which, :, i] = self._ap(ws, i, t, every, N, which, sel)
         return out
+
+    def _ap(self, ws: Weights, i: int, t: int, every: torch.Tensor, N: int, which: torch.Tensor,
+            sel: torch.Tensor) -> torch.Tensor:
+        """[c, R] AP of label ``t`` (``ws`` target ``i``) for the block's units ``sel`` (rows ``which`` of ``every``)."""
+        ids, st, n_below = (a[sel] for a in self._label(t))
+        C, n_t = ids.shape
+        before_all = Weights.before(every, N, st, which)  # weight ranked below each label-t row's group
+        before_t = Weights.before(ws.prefix(ids), n_t, n_below)  # label-t weight ranked below it
+        tp = ws.pos[i].to(torch.float32) - before_t  # label-t weight at or above the group's end
+        den = (ws.total - before_all).clamp_(min=1)  # (a zero-weight group at the top: tp is 0 too)
+        q = tp.div_(den).to(torch.float64)
+        w64 = ws.t64.index_select(0, ids.reshape(-1)).view(C, n_t, -1)
+        return q.mul_(w64).sum(1).div_(ws.pos[i].to(torch.float64))
 
 
 def weighted_average_precision(

@@ -60,6 +60,12 @@ def test_a_subset_of_sorted_units_gives_the_same_values():
     rows = torch.tensor([7, 2, 5])
     assert torch.equal(su.average_precision(ws, [1], rows), every[rows])
     assert su.average_precision(ws, [1], torch.tensor([], dtype=torch.int64)).shape == (0, 4, 1)
+    ws2 = Weights(w, lab, [1, 2], torch.device("cpu"))
+    both = su.average_precision(ws2, [1, 2], rows)
+    wanted = torch.tensor([[True, False], [False, False], [True, True]])
+    part = su.average_precision(ws2, [1, 2], rows, wanted)
+    assert torch.equal(part[wanted.unsqueeze(1).expand_as(part)], both[wanted.unsqueeze(1).expand_as(both)])
+    assert (part[~wanted.unsqueeze(1).expand_as(part)] == -1).all()  # pairs not wanted are left at -1
 
 
 @pytest.mark.parametrize("weights,match", [
