@@ -145,7 +145,7 @@ def plot_sample_sizes(stab: dict[str, Any], stem: str | Path) -> list[Path]:
     pts = [(r["n"], r) for r in rows]
     boot = stab.get("bootstrap")
     full_n = min((stab.get("sentences_per_language") or {"": 0}).values())
-    fig, ax = new_figure(6.4, 3.4)
+    fig, ax = new_figure(6.4, 4.2)
     ax2 = ax.twinx()
     if pts:
         xs = [n for n, _ in pts]
@@ -168,7 +168,7 @@ def plot_sample_sizes(stab: dict[str, Any], stem: str | Path) -> list[Path]:
     ax2.grid(False)
     h1, l1 = ax.get_legend_handles_labels()
     h2, l2 = ax2.get_legend_handles_labels()
-    ax.legend(h1 + h2, l1 + l2, loc="center right", fontsize=7)
+    ax.legend(h1 + h2, l1 + l2, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2, fontsize=7)
     ax.set_title(f"How many sentences does `{stab['allocation']}` need?")
     return save_figure(fig, stem)
 
