@@ -174,10 +174,10 @@ class Sweep:
     progress: bool = False
     max_bytes: int = 256 << 20
 
-    def block_units(self, passes: Sequence[Pass]) -> int:
-        """Units sorted at once: the largest pass's prefix sums stay within ``max_bytes``."""
-        n, reps = len(self.stored.labels), max(p.replicates for p in passes)
-        return max(8, int(self.max_bytes // (n * (reps * 8 + 96))))
+    def block_units(self, replicates: int) -> int:
+        """Units sorted at once: their prefix sums over ``replicates`` stay within ``max_bytes`` (few, large
+        operations: each one synchronises the threads, which costs most on a busy machine)."""
+        return max(8, int(self.max_bytes // (len(self.stored.labels) * (replicates * 8 + 96))))
 
 
 def sweep(sw: Sweep, passes: Sequence[Pass]) -> None:
@@ -193,7 +193,7 @@ def sweep(sw: Sweep, passes: Sequence[Pass]) -> None:
         p.aps = np.empty((p.replicates, len(p.cand), len(targets)), dtype=np.float32)
         p.check = None
     union = np.unique(np.concatenate([p.cand for p in passes]))
-    step = sw.block_units(passes)
+    step = sw.block_units(max(p.replicates for p in passes))
     full = [Weights(p.weights, lab, targets, sw.device) for p in passes]
     _sweep_blocks(sw, lab, candidate_batches(st, union, step),
                   lambda su, ids: [_fill(p, su, ids, w, targets) for p, w in zip(passes, full)],
@@ -205,6 +205,7 @@ def sweep(sw: Sweep, passes: Sequence[Pass]) -> None:
     for p in checked:
         p.check = np.empty((sw.verify, st.num_units, len(targets)), dtype=np.float32)
         p.check[:, p.cand, :] = p.aps[: sw.verify]  # the pairs left out there (-1) are filled below
+    step = sw.block_units(sw.verify)
     blocks = ((np.arange(first, first + b.shape[1]), b) for first, b in st.blocks(step))
     _sweep_blocks(sw, lab, blocks, lambda su, ids: [_check(p, su, ids, w, targets) for p, w in zip(checked, few)],
                   "replicate AP (verification, every unit)", st.num_layers * -(-st.width // step))
