@@ -22,7 +22,7 @@ STAGE_MODULES = [
     "neuronmoe.data.settings",  # prepare-data
     "neuronmoe.neuron_analysis.settings",  # neurons
     "neuronmoe.similarity.settings",  # similarity (LayerMoE baseline)
-    "neuronmoe.allocation.cli",  # allocate
+    "neuronmoe.allocation.settings",  # allocate
     "neuronmoe.pipeline.gate_settings",  # allocation-gate (paper run: computed allocations vs the paper's)
     "neuronmoe.training.cli",  # train
     "neuronmoe.evaluation.cli",  # evaluate, report

@@ -45,6 +45,8 @@ TREE: list[tuple[str, str, str]] = [
     ("allocation/<name>.json", "allocate", "experts_per_layer, total_experts, scores, model fingerprint, ... "
      "(complete when it exists)"),
     ("allocation/<name>.env", "allocate", "ADA_MOE_NUM_EXPERTS_LIST=... (the published scripts' format)"),
+    ("allocation/<name>.stability.json", "allocate", "--bootstrap/--sample-sizes/--sensitivity: how much the "
+     "allocation changes with other sentences, fewer sentences, other thresholds"),
     ("train/<run>/", "train", "one training run; complete when train/<run>/manifest.json exists"),
     ("train/<run>/adapter/", "train", "adapter_config.json, adapter_model.safetensors, README.md"),
     ("train/<run>/checkpoint-<step>/", "train", "HF Trainer checkpoints (--resume)"),
@@ -131,6 +133,10 @@ class Layout:
 
     def allocation(self, name: str, what: str = "--name") -> Path:
         return self.allocations / f"{check_name(name, what)}.json"
+
+    def stability(self, name: str, what: str = "--name") -> Path:
+        """``allocation/<name>.stability.json`` (``neuronmoe allocate --bootstrap N``)."""
+        return self.allocations / f"{check_name(name, what)}.stability.json"
 
     # ---- training ---------------------------------------------------------------------------------------------
     @property

@@ -1,7 +1,9 @@
 """Expert allocation: per-layer scores (neuron counts, similarity, a CSV) -> experts per layer.
 
 Pure core in :mod:`neuronmoe.allocation.core`; files in :mod:`.store`; parameter counts in
-:mod:`.params`; the paper's Figure 1 in :mod:`.figure`; the ``neuronmoe allocate`` CLI in :mod:`.cli`.
+:mod:`.params`; the paper's Figure 1 in :mod:`.figure`; the ``neuronmoe allocate`` settings in :mod:`.settings`
+and the stage in :mod:`.runner`; how much to trust an allocation (bootstrap, sample sizes, thresholds) in
+:mod:`.stability`, :mod:`.resample` and :mod:`.stability_report`.
 """
 from __future__ import annotations
 
@@ -12,8 +14,11 @@ from typing import Any
 _EXPORTS = {
     **dict.fromkeys(("MODES", "ROUNDING_CHOICES", "allocate", "layermoe_allocate", "multi_scores", "pair_scores",
                      "source_only_scores", "uniform_allocation"), "core"),
-    **dict.fromkeys(("ENV_KEY", "REFERENCE_DIR", "Allocation", "build_record", "load_allocation",
-                     "shipped_allocations", "write_allocation"), "store"),
+    **dict.fromkeys(("ENV_KEY", "REFERENCE_DIR", "Allocation", "RecordFields", "build_record", "make_record",
+                     "load_allocation", "shipped_allocations", "write_allocation"), "store"),
+    **dict.fromkeys(("load_stability", "stability_path"), "stability"),
+    **dict.fromkeys(("stability_markdown", "report_section", "published_sensitivity", "count_margins"),
+                    "stability_report"),
 }
 
 
@@ -40,6 +45,8 @@ def count_params(experts_per_layer, config):
 
 __all__ = [
     "MODES", "ROUNDING_CHOICES", "allocate", "layermoe_allocate", "multi_scores", "pair_scores",
-    "source_only_scores", "uniform_allocation", "ENV_KEY", "REFERENCE_DIR", "Allocation", "build_record",
-    "load_allocation", "shipped_allocations", "write_allocation", "plot_allocation_comparison", "count_params",
+    "source_only_scores", "uniform_allocation", "ENV_KEY", "REFERENCE_DIR", "Allocation", "RecordFields", "build_record",
+    "make_record", "load_allocation", "shipped_allocations", "write_allocation", "plot_allocation_comparison",
+    "count_params", "load_stability", "stability_path", "stability_markdown", "report_section", "published_sensitivity",
+    "count_margins",
 ]

@@ -24,32 +24,39 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 
+from neuronmoe.errors import ConfigError, InputError
+
 Unit = tuple[int, str, int]  # (layer, module, index)
 
 ROUNDING_CHOICES = ("floor", "round")
 MODES = ("pair", "multi", "source-only", "uniform", "similarity", "scores-csv")
 
 
-def check_bounds(e_min: int, e_max: int | None) -> None:
-    """``E_min >= 1`` (expert 0 is the original MLP) and ``E_max >= E_min``, both integers."""
+def bound_problem(e_min: int, e_max: int | None) -> tuple[str, str] | None:
+    """``(field, problem)`` when ``E_min >= 1`` (expert 0 is the original MLP) and ``E_max >= E_min``, both
+    integers, do not hold; else None."""
     if isinstance(e_min, bool) or not isinstance(e_min, int) or e_min < 1:
-        raise ValueError(
-            f"--e-min: must be an integer >= 1 (E counts the frozen original MLP as expert 0; "
-            f"1 = dense layer), got {e_min!r}"
-        )
-    if e_max is None:
-        return
-    if isinstance(e_max, bool) or not isinstance(e_max, int) or e_max < e_min:
-        raise ValueError(f"--e-max: must be an integer >= --e-min ({e_min}), got {e_max!r}")
+        return "e_min", (f"must be an integer >= 1 (E counts the frozen original MLP as expert 0; 1 = dense layer), "
+                         f"got {e_min!r}")
+    if e_max is not None and (isinstance(e_max, bool) or not isinstance(e_max, int) or e_max < e_min):
+        return "e_max", f"must be an integer >= --e-min ({e_min}), got {e_max!r}"
+    return None
+
+
+def check_bounds(e_min: int, e_max: int | None) -> None:
+    """:func:`bound_problem` as a :class:`ConfigError` naming ``--e-min`` or ``--e-max``."""
+    problem = bound_problem(e_min, e_max)
+    if problem:
+        raise ConfigError(f"--{problem[0].replace('_', '-')}: {problem[1]}")
 
 
 def _check_scores(scores: Sequence[float]) -> list[float]:
     vals = [float(s) for s in scores]
     if not vals:
-        raise ValueError("scores: empty (need one score per decoder layer)")
+        raise InputError("scores: empty (need one score per decoder layer)")
     for i, v in enumerate(vals):
         if not math.isfinite(v) or v < 0:
-            raise ValueError(f"scores: layer {i} has score {v!r}; scores must be finite and >= 0")
+            raise InputError(f"scores: layer {i} has score {v!r}; scores must be finite and >= 0")
     return vals
 
 
@@ -75,7 +82,7 @@ def allocate(
     """
     check_bounds(e_min, e_max)
     if rounding not in ROUNDING_CHOICES:
-        raise ValueError(f"--rounding: must be one of {', '.join(ROUNDING_CHOICES)}, got {rounding!r}")
+        raise ConfigError(f"--rounding: must be one of {', '.join(ROUNDING_CHOICES)}, got {rounding!r}")
     vals = _check_scores(scores)
     nonzero = [v for v in vals if v > 0]
     if not nonzero:
@@ -104,13 +111,13 @@ def layermoe_allocate(similarity: Sequence[float], budget: float, tol: float = 1
     cosine similarity has no inverse that means "needs more capacity".
     """
     if not similarity:
-        raise ValueError("similarity scores: empty (need one per decoder layer)")
+        raise InputError("similarity scores: empty (need one per decoder layer)")
     if not (isinstance(budget, (int, float)) and math.isfinite(budget) and budget > 0):
-        raise ValueError(f"--budget: must be a positive number, got {budget!r}")
+        raise ConfigError(f"--budget: must be a positive number, got {budget!r}")
     sims = [float(s) for s in similarity]
     bad = [i for i, s in enumerate(sims) if not math.isfinite(s) or s <= 0]
     if bad:
-        raise ValueError(
+        raise InputError(
             f"similarity scores: layer(s) {', '.join(map(str, bad))} have a non-positive or non-finite "
             f"similarity ({', '.join(f'{sims[i]:.4g}' for i in bad)}); LayerMoE needs S_l > 0"
         )
@@ -121,9 +128,9 @@ def layermoe_allocate(similarity: Sequence[float], budget: float, tol: float = 1
 
 def uniform_allocation(num_layers: int, num_experts: int) -> list[int]:
     if num_layers < 1:
-        raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+        raise InputError(f"num_layers must be >= 1, got {num_layers}")
     if isinstance(num_experts, bool) or not isinstance(num_experts, int) or num_experts < 1:
-        raise ValueError(f"--num-experts: must be an integer >= 1 (expert 0, the original MLP, counted), got {num_experts!r}")
+        raise ConfigError(f"--num-experts: must be an integer >= 1 (expert 0, the original MLP, counted), got {num_experts!r}")
     return [int(num_experts)] * num_layers
 
 
@@ -135,7 +142,7 @@ def units_per_layer(units: Iterable[Unit], num_layers: int, lang: str = "?") -> 
     out: list[set[tuple[str, int]]] = [set() for _ in range(num_layers)]
     for layer, module, index in units:
         if not 0 <= int(layer) < num_layers:
-            raise ValueError(
+            raise InputError(
                 f"neuron results for {lang!r}: unit ({layer}, {module}, {index}) lies outside layers 0..{num_layers - 1}"
             )
         out[int(layer)].add((str(module), int(index)))
@@ -159,7 +166,7 @@ def multi_scores(
 ) -> list[float]:
     """The published "3lang" mode: ``S_l = |N_l,source| + mean over targets of |N_l,t|``."""
     if not targets_units:
-        raise ValueError("--mode multi: needs at least one target language")
+        raise ConfigError("--mode multi: needs at least one target language")
     src = source_only_scores(source_units, num_layers)
     per_t = [[len(a) for a in units_per_layer(u, num_layers, t)] for t, u in targets_units.items()]
     return [src[l] + sum(p[l] for p in per_t) / len(per_t) for l in range(num_layers)]

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from neuronmoe.allocation.core import Unit
+from neuronmoe.errors import InputError, MissingInputError
 
 SELECTED_COLUMNS = ("layer", "module", "index", "ap")
 
@@ -17,7 +18,7 @@ def read_neuron_manifest(neurons_dir: str | Path) -> dict[str, Any]:
 
     neurons_dir = Path(neurons_dir)
     if not neurons_dir.is_dir():
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"{neurons_dir}: no neuron-analysis results (run `neuronmoe neurons` first, or point --neurons-dir at them)"
         )
     return load_manifest(neurons_dir)
@@ -42,7 +43,7 @@ def read_selected(neurons_dir: str | Path, lang: str, role: str = "language",
     avail = neuron_languages(neurons_dir, manifest)
     if not path.exists() or (manifest and (manifest.get("config") or {}).get("languages")
                              and lang not in manifest["config"]["languages"]):
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"{role} {lang!r} has no neuron results: no {path} "
             f"(neuron analysis covered: {', '.join(avail) or 'none'}); rerun `neuronmoe neurons` with it"
         )
@@ -52,15 +53,15 @@ def read_selected(neurons_dir: str | Path, lang: str, role: str = "language",
         cols = tuple(reader.fieldnames or ())
         missing = [c for c in SELECTED_COLUMNS[:3] if c not in cols]
         if missing:
-            raise ValueError(f"{path}: missing column(s) {', '.join(missing)} (expected {','.join(SELECTED_COLUMNS)})")
+            raise InputError(f"{path}: missing column(s) {', '.join(missing)} (expected {','.join(SELECTED_COLUMNS)})")
         for lineno, row in enumerate(reader, start=2):
             try:
                 layer, index = int(row["layer"]), int(row["index"])
             except (TypeError, ValueError):
-                raise ValueError(f"{path}:{lineno}: layer and index must be integers, got {row!r}") from None
+                raise InputError(f"{path}:{lineno}: layer and index must be integers, got {row!r}") from None
             module = (row["module"] or "").strip()
             if not module or layer < 0 or index < 0:
-                raise ValueError(f"{path}:{lineno}: invalid unit {row!r}")
+                raise InputError(f"{path}:{lineno}: invalid unit {row!r}")
             units.append((layer, module, index))
     return units
 
@@ -81,35 +82,35 @@ def read_scores_csv(path: str | Path, num_layers: int | None = None, flag: str =
     """``layer,score`` rows -> one score per layer; missing, duplicated or extra layers are errors."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{flag} {path}: file not found")
+        raise MissingInputError(f"{flag} {path}: file not found")
     seen: dict[int, float] = {}
     with open(path, newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
         cols = reader.fieldnames or []
         if "layer" not in cols or "score" not in cols:
-            raise ValueError(f"{flag} {path}: needs columns layer,score (found {','.join(cols) or 'none'})")
+            raise InputError(f"{flag} {path}: needs columns layer,score (found {','.join(cols) or 'none'})")
         for lineno, row in enumerate(reader, start=2):
             try:
                 layer = int(row["layer"])
                 score = float(row["score"])
             except (TypeError, ValueError):
-                raise ValueError(f"{flag} {path}:{lineno}: layer must be an integer and score a number, got {row!r}") from None
+                raise InputError(f"{flag} {path}:{lineno}: layer must be an integer and score a number, got {row!r}") from None
             if layer < 0:
-                raise ValueError(f"{flag} {path}:{lineno}: negative layer {layer}")
+                raise InputError(f"{flag} {path}:{lineno}: negative layer {layer}")
             if not math.isfinite(score):
-                raise ValueError(f"{flag} {path}:{lineno}: score {row['score']!r} is not finite")
+                raise InputError(f"{flag} {path}:{lineno}: score {row['score']!r} is not finite")
             if layer in seen:
-                raise ValueError(f"{flag} {path}:{lineno}: layer {layer} appears twice")
+                raise InputError(f"{flag} {path}:{lineno}: layer {layer} appears twice")
             seen[layer] = score
     if not seen:
-        raise ValueError(f"{flag} {path}: no rows")
+        raise InputError(f"{flag} {path}: no rows")
     n = num_layers if num_layers is not None else max(seen) + 1
     extra = sorted(k for k in seen if k >= n)
     if extra:
-        raise ValueError(
+        raise InputError(
             f"{flag} {path}: layer(s) {', '.join(map(str, extra))} beyond the model's {n} layers (0..{n - 1})"
         )
     missing = [k for k in range(n) if k not in seen]
     if missing:
-        raise ValueError(f"{flag} {path}: missing layer(s) {', '.join(map(str, missing))} (need 0..{n - 1})")
+        raise InputError(f"{flag} {path}: missing layer(s) {', '.join(map(str, missing))} (need 0..{n - 1})")
     return [seen[k] for k in range(n)]

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from neuronmoe.errors import InputError
+
 _SHAPES: dict[str, dict[str, Any]] = {}
 
 
@@ -44,7 +46,7 @@ def count_params(experts_per_layer: Sequence[int], shape: dict[str, Any]) -> dic
     """
     mlp = shape["mlp_params_per_layer"]
     if len(experts_per_layer) != len(mlp):
-        raise ValueError(
+        raise InputError(
             f"allocation has {len(experts_per_layer)} layers but the model has {len(mlp)} decoder layers"
         )
     hidden = shape["hidden_size"]

@@ -1,15 +1,21 @@
 """The ``neuronmoe allocate`` stage: per-layer scores -> experts per layer -> ``allocation/<name>.json``.
 
 :func:`compute` validates everything and builds the record without writing (one scoring function
-per mode in :data:`SCORERS`); :func:`run_allocation` writes the JSON + ``.env`` and, with
-``compare_with``, the paper's Figure 1. Options are the resolved dict of
-:func:`neuronmoe.allocation.cli.resolve_options`.
+per mode in :data:`SCORERS`); :func:`run_allocation` writes the JSON + ``.env``, with ``--bootstrap`` (and
+``--sample-sizes``, ``--sensitivity``) the stability file beside it (:mod:`neuronmoe.allocation.stability`)
+and, with ``compare_with``, the paper's Figure 1. Settings: :class:`~neuronmoe.allocation.settings.AllocateSettings`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
+
+from neuronmoe.allocation.settings import NEURON_MODES
+from neuronmoe.errors import ConfigError, InputError
+
+if TYPE_CHECKING:
+    from neuronmoe.allocation.settings import AllocateSettings
 
 DEFAULT_NAMES = {
     "pair": "neuronmoe",
@@ -19,7 +25,6 @@ DEFAULT_NAMES = {
 }
 LABELS = {"pair": "NeuronMoE", "source-only": "NeuronMoE-EN", "multi": "NeuronMoE-multi",
           "similarity": "LayerMoE", "uniform": "Uniform"}
-NEURON_MODES = ("pair", "multi", "source-only")
 
 
 @dataclass
@@ -34,53 +39,53 @@ class Scored:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def run_allocation(opts: dict[str, Any]) -> dict[str, Any]:
-    """Compute, write ``<name>.json`` + ``.env``, print the summary and draw Figure 1 when asked."""
+def main(settings: AllocateSettings) -> int:
+    """``neuronmoe allocate``."""
+    run_allocation(settings)
+    return 0
+
+
+def run_allocation(s: AllocateSettings) -> dict[str, Any]:
+    """Compute, write ``<name>.json`` + ``.env`` (and the stability file when asked), print the summary and draw
+    Figure 1 when asked."""
     from neuronmoe.allocation.store import write_allocation
 
-    record, out, compare = compute(opts)
+    record, out, compare, ctx = compute(s)
+    stability = stored = None
+    if s.stability_requested:
+        from neuronmoe.allocation.stability import check_stability_inputs
+
+        stored = check_stability_inputs(s, record, ctx.neurons_dir)  # before anything is written
     json_path, _ = write_allocation(record, out)
     print(summary_line(json_path, record))
+    if stored is not None:
+        from neuronmoe.allocation.stability import run_stability
+
+        stability = run_stability(s, stored, json_path)
     if compare is not None:
-        draw_comparison(opts, record, json_path, compare)
+        draw_comparison(s, record, json_path, compare, stability)
     return record
 
 
-def compute(opts: dict[str, Any]) -> tuple[dict[str, Any], Path, Any]:
-    """Validate everything and build the record; writes nothing. Returns (record, out path, compare-with)."""
-    from neuronmoe.allocation.store import build_record
+def compute(s: AllocateSettings) -> tuple[dict[str, Any], Path, Any, Inputs]:
+    """Validate everything and build the record; writes nothing. Returns (record, out path, compare-with, inputs)."""
+    from neuronmoe.allocation.store import RecordFields, make_record
+    from neuronmoe.layout import Layout
 
-    mode = opts["mode"]
-    source, targets = check_languages(opts)
-    ctx = Inputs.gather(opts)
-    scored = SCORERS[mode](opts, ctx, source, targets)
-    name = opts.get("name") or (
-        f"uniform-{scored.experts[0]}" if mode == "uniform"
-        else f"scores-{Path(opts['scores_csv']).stem}" if mode == "scores-csv"
-        else DEFAULT_NAMES[mode]
+    ctx = Inputs.gather(s)
+    scored = SCORERS[s.mode](s, ctx)
+    name = s.name or (
+        f"uniform-{scored.experts[0]}" if s.mode == "uniform"
+        else f"scores-{Path(str(s.scores_csv)).stem}" if s.mode == "scores-csv"
+        else DEFAULT_NAMES[s.mode]
     )
-    reference, compare = references(opts, len(scored.experts))
-    record = build_record(
-        scored.experts, name=name, mode=mode, source=source, targets=targets, e_min=scored.e_min, e_max=scored.e_max,
-        rounding=scored.rounding, scores=scored.scores, model=ctx.model_spec, config=ctx.config, reference=reference,
-        extra={"label": LABELS.get(mode, name), **scored.extra},
-    )
-    out = Path(opts["out"]) if opts.get("out") else Path(opts["output_dir"]) / "allocation" / f"{name}.json"
-    return record, out, compare
-
-
-def check_languages(opts: dict[str, Any]) -> tuple[str, list[str]]:
-    from neuronmoe.allocation import core
-    from neuronmoe.languages import get_language
-
-    core.check_bounds(opts["e_min"], opts["e_max"])
-    source, targets = opts["source"], list(opts["targets"] or [])
-    get_language(source, "--source")
-    for t in targets:
-        get_language(t, "--targets")
-    if source in targets:
-        raise ValueError(f"--targets: the source language {source!r} cannot also be a target")
-    return source, targets
+    reference, compare = references(s, len(scored.experts))
+    fields = RecordFields(name=name, mode=s.mode, source=s.source_lang, targets=list(s.targets), e_min=scored.e_min,
+                          e_max=scored.e_max, rounding=scored.rounding, scores=scored.scores, model=ctx.model_spec,
+                          extra={"label": LABELS.get(s.mode, name), **scored.extra})
+    record = make_record(scored.experts, fields, ctx.config, reference)
+    out = Path(s.out) if s.out else Layout(s.output_dir).allocation(name, "--name")
+    return record, out, compare, ctx
 
 
 @dataclass
@@ -95,18 +100,18 @@ class Inputs:
     neuron_manifest: dict[str, Any] | None = None
 
     @classmethod
-    def gather(cls, opts: dict[str, Any]) -> "Inputs":
+    def gather(cls, s: AllocateSettings) -> Inputs:
         """The model comes from --model, else from the manifest of the stage the mode reads."""
         from neuronmoe.allocation import inputs
+        from neuronmoe.layout import Layout
 
-        out_root = Path(opts["output_dir"])
-        ctx = cls(neurons_dir=Path(opts["neurons_dir"]) if opts.get("neurons_dir") else out_root / "neurons",
-                  sim_dir=Path(opts["similarity_dir"]) if opts.get("similarity_dir") else out_root / "similarity",
-                  model_spec=opts.get("model"))
-        if opts["mode"] in NEURON_MODES:
+        paths = Layout(s.output_dir)
+        ctx = cls(neurons_dir=Path(s.neurons_dir) if s.neurons_dir else paths.neurons,
+                  sim_dir=Path(s.similarity_dir) if s.similarity_dir else paths.similarity, model_spec=s.model)
+        if s.mode in NEURON_MODES:
             ctx.neuron_manifest = inputs.read_neuron_manifest(ctx.neurons_dir)
             ctx.model_spec = ctx.model_spec or (ctx.neuron_manifest.get("config") or {}).get("model")
-        elif opts["mode"] == "similarity":
+        elif s.mode == "similarity":
             from neuronmoe.utils.manifest import load_manifest
 
             ctx.model_spec = ctx.model_spec or (load_manifest(ctx.sim_dir).get("config") or {}).get("model")
@@ -118,87 +123,103 @@ class Inputs:
         return ctx
 
 
-def score_neurons(opts: dict[str, Any], ctx: Inputs, source: str, targets: list[str]) -> Scored:
-    """pair (paper eq. 2), multi (published '3lang') and source-only (NeuronMoE-EN) from neuron results."""
-    from neuronmoe.allocation import core, inputs
+def neuron_layers(ctx: Inputs) -> int:
+    """The layer count of the neuron results (which must equal --model's when given)."""
+    from neuronmoe.allocation import inputs
 
-    mode, nd = opts["mode"], ctx.neurons_dir
-    n_neurons = inputs.neurons_num_layers(nd, ctx.neuron_manifest)
+    nd = ctx.neurons_dir
+    n_neurons = inputs.neurons_num_layers(nd, ctx.neuron_manifest or {})
     if ctx.n_layers is not None and n_neurons is not None and n_neurons != ctx.n_layers:
-        raise ValueError(f"{nd}: neuron results cover {n_neurons} layers, but --model {ctx.model_spec} has {ctx.n_layers}")
+        raise InputError(f"{nd}: neuron results cover {n_neurons} layers, but --model {ctx.model_spec} has {ctx.n_layers}")
     n_layers = ctx.n_layers or n_neurons
     if n_layers is None:
-        raise ValueError(f"{nd}: manifest records no num_layers; give --model")
-    if mode == "pair" and len(targets) != 1:
-        raise ValueError(f"--targets: pair mode (paper eq. 2) takes exactly one target language, got "
-                         f"{', '.join(targets) or 'none'}; use --mode multi for several")
-    if mode == "multi" and not targets:
-        raise ValueError("--targets: multi mode needs at least one target language")
-    src = inputs.read_selected(nd, source, "source language", ctx.neuron_manifest)
-    tgt = {} if mode == "source-only" else {t: inputs.read_selected(nd, t, "target language", ctx.neuron_manifest)
-                                            for t in targets}
-    empty = [lang for lang, units in [(source, src), *tgt.items()] if not units]
+        raise InputError(f"{nd}: manifest records no num_layers; give --model")
+    return n_layers
+
+
+def read_units(s: AllocateSettings, ctx: Inputs) -> tuple[list[Any], dict[str, list[Any]]]:
+    """The selected units of the source and (unless source-only) of every target; none selected is an error."""
+    from neuronmoe.allocation import inputs
+
+    nd, targets = ctx.neurons_dir, list(s.targets)
+    if s.mode == "pair" and len(targets) != 1:
+        raise ConfigError(f"--targets: pair mode (paper eq. 2) takes exactly one target language, got "
+                          f"{', '.join(targets) or 'none'}; use --mode multi for several")
+    if s.mode == "multi" and not targets:
+        raise ConfigError("--targets: multi mode needs at least one target language")
+    src = inputs.read_selected(nd, s.source_lang, "source language", ctx.neuron_manifest)
+    tgt = {} if s.mode == "source-only" else {t: inputs.read_selected(nd, t, "target language", ctx.neuron_manifest)
+                                              for t in targets}
+    empty = [lang for lang, units in [(s.source_lang, src), *tgt.items()] if not units]
     if empty:
         thr = ((ctx.neuron_manifest or {}).get("config") or {}).get("ap_threshold")
-        raise ValueError(f"{nd}: no selected units for {', '.join(empty)} (neurons ran with ap_threshold {thr}), so the "
+        raise InputError(f"{nd}: no selected units for {', '.join(empty)} (neurons ran with ap_threshold {thr}), so the "
                          f"allocation would be dense; rerun `neuronmoe neurons` with a lower --ap-threshold")
-    if mode == "pair":
-        scores = core.pair_scores(src, tgt[targets[0]], n_layers)
-    elif mode == "multi":
+    return src, tgt
+
+
+def score_neurons(s: AllocateSettings, ctx: Inputs) -> Scored:
+    """pair (paper eq. 2), multi (published '3lang') and source-only (NeuronMoE-EN) from neuron results."""
+    from neuronmoe.allocation import core
+
+    n_layers = neuron_layers(ctx)
+    src, tgt = read_units(s, ctx)
+    if s.mode == "pair":
+        scores = core.pair_scores(src, tgt[s.targets[0]], n_layers)
+    elif s.mode == "multi":
         scores = core.multi_scores(src, tgt, n_layers)
     else:
         scores = core.source_only_scores(src, n_layers)
-    experts = core.allocate(scores, opts["e_min"], opts["e_max"], opts["rounding"])
-    return Scored(experts, scores, opts["e_min"], opts["e_max"], opts["rounding"], {"inputs": {"neurons_dir": str(nd)}})
+    experts = core.allocate(scores, s.e_min, s.e_max, s.rounding)
+    return Scored(experts, scores, s.e_min, s.e_max, s.rounding, {"inputs": {"neurons_dir": str(ctx.neurons_dir)}})
 
 
-def score_csv(opts: dict[str, Any], ctx: Inputs, source: str, targets: list[str]) -> Scored:
+def score_csv(s: AllocateSettings, ctx: Inputs) -> Scored:
     from neuronmoe.allocation import core, inputs
 
-    scores = inputs.read_scores_csv(opts["scores_csv"], ctx.n_layers)
-    experts = core.allocate(scores, opts["e_min"], opts["e_max"], opts["rounding"])
-    return Scored(experts, scores, opts["e_min"], opts["e_max"], opts["rounding"],
-                  {"inputs": {"scores_csv": str(opts["scores_csv"])}})
+    scores = inputs.read_scores_csv(str(s.scores_csv), ctx.n_layers)
+    experts = core.allocate(scores, s.e_min, s.e_max, s.rounding)
+    return Scored(experts, scores, s.e_min, s.e_max, s.rounding, {"inputs": {"scores_csv": str(s.scores_csv)}})
 
 
-def score_similarity(opts: dict[str, Any], ctx: Inputs, source: str, targets: list[str]) -> Scored:
+def score_similarity(s: AllocateSettings, ctx: Inputs) -> Scored:
     """LayerMoE from the scores of ``neuronmoe similarity``: E_l = ceil((1/S_l)/sum(1/S) * B)."""
     from neuronmoe.allocation import core, inputs
 
     scores = inputs.read_scores_csv(ctx.sim_dir / "scores.csv", ctx.n_layers, flag="similarity scores")
-    budget = opts["budget"] if opts.get("budget") is not None else round(float(opts["budget_per_layer"]) * len(scores))
+    budget = s.budget if s.budget is not None else round(float(s.budget_per_layer) * len(scores))
     return Scored(core.layermoe_allocate(scores, budget), scores, 1, None, "ceil",
                   {"budget": budget, "inputs": {"similarity_dir": str(ctx.sim_dir)}})
 
 
-def score_uniform(opts: dict[str, Any], ctx: Inputs, source: str, targets: list[str]) -> Scored:
+def score_uniform(s: AllocateSettings, ctx: Inputs) -> Scored:
     from neuronmoe.allocation import core
 
     if ctx.n_layers is None:
-        raise ValueError("--mode uniform: needs --model (the layer count comes from the model)")
-    k = opts["uniform_experts"] if opts["uniform_experts"] is not None else opts["e_max"]
+        raise ConfigError("--mode uniform: needs --model (the layer count comes from the model)")
+    k = s.uniform_experts if s.uniform_experts is not None else s.e_max
     return Scored(core.uniform_allocation(ctx.n_layers, k), None, k, k, None)
 
 
 #: mode -> scorer
-SCORERS: dict[str, Callable[[dict[str, Any], Inputs, str, list[str]], Scored]] = {
+SCORERS: dict[str, Callable[[AllocateSettings, Inputs], Scored]] = {
     "pair": score_neurons, "multi": score_neurons, "source-only": score_neurons,
     "scores-csv": score_csv, "similarity": score_similarity, "uniform": score_uniform,
 }
 
 
-def references(opts: dict[str, Any], n_layers: int) -> tuple[Any, Any]:
+def references(s: AllocateSettings, n_layers: int) -> tuple[Any, Any]:
     """(the allocation parameters are compared with, the allocation Figure 1 is drawn against)."""
     from neuronmoe.allocation.store import load_allocation
 
-    out_root = Path(opts["output_dir"])
-    ref_spec = opts.get("reference") or opts.get("compare_with")
+    out_root = Path(s.output_dir)
+    ref_spec = s.reference or s.compare_with
     reference = load_allocation(ref_spec, output_dir=out_root, flag="--reference") if ref_spec else None
-    cw = opts.get("compare_with")
+    cw = s.compare_with
     compare = (reference if cw and cw == ref_spec
                else load_allocation(cw, output_dir=out_root, flag="--compare-with") if cw else None)
     if compare is not None and compare.num_layers != n_layers:
-        raise ValueError(f"--compare-with {cw}: {compare.num_layers} layers, allocation has {n_layers}")
+        raise InputError(f"--compare-with {cw}: {compare.num_layers} layers, allocation has {n_layers}")
     return reference, compare
 
 
@@ -213,17 +234,22 @@ def summary_line(json_path: Path, record: dict[str, Any]) -> str:
     return msg
 
 
-def draw_comparison(opts: dict[str, Any], record: dict[str, Any], json_path: Path, compare: Any) -> None:
-    """The paper's Figure 1: this allocation against ``compare`` (PNG + PDF)."""
+def draw_comparison(s: AllocateSettings, record: dict[str, Any], json_path: Path, compare: Any,
+                    stability: dict[str, Any] | None = None) -> None:
+    """The paper's Figure 1: this allocation against ``compare`` (PNG + PDF), with the bootstrap's per-layer
+    90 % intervals when ``stability`` holds them."""
     from neuronmoe.allocation.figure import plot_allocation_comparison
+    from neuronmoe.allocation.stability import layer_intervals
     from neuronmoe.allocation.store import Allocation
+    from neuronmoe.layout import Layout
 
     ref = record.get("reference") or {}
-    stem = (Path(opts["figure"]) if opts.get("figure")
-            else Path(opts["output_dir"]) / "figures" / f"allocation_{record['name']}_vs_{compare.name}")
+    stem = (Path(s.figure) if s.figure
+            else Layout(s.output_dir).figures / f"allocation_{record['name']}_vs_{compare.name}")
     alloc = Allocation(experts_per_layer=record["experts_per_layer"], name=record["name"], path=json_path, data=record)
     pchange = ref.get("moe_ffn_params_change") if ref.get("name") == compare.name else None
-    paths = plot_allocation_comparison(alloc, compare, stem, params_change=pchange, score_label=score_label(record))
+    paths = plot_allocation_comparison(alloc, compare, stem, params_change=pchange, score_label=score_label(record),
+                                       intervals=layer_intervals(stability))
     print("figure: " + ", ".join(str(p) for p in paths))
 
 

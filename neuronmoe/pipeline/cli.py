@@ -35,6 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-suite", default=env("EVAL_SUITE", "local"), help="evaluation suite (env EVAL_SUITE; default local, offline)")
     p.add_argument("--analysis-limit", type=int, default=env("ANALYSIS_LIMIT", "0"),
                    help="samples per language for the expert analysis, 0 = all (env ANALYSIS_LIMIT)")
+    add_stability_args(p)
     p.add_argument("--only", default=env("PIPELINE_ONLY"), help="run only these stages, comma separated (env PIPELINE_ONLY)")
     p.add_argument("--rerun", default=env("PIPELINE_RERUN"),
                    help="run these stages even if complete, comma separated; their dependants follow (env PIPELINE_RERUN). "
@@ -75,6 +76,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.set_defaults(func=run_reproduce, report_env=False)  # reported with the variables its commands read
 
 
+def add_stability_args(p: argparse.ArgumentParser) -> None:
+    """How much to trust the NeuronMoE allocation (docs/allocation.md, "Stability")."""
+    p.add_argument("--bootstrap", type=int, default=100,
+                   help="replicates of the NeuronMoE allocation's stability analysis (allocate --bootstrap; 0 = none; "
+                   "default 100)")
+    p.add_argument("--sample-sizes", default="50,100",
+                   help="sentences per language of its sample-size curve (allocate --sample-sizes; 'none' = none; "
+                   "default 50,100)")
+
+
 def config_from_args(args: argparse.Namespace):
     from neuronmoe.pipeline.plan import PipelineConfig
 
@@ -88,9 +99,11 @@ def config_from_args(args: argparse.Namespace):
         neg = ",".join(x for x in split_langs(env("LANGUAGES")) if x not in targets and x not in [args.source, *(old or [])])
     neg = DEFAULT_NEG_LANGS if neg is None else neg
     neg_langs = [] if str(neg).strip().lower() in ("", "none") else split_langs(neg)
+    sizes = [] if str(args.sample_sizes).strip().lower() in ("", "none") else [int(x) for x in split_langs(args.sample_sizes)]
     return PipelineConfig(output_dir=args.output_dir, model=args.model, source=args.source, target=targets[0],
                           old_langs=old, neg_langs=neg_langs, num_sentences=args.num_sentences, profile=args.profile,
-                          eval_suite=args.eval_suite, analysis_limit=args.analysis_limit)
+                          eval_suite=args.eval_suite, analysis_limit=args.analysis_limit, bootstrap=args.bootstrap,
+                          sample_sizes=sizes)
 
 
 def run_cli(args: argparse.Namespace) -> int:

@@ -233,9 +233,12 @@ def build_report(exp: Experiment, output_root: str) -> str:
              f"runs {', '.join(exp.runs)}. Every number of ours is read from {out}/; see docs/pipeline.md.", "",
              "| paper | here |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in {**exp.tables, **exp.figures}.items()]
+    from neuronmoe.allocation.stability_report import report_section
     from neuronmoe.pipeline.gate import report_lines
 
     lines += ["", "## Allocations", "", *_published_vs_ours(exp, out), "", *_counts_vs_paper(exp, out), *report_lines(out)]
+    names = sorted(p.name[: -len(".stability.json")] for p in (out / "allocation").glob("*.stability.json"))
+    lines += report_section(out, names)  # allocate --bootstrap: the stability of each allocation that has one
     if exp.capture_site_why:
         lines += [f"LayerMoE similarity: capture site `{exp.capture_site}`. {exp.capture_site_why}", ""]
     wanted = ["dense"] + [f"{k}-{t}-s{s}" for k, s, t in plan_runs(exp.targets, exp.runs)]

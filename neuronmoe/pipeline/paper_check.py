@@ -97,7 +97,6 @@ def plan_values(cmds: Sequence[Sequence[str]], nproc: int, targets: Sequence[str
 
 
 def train_values(vals: dict[str, Any], parsed: list[argparse.Namespace], nproc: int) -> None:
-    from neuronmoe.config import load_yaml
     from neuronmoe.training.cli import _flags
     from neuronmoe.training.settings import resolve
 
@@ -117,11 +116,11 @@ def train_values(vals: dict[str, Any], parsed: list[argparse.Namespace], nproc: 
         vals["s1.adam_betas"] = f"{c['adam_beta1']:g}, {c['adam_beta2']:g}"
         vals["s1.effective_batch_size"] = b["effective_batch_size"]
         vals["s1.tokens"] = c["max_steps"] * b["effective_batch_size"] * c["cutoff_len"] if c["max_steps"] > 0 else None
-        alloc = load_yaml("allocation")
+        from neuronmoe.allocation.settings import AllocateSettings
+
         a = _first(parsed, "allocate", mode="pair")
-        e_min = a.e_min if a is not None and a.e_min is not None else alloc["e_min"]
-        e_max = a.e_max if a is not None and a.e_max is not None else alloc["e_max"]
-        vals["s1.e_range"] = f"{e_min}, {e_max}"
+        alloc = AllocateSettings.resolve(a, environ={}) if a is not None else AllocateSettings.resolve(environ={})
+        vals["s1.e_range"] = f"{alloc.e_min}, {alloc.e_max}"
     if 2 in cfgs:
         c, b = cfgs[2]
         for k in ("train_mode", "learning_rate", "aux_loss_coef", "lpr_loss_coef", "lpr_input", "cutoff_len"):

@@ -26,6 +26,15 @@ class PipelineConfig:
     eval_suite: str = "local"
     analysis_limit: int = 0
     extra: dict[str, list[str]] = field(default_factory=dict)  # stage name -> extra CLI args
+    bootstrap: int = 100  # allocate-neuronmoe --bootstrap: replicates of its stability analysis (0: none)
+    sample_sizes: list[int] = field(default_factory=lambda: [50, 100])  # ... and --sample-sizes (sentences per language)
+
+    def stability_args(self) -> list[str]:
+        """``allocate`` flags of the stability analysis (docs/allocation.md, "Stability")."""
+        if not self.bootstrap:
+            return []
+        sizes = ["--sample-sizes", ",".join(map(str, self.sample_sizes))] if self.sample_sizes else []
+        return ["--bootstrap", str(self.bootstrap), *sizes, "--no-progress"]
 
     @property
     def old(self) -> list[str]:
@@ -75,7 +84,8 @@ def plan(cfg: PipelineConfig) -> list[Stage]:
                              "--name", "layermoe"],
               "similarity/manifest.json", ["data"]),
         Stage("allocate-neuronmoe", ["allocate", "--output-dir", o, "--model", m, "--mode", "pair", "--source", cfg.source,
-                                     "--targets", cfg.target, "--name", "neuronmoe", "--compare-with", "layermoe"],
+                                     "--targets", cfg.target, "--name", "neuronmoe", "--compare-with", "layermoe",
+                                     *cfg.stability_args()],
               "allocation/neuronmoe.json", ["neurons", "similarity"]),
         Stage("allocate-neuronmoe-en", ["allocate", "--output-dir", o, "--model", m, "--mode", "source-only",
                                         "--source", cfg.source, "--targets", cfg.target, "--name", "neuronmoe-en",

@@ -66,6 +66,9 @@ def build_report(cfg: PipelineConfig, timings: dict[str, Any] | None = None) -> 
             d = json.loads(p.read_text())
             lines.append(f"| {p.stem} | {d.get('total_experts')} | {','.join(str(x) for x in d.get('experts_per_layer', []))} |")
         lines.append("")
+        from neuronmoe.allocation.stability_report import report_section
+
+        lines += report_section(out_dir, list(names))  # allocation/<name>.stability.json (allocate --bootstrap)
 
     ana = out_dir / "analysis" / "expert_ap.json"
     if ana.exists():

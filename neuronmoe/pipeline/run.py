@@ -98,6 +98,9 @@ def preflight(cfg: PipelineConfig) -> None:
     cfg.validate()
     check_range("--num-sentences", cfg.num_sentences, 1)
     check_range("--analysis-limit", cfg.analysis_limit, 0)
+    check_range("--bootstrap", cfg.bootstrap, 0)
+    for n in cfg.sample_sizes:
+        check_range("--sample-sizes", n, 1)
     out = Path(cfg.output_dir)
     blocked = next((p for p in [out, *out.parents] if p.exists() and not p.is_dir()), None)
     if blocked is not None:
