@@ -25,7 +25,7 @@ STAGE_MODULES = [
     "neuronmoe.allocation.settings",  # allocate
     "neuronmoe.pipeline.gate_settings",  # allocation-gate (paper run: computed allocations vs the paper's)
     "neuronmoe.training.cli",  # train
-    "neuronmoe.evaluation.cli",  # evaluate, report
+    "neuronmoe.evaluation.settings",  # evaluate, report
     "neuronmoe.analysis.settings",  # analyze-experts, figures
     "neuronmoe.interop.settings",  # lm-eval (lm-eval's own CLI, method registered), export (standalone HF folder)
     "neuronmoe.pipeline",  # reproduce-paper (dry run) and pipeline helpers

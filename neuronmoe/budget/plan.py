@@ -160,16 +160,16 @@ def analysis_rows(ctx: Context, parsed: Sequence[Any], experts_by_run: Mapping[s
 
 def eval_rows(ctx: Context, parsed: Sequence[Any], experts_by_run: Mapping[str, Sequence[int]]) -> list[dict[str, Any]]:
     """One row per ``evaluate`` command: items x answer choices x prompt tokens of every cell, forward only."""
+    from neuronmoe.evaluation.settings import EvaluateSettings
     from neuronmoe.evaluation.suites import resolve_suite
 
     rows = []
     bench = ctx.cfg["evaluation"]["benchmarks"]
-    for a in parsed:
-        if a.command != "evaluate" or not a.suite:
+    for a in (EvaluateSettings.resolve(x) for x in parsed if x.command == "evaluate"):
+        if not a.effective_suite:
             continue
-        langs = [x for x in str(a.languages or "").split(",") if x] or None
         tokens, seq = 0.0, 1
-        for s in resolve_suite(a.suite, langs, profile=a.profile, shots=a.shots):
+        for s in resolve_suite(a.effective_suite, list(a.languages) or None, profile=a.profile, shots=a.shots):
             b = bench.get(s.benchmark)
             if b is None:
                 continue

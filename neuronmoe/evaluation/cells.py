@@ -16,20 +16,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from neuronmoe.cli import CLIError
+from neuronmoe.errors import ConfigError
 from neuronmoe.evaluation.suites import UNPINNED, TaskSpec
 from neuronmoe.evaluation.taskindex import is_hub_dataset
 
+log = logging.getLogger(__name__)
 
-class ShotsError(CLIError):
+
+class ShotsError(ConfigError):
     """A cell asks for more shots than its few-shot split has rows."""
 
 
-class UnpinnedDatasetError(CLIError):
+class UnpinnedDatasetError(ConfigError):
     """A paper-suite dataset has no pinned revision (and --allow-unpinned was not given)."""
 
 
@@ -44,11 +47,13 @@ class Cell:
 
     spec: TaskSpec
     dataset: str | None = None  # hub dataset path (None: local files)
-    configs: list[str | None] = field(default_factory=list)
+    configs: list[str | None] = field(default_factory=list)  # per leaf: its config, or the folder its files are in
     revision: str | None = None  # pinned commit, UNPINNED, or None (not in the pins table)
     overrides: dict[str, Any] = field(default_factory=dict)
     replica: str | None = None
-    dataset_kwargs: dict[str, Any] = field(default_factory=dict)  # what load_dataset gets (revision, ...)
+    #: merged into every leaf's ``dataset_kwargs`` (a None value removes the key): the revision load_dataset gets
+    kwargs_patch: dict[str, Any] = field(default_factory=dict)
+    resolved: str | None = None  # an unpinned dataset's commit, resolved at run time (or why it is unknown)
 
     @property
     def key(self) -> str:
@@ -57,6 +62,33 @@ class Cell:
     @property
     def pinned(self) -> bool:
         return bool(self.revision) and self.revision != UNPINNED
+
+    def data_revision(self) -> str | None:
+        """The commit the cell's data is read at: the pinned one, the resolved one for an unpinned dataset
+        (``main (unresolved: ...)`` when unknown), ``replica:<digest>`` for a replica; None for local files."""
+        if not self.dataset:
+            return None
+        if self.replica:
+            p = Path(self.replica) / "replica.json"
+            digest = json.loads(p.read_text(encoding="utf-8")).get("digest") if p.is_file() else None
+            return f"replica:{digest or 'unknown'}"
+        return self.revision if self.pinned else (self.resolved or "main (unresolved)")
+
+
+def is_commit(revision: str | None) -> bool:
+    """A revision that names fixed data (a commit or a replica's digest), not ``main (unresolved ...)``."""
+    return bool(revision) and not str(revision).startswith("main") and not str(revision).endswith(":unknown")
+
+
+def _config_label(cfg: dict[str, Any]) -> str | None:
+    """A leaf's config name, or for a dataset read by file patterns (no ``configs:`` block) the folder they are in."""
+    if cfg.get("dataset_name"):
+        return str(cfg["dataset_name"])
+    files = (cfg.get("dataset_kwargs") or {}).get("data_files")
+    if isinstance(files, dict) and files:
+        first = str(next(iter(files.values())))
+        return first.split("/")[0] if "/" in first else None
+    return None
 
 
 def plan_cells(
@@ -73,43 +105,50 @@ def plan_cells(
         seen.add(spec.task)
         leaves = leaf_configs(spec.task, tm)
         paths = list(dict.fromkeys(str(c.get("dataset_path")) for _, c in leaves if is_hub_dataset(c.get("dataset_path"))))
-        cell = Cell(spec=spec)
-        ov: dict[str, Any] = {}
-        if spec.shots is not None:
-            ov["num_fewshot"] = int(spec.shots)
-        if spec.fewshot_split:
-            ov["fewshot_split"] = spec.fewshot_split
         if len(paths) > 1:
-            raise ValueError(f"{spec.key}: task {spec.task} reads several hub datasets ({', '.join(paths)}); "
-                             "a cell must read one (split it into several cells)")
+            raise ConfigError(f"{spec.key}: task {spec.task} reads several hub datasets ({', '.join(paths)}); "
+                              "a cell must read one (split it into several cells)")
+        cell = Cell(spec=spec)
+        if spec.shots is not None:
+            cell.overrides["num_fewshot"] = int(spec.shots)
+        if spec.fewshot_split:
+            cell.overrides["fewshot_split"] = spec.fewshot_split
         if paths:
             cell.dataset = paths[0]
-            cell.configs = list(dict.fromkeys(c.get("dataset_name") for _, c in leaves))
-            common = _common_dataset_kwargs(spec, leaves)
-            kw = dict(common)
+            cell.configs = list(dict.fromkeys(_config_label(c) for _, c in leaves))
             if replicas:
                 cell.replica = str(replica_dir(replicas, cell.dataset))
-                ov["dataset_path"] = cell.replica
-                kw.pop("revision", None)
+                cell.overrides["dataset_path"] = cell.replica
+                cell.kwargs_patch = {"revision": None}
             else:
                 entry = pins.get(cell.dataset)
                 cell.revision = str(entry["revision"]) if entry else None
                 if cell.pinned:
-                    kw["revision"] = cell.revision
-            if kw != common or (replicas and "revision" in common):
-                ov["dataset_kwargs"] = kw
-            cell.dataset_kwargs = kw
-        cell.overrides = ov
+                    cell.kwargs_patch = {"revision": cell.revision}
         cells.append(cell)
     return cells
 
 
-def _common_dataset_kwargs(spec: TaskSpec, leaves: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
-    """The ``dataset_kwargs`` every leaf of the cell shares (an override replaces it as a whole)."""
-    kws = [json.dumps(c.get("dataset_kwargs") or {}, sort_keys=True, default=str) for _, c in leaves]
-    if len(set(kws)) > 1:
-        raise ValueError(f"{spec.key}: the leaves of {spec.task} have different dataset_kwargs; cannot pin one revision")
-    return dict(leaves[0][1].get("dataset_kwargs") or {}) if leaves else {}
+def resolve_unpinned(cells: list[Cell], online: bool) -> None:
+    """Give every cell of an unpinned hub dataset the commit it is read at. Online: the hub's current main, which
+    the cell then loads exactly (``revision=<commit>``). Offline: the commit of main in the local hub cache (what
+    ``datasets`` reads offline), else ``main (unresolved: offline)``."""
+    from neuronmoe.evaluation.taskindex import cached_main_commit
+
+    found: dict[str, str | None] = {}
+    for c in cells:
+        if not c.dataset or c.replica or c.pinned:
+            continue
+        if c.dataset not in found:
+            try:
+                found[c.dataset] = resolve_revision(c.dataset, None) if online else cached_main_commit(c.dataset)
+            except Exception as e:  # noqa: BLE001 - the run goes on; the record says what is known
+                log.warning("%s: could not resolve main: %s", c.dataset, e)
+                found[c.dataset] = None
+        sha = found[c.dataset]
+        c.resolved = sha or f"main (unresolved: {'hub error' if online else 'offline'})"
+        if sha and online:
+            c.kwargs_patch = {"revision": sha}
 
 
 def check_pins(cells: list[Cell], allow_unpinned: bool = False) -> list[Cell]:
@@ -129,11 +168,36 @@ def check_pins(cells: list[Cell], allow_unpinned: bool = False) -> list[Cell]:
 
 
 def build_cell(cell: Cell, tm: Any) -> Any:
-    """The lm-eval Task, Group or list of Tasks of a cell, with its overrides (loads the data)."""
+    """The lm-eval Task, Group or list of Tasks of a cell, with its overrides (loads the data).
+
+    lm-eval's factory merges ``overrides`` into the YAML config (and into every leaf of a group), exactly as a
+    group's ``task:`` entry with extra keys would; that merge is shallow, so ``kwargs_patch`` is merged into each
+    leaf's own ``dataset_kwargs`` instead (leaves may read different files of one repository)."""
+    from lm_eval.tasks._index import Kind
+
     entry = tm.task_index[cell.spec.task]
-    # lm-eval's factory merges overrides into the YAML config (and into every leaf of a group),
-    # exactly as a group's `task:` entry with extra keys would.
-    return tm._factory.build(entry, overrides=dict(cell.overrides) or None, registry=tm.task_index)
+    factory = tm._factory
+    if not cell.kwargs_patch:
+        return factory.build(entry, overrides=dict(cell.overrides) or None, registry=tm.task_index)
+    load = factory._load_full_config
+
+    def patched(e: Any, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+        cfg = load(e, overrides)
+        if e.kind in (Kind.TASK, Kind.PY_TASK):
+            kw = dict(cfg.get("dataset_kwargs") or {})
+            for k, v in cell.kwargs_patch.items():
+                if v is None:
+                    kw.pop(k, None)
+                else:
+                    kw[k] = v
+            cfg["dataset_kwargs"] = kw or None
+        return cfg
+
+    factory._load_full_config = patched
+    try:
+        return factory.build(entry, overrides=dict(cell.overrides) or None, registry=tm.task_index)
+    finally:
+        del factory._load_full_config
 
 
 def leaves_of(obj: Any) -> list[Any]:
@@ -145,11 +209,15 @@ def leaves_of(obj: Any) -> list[Any]:
     return [obj]
 
 
-def config_digest(obj: Any) -> str:
-    """sha256 of the resolved configs of every leaf (functions by their source): a cell's identity."""
+def config_digest(obj: Any, mask_revision: bool = False) -> str:
+    """sha256 of the resolved configs of every leaf (functions by their source): a cell's identity.
+    ``mask_revision``: without the dataset revision (recorded on its own, :meth:`Cell.data_revision`)."""
     dumps = []
     for t in leaves_of(obj):
-        dumps.append(json.dumps(t.dump_config(), sort_keys=True, default=str))
+        cfg = t.dump_config()
+        if mask_revision and isinstance(cfg.get("dataset_kwargs"), dict):
+            cfg = {**cfg, "dataset_kwargs": {k: v for k, v in cfg["dataset_kwargs"].items() if k != "revision"}}
+        dumps.append(json.dumps(cfg, sort_keys=True, default=str))
     return hashlib.sha256("\n".join(sorted(dumps)).encode("utf-8")).hexdigest()
 
 
@@ -234,11 +302,21 @@ def _item_key(task: Any, doc: dict[str, Any]) -> str:
     return " ".join(f"{text}\x1f{choices}".split())
 
 
+def found_splits(obj: Any) -> dict[str, int]:
+    """``{split: rows}`` the loaded data holds, summed over a cell's leaves (what ``datasets`` made of the files)."""
+    out: dict[str, int] = {}
+    for t in leaves_of(obj):
+        ds = getattr(t, "dataset", None)
+        for split in (list(ds.keys()) if hasattr(ds, "keys") else []):
+            out[str(split)] = out.get(str(split), 0) + int(ds[split].num_rows)
+    return out
+
+
 def inspect_cell(cell: Cell, obj: Any) -> dict[str, Any]:
     """Facts ``--check`` reports for a built cell: items, splits, few-shot rows, fields, overlap."""
     out: dict[str, Any] = {"items": 0, "eval_split": None, "fewshot_split": None, "fewshot_rows": None,
                            "same_split": False, "missing_fields": [], "render_errors": 0, "first_error": None,
-                           "overlap": 0, "shots": 0}
+                           "overlap": 0, "shots": 0, "splits": found_splits(obj)}
     rows_min = None
     for t in leaves_of(obj):
         docs = list(t.eval_docs)
@@ -354,9 +432,12 @@ def check_table(cells: list[Cell], tm: Any, resolve: bool = False) -> tuple[str,
         if cell.replica and cell.spec.items is not None:
             items += f" (paper {cell.spec.items})"
         configs = ", ".join(str(c) for c in cell.configs[:2]) + (", ..." if len(cell.configs) > 2 else "")
+        splits = ", ".join(f"{k} {v}" for k, v in (facts.get("splits") or {}).items()) or "-"
         rows.append([cell.key, cell.spec.task, f"{cell.dataset or 'local'}" + (f" [{configs}]" if any(cell.configs) else ""),
-                     rev, str(facts.get("eval_split") or "-"), fs, items, str(facts.get("overlap", "-")), status, "; ".join(reasons)])
-    head = ["cell", "task", "dataset [configs]", "revision", "eval split", "shots", "items (found / expected)", "shared", "status", "notes"]
+                     rev, splits, str(facts.get("eval_split") or "-"), fs, items, str(facts.get("overlap", "-")), status,
+                     "; ".join(reasons)])
+    head = ["cell", "task", "dataset [configs]", "revision", "splits found (rows)", "eval split", "shots",
+            "items (found / expected)", "shared", "status", "notes"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     if resolve and resolved:

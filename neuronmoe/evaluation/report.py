@@ -1,12 +1,13 @@
 """Table 1 with its uncertainty: ``value ± se`` per cell, paired tests against baselines, the paper beside ours.
 
 Every number comes from the runs' files: lm-eval's ``results.json`` (values, closed-form standard
-errors of accuracies) and the per-item rows under ``items/`` (bootstrap intervals of bits per
+errors of accuracies) and the per-item rows under ``items/`` (bootstrap standard errors of bits per
 byte; the paired tests, which join two runs on the same items by doc id and doc hash).
 
 * :func:`estimates`: ``{(label, cell): Estimate}`` (value, standard error, items);
 * :func:`paired_tests`: every run against each baseline run (default ``Dense`` and ``LayerMoE-S1``)
-  on every cell both have: exact McNemar for 0/1 metrics, paired bootstrap over items otherwise;
+  on every cell both have: exact McNemar for 0/1 metrics, a paired sign-flip permutation test otherwise
+  (bits per byte: per-document differences weighted by bytes);
 * :func:`render`: the Markdown of ``neuronmoe report`` (and of the pipeline's report.md);
 * :func:`paper_comparison`: ``neuronmoe report --paper``: the paper's Tables 1, 3 and 11 beside ours.
 """
@@ -14,20 +15,22 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from neuronmoe.errors import ConfigError
 from neuronmoe.evaluation.stats import (
     ALPHA,
-    BOOTSTRAP_SAMPLES,
     PairedResult,
     bootstrap_ratio,
+    format_p_value,
     mcnemar,
     mean_se,
-    paired_bootstrap_mean,
-    paired_bootstrap_ratio,
-    z_difference,
+    paired_permutation_mean,
+    paired_permutation_ratio,
 )
 from neuronmoe.evaluation.table import PERCENT_METRICS, Table, build_table, format_experts, format_params, format_value
 
@@ -152,11 +155,11 @@ def paired(run_a: dict[str, Any], run_b: dict[str, Any], column: dict[str, Any])
     if metric == "bits_per_byte":
         lla, nbytes = _ll_bytes(ra, metric)
         llb, _ = _ll_bytes(rb, metric)
-        return paired_bootstrap_ratio([-x for x in lla], [-x for x in llb], nbytes, scale=1 / LN2)
+        return paired_permutation_ratio([-x for x in lla], [-x for x in llb], nbytes, scale=1 / LN2)
     if _binary(metric, ra + rb):
         return mcnemar([float(r[metric]) for r in ra], [float(r[metric]) for r in rb])
     try:
-        return paired_bootstrap_mean([float(r[metric]) for r in ra], [float(r[metric]) for r in rb])
+        return paired_permutation_mean([float(r[metric]) for r in ra], [float(r[metric]) for r in rb])
     except (TypeError, ValueError):
         return None
 
@@ -228,29 +231,70 @@ def render(table: Table, runs: list[dict[str, Any]], baselines: tuple[str, ...] 
     if present:
         legend = ", ".join(f"{tags[b]} = {b}" for b in present)
         foot.append(f"▲X / ▼X: significantly better / worse than baseline X ({legend}) on the same items, two-sided "
-                    f"p < {ALPHA} (exact McNemar test for accuracies, paired bootstrap over documents for bits per byte; "
+                    f"p < {ALPHA} (exact McNemar test for accuracies, paired sign-flip permutation test over documents, "
+                    "weighted by bytes, for bits per byte; "
                     f"{len(comps)} tests, uncorrected: about {ALPHA * len(comps):.1f} false marks expected by chance).")
     lines += foot
-    lines += ["", *significant_list(comps, est)]
+    lines += ["", *baselines_section(table, runs), *paired_list(comps)]
     return "\n".join(lines) + "\n"
 
 
-def significant_list(comps: list[Comparison], est: dict[tuple[str, str], Estimate] | None = None) -> list[str]:
-    """Markdown lines: the significant differences, each with its difference, p and items."""
+def _run_baselines(run: dict[str, Any], key: str) -> tuple[Any, dict[str, Any]] | None:
+    """(identity of the items, baseline summary) of one run's cell; None when its items carry no baselines."""
+    from neuronmoe.evaluation.runner import baseline_summary
+
+    items = load_items(run, key)
+    if items:
+        rows = [r for r in items.values() if isinstance(r.get("baselines"), dict)]
+        if rows:
+            return frozenset((r.get("task"), r.get("doc_id"), r.get("doc_hash")) for r in rows), baseline_summary(rows) or {}
+    cell = ((run.get("neuronmoe") or {}).get("cells") or {}).get(key) or {}
+    base = cell.get("baselines")
+    return (json.dumps(base, sort_keys=True), base) if base else None
+
+
+def baselines_section(table: Table, runs: list[dict[str, Any]]) -> list[str]:
+    """Markdown lines: the baselines every model of a cell must beat, computed on the items that cell evaluated
+    (one line per set of items when runs evaluated different ones)."""
+    lines = []
+    for c in table.columns:
+        key = Table.key(c)
+        groups: dict[Any, tuple[dict[str, Any], list[str]]] = {}
+        for row, run in zip(table.rows, runs):
+            got = _run_baselines(run, key)
+            if got is None:
+                continue
+            groups.setdefault(got[0], (got[1], []))[1].append(str(row["model"]))
+        for base, labels in groups.values():
+            who = "every run" if len(groups) == 1 else ", ".join(labels)
+            cells = [f"{100 * base[b]:.2f}" + (f" ± {100 * base[f'{b}_se']:.2f}" if base.get(f"{b}_se") else "")
+                     if b in base else "n/a" for b in ("chance", "unigram")]
+            lines.append(f"| {c['label']} {(c['lang'] or '').upper()} | {base.get('items')} | {cells[0]} | {cells[1]} | {who} |")
+    if not lines:
+        return []
+    return ["Baselines on the same items (accuracy in %): uniform chance, and a unigram-frequency guesser that picks the "
+            "option most frequent in the language's training text (± one standard error); a model knows the language "
+            "only where it beats both.", "", "| cell | items | chance | unigram guesser | runs |", "|---|---:|---:|---:|---|",
+            *lines, ""]
+
+
+def paired_list(comps: list[Comparison]) -> list[str]:
+    """Markdown lines: every paired test with its difference, p-value and items; significant ones say which way."""
     if not comps:
         return ["No paired tests (the runs have no per-item results in common, or no baseline run is present)."]
     sig = [c for c in comps if c.result.significant]
-    out = [f"Paired tests: {len(sig)} of {len(comps)} differences are significant (p < {ALPHA})."]
-    if sig:
-        out += ["", "| model | vs | cell | difference [95% interval] | p | items | test |", "|---|---|---|---:|---:|---:|---|"]
-        for c in sig:
-            out.append(f"| {c.model} | {c.baseline} | {c.cell} ({c.metric}) | {format_difference(c)} "
-                       f"({'better' if c.better else 'worse'}) | {format_p(c.result)} | {c.result.n} | {c.result.test} |")
+    out = [f"Paired tests: {len(sig)} of {len(comps)} differences are significant (p < {ALPHA}).", "",
+           "| model | vs | cell | difference [95% interval] | p | items | test |", "|---|---|---|---:|---:|---:|---|"]
+    for c in comps:
+        verdict = ("better" if c.better else "worse") if c.result.significant else "not significant"
+        out.append(f"| {c.model} | {c.baseline} | {c.cell} ({c.metric}) | {format_difference(c)} "
+                   f"({verdict}) | {format_p(c.result)} | {c.result.n} | {c.result.test} |")
     return out
 
 
 def format_difference(c: Comparison) -> str:
-    """``+15.00 pts`` for accuracies; ``-0.015 [-0.018, -0.012]`` (95% interval) for bootstrapped differences."""
+    """``+15.00 pts`` for accuracies; ``-0.015 [-0.018, -0.012]`` for a permutation test's difference with the 95%
+    interval that inverts it."""
     pct = c.metric in PERCENT_METRICS
     scale, fmt, unit = (100, "{:+.2f}", " pts") if pct else (1, "{:+.3f}", "")
     text = fmt.format(scale * c.result.diff) + unit
@@ -261,12 +305,8 @@ def format_difference(c: Comparison) -> str:
 
 
 def format_p(r: PairedResult) -> str:
-    """The p-value; a bootstrap p at its floor (one resample in ``samples``) is shown as a bound."""
-    if r.test.startswith("paired bootstrap") and r.ci is not None:
-        floor = 1.0 / BOOTSTRAP_SAMPLES
-        if r.p <= floor:
-            return f"< {floor:.2g}"
-    return f"{r.p:.2g}"
+    """The p-value; a Monte Carlo permutation p at its floor is shown as the bound it is (:func:`stats.format_p_value`)."""
+    return format_p_value(r)
 
 
 # ------------------------------------------------------------------------------------ the paper
@@ -276,57 +316,90 @@ def load_paper_tables(path: str | None = None) -> dict[str, Any]:
     data = load_yaml(path or "paper_results")
     rows = data.get("rows")
     if not isinstance(rows, dict):
-        raise ValueError("paper_results.yaml: expected a 'rows' mapping")
+        raise ConfigError("paper_results.yaml: expected a 'rows' mapping")
     return data
 
 
+#: the paper prints percentages to two decimals: its value is known to within half of the last digit
+PAPER_ROUNDING = 0.005
+DENSE_LABEL = "Dense"
+_SEED = re.compile(r"^(.*?) \(seed (\d+)\)$")
+
+
+def seed_groups(labels: list[str]) -> dict[str, list[str]]:
+    """``{paper row: run labels}``: ``"NeuronMoE-S1 (seed 2)"`` counts as a run of ``"NeuronMoE-S1"``."""
+    out: dict[str, list[str]] = {}
+    for label in labels:
+        m = _SEED.match(str(label))
+        out.setdefault(m.group(1) if m else str(label), []).append(str(label))
+    return out
+
+
+def gap_reading(row: str, gap_pts: float, seed_values: list[float]) -> str:
+    """What a gap between ours and the paper's number can mean. Both are scored on the same items, so item
+    sampling explains neither: for Dense (same model) any gap beyond the paper's rounding is a protocol
+    difference; for a trained row the noise left is training-seed variance, estimated only from several seeds."""
+    if row == DENSE_LABEL:
+        if abs(gap_pts) <= 100 * PAPER_ROUNDING + 1e-9:
+            return "within rounding"
+        return "protocol difference: investigate (same model, same items)"
+    if len(seed_values) < 2:
+        return "seed variance not estimated (one seed)"
+    sd = statistics.stdev(seed_values)
+    what = f"{gap_pts / sd:+.1f} seed s.d." if sd > 0 else "seeds agree exactly"
+    return f"{len(seed_values)} seeds, s.d. {sd:.2f} pts: gap {what}"
+
+
 def paper_comparison(table: Table, runs: list[dict[str, Any]], paper: dict[str, Any] | None = None) -> str:
-    """Markdown: for every run whose label is a row of the paper, ours ± se beside the paper's value."""
+    """Markdown: for every run whose label is a row of the paper (or a seed of one, ``"<row> (seed N)"``), ours
+    beside the paper's value, the gap, and what the gap can mean (:func:`gap_reading`)."""
     paper = paper or load_paper_tables()
     rows = paper["rows"]
     sources = paper.get("sources") or {}
     unlike = paper.get("not_reproduced") or {}  # rows the paper quotes from another recipe: shown, not compared
     est = estimates(table, runs)
-    lines = ["| model | cell | ours ± se | paper | difference | in SE | paper table |", "|---|---|---:|---:|---:|---:|---|"]
-    n = 0
-    for r in table.rows:
-        prow = rows.get(r["model"])
-        if not prow:
-            continue
+    groups = {k: v for k, v in seed_groups([r["model"] for r in table.rows]).items() if k in rows}
+    lines = ["| model | cell | ours ± se | paper | difference | what the gap can mean | paper table |",
+             "|---|---|---:|---:|---:|---|---|"]
+    for row, labels in groups.items():
         for c in table.columns:
             k = Table.key(c)
-            if k not in prow:
+            vals = [est[(lab, k)] for lab in labels if est[(lab, k)].value is not None]
+            if k not in rows[row] or not vals:
                 continue
-            e = est[(r["model"], k)]
-            if e.value is None:
-                continue
-            theirs = float(prow[k]) / 100.0
-            n += 1
-            if r["model"] in unlike:
-                lines.append(f"| {r['model']} | {k} | {format_estimate(e, c['metric'])} | {100 * theirs:.2f} | "
-                             f"not compared (unlike runs*) | - | {sources.get(r['model'], '')} |")
-                continue
-            z = z_difference(e.value, theirs, e.se)
-            lines.append(f"| {r['model']} | {k} | {format_estimate(e, c['metric'])} | {100 * theirs:.2f} | "
-                         f"{100 * (e.value - theirs):+.2f} | {'n/a' if z is None else f'{z:+.1f}'} | {sources.get(r['model'], '')} |")
-    if not n:
-        if any(r["model"] in rows for r in table.rows):
+            theirs = float(rows[row][k])
+            seed_pts = [100 * e.value for e in vals]
+            ours = Estimate(sum(e.value for e in vals) / len(vals), vals[0].se if len(vals) == 1 else None, vals[0].n)
+            gap = 100 * ours.value - theirs
+            diff, reading = (("-", "not compared (unlike runs*)") if row in unlike
+                             else (f"{gap:+.2f}", gap_reading(row, gap, seed_pts)))
+            lines.append(f"| {row} | {k} | {format_estimate(ours, c['metric'])} | {theirs:.2f} | {diff} | "
+                         f"{reading} | {sources.get(row, '')} |")
+    if len(lines) == 2:
+        if groups:
             return ("These runs share no cell with the paper's tables (its cells: ARC, Belebele, HellaSwag, MMLU x "
                     "language, from `--suite paper`).\n")
         return ("No run label matches a row of the paper's tables (labels: "
                 + ", ".join(sorted(rows)) + "). Label runs with --label accordingly.\n")
-    note = ["", "In SE: (ours - paper) / our standard error; |value| > 2 is unlikely from sampling noise alone "
-            "(the paper reports no uncertainty, so its own sampling error is not included)."]
-    shown = {r["model"] for r in table.rows} & set(unlike)
-    note += [f"* {label}: the paper's numbers are quoted, not reproduced here: {unlike[label]}" for label in sorted(shown)]
+    note = ["", "Ours and the paper's numbers are scored on the same items, so item sampling (the ± beside ours, which "
+            "compares models within our table) explains no gap between them. Dense is the same model: a gap beyond the "
+            f"paper's rounding (±{100 * PAPER_ROUNDING:.3f} pts) is a protocol difference (data revision, prompt, shots, "
+            "dtype) to investigate. A trained row also differs by its training seed; that variance is estimated only "
+            "when several seeds were run (labels `<row> (seed N)`), and their mean is shown."]
+    note += [f"* {label}: the paper's numbers are quoted, not reproduced here: {unlike[label]}"
+             for label in sorted(set(groups) & set(unlike))]
     return "\n".join(lines + note) + "\n"
 
 
 def report_markdown(runs: list[dict[str, Any]], relative_to: str | None = None,
                     baselines: tuple[str, ...] = DEFAULT_BASELINES, with_paper: bool = False) -> tuple[str, Table]:
-    """The whole ``neuronmoe report`` Markdown (and the table, for the CSV)."""
+    """The whole ``neuronmoe report`` Markdown (and the table, for the CSV). Runs whose shared cells read their
+    dataset at different commits are refused (:func:`provenance.check_dataset_commits`)."""
+    from neuronmoe.evaluation.provenance import check_dataset_commits
+
+    notes = check_dataset_commits(runs)
     table = build_table(runs, relative_to=relative_to)
-    md = render(table, runs, baselines)
+    md = render(table, runs, baselines) + "".join(f"\n{n}\n" for n in notes)
     if with_paper:
         md += "\n## Beside the paper\n\n" + paper_comparison(table, runs)
     return md, table

@@ -1,33 +1,37 @@
 """``neuronmoe evaluate``: a dense base or base + MoE adapter through lm-eval, in this process.
 
 A run is a list of *cells* (one lm-eval task or group per benchmark and language, see
-``cells.py``). Before the model is loaded, every cell's task is built (its data loaded), the
-pinned revisions and the few-shot pools checked. Then each cell is one call of lm-eval's
-``evaluate`` on the same loaded model (seeded per cell), and its results are written at once:
+``cells.py``). Before the model is loaded, every cell's task is built (its data loaded, an unpinned
+dataset at its resolved commit), the pinned revisions and the few-shot pools checked. Then each cell
+is one call of lm-eval's ``evaluate`` on the same loaded model (seeded per cell, rolling
+log-likelihoods by :func:`scoring_lm_class`), and its results are written at once:
 
-* ``cells/<benchmark>__<lang>.json``: lm-eval's result dict of the cell and the cell's fingerprint
-  (model, adapter files, resolved task configs, seed, limit, dtype, lm-eval version);
-* ``items/<benchmark>__<lang>.jsonl``: per-item results (doc id and hash, acc / acc_norm, or
-  log-likelihood with bytes and words) that the report's paired tests and bootstrap read;
+* ``cells/<benchmark>__<lang>.json``: lm-eval's result dict of the cell, its fingerprints and the
+  dataset commit it read (``provenance.py``);
+* ``items/<benchmark>__<lang>.jsonl``: per-item results (doc id and hash, acc / acc_norm and the item's
+  baselines, or log-likelihood with bytes and words) that the report's paired tests and bootstrap read;
 * ``results.json``: every finished cell merged into one lm-eval JSON, rewritten after each cell;
-* ``manifest.json``: written once every cell has succeeded (the completion marker).
+* ``manifest.json``: written once every cell has a result (the completion marker).
 
-A rerun reuses cells whose fingerprint is unchanged and runs the rest; a cell that fails is
-reported (``results.json``: ``neuronmoe.cells``) while the others still run.
+A rerun reuses cells whose fingerprint is unchanged, recomputes those whose dataset moved to another
+commit and runs the rest; a cell that fails is reported (``results.json``: ``neuronmoe.cells``) while
+the others still run, and one that finished earlier but cannot be rebuilt keeps its result, marked.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from neuronmoe.cli import CLIError
+from neuronmoe.errors import InputError, MissingInputError, StateError
 from neuronmoe.evaluation.suites import TaskSpec
 from neuronmoe.utils.io import json_default
+
+if TYPE_CHECKING:
+    from neuronmoe.evaluation.settings import EvaluateSettings
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +41,7 @@ _MERGE_KEYS = ("results", "groups", "group_subtasks", "configs", "versions", "n-
 BOOTSTRAP_ITERS = 1000
 
 
-class CellsFailedError(CLIError):
+class CellsFailedError(StateError):
     """Some cells failed; the others' results are written."""
 
 
@@ -45,13 +49,13 @@ def read_adapter_config(adapter: str | Path) -> dict[str, Any]:
     p = Path(adapter)
     cfg_path = p / "adapter_config.json"
     if not p.is_dir():
-        raise FileNotFoundError(f"--adapter {adapter}: no such directory")
+        raise MissingInputError(f"--adapter {adapter}: no such directory")
     if not cfg_path.exists():
-        raise FileNotFoundError(f"--adapter {adapter}: no adapter_config.json (not a PEFT adapter folder)")
+        raise MissingInputError(f"--adapter {adapter}: no adapter_config.json (not a PEFT adapter folder)")
     try:
         return json.loads(cfg_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
-        raise ValueError(f"{cfg_path}: not valid JSON ({e})") from None
+        raise InputError(f"{cfg_path}: not valid JSON ({e})") from None
 
 
 def check_adapter(adapter_cfg: dict[str, Any], base_config: Any, adapter: str = "") -> None:
@@ -96,30 +100,20 @@ def added_params(experts_per_layer: list[int], base_config: Any) -> int:
 
 
 @dataclass
-class EvalRequest:
-    model: str | None
+class EvalPlan:
+    """What a run evaluates and where it writes, resolved from :class:`EvaluateSettings` by ``stage.plan_run``."""
+
     specs: list[TaskSpec]
-    output_dir: str
     run_name: str
-    adapter: str | None = None
-    label: str | None = None
+    run_dir: Path
     include_paths: list[str] = field(default_factory=list)
-    num_fewshot: int | None = None  # overrides every spec
-    batch_size: str = "8"
-    dtype: str = "auto"
-    device: str = "auto"
-    limit: float | None = None
-    seed: int = 1234
-    overwrite: bool = False
-    log_samples: bool = False  # also keep lm-eval's full per-document samples (samples/<cell>.jsonl)
-    run_dir: str | None = None  # default <output_dir>/eval/<run_name>
-    extra_inputs: dict[str, Any] = field(default_factory=dict)
     suite: str | None = None
-    profile: str | None = None
-    require_pins: bool = False  # the paper suite: every hub dataset needs a pinned revision
-    allow_unpinned: bool = False
-    replicas: str | None = None  # tests only: read every hub dataset from local replicas
-    max_length: int | None = None  # lm-eval's max_length (prompts truncated from the left)
+    task_dirs: list[str] | None = None  #: lm-eval task folders the suite lives in (None: index all of lm-eval)
+
+    @property
+    def require_pins(self) -> bool:
+        """The paper suite: every hub dataset needs a pinned revision (or --allow-unpinned)."""
+        return self.suite == "paper"
 
 
 def cell_file(key: str) -> str:
@@ -140,7 +134,8 @@ def merge_results(parts: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def compact_items(samples: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    """Per-item rows from lm-eval's samples: task, doc id and hash, and each metric's per-item value."""
+    """Per-item rows from lm-eval's samples: task, doc id and hash, each metric's per-item value, and the item's own
+    baselines where the document carries them (the local cloze: chance, unigram-frequency guesser)."""
     rows = []
     for task, docs in samples.items():
         for s in docs:
@@ -150,8 +145,26 @@ def compact_items(samples: dict[str, list[dict[str, Any]]]) -> list[dict[str, An
             for m in s.get("metrics") or []:
                 v = s.get(m)
                 row[m] = list(v) if isinstance(v, tuple) else v
+            doc = s.get("doc")
+            if isinstance(doc, dict) and isinstance(doc.get("baselines"), dict):
+                row["baselines"] = doc["baselines"]
             rows.append(row)
     return rows
+
+
+def baseline_summary(items: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """``{"items", <baseline>: mean, <baseline>_se: standard error}`` over the items that carry baselines."""
+    from neuronmoe.evaluation.stats import mean_se
+
+    rows = [r["baselines"] for r in items if isinstance(r.get("baselines"), dict)]
+    if not rows:
+        return None
+    out: dict[str, Any] = {"items": len(rows)}
+    for name in sorted({k for r in rows for k in r}):
+        vals = [float(r[name]) for r in rows if name in r]
+        out[name] = sum(vals) / len(vals)
+        out[f"{name}_se"] = mean_se(vals)
+    return out
 
 
 def load_for_eval(model: str | None, adapter: str | None, dtype: str, device: str) -> tuple[Any, Any]:
@@ -173,11 +186,37 @@ def load_for_eval(model: str | None, adapter: str | None, dtype: str, device: st
     return m, tok
 
 
-def make_lm(model: Any, tok: Any, batch_size: str | int, max_length: int | None = None) -> Any:
-    """lm-eval's HFLM over an instantiated model; data-parallel when launched by accelerate."""
-    from lm_eval.models.huggingface import HFLM
+_SCORING_LM: list[type] = []
 
-    lm = HFLM(pretrained=model, tokenizer=tok, batch_size=batch_size, max_length=max_length)
+
+def scoring_lm_class() -> type:
+    """lm-eval's ``HFLM`` with one change: a rolling log-likelihood (bits per byte, perplexity) scores exactly the
+    document's own tokens, conditioned on one start token.
+
+    lm-eval encodes the document with the tokenizer's defaults and then puts its prefix token (BOS, else EOS) in
+    front of it. A tokenizer that adds a BOS by default (Llama-3, Gemma, Mistral) thus yields BOS BOS text, and
+    every document pays -log P(BOS | BOS) as if it were text. Here the document is encoded without special tokens,
+    so lm-eval's own prefix is the one start token; for tokenizers that add none, nothing changes. Multiple-choice
+    requests keep lm-eval's encoding (a context with the tokenizer's BOS in front)."""
+    if not _SCORING_LM:
+        from lm_eval.models.huggingface import HFLM
+
+        class DocumentScoringHFLM(HFLM):
+            def loglikelihood_rolling(self, requests: list[Any], disable_tqdm: bool = False) -> list[float]:
+                saved = self.add_bos_token
+                self.add_bos_token = False  # tok_encode: add_special_tokens=False for the documents
+                try:
+                    return super().loglikelihood_rolling(requests, disable_tqdm=disable_tqdm)
+                finally:
+                    self.add_bos_token = saved
+
+        _SCORING_LM.append(DocumentScoringHFLM)
+    return _SCORING_LM[0]
+
+
+def make_lm(model: Any, tok: Any, batch_size: str | int, max_length: int | None = None) -> Any:
+    """lm-eval's HFLM (:func:`scoring_lm_class`) over an instantiated model; data-parallel when launched by accelerate."""
+    lm = scoring_lm_class()(pretrained=model, tokenizer=tok, batch_size=batch_size, max_length=max_length)
     try:
         from accelerate import PartialState
 
@@ -230,28 +269,6 @@ def _fmt_limit(limit: float | None) -> float | int | None:
     return int(limit) if float(limit) >= 1 and float(limit).is_integer() else float(limit)
 
 
-def _sha(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode("utf-8")).hexdigest()
-
-
-def _local_data_digest(obj: Any) -> dict[str, str]:
-    """sha256 of local data files the cell reads (generated tasks, replicas): their content is its input."""
-    from neuronmoe.evaluation.cells import leaves_of
-    from neuronmoe.utils import sha256_file
-
-    out: dict[str, str] = {}
-    for t in leaves_of(obj):
-        files = (t.config.dataset_kwargs or {}).get("data_files") or {}
-        for f in files.values() if isinstance(files, dict) else [files]:
-            for p in [f] if isinstance(f, str) else list(f):
-                if Path(p).is_file():
-                    out[str(p)] = sha256_file(p)
-        rep = Path(str(t.config.dataset_path or "")) / "replica.json"
-        if rep.is_file():
-            out[str(rep)] = sha256_file(rep)
-    return out
-
-
 class _RunState:
     """The cell files of a run folder: what is done, and with which fingerprint."""
 
@@ -282,207 +299,258 @@ class _RunState:
         self.parts[key] = part
 
 
-def _identity(request: EvalRequest) -> dict[str, Any]:
-    """What makes a cell's numbers: model, adapter files, dtype, seed, limit, lengths, lm-eval version."""
-    import lm_eval
-
-    from neuronmoe.models import describe
-    from neuronmoe.utils import sha256_file
-
-    ident: dict[str, Any] = {"model": describe(request.model), "dtype": request.dtype, "device": request.device,
-                             "seed": request.seed, "limit": _fmt_limit(request.limit), "max_length": request.max_length,
-                             "lm_eval": getattr(lm_eval, "__version__", "?")}
-    if request.adapter:
-        a = Path(request.adapter)
-        ident["adapter"] = {f.name: sha256_file(f) for f in sorted(a.glob("adapter_*")) if f.is_file()}
-    return ident
-
-
-def evaluate(request: EvalRequest, tm: Any | None = None) -> Path | None:
-    """Run the request cell by cell; write ``<run>/results.json`` (after every cell) and ``manifest.json``
+def evaluate(settings: EvaluateSettings, plan: EvalPlan, tm: Any | None = None) -> Path | None:
+    """Run the plan cell by cell; write ``<run>/results.json`` (after every cell) and ``manifest.json``
     (under the run folder's lock: a second evaluation into it stops with a message naming the first)."""
     from neuronmoe.utils.lock import output_lock
 
-    run_dir = Path(request.run_dir) if request.run_dir else Path(request.output_dir) / "eval" / request.run_name
-    with output_lock(run_dir, f"evaluation run folder {run_dir}"):
-        return _evaluate(request, tm)
+    with output_lock(plan.run_dir, f"evaluation run folder {plan.run_dir}"):
+        return _evaluate(settings, plan, tm)
 
 
-def _evaluate(request: EvalRequest, tm: Any | None = None) -> Path | None:
-    from neuronmoe.evaluation.cells import build_cell, check_pins, check_shots, config_digest, plan_cells
+@dataclass
+class _Run:
+    """One evaluation in progress: its settings and plan, the cells, what was built, failed, kept, is to run."""
+
+    settings: EvaluateSettings
+    plan: EvalPlan
+    cells: list[Any]
+    base_config: Any
+    state: Any
+    identity: dict[str, Any]
+    built: dict[str, Any] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    kept: dict[str, str] = field(default_factory=dict)  # finished earlier, could not be rebuilt now: result kept
+    fingerprints: dict[str, dict[str, str]] = field(default_factory=dict)
+    todo: list[Any] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)
+    started: float = field(default_factory=time.time)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.plan.run_dir
+
+
+def _evaluate(s: EvaluateSettings, plan: EvalPlan, tm: Any | None = None) -> Path | None:
+    tm = tm or task_manager_for_plan(plan)
+    run = _prepare(s, plan, tm)
+    _build_cells(run, tm)
+    _plan_work(run)
+    rank0 = _run_cells(run, tm)
+    if not rank0:
+        return None
+    _write_results(run)
+    if run.failed:
+        raise CellsFailedError(
+            f"{len(run.failed)} of {len(run.cells)} cell(s) failed ({'; '.join(f'{k}: {v}' for k, v in run.failed.items())}); "
+            f"the other results are in {run.run_dir}/results.json. Rerun the same command to retry only these."
+        )
+    _write_manifest(run)
+    return run.run_dir
+
+
+def task_manager_for_plan(plan: EvalPlan) -> Any:
+    """lm-eval's task index for the plan: the suite's folders when they hold every task, else all of lm-eval."""
+    from neuronmoe.evaluation.taskindex import task_manager_for
+
+    return task_manager_for(list(dict.fromkeys(x.task for x in plan.specs)), plan.include_paths, plan.task_dirs)
+
+
+def _prepare(s: EvaluateSettings, plan: EvalPlan, tm: Any) -> _Run:
+    """Checks made before any data or weights are loaded (task names, pins, network, the adapter's base), the
+    commit of every unpinned dataset, the run's identity and the run folder's finished cells."""
+    from neuronmoe.evaluation.cells import check_pins, plan_cells, resolve_unpinned
+    from neuronmoe.evaluation.provenance import run_identity
     from neuronmoe.evaluation.suites import load_dataset_pins
-    from neuronmoe.evaluation.taskindex import check_network, check_tasks, datasets_needed, task_manager
+    from neuronmoe.evaluation.taskindex import check_network, check_tasks, datasets_needed
     from neuronmoe.models import load_config
 
-    run_dir = Path(request.run_dir) if request.run_dir else Path(request.output_dir) / "eval" / request.run_name
-    tm = tm or task_manager(request.include_paths)
-    specs = [replace(s, shots=request.num_fewshot) for s in request.specs] if request.num_fewshot is not None else list(request.specs)
-    check_tasks([s.task for s in specs], tm)
-    cells = plan_cells(specs, tm, load_dataset_pins(), request.replicas)
-    check_pins(cells, allow_unpinned=request.allow_unpinned or not request.require_pins)
-    offline = True
-    if not request.replicas:  # hub data absent from the cache and no network: say so now, not per cell
+    specs = [replace(x, shots=s.num_fewshot) for x in plan.specs] if s.num_fewshot is not None else list(plan.specs)
+    check_tasks([x.task for x in specs], tm)
+    cells = plan_cells(specs, tm, load_dataset_pins(), s.dataset_replicas)
+    check_pins(cells, allow_unpinned=s.allow_unpinned or not plan.require_pins)
+    if not s.dataset_replicas:  # hub data absent from the cache and no network: say so now, not per cell
         offline = check_network(datasets_needed([c.spec.task for c in cells], tm))["offline"]
-    base_cfg = load_config(request.model)
-    if request.adapter:  # before any data or weights are loaded
-        check_adapter(read_adapter_config(request.adapter), base_cfg, request.adapter)
+        resolve_unpinned(cells, online=not offline)
+    base_cfg = load_config(s.model)
+    if s.adapter:
+        check_adapter(read_adapter_config(s.adapter), base_cfg, s.adapter)
+    return _Run(settings=s, plan=plan, cells=cells, base_config=base_cfg, state=_RunState(plan.run_dir),
+                identity=run_identity(s))
 
-    t0 = time.time()
-    built: dict[str, Any] = {}
-    failed: dict[str, str] = {}
-    for cell in cells:
+
+def _build_cells(run: _Run, tm: Any) -> None:
+    """Build every cell's task (its data loaded). A cell that cannot be built fails, unless it finished earlier
+    with the same model, settings and spec: then its result is kept, marked as reused (the hub may be down)."""
+    from neuronmoe.evaluation.cells import build_cell, check_shots
+    from neuronmoe.evaluation.provenance import identity_fingerprint
+
+    for cell in run.cells:
         try:
-            built[cell.key] = build_cell(cell, tm)
+            run.built[cell.key] = build_cell(cell, tm)
         except Exception as e:  # noqa: BLE001 - reported with the others, the rest still run
-            log.error("%s: could not build %s: %s", cell.key, cell.spec.task, e)
-            failed[cell.key] = f"could not load: {type(e).__name__}: {e}"
-    check_shots(cells, built)
+            why = f"{type(e).__name__}: {e}"
+            old = run.state.parts.get(cell.key)
+            if old and old.get("identity") == identity_fingerprint(run.identity, cell):
+                log.warning("%s: could not rebuild %s (%s); keeping the result computed earlier", cell.key, cell.spec.task, why)
+                run.kept[cell.key] = f"could not rebuild ({why}); the result computed earlier is kept"
+            else:
+                log.error("%s: could not build %s: %s", cell.key, cell.spec.task, e)
+                run.failed[cell.key] = f"could not load: {why}"
+    check_shots(run.cells, run.built)
 
-    ident = _identity(request)
-    fps = {c.key: _sha({"identity": ident, "config": config_digest(built[c.key]), "data": _local_data_digest(built[c.key]),
-                        "spec": c.spec.to_dict()}) for c in cells if c.key in built}
-    state = _RunState(run_dir)
-    stale = [k for k, fp in fps.items() if k in state.parts and state.parts[k].get("fingerprint") != fp]
-    if stale and not request.overwrite:
-        raise FileExistsError(
-            f"{run_dir}: results of {', '.join(stale)} were made with other inputs (model, adapter, data, shots, seed, "
+
+def _plan_work(run: _Run) -> None:
+    """Fingerprint every built cell and compare with the run folder's cells: the same fingerprint is reused, a new
+    dataset commit alone is recomputed, other inputs are refused unless --overwrite; the rest is to do."""
+    from neuronmoe.evaluation.provenance import cell_fingerprints
+
+    run.fingerprints = {c.key: cell_fingerprints(run.identity, c, run.built[c.key]) for c in run.cells if c.key in run.built}
+    parts = run.state.parts
+    stale = [k for k, fp in run.fingerprints.items()
+             if k in parts and parts[k].get("fingerprint") != fp["fingerprint"] and parts[k].get("inputs") != fp["inputs"]]
+    if stale and not run.settings.overwrite:
+        raise StateError(
+            f"{run.run_dir}: results of {', '.join(stale)} were made with other inputs (model, adapter, data, shots, seed, "
             "limit, ...); pass --overwrite to replace them or choose another --run-name"
         )
-    todo = [c for c in cells if c.key in built and state.parts.get(c.key, {}).get("fingerprint") != fps[c.key]]
-    done = len([c for c in cells if c.key in built]) - len(todo)
+    run.todo = [c for c in run.cells
+                if c.key in run.built and parts.get(c.key, {}).get("fingerprint") != run.fingerprints[c.key]["fingerprint"]]
+    for c in run.todo:
+        if c.key in parts and parts[c.key].get("inputs") == run.fingerprints[c.key]["inputs"]:
+            log.info("%s: %s is now read at %s (was %s): recomputing", c.key, c.dataset, c.data_revision(),
+                     (parts[c.key].get("dataset_revision") or {}).get("revision"))
+    done = len(run.fingerprints) - len(run.todo)
     if done:
-        log.info("%s: %d cell(s) already done with the same inputs, %d to run", run_dir, done, len(todo))
-    revisions = _revisions(cells, resolve=not offline)
-    if todo:  # the completion marker of an earlier complete run no longer holds
-        (run_dir / "manifest.json").unlink(missing_ok=True)
+        log.info("%s: %d cell(s) already done with the same inputs, %d to run", run.run_dir, done, len(run.todo))
+    run.facts = adapter_facts(run.settings.adapter, run.base_config)
+    if run.todo:  # the completion marker of an earlier complete run no longer holds
+        (run.run_dir / "manifest.json").unlink(missing_ok=True)
 
-    lm = None
-    model = None
-    rank0 = True
-    if todo:
-        model, tok = load_for_eval(request.model, request.adapter, request.dtype, request.device)
-        lm = make_lm(model, tok, request.batch_size, request.max_length)
-        rank0 = getattr(lm, "rank", 0) == 0
-    facts = adapter_facts(request.adapter, base_cfg)
-    for cell in todo:
+
+def _run_cells(run: _Run, tm: Any) -> bool:
+    """Evaluate the cells to do on one loaded model, writing each at once; False on ranks other than 0."""
+    s = run.settings
+    if not run.todo:
+        return True
+    model, tok = load_for_eval(s.model, s.adapter, s.dtype, s.device)
+    lm = make_lm(model, tok, s.batch_size, s.max_length)
+    rank0 = getattr(lm, "rank", 0) == 0
+    p = next(iter(model.parameters()))
+    where = {"dtype": str(p.dtype).replace("torch.", ""), "device": str(p.device)}
+    for cell in run.todo:
         log.info("lm-eval: %s (%s, %s shots)", cell.key, cell.spec.task, cell.spec.shots if cell.spec.shots is not None else "task default")
         tc = time.time()
         try:
-            res = run_cell(lm, built[cell.key], tm, request.seed, request.limit)
+            res = run_cell(lm, run.built[cell.key], tm, s.seed, s.limit)
         except Exception as e:  # noqa: BLE001 - one failing cell must not cost the others
             log.exception("%s failed", cell.key)
-            failed[cell.key] = f"{type(e).__name__}: {e}"
+            run.failed[cell.key] = f"{type(e).__name__}: {e}"
             continue
         if res is None or not rank0:
             continue
         samples = res.pop("samples", {}) or {}
-        p = next(iter(model.parameters()))
-        part = {"cell": cell.key, "fingerprint": fps[cell.key], "spec": cell.spec.to_dict(), "wall_s": round(time.time() - tc, 2),
-                "dtype": str(p.dtype).replace("torch.", ""), "device": str(p.device), "result": res}
-        state.write(cell.key, part, compact_items(samples), samples if request.log_samples else None)
-        failed.pop(cell.key, None)
-        _write_results(run_dir, request, cells, state, failed, facts, revisions)
-    if not rank0:
+        part = {"cell": cell.key, **run.fingerprints[cell.key], "spec": cell.spec.to_dict(),
+                "dataset_revision": _revision_record(cell), "wall_s": round(time.time() - tc, 2), **where, "result": res}
+        items = compact_items(samples)
+        base = baseline_summary(items)
+        if base:
+            part["baselines"] = base
+        run.state.write(cell.key, part, items, samples if s.log_samples else None)
+        run.failed.pop(cell.key, None)
+        _write_results(run)
+    return rank0
+
+
+def _revision_record(cell: Any) -> dict[str, Any] | None:
+    """What a cell's data were read at: ``{"dataset", "revision", "pinned"}`` (+ ``replica``); None for local files."""
+    if not cell.dataset:
         return None
-    _write_results(run_dir, request, cells, state, failed, facts, revisions)
-    if failed:
-        raise CellsFailedError(
-            f"{len(failed)} of {len(cells)} cell(s) failed ({'; '.join(f'{k}: {v}' for k, v in failed.items())}); "
-            f"the other results are in {run_dir}/results.json. Rerun the same command to retry only these."
-        )
-    _write_manifest(run_dir, request, cells, state, len(todo), time.time() - t0, revisions)
-    return run_dir
+    rec = {"dataset": cell.dataset, "revision": cell.data_revision(), "pinned": cell.pinned}
+    return {**rec, "replica": cell.replica} if cell.replica else rec
 
 
-def _revisions(cells: list[Any], resolve: bool) -> dict[str, Any]:
-    """What each hub dataset was read at: the pinned commit, the hub's main (resolved when online), or a replica."""
-    from neuronmoe.evaluation.cells import resolve_revision
-
+def _revisions(run: _Run) -> dict[str, Any]:
+    """``{hub dataset: what it was read at}`` over the cells of this run (each cell's own record is in its status)."""
     out: dict[str, Any] = {}
-    for c in cells:
-        if not c.dataset or c.dataset in out:
-            continue
-        if c.replica:
-            out[c.dataset] = {"replica": c.replica}
-        elif c.pinned:
-            out[c.dataset] = {"revision": c.revision, "pinned": True}
-        else:
-            sha = "main (unresolved: offline)"
-            if resolve:
-                try:
-                    sha = resolve_revision(c.dataset, None)
-                except Exception as e:  # noqa: BLE001 - the run goes on; the manifest says what is known
-                    sha = f"main (unresolved: {type(e).__name__})"
-            out[c.dataset] = {"revision": sha, "pinned": False}
+    for c in run.cells:
+        rec = _revision_record(c)
+        if rec and c.dataset not in out:
+            out[c.dataset] = {k: v for k, v in rec.items() if k != "dataset"}
     return out
 
 
-def _write_results(run_dir: Path, request: EvalRequest, cells: list[Any], state: _RunState, failed: dict[str, str],
-                   facts: dict[str, Any], revisions: dict[str, Any]) -> Path:
-    from neuronmoe.utils.io import atomic_write_json
-
-    parts = [state.parts[c.key] for c in cells if c.key in state.parts and c.key not in failed]
-    results = merge_results([p["result"] for p in parts])
-    results.setdefault("results", {})
+def _cell_status(run: _Run) -> dict[str, Any]:
     status = {}
-    for c in cells:
-        if c.key in failed:
-            status[c.key] = {"status": "failed", "error": failed[c.key]}
-        elif c.key in state.parts:
-            p = state.parts[c.key]
+    for c in run.cells:
+        if c.key in run.failed:
+            status[c.key] = {"status": "failed", "error": run.failed[c.key]}
+        elif c.key in run.state.parts:
+            p = run.state.parts[c.key]
             status[c.key] = {"status": "done", "task": c.spec.task, "items": p.get("items"), "wall_s": p.get("wall_s")}
+            for k in ("dataset_revision", "baselines"):
+                if p.get(k):
+                    status[c.key][k] = p[k]
+            if c.key in run.kept:
+                status[c.key].update(reused=True, note=run.kept[c.key])
         else:
             status[c.key] = {"status": "pending"}
+    return status
+
+
+def _write_results(run: _Run) -> Path:
+    from neuronmoe.utils.io import atomic_write_json
+
+    s = run.settings
+    parts = [run.state.parts[c.key] for c in run.cells if c.key in run.state.parts and c.key not in run.failed]
+    results = merge_results([p["result"] for p in parts])
+    results.setdefault("results", {})
+    status = _cell_status(run)
     results["neuronmoe"] = {
-        "label": request.label or request.run_name,
-        "model": request.model,
-        "adapter": str(request.adapter) if request.adapter else None,
-        "suite": request.suite,
-        "profile": request.profile,
-        "tasks": [c.spec.to_dict() for c in cells],
+        "label": s.label or run.plan.run_name,
+        "model": s.model,
+        "adapter": str(s.adapter) if s.adapter else None,
+        "suite": run.plan.suite,
+        "profile": s.profile,
+        "tasks": [c.spec.to_dict() for c in run.cells],
         "cells": status,
         "complete": all(v["status"] == "done" for v in status.values()),
-        "datasets": revisions,
-        "dataset_replicas": request.replicas,
-        **facts,
+        "datasets": _revisions(run),
+        "dataset_replicas": s.dataset_replicas,
+        **run.facts,
     }
-    return atomic_write_json(run_dir / "results.json", _jsonable(results))
+    return atomic_write_json(run.run_dir / "results.json", _jsonable(results))
 
 
-def _write_manifest(run_dir: Path, request: EvalRequest, cells: list[Any], state: _RunState, ran: int,
-                    wall: float, revisions: dict[str, Any]) -> None:
+def _write_manifest(run: _Run) -> None:
+    import torch
+
     from neuronmoe.models import describe
     from neuronmoe.utils import Manifest, sha256_file, write_manifest
     from neuronmoe.utils.manifest import describe_files
 
-    parts = [state.parts[c.key] for c in cells]
-    inputs: dict[str, Any] = {"model": describe(request.model), "datasets": revisions}
-    if request.adapter:
-        a = Path(request.adapter)
+    s = run.settings
+    parts = [run.state.parts[c.key] for c in run.cells]
+    inputs: dict[str, Any] = {"model": describe(s.model), "datasets": _revisions(run)}
+    if s.adapter:
+        a = Path(s.adapter)
         inputs["adapter"] = {"path": str(a.resolve()), **{f.name: sha256_file(f) for f in sorted(a.glob("adapter_*")) if f.is_file()}}
-    inputs.update(request.extra_inputs)
-    files = [run_dir / "results.json"] + [run_dir / p["items"] for p in parts if p.get("items")]
-    import torch
-
-    write_manifest(
-        run_dir,
-        Manifest(
-            stage="evaluate",
-            config={
-                "run_name": request.run_name, "label": request.label or request.run_name, "suite": request.suite,
-                "profile": request.profile, "tasks": [c.spec.to_dict() for c in cells], "num_fewshot": request.num_fewshot,
-                "batch_size": request.batch_size, "dtype": parts[-1].get("dtype") if parts else request.dtype,
-                "device": parts[-1].get("device") if parts else request.device, "limit": _fmt_limit(request.limit),
-                "seed": request.seed, "max_length": request.max_length, "bootstrap_iters": BOOTSTRAP_ITERS,
-                "include_paths": [str(p) for p in request.include_paths], "dataset_replicas": request.replicas,
-            },
-            inputs=inputs,
-            counts={"wall_s": round(wall, 2), "cells": len(cells), "cells_run": ran, "cells_reused": len(cells) - ran,
-                    "n_samples": {k: v for p in parts for k, v in (p["result"].get("n-samples") or {}).items()},
-                    "threads": torch.get_num_threads()},
-            files=describe_files(run_dir, files),
-        ),
-    )
+    files = [run.run_dir / "results.json"] + [run.run_dir / p["items"] for p in parts if p.get("items")]
+    ran = len(run.todo)
+    config = {
+        "run_name": run.plan.run_name, "label": s.label or run.plan.run_name, "suite": run.plan.suite,
+        "profile": s.profile, "tasks": [c.spec.to_dict() for c in run.cells], "num_fewshot": s.num_fewshot,
+        "batch_size": s.batch_size, "dtype": parts[-1].get("dtype") if parts else s.dtype,
+        "device": parts[-1].get("device") if parts else s.device, "limit": _fmt_limit(s.limit),
+        "seed": s.seed, "max_length": s.max_length, "bootstrap_iters": BOOTSTRAP_ITERS,
+        "include_paths": [str(p) for p in run.plan.include_paths], "dataset_replicas": s.dataset_replicas,
+    }
+    counts = {"wall_s": round(time.time() - run.started, 2), "cells": len(run.cells), "cells_run": ran,
+              "cells_reused": len(run.cells) - ran, "cells_kept_without_rebuild": len(run.kept),
+              "n_samples": {k: v for p in parts for k, v in (p["result"].get("n-samples") or {}).items()},
+              "threads": torch.get_num_threads()}
+    write_manifest(run.run_dir, Manifest(stage="evaluate", config=config, inputs=inputs, counts=counts,
+                                         files=describe_files(run.run_dir, files), settings=s))
 
 
 def _jsonable(obj: Any) -> Any:

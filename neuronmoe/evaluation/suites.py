@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from neuronmoe.config import check_keys, load_yaml
+from neuronmoe.errors import ConfigError
 
 SUITES_CONFIG = "eval_suites"
 UNPINNED = "UNPINNED"
@@ -49,28 +50,28 @@ def load_suites(path: str | None = None) -> dict[str, dict[str, Any]]:
     data = load_yaml(path or SUITES_CONFIG)
     suites = data.get("suites")
     if not isinstance(suites, dict) or not suites:
-        raise ValueError(f"{path or SUITES_CONFIG}: expected a 'suites' mapping")
+        raise ConfigError(f"{path or SUITES_CONFIG}: expected a 'suites' mapping")
     for name, s in suites.items():
         check_keys(s, _SUITE_KEYS, f"suite {name!r}")
         for b in s.get("benchmarks", []):
             check_keys(b, _BENCH_KEYS, f"suite {name!r} benchmark {b.get('name')!r}")
             if "name" not in b or "tasks" not in b:
-                raise ValueError(f"suite {name!r}: every benchmark needs 'name' and 'tasks'")
+                raise ConfigError(f"suite {name!r}: every benchmark needs 'name' and 'tasks'")
             if isinstance(b["tasks"], dict):
                 for lang, cell in b["tasks"].items():
                     if isinstance(cell, dict):
                         check_keys(cell, _CELL_KEYS, f"suite {name!r} cell {b['name']}/{lang}")
                         if "task" not in cell:
-                            raise ValueError(f"suite {name!r} cell {b['name']}/{lang}: no 'task'")
+                            raise ConfigError(f"suite {name!r} cell {b['name']}/{lang}: no 'task'")
         cells = {b["name"] for b in s.get("benchmarks", [])} | {
             f"{b['name']}/{lang}" for b in s.get("benchmarks", []) if isinstance(b["tasks"], dict) for lang in b["tasks"]}
         for pname, prof in (s.get("profiles") or {}).items():
             check_keys(prof or {}, _PROFILE_KEYS, f"suite {name!r} profile {pname!r}")
             bad = sorted(k for k in ((prof or {}).get("shots") or {}) if k not in cells)
             if bad:
-                raise ValueError(f"suite {name!r} profile {pname!r}: shots for unknown benchmark or cell {', '.join(bad)}")
+                raise ConfigError(f"suite {name!r} profile {pname!r}: shots for unknown benchmark or cell {', '.join(bad)}")
         if s.get("default_profile") and s["default_profile"] not in (s.get("profiles") or {}):
-            raise ValueError(f"suite {name!r}: default_profile {s['default_profile']!r} is not among its profiles")
+            raise ConfigError(f"suite {name!r}: default_profile {s['default_profile']!r} is not among its profiles")
     return suites
 
 
@@ -80,18 +81,18 @@ def load_dataset_pins(path: str | None = None) -> dict[str, dict[str, Any]]:
     where = path or SUITES_CONFIG
     data = load_yaml(path or SUITES_CONFIG).get("datasets") or {}
     if not isinstance(data, dict):
-        raise ValueError(f"{where}: 'datasets' must map hub dataset names to {{revision: ...}}")
+        raise ConfigError(f"{where}: 'datasets' must map hub dataset names to {{revision: ...}}")
     for ds, entry in data.items():
         if not isinstance(entry, dict) or "revision" not in entry:
-            raise ValueError(f"{where}: datasets.{ds}: 'revision' is required (a 40-hex commit or {UNPINNED})")
+            raise ConfigError(f"{where}: datasets.{ds}: 'revision' is required (a 40-hex commit or {UNPINNED})")
         check_keys(entry, _DATASET_KEYS, f"{where}: datasets.{ds}")
         rev = str(entry["revision"])
         if rev != UNPINNED and not _SHA.match(rev):
-            raise ValueError(f"{where}: datasets.{ds}.revision {rev!r}: expected a 40-hex commit or {UNPINNED}")
+            raise ConfigError(f"{where}: datasets.{ds}.revision {rev!r}: expected a 40-hex commit or {UNPINNED}")
         if rev == UNPINNED and not str(entry.get("reason") or "").strip():
-            raise ValueError(f"{where}: datasets.{ds}: {UNPINNED} needs a 'reason' (why no commit is pinned)")
+            raise ConfigError(f"{where}: datasets.{ds}: {UNPINNED} needs a 'reason' (why no commit is pinned)")
         if rev != UNPINNED and not str(entry.get("evidence") or "").strip():
-            raise ValueError(f"{where}: datasets.{ds}: a pinned revision needs its 'evidence' (where the commit comes from)")
+            raise ConfigError(f"{where}: datasets.{ds}: a pinned revision needs its 'evidence' (where the commit comes from)")
     return data
 
 
@@ -100,7 +101,7 @@ def get_suite(name: str, path: str | None = None) -> dict[str, Any]:
     if name not in suites:
         from neuronmoe.utils.checks import did_you_mean
 
-        raise ValueError(f"--suite: unknown suite {name!r}{did_you_mean(name, suites)}; known: {', '.join(suites)}")
+        raise ConfigError(f"--suite: unknown suite {name!r}{did_you_mean(name, suites)}; known: {', '.join(suites)}")
     return suites[name]
 
 
@@ -134,7 +135,7 @@ def key_value_pairs(text: str | None, where: str, form: str = "key=value") -> li
         if not part:
             continue
         if "=" not in part:
-            raise ValueError(f"{where}: expected {form}, got {part!r}")
+            raise ConfigError(f"{where}: expected {form}, got {part!r}")
         k, v = part.split("=", 1)
         out.append((k.strip(), v.strip()))
     return out
@@ -156,9 +157,9 @@ def parse_shots(text: str | dict[str, Any] | None, where: str = "--shots") -> di
         try:
             shots = int(n)
         except ValueError:
-            raise ValueError(f"{where}: {k}: shots must be an integer, got {n!r}") from None
+            raise ConfigError(f"{where}: {k}: shots must be an integer, got {n!r}") from None
         if shots < 0:
-            raise ValueError(f"{where}: {k}: shots must be >= 0")
+            raise ConfigError(f"{where}: {k}: shots must be >= 0")
         out[k] = (shots, split.strip() or None)
     return out
 
@@ -200,7 +201,7 @@ def resolve_suite(
                 )
             )
     if missing and strict:
-        raise ValueError(
+        raise ConfigError(
             f"suite {name!r} has no task for {', '.join(missing)}; choose --languages among those it maps "
             f"or give --tasks explicitly"
         )
@@ -214,7 +215,7 @@ def _profile_shots(name: str, suite: dict[str, Any], profile: str | None) -> dic
     chosen = profile or suite.get("default_profile")
     if profile and profile not in profiles:
         known = ", ".join(profiles) or "none"
-        raise ValueError(f"--profile: suite {name!r} has no profile {profile!r} (known: {known})")
+        raise ConfigError(f"--profile: suite {name!r} has no profile {profile!r} (known: {known})")
     if not chosen:
         return {}
     return parse_shots((profiles.get(chosen) or {}).get("shots") or {}, f"suite {name!r} profile {chosen!r}")
@@ -228,7 +229,7 @@ def apply_shots(specs: list[TaskSpec], overrides: dict[str, tuple[int, str | Non
     known = {s.benchmark for s in specs} | {s.key for s in specs}
     unknown = sorted(k for k in overrides if k not in known)
     if unknown and strict:
-        raise ValueError(f"--shots: no cell or benchmark {', '.join(unknown)} in this run (known: {', '.join(sorted(known))})")
+        raise ConfigError(f"--shots: no cell or benchmark {', '.join(unknown)} in this run (known: {', '.join(sorted(known))})")
     out = []
     for s in specs:
         ov = overrides.get(s.key) or overrides.get(s.benchmark)

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from neuronmoe.errors import ConfigError, InputError, MissingInputError
+
 #: metrics tried in this order when a task spec names none
 METRIC_PREFERENCE = ("acc_norm", "acc", "word_perplexity", "exact_match", "f1")
 PERCENT_METRICS = {"acc", "acc_norm", "exact_match", "f1", "mcc"}
@@ -36,13 +38,13 @@ def load_run(path: str | Path) -> dict[str, Any]:
     if p.is_dir():
         p = p / "results.json"
     if not p.exists():
-        raise FileNotFoundError(f"{p}: no results.json (did `neuronmoe evaluate` finish for this run?)")
+        raise MissingInputError(f"{p}: no results.json (did `neuronmoe evaluate` finish for this run?)")
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
-        raise ValueError(f"{p}: not valid JSON ({e})") from None
+        raise InputError(f"{p}: not valid JSON ({e})") from None
     if "results" not in data:
-        raise ValueError(f"{p}: not an lm-eval results file (no 'results')")
+        raise InputError(f"{p}: not an lm-eval results file (no 'results')")
     data.setdefault("neuronmoe", {}).setdefault("label", p.parent.name)
     data["_dir"] = str(p.parent)  # where the run's per-item results (items/) are
     return data
@@ -67,64 +69,72 @@ def _lang_order(langs: list[str | None]) -> list[str | None]:
     return out
 
 
-def build_table(runs: list[dict[str, Any]], relative_to: str | None = None) -> Table:
-    """Table-1 rows: one per run; columns = (benchmark, language) pairs across all runs.
+def _specs(run: dict[str, Any]) -> list[dict[str, Any]]:
+    """The run's cells (task specs); a plain lm-eval results file: one per task."""
+    return (run.get("neuronmoe") or {}).get("tasks") or [
+        {"task": t, "benchmark": t, "lang": None, "metric": None, "label": t} for t in run.get("results", {})]
 
-    ``relative_to``: label of the run whose #experts the others are compared with (the paper's
-    "49 (-42%)"); default the MoE run with the most experts.
-    """
+
+def _columns(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """(benchmark, language) columns across all runs: benchmarks in order of appearance, English first."""
     cols: dict[str, dict[str, Any]] = {}
-    bench_order: list[str] = []
     bench_langs: dict[str, list[str | None]] = {}
     for run in runs:
-        specs = (run.get("neuronmoe") or {}).get("tasks") or [
-            {"task": t, "benchmark": t, "lang": None, "metric": None, "label": t} for t in run.get("results", {})
-        ]
-        for s in specs:
+        for s in _specs(run):
             b = s["benchmark"]
-            if b not in bench_order:
-                bench_order.append(b)
-            bench_langs.setdefault(b, [])
-            if s.get("lang") not in bench_langs[b]:
-                bench_langs[b].append(s.get("lang"))
+            langs = bench_langs.setdefault(b, [])
+            if s.get("lang") not in langs:
+                langs.append(s.get("lang"))
             col = {"benchmark": b, "label": s.get("label") or b, "lang": s.get("lang"), "metric": s.get("metric"),
                    "lower_is_better": bool(s.get("lower_is_better", False))}
             cols.setdefault(Table.key(col), col)
-    columns = [cols[Table.key({"benchmark": b, "lang": lang})] for b in bench_order for lang in _lang_order(bench_langs[b])]
-    rows = []
-    for run in runs:
-        nm = run.get("neuronmoe") or {}
-        specs = nm.get("tasks") or [{"task": t, "benchmark": t, "lang": None, "metric": None} for t in run.get("results", {})]
-        scores: dict[str, float | None] = {}
-        metrics: dict[str, str | None] = {}
-        for s in specs:
-            key = Table.key({"benchmark": s["benchmark"], "lang": s.get("lang")})
-            res = run.get("results", {}).get(s["task"])
-            m, v = metric_value(res, s.get("metric")) if res else (s.get("metric"), None)
-            scores[key] = v
-            metrics[key] = m
-        rows.append({"model": nm.get("label"), "experts": nm.get("experts"), "added_params": nm.get("added_params"),
-                     "scores": scores, "metrics": metrics})
-    for c in columns:  # fill a column's metric from the data when the spec named none
-        if not c["metric"]:
-            c["metric"] = next((r["metrics"].get(Table.key(c)) for r in rows if r["metrics"].get(Table.key(c))), None)
+    return [cols[Table.key({"benchmark": b, "lang": lang})] for b in bench_langs for lang in _lang_order(bench_langs[b])]
+
+
+def _row(run: dict[str, Any]) -> dict[str, Any]:
+    nm = run.get("neuronmoe") or {}
+    scores: dict[str, float | None] = {}
+    metrics: dict[str, str | None] = {}
+    for s in _specs(run):
+        key = Table.key({"benchmark": s["benchmark"], "lang": s.get("lang")})
+        res = run.get("results", {}).get(s["task"])
+        m, v = metric_value(res, s.get("metric")) if res else (s.get("metric"), None)
+        scores[key] = v
+        metrics[key] = m
+    return {"model": nm.get("label"), "experts": nm.get("experts"), "added_params": nm.get("added_params"),
+            "scores": scores, "metrics": metrics}
+
+
+def _experts_change(rows: list[dict[str, Any]], relative_to: str | None) -> None:
+    """Each row's #experts relative to the reference row (``relative_to``, else the MoE row with most experts)."""
     ref = None
     moe = [r for r in rows if r["experts"]]
     if relative_to:
         ref = next((r for r in rows if r["model"] == relative_to), None)
         if ref is None:
-            raise ValueError(f"--relative-to {relative_to!r}: no run with that label ({', '.join(str(r['model']) for r in rows)})")
+            raise ConfigError(f"--relative-to {relative_to!r}: no run with that label ({', '.join(str(r['model']) for r in rows)})")
     elif len(moe) > 1:
         ref = max(moe, key=lambda r: r["experts"])
     for r in rows:
         r["experts_change"] = (
             (r["experts"] - ref["experts"]) / ref["experts"] if ref and r["experts"] and ref["experts"] and r is not ref else None
         )
-    notes = []
-    for c in columns:
-        if c["lower_is_better"]:
-            notes.append(f"{c['label']} ({c['metric']}): lower is better")
-    return Table(columns=columns, rows=rows, notes=sorted(set(notes)))
+
+
+def build_table(runs: list[dict[str, Any]], relative_to: str | None = None) -> Table:
+    """Table-1 rows: one per run; columns = (benchmark, language) pairs across all runs.
+
+    ``relative_to``: label of the run whose #experts the others are compared with (the paper's
+    "49 (-42%)"); default the MoE run with the most experts.
+    """
+    columns = _columns(runs)
+    rows = [_row(run) for run in runs]
+    for c in columns:  # fill a column's metric from the data when the spec named none
+        if not c["metric"]:
+            c["metric"] = next((r["metrics"].get(Table.key(c)) for r in rows if r["metrics"].get(Table.key(c))), None)
+    _experts_change(rows, relative_to)
+    notes = sorted({f"{c['label']} ({c['metric']}): lower is better" for c in columns if c["lower_is_better"]})
+    return Table(columns=columns, rows=rows, notes=notes)
 
 
 def format_value(v: float | None, metric: str | None) -> str:

@@ -9,7 +9,7 @@ import socket
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from neuronmoe.cli import CLIError
+from neuronmoe.errors import ConfigError, NetworkError
 from neuronmoe.evaluation.paper_tasks import PAPER_TASK_DIR
 from neuronmoe.utils.checks import did_you_mean
 
@@ -90,7 +90,7 @@ def task_manager_for(names: list[str], include_paths: Iterable[str | Path] = (),
     return task_manager(include_paths)
 
 
-class UnknownTaskError(ValueError):
+class UnknownTaskError(ConfigError):
     pass
 
 
@@ -210,16 +210,33 @@ def hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def dataset_cached(path: str) -> bool:
-    """Whether ``datasets`` has a local copy of hub dataset ``path`` (its cache folder exists)."""
+def _caches() -> tuple[Path, Path]:
+    """(datasets cache, hub cache) folders, as the libraries resolve them from the environment."""
     home = Path(os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface")
     ds_cache = Path(os.environ.get("HF_DATASETS_CACHE") or home / "datasets")
     hub_cache = Path(os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE") or home / "hub")
+    return ds_cache, hub_cache
+
+
+def dataset_cached(path: str) -> bool:
+    """Whether ``datasets`` has a local copy of hub dataset ``path`` (its cache folder exists)."""
+    ds_cache, hub_cache = _caches()
     flat = path.replace("/", "___")
     return (ds_cache / flat).exists() or (hub_cache / ("datasets--" + path.replace("/", "--"))).exists()
 
 
-class NetworkRequiredError(CLIError):
+def cached_main_commit(path: str) -> str | None:
+    """The commit ``main`` pointed to when hub dataset ``path`` was last downloaded (the hub cache's ``refs/main``:
+    what an offline load reads); None if it was never downloaded."""
+    ref = _caches()[1] / ("datasets--" + path.replace("/", "--")) / "refs" / "main"
+    try:
+        sha = ref.read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return sha if len(sha) == 40 and all(c in "0123456789abcdef" for c in sha) else None
+
+
+class NetworkRequiredError(NetworkError):
     """Hub datasets are needed but neither cached nor reachable (printed as a one-line CLI error)."""
 
 

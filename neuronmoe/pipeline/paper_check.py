@@ -205,21 +205,23 @@ def layermoe_values(vals: dict[str, Any], parsed: list[argparse.Namespace]) -> N
 
 
 def eval_values(vals: dict[str, Any], parsed: list[argparse.Namespace]) -> None:
-    """Shots of every benchmark as the evaluation will run them, language by language (the suite's cells, its
-    profile and ``--shots``): ``eval.<bench>`` = the shots most of the plan's languages get, and
-    ``eval.<bench>/<lang>`` for a language that gets others (Turkish MMLU: 4)."""
+    """Shots of every benchmark as the evaluation will run them, language by language (each ``evaluate`` resolved
+    as the stage resolves it: suite, profile, ``--shots``, ``--num-fewshot``): ``eval.<bench>`` = the shots most of
+    the plan's languages get, and ``eval.<bench>/<lang>`` for a language that gets others (Turkish MMLU: 4)."""
     from collections import Counter
 
+    from neuronmoe.evaluation.settings import EvaluateSettings
     from neuronmoe.evaluation.suites import resolve_suite
 
-    evals = [a for a in parsed if a.command == "evaluate" and a.suite]
+    evals = [EvaluateSettings.resolve(a) for a in parsed if a.command == "evaluate"]
+    evals = [e for e in evals if e.effective_suite]
     if not evals:
         return
     a = evals[0]
-    langs = list(dict.fromkeys(x for e in evals for x in str(e.languages or "").split(",") if x)) or None
-    specs = resolve_suite(a.suite, langs, profile=a.profile, shots=a.shots)
-    for bench in dict.fromkeys(s.benchmark for s in specs):
-        shots = {s.lang: (a.num_fewshot if a.num_fewshot is not None else s.shots) for s in specs if s.benchmark == bench}
+    langs = list(dict.fromkeys(x for e in evals for x in e.languages)) or None
+    specs = resolve_suite(a.effective_suite, langs, profile=a.profile, shots=a.shots)
+    for bench in dict.fromkeys(t.benchmark for t in specs):
+        shots = {t.lang: (a.num_fewshot if a.num_fewshot is not None else t.shots) for t in specs if t.benchmark == bench}
         common = Counter(shots.values()).most_common(1)[0][0]
         vals[f"eval.{bench}"] = common
         for lang, n in shots.items():

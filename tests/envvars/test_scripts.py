@@ -45,7 +45,7 @@ def test_stage_scripts_resolve_the_canonical_variables(tmp_path):
     (a,) = _args(_run("run_similarity.sh", tmp_path, CANONICAL))
     assert (a["targets"], a["old_langs"], a["source"], a["batch_size"]) == (["hu"], ["en", "de"], "en", 6)
     (a,) = _args(_run("run_expert_allocation.sh", tmp_path, CANONICAL))
-    assert (a["targets"], a["source"]) == ("hu", "en")
+    assert (a["targets"], a["source_lang"]) == (["hu"], "en")
     (a,) = _args(_run("run_stage1.sh", tmp_path, CANONICAL))
     c = a["resolved"]["config"]
     assert (c["languages"], c["replay_languages"], c["per_device_train_batch_size"], c["seed"], c["top_k"]) == \

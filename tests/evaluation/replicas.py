@@ -11,8 +11,10 @@ known quirks (facts in shared/reference/paper-scale-protocol.md, section 3):
   leading space; m_mmlu's shots come from ``train``;
 * HellaSwag: ``activity_label``, ``ctx_a``, ``ctx_b``, ``endings``, string ``label``; test splits with
   empty labels; WikiHow-style ``[header]`` / ``[title]`` markers (translated ones in Turkish);
-* MMLU: one config per subject; cais/mmlu and ilsp/mmlu_greek have 5 ``dev`` rows, malhajar/mmlu-tr
-  4; ilsp/mmlu_greek answers are indices in some subjects and Greek letters (``Α``-``Δ``) in others;
+* MMLU: one config per subject (and ``all``) for cais/mmlu and ilsp/mmlu_greek, 5 ``dev`` rows; malhajar/mmlu-tr
+  has no ``configs:`` block, as on the hub: per subject ``<subject>/dev-4.jsonl``, ``validation-N.jsonl``,
+  ``test-N.jsonl`` (``datasets`` alone would fold ``dev`` into ``validation``); ilsp/mmlu_greek answers are
+  indices in some subjects and Greek letters (``Α``-``Δ``) in others;
 * Belebele: one config per FLORES code, a single ``test`` split, ``correct_answer_num`` a digit string.
 
 ``replica.json`` in each folder declares the row count of every (config, split), which
@@ -22,6 +24,7 @@ known quirks (facts in shared/reference/paper-scale-protocol.md, section 3):
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import sys
@@ -65,6 +68,30 @@ class _Text:
         return self.rng.sample(self.words, n)
 
 
+def _write_files(folder: Path, dataset: str, configs: dict[str | None, dict[str, list[dict[str, Any]]]],
+                 broken: str | None = None) -> Path:
+    """A repository without a ``configs:`` block, laid out like ``malhajar/mmlu-tr``: per config (subject) a folder
+    of files named ``<split>-<rows>.jsonl``. ``datasets`` then knows no config names and infers splits from file
+    names (``dev`` folded into ``validation``): only a task that names each split's files can read it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows: dict[str, dict[str, int]] = {}
+    texts = []
+    for config, splits in configs.items():
+        rows[str(config)] = {}
+        for split, data in splits.items():
+            text = "{not json\n" if config == broken else "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in data)
+            (folder / str(config)).mkdir(exist_ok=True)
+            (folder / str(config) / f"{split}-{len(data)}.jsonl").write_text(text, encoding="utf-8")
+            rows[str(config)][split] = len(data)
+            texts.append(text)
+    digest = hashlib.sha256("".join(texts).encode("utf-8")).hexdigest()[:12]
+    (folder / "README.md").write_text(f"# {dataset}\n\nOffline replica for the NeuronMoE tests (generated text). Its card "
+                                      "has no metadata block, as on the hub.\n", encoding="utf-8")
+    (folder / "replica.json").write_text(json.dumps({"dataset": dataset, "rows": rows, "digest": digest, "layout": "files"},
+                                                    indent=1), encoding="utf-8")
+    return folder
+
+
 def _write(folder: Path, dataset: str, configs: dict[str | None, dict[str, list[dict[str, Any]]]], broken: str | None = None) -> Path:
     """A dataset folder: ``<data-digest>/<config>/<split>.jsonl`` files, a README declaring them, replica.json.
 
@@ -72,8 +99,6 @@ def _write(folder: Path, dataset: str, configs: dict[str | None, dict[str, list[
     local folder by the README's configs, not by the files' content, so two replicas with different
     rows must not declare the same paths.
     """
-    import hashlib
-
     folder.mkdir(parents=True, exist_ok=True)
     texts = {(config or "default", split): "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in data)
              for config, splits in configs.items() for split, data in splits.items()}
@@ -159,7 +184,8 @@ def _hellaswag(lang: str, seed: int, splits: tuple[str, ...] = ("train", "valida
 
 
 # ----------------------------------------------------------------------------------------- MMLU
-def _mmlu(lang: str, seed: int, dev_rows: int = 5, greek_letters: bool = False, dev_is_test: tuple[str, ...] = ()) -> dict[str, dict]:
+def _mmlu(lang: str, seed: int, dev_rows: int = 5, greek_letters: bool = False, dev_is_test: tuple[str, ...] = (),
+          with_all: bool = True) -> dict[str, dict]:
     configs: dict[str | None, dict[str, list]] = {}
     for si, subject in enumerate(MMLU_SUBJECTS):
         t = _Text(lang, seed + si)
@@ -175,6 +201,8 @@ def _mmlu(lang: str, seed: int, dev_rows: int = 5, greek_letters: bool = False, 
         if subject in dev_is_test:  # the bad ilsp/mmlu_greek revision: test items in the dev split
             splits["dev"] = [dict(r) for r in splits["test"]] + splits["dev"]
         configs[subject] = splits
+    if with_all:  # every subject in one config, as cais/mmlu and ilsp/mmlu_greek have it
+        configs["all"] = {split: [r for c in list(configs.values()) for r in c[split]] for split in MMLU_ROWS}
     return configs
 
 
@@ -217,22 +245,45 @@ def replica_specs(dev_is_test: tuple[str, ...] = ()) -> dict[str, Callable[[], d
                                               for i, lang in enumerate(okapi)},
         "cais/mmlu": lambda: _mmlu("en", 100),
         "ilsp/mmlu_greek": lambda: _mmlu("el", 200, greek_letters=True, dev_is_test=dev_is_test),
-        "malhajar/mmlu-tr": lambda: _mmlu("tr", 300, dev_rows=4),
+        "malhajar/mmlu-tr": lambda: _mmlu("tr", 300, dev_rows=4, with_all=False),
         "alexandrainst/m_mmlu": lambda: {lang: _okapi_mmlu(lang, 400 + i) for i, lang in enumerate(okapi)},
     }
 
 
-def build_replicas(root: str | Path, dev_is_test: tuple[str, ...] = (), broken: tuple[str, str] | None = None) -> Path:
+#: repositories without a ``configs:`` block on the hub (protocol notes, section 3): laid out by files
+NO_CONFIGS_BLOCK = {"malhajar/mmlu-tr"}
+#: fields whose text changes in a dataset that "moved" to a new commit
+_TEXT_FIELDS = ("question", "ctx_a", "instruction", "flores_passage")
+
+
+def _moved(configs: dict[str | None, dict[str, list[dict[str, Any]]]]) -> dict:
+    """The same dataset at a later commit: the first row of every split reworded."""
+    out: dict[str | None, dict[str, list[dict[str, Any]]]] = {}
+    for config, splits in configs.items():
+        out[config] = {}
+        for split, rows in splits.items():
+            first = dict(rows[0])
+            field = next(f for f in _TEXT_FIELDS if f in first)
+            first[field] = f"{first[field]} (revised)"
+            out[config][split] = [first] + rows[1:]
+    return out
+
+
+def build_replicas(root: str | Path, dev_is_test: tuple[str, ...] = (), broken: tuple[str, str] | None = None,
+                   moved: tuple[str, ...] = ()) -> Path:
     """Write every replica under ``root``.
 
     ``dev_is_test``: Greek MMLU subjects whose dev split holds test items (a bad revision);
-    ``broken``: (dataset, config) whose files are not valid JSON (a dataset that fails to load).
+    ``broken``: (dataset, config) whose files are not valid JSON (a dataset that fails to load);
+    ``moved``: datasets written as at a later commit (other text, so another ``replica:<digest>`` revision).
     """
     from neuronmoe.evaluation.cells import replica_dir
 
     root = Path(root)
     for dataset, make in replica_specs(dev_is_test).items():
-        _write(replica_dir(root, dataset), dataset, make(), broken[1] if broken and broken[0] == dataset else None)
+        configs = _moved(make()) if dataset in moved else make()
+        write = _write_files if dataset in NO_CONFIGS_BLOCK else _write
+        write(replica_dir(root, dataset), dataset, configs, broken[1] if broken and broken[0] == dataset else None)
     return root
 
 

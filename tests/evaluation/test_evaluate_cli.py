@@ -32,6 +32,7 @@ def test_local_suite_end_to_end_resume_and_report(tiny_model_dir, data_root, cap
     res = json.loads((run / "results.json").read_text())
     assert set(res["results"]) == {"udhr_cloze_en", "udhr_cloze_el", "heldout_ppl_en", "heldout_ppl_el"}
     for lang in ("en", "el"):
+        assert 0.0 <= res["results"][f"udhr_cloze_{lang}"]["acc_norm,none"] <= 1.0  # shown beside acc, which decides
         acc = res["results"][f"udhr_cloze_{lang}"]["acc,none"]
         assert 0.0 <= acc <= 1.0 and res["n-samples"][f"udhr_cloze_{lang}"]["effective"] == 6
         se = res["results"][f"udhr_cloze_{lang}"]["acc_stderr,none"]
@@ -44,6 +45,11 @@ def test_local_suite_end_to_end_resume_and_report(tiny_model_dir, data_root, cap
     # per-item rows for the paired tests: 0/1 per cloze item, (loglik, bytes) per held-out document
     cloze = [json.loads(x) for x in (run / "items" / "udhr_cloze__el.jsonl").read_text().splitlines()]
     assert len(cloze) == 6 and {r["acc"] for r in cloze} <= {0, 1} and all(r["doc_hash"] for r in cloze)
+    # each item carries its two baselines; the cell's summary is in results.json
+    assert all(r["baselines"]["chance"] == 0.25 and 0 <= r["baselines"]["unigram"] <= 1 for r in cloze)
+    base = nm["cells"]["udhr_cloze/el"]["baselines"]
+    assert base["items"] == 6 and base["chance"] == 0.25
+    assert base["unigram"] == pytest.approx(sum(r["baselines"]["unigram"] for r in cloze) / 6)
     ppl = [json.loads(x) for x in (run / "items" / "heldout_ppl__en.jsonl").read_text().splitlines()]
     assert len(ppl) == 2 and all(r["bits_per_byte"][0] < 0 and r["bits_per_byte"][1] > 0 for r in ppl)
     man = json.loads((run / "manifest.json").read_text())
@@ -66,6 +72,12 @@ def test_local_suite_end_to_end_resume_and_report(tiny_model_dir, data_root, cap
     assert md.splitlines()[0] == "| Model | #Exp | Added params | UDHR-cloze EN | UDHR-cloze EL | Held-out BPB EN | Held-out BPB EL |"
     row = md.splitlines()[2]
     assert row.startswith("| base-local | - | - | ") and row.count("±") == 4
+    # both cloze baselines per language, on the items the runs evaluated
+    lines = md.splitlines()
+    assert any(line.startswith("Baselines on the same items") for line in lines)
+    for lang in ("EN", "EL"):
+        row = next(line for line in lines if line.startswith(f"| UDHR-cloze {lang} | 6 | 25.00 | "))
+        assert row.endswith("| every run |") and row.count("±") == 1
     csv_head = (data_root / "eval" / "table.csv").read_text().splitlines()[0]
     assert csv_head.startswith("model,experts,added_params,udhr_cloze_en_acc,udhr_cloze_en_acc_se")
 
@@ -119,6 +131,9 @@ def test_check_against_replicas_passes_and_catches_a_bad_revision(data_root, tmp
     out = capsys.readouterr().out
     assert out.count("| ok |") == 16 and "all cells ok" in out
     assert "| mmlu/tr | mmlu_tr |" in out and "4 from dev (4 rows)" in out
+    # the splits each cell's data came with, as datasets made them of the files (Turkish MMLU: no configs: block)
+    mmlu_tr = next(line for line in out.splitlines() if line.startswith("| mmlu/tr |"))
+    assert "| dev 228, validation 114, test 114 |" in mmlu_tr and "abstract_algebra, anatomy, ..." in mmlu_tr
     # the ilsp/mmlu_greek revision whose dev split copied test, and 5-shot Turkish MMLU from a 4-row dev
     bad = build_replicas(tmp_path / "bad", dev_is_test=("anatomy", "virology"))
     assert main([*argv, "--languages", "el,tr", "--shots", "mmlu/tr=5", "--dataset-replicas", str(bad)]) == 1
@@ -191,6 +206,12 @@ def test_adapter_for_another_base_is_refused_before_loading(tiny_model_dir, data
 
 
 def test_bad_flags(data_root, capsys):
+    # a run name is one folder name: never a path out of $OUTPUT_DIR/eval (nothing is written)
+    assert main(["evaluate", "--output-dir", str(data_root), "--run-name", "../../../x", "--languages", "en"]) == 2
+    assert "--run-name '../../../x': contains a path separator" in capsys.readouterr().err
+    assert not (data_root / "eval").exists() and not (data_root.parent / "x").exists()
+    assert main(["evaluate", "--output-dir", str(data_root), "--tasks", "arc_hu", "--local-sizes", "cloze_items=3"]) == 2
+    assert "--local-sizes: applies to --suite local only" in capsys.readouterr().err
     assert main(["evaluate", "--output-dir", str(data_root), "--local-sizes", "cloze_items"]) == 2
     assert "key=value" in capsys.readouterr().err
     assert main(["evaluate", "--output-dir", str(data_root), "--tasks", "arc_hu", "--profile", "paper"]) == 2

@@ -27,10 +27,12 @@ def tm():
 
 def test_generated_yamls_are_in_sync_and_follow_lm_evals_include_pattern():
     rendered = paper_tasks.render()
-    assert len(rendered) == 2 + 2 * (57 + 4)  # 2 family templates; per language a template, a group, 57 subjects, arc, hellaswag
+    # 2 family templates; per language a template, a group, 57 subjects, the answer function, arc, hellaswag
+    assert len(rendered) == 2 + 2 * (57 + 5)
     for name, text in rendered.items():
         assert (paper_tasks.PAPER_TASK_DIR / name).read_text(encoding="utf-8") == text, f"{name}: run python -m neuronmoe.evaluation.paper_tasks"  # noqa: E501 (an exact message/data row)
-    on_disk = {p.relative_to(paper_tasks.PAPER_TASK_DIR).as_posix() for p in paper_tasks.PAPER_TASK_DIR.rglob("*") if "yaml" in p.name}
+    on_disk = {p.relative_to(paper_tasks.PAPER_TASK_DIR).as_posix() for p in paper_tasks.PAPER_TASK_DIR.rglob("*")
+               if "yaml" in p.name or (p.suffix == ".py" and p.parent.name.startswith("mmlu_"))}
     assert on_disk == set(rendered)  # no stale file left behind
     subject = rendered["mmlu_el/mmlu_el_anatomy.yaml"].splitlines()
     assert subject[1] == "include: _default_template_yaml" and len(subject) == 6  # a few lines per subject
@@ -95,7 +97,7 @@ def test_every_dataset_of_the_suite_has_a_revision_entry(tm):
             assert entry.get("evidence"), f"{ds}: a pinned commit says where it comes from"
         else:
             assert entry.get("reason"), f"{ds}: an unpinned dataset says why"
-    pinned = {c.key: c.dataset_kwargs.get("revision") for c in cells}  # passed to load_dataset, ours and lm-eval's alike
+    pinned = {c.key: c.kwargs_patch.get("revision") for c in cells}  # passed to load_dataset, ours and lm-eval's alike
     assert pinned["mmlu/el"] == pins["ilsp/mmlu_greek"]["revision"] and pinned["arc/tr"] is None
     assert pinned["arc/en"] == pins["allenai/ai2_arc"]["revision"]  # lm-eval's own task gets the pin too
     for c in cells:  # a pinned revision reaches every task: through our YAML or an override of lm-eval's
@@ -122,7 +124,9 @@ def test_our_yamls_carry_the_pinned_revisions():
     pins = load_dataset_pins()
     files = paper_tasks.render()
     for lang, ds in paper_tasks.MMLU_DATASETS.items():
-        text = files[f"mmlu_{lang}/_default_template_yaml"]
+        # the template, or each subject where the subject names its own files
+        text = files[f"mmlu_{lang}/_default_template_yaml" if paper_tasks.MMLU_LAYOUT[lang] == "configs"
+                     else f"mmlu_{lang}/mmlu_{lang}_anatomy.yaml"]
         rev = pins[ds]["revision"]
         assert (f"revision: {rev}" in text) == (rev != UNPINNED)
     assert "UNPINNED" in files["arc_tr.yaml"] and "dataset_kwargs" not in files["arc_tr.yaml"]
@@ -142,7 +146,13 @@ def test_mmlu_tasks_as_the_published_patches_define_them(tm, lang, dataset, desc
     assert len(leaves) == 57
     name, cfg = next((n, c) for n, c in leaves if n.endswith("_anatomy"))
     assert name == f"mmlu_{lang}_anatomy"
-    assert cfg["dataset_path"] == dataset and cfg["dataset_name"] == "anatomy"
+    assert cfg["dataset_path"] == dataset
+    if lang == "el":  # a configs: block on the hub: one config per subject
+        assert cfg["dataset_name"] == "anatomy"
+    else:  # none on the hub: the subject's files, one pattern per split (dev would otherwise fold into validation)
+        assert not cfg.get("dataset_name")
+        assert cfg["dataset_kwargs"]["data_files"] == {s: f"anatomy/{s}-*.jsonl" for s in ("dev", "validation", "test")}
+        assert cfg["dataset_kwargs"]["revision"] == load_dataset_pins()[dataset]["revision"]
     assert cfg["test_split"] == "test" and cfg["fewshot_split"] == "dev"
     assert cfg["fewshot_config"]["sampler"] == "first_n"
     assert cfg["description"] == description
@@ -172,11 +182,24 @@ def test_arc_and_hellaswag_tasks(tm, task, dataset, shots, split):
     assert {m["metric"] for m in cfg["metric_list"]} == {"acc", "acc_norm"}
 
 
-def test_mmlu_target_template_accepts_indices_and_letters():
+def _mmlu_target(lang: str):
+    """doc -> gold index, as the task YAML configures it (lm-eval's own loader; a template or a function)."""
+    from lm_eval.tasks._yaml_loader import load_yaml  # what lm-eval's task factory reads YAMLs with
     from lm_eval.utils import apply_template
 
-    tmpl = paper_tasks._MMLU_TARGET
-    assert [apply_template(tmpl, {"answer": a}) for a in (0, 3, "B", "Γ", "2", " D")] == ["0", "3", "1", "2", "2", "3"]
+    cfg = load_yaml(paper_tasks.PAPER_TASK_DIR / f"mmlu_{lang}" / "_default_template_yaml", resolve_func=True)
+    target = cfg["doc_to_target"]
+    return target if callable(target) else (lambda doc: int(apply_template(target, doc)))
+
+
+@pytest.mark.parametrize("lang", ["el", "tr"])
+def test_mmlu_answers_map_to_an_index_and_anything_else_is_an_error(lang):
+    target = _mmlu_target(lang)
+    docs = [{"answer": a, "question": "q"} for a in (0, 3, "B", "Γ", "2", " D")]
+    assert [target(d) for d in docs] == [0, 3, 1, 2, 2, 3]
+    for bad in ("", "  ", "E", "AB", "12", 4, -1, None, True):  # never silently A (the template before mapped "" to A)
+        with pytest.raises(ValueError, match="is not an index 0-3 or a letter"):
+            target({"answer": bad, "question": "q"})
 
 
 def test_hellaswag_processing_is_lm_evals_own():
