@@ -24,7 +24,7 @@ STAGE_MODULES = [
     "neuronmoe.similarity.settings",  # similarity (LayerMoE baseline)
     "neuronmoe.allocation.settings",  # allocate
     "neuronmoe.pipeline.gate_settings",  # allocation-gate (paper run: computed allocations vs the paper's)
-    "neuronmoe.training.cli",  # train
+    "neuronmoe.training.settings",  # train
     "neuronmoe.evaluation.settings",  # evaluate, report
     "neuronmoe.analysis.settings",  # analyze-experts, figures
     "neuronmoe.interop.settings",  # lm-eval (lm-eval's own CLI, method registered), export (standalone HF folder)
