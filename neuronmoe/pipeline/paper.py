@@ -226,10 +226,10 @@ def paper_dry_run(model_config: str = "llama-3.2-3b", output_dir: str = "outputs
 
 def check_training_profiles(facts: dict[str, Any]) -> None:
     """Both paper profiles resolve and validate; stage 1 has Table 7's learning rate, steps and top-k."""
-    from neuronmoe.training.settings import resolve
+    from neuronmoe.training.settings import TrainSettings
 
     for stage in (1, 2):
-        tcfg, _ = resolve(stage, "paper", environ={})
+        tcfg = TrainSettings.resolve(environ={}, stage=stage, profile="paper").config()
         facts[f"train_stage{stage}"] = {k: tcfg.get(k) for k in ("learning_rate", "max_steps", "num_train_epochs",
                                                                  "per_device_train_batch_size", "cutoff_len", "top_k",
                                                                  "aux_loss_coef", "lpr_loss_coef", "lr_scheduler_type",
