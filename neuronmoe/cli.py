@@ -28,7 +28,7 @@ STAGE_MODULES = [
     "neuronmoe.evaluation.settings",  # evaluate, report
     "neuronmoe.analysis.settings",  # analyze-experts, figures
     "neuronmoe.interop.settings",  # lm-eval (lm-eval's own CLI, method registered), export (standalone HF folder)
-    "neuronmoe.pipeline",  # reproduce-paper (dry run) and pipeline helpers
+    "neuronmoe.pipeline.settings",  # pipeline (the miniature reproduction), reproduce-paper (the paper-scale plan)
 ]
 
 
@@ -54,6 +54,23 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             mod.register(sub)
     return parser
+
+
+def commands() -> dict[str, Command]:
+    """Every subcommand declared as a :class:`Command`, by name."""
+    out: dict[str, Command] = {}
+    for modname in STAGE_MODULES:
+        for cmd in getattr(importlib.import_module(modname), "COMMANDS", []):
+            out[cmd.name] = cmd
+    return out
+
+
+def settings_of(command: str) -> type:
+    """The settings class of subcommand ``command`` (``train`` -> ``TrainSettings``)."""
+    try:
+        return commands()[command].settings
+    except KeyError:
+        raise LookupError(f"no subcommand {command!r} with a settings class") from None
 
 
 def main(argv: list[str] | None = None) -> int:

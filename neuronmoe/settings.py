@@ -468,6 +468,8 @@ def _show(v: Any) -> str:
 
 
 def _render(v: Any) -> str:
+    if isinstance(v, float) and v.is_integer() and abs(v) < 1e15:
+        return str(int(v))  # 70.0 -> 70 (read back as the field's type)
     if isinstance(v, (list, tuple)):
         return ",".join(map(str, v)) or "none"
     if isinstance(v, bool):

@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 from typing import Any, Sequence
 
+from neuronmoe.errors import ConfigError
+
 OK, DEVIATION, MISMATCH, AT_RUN_TIME, NOT_RUN = "ok", "deviation", "MISMATCH", "at run time", "not run"
 
 
@@ -30,7 +32,7 @@ class NotRun:
         return f"NotRun({self.value!r})"
 
 
-class PaperMismatchError(ValueError):
+class PaperMismatchError(ConfigError):
     """The plan differs from the paper in a way that is not a documented deviation."""
 
 

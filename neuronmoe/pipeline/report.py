@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from neuronmoe.pipeline.plan import TABLE_ROWS, PipelineConfig
+from neuronmoe.pipeline.plan import TABLE_ROWS
+from neuronmoe.pipeline.settings import PipelineSettings
 
 
 def _alloc_facts(out_dir: Path, name: str | None) -> dict[str, Any]:
@@ -22,7 +23,7 @@ def _alloc_facts(out_dir: Path, name: str | None) -> dict[str, Any]:
     return {"experts": d.get("total_experts"), "added_params": added, "experts_per_layer": d.get("experts_per_layer")}
 
 
-def build_report(cfg: PipelineConfig, timings: dict[str, Any] | None = None) -> str:
+def build_report(cfg: PipelineSettings, timings: dict[str, Any] | None = None) -> str:
     """``report.md``: the miniature Table 1, the allocations, the expert analysis and every figure,
     with every number read from this run's outputs."""
     from neuronmoe.evaluation.table import load_run
@@ -95,7 +96,7 @@ def build_report(cfg: PipelineConfig, timings: dict[str, Any] | None = None) -> 
     return "\n".join(lines)
 
 
-def write_report(cfg: PipelineConfig, timings: dict[str, Any] | None = None) -> Path:
+def write_report(cfg: PipelineSettings, timings: dict[str, Any] | None = None) -> Path:
     from neuronmoe.utils import atomic_write_text
 
     path = Path(cfg.output_dir) / "report.md"

@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 from neuronmoe.errors import ConfigError
-from neuronmoe.settings import (_UNSET, Command, ModelOutputSettings, _yaml_label, parse_bool, parse_count, parse_list,
-                                setting)
+from neuronmoe.settings import _UNSET, Command, ModelOutputSettings, _yaml_label, parse_bool, parse_count, parse_list, setting
 
 AUTO = "auto"  #: a batch field derived from effective_batch_size and the world size
 PROFILES = ("auto", "paper", "cpu")

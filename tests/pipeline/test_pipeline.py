@@ -8,17 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from neuronmoe.pipeline import PipelineConfig, is_complete, paper_dry_run, plan, run_pipeline
+from neuronmoe.pipeline import PipelineSettings, is_complete, paper_dry_run, plan, run_pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _cfg(runner, **kw):
-    return PipelineConfig(output_dir=str(runner.out), **kw)
+    return PipelineSettings(output_dir=str(runner.out), **kw)
 
 
 def test_plan_order_deps_and_settings():
-    cfg = PipelineConfig(output_dir="/o", model="gemma3-270m", source="en", target="tr", neg_langs=["hu", "tr"])
+    cfg = PipelineSettings(output_dir="/o", model="gemma3-270m", source="en", target="tr", neg_langs=["hu", "tr"])
     st = plan(cfg)
     names = [s.name for s in st]
     assert names[:3] == ["data", "neurons", "similarity"] and names[-2:] == ["analyze-experts", "figures"]
