@@ -53,7 +53,7 @@ def plan_runs(targets: Sequence[str], runs: Sequence[str] | None = None) -> list
         for r in runs_of[t]:
             kind, _, stage = r.rpartition("-s")
             if kind not in RUN_KINDS or stage not in ("1", "2") or (stage == "2" and RUN_KINDS[kind][1] is None):
-                raise ValueError(f"run {r!r}: expected one of {', '.join(all_run_names())}")
+                raise ConfigError(f"run {r!r}: expected one of {', '.join(all_run_names())}")
             out.append((kind, int(stage), t))
     order = {k: i for i, k in enumerate(RUN_KINDS)}
     return sorted(out, key=lambda x: (x[1], list(targets).index(x[2]), order[x[0]]))
@@ -224,7 +224,7 @@ def paper_dry_run(model_config: str = "llama-3.2-3b", output_dir: str = "outputs
 
     check_languages(list(targets), "--targets")
     if allocations not in ("computed", "published"):
-        raise ValueError(f"--allocations {allocations!r}: choose computed or published")
+        raise ConfigError(f"--allocations {allocations!r}: choose computed or published")
     checked = check_config or model_config
     cfg = load_config(checked)
     facts: dict[str, Any] = {"model_config": checked, "dims": model_dims(cfg), "checks": []}
@@ -258,7 +258,7 @@ def check_training_profiles(facts: dict[str, Any]) -> None:
         facts["checks"].append(f"training profile stage {stage} (paper) validates")
     t1 = facts["train_stage1"]
     if t1.get("learning_rate") != 1e-4 or t1.get("max_steps") != 15000 or t1.get("top_k") != 2:
-        raise ValueError(f"train_stage1.yaml drifted from the paper's Table 7: {t1}")
+        raise ConfigError(f"train_stage1.yaml drifted from the paper's Table 7: {t1}")
 
 
 def check_deepspeed(facts: dict[str, Any]) -> None:
@@ -267,7 +267,7 @@ def check_deepspeed(facts: dict[str, Any]) -> None:
     ds_path = CONFIG_DIR / "deepspeed_zero2.json"
     ds = json.loads(ds_path.read_text())
     if ds.get("zero_optimization", {}).get("stage") != 2:
-        raise ValueError(f"{ds_path}: not a ZeRO stage-2 config")
+        raise ConfigError(f"{ds_path}: not a ZeRO stage-2 config")
     facts["checks"].append("DeepSpeed ZeRO-2 config present")
 
 
@@ -283,7 +283,7 @@ def check_eval_suite(facts: dict[str, Any], targets: Sequence[str], source: str 
         from neuronmoe.languages import LANGUAGES
 
         have = [x for x in LANGUAGES if all(task_for(b, x) for b in benches)]
-        raise ValueError("the paper evaluation suite (neuronmoe/configs/eval_suites.yaml) has no cell for "
+        raise ConfigError("the paper evaluation suite (neuronmoe/configs/eval_suites.yaml) has no cell for "
                          + ", ".join(f"{k} ({', '.join(v)})" for k, v in missing.items())
                          + f"; languages with every cell: {', '.join(have)}")
     facts["eval_suite"] = {b["name"]: {lang: task_for(b, lang) for lang in langs} for b in benches}
