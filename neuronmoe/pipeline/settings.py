@@ -66,11 +66,7 @@ class PipelineSettings(Settings):
         if old and not environ.get("SOURCE_LANG"):
             environ = {**environ, "SOURCE_LANG": old[0]}
         s: PipelineSettings = super().resolve(flags, environ=environ, **kw)  # type: ignore[assignment]
-        targets = parse_list(s.target)
-        if len(targets) != 1:
-            s.fail("target", f"{s.target!r}: the miniature pipeline extends the model to one language; run it once per "
-                             "language with its own OUTPUT_DIR")
-        s.target = targets[0]
+        s.target = parse_list(s.target)[0]
         everything, _ = read_env(_LANGUAGES, environ, cls.COMMAND)
         if s.neg_langs is None and everything is not None:
             s.neg_langs = [x for x in parse_list(everything) if x != s.target and x not in s.old]
@@ -80,10 +76,13 @@ class PipelineSettings(Settings):
         """Known codes, one new language not among the old ones (checked before anything is planned or run)."""
         from neuronmoe.languages import check_languages
 
-        check_languages([self.target], self.origin("target"))
+        if len(parse_list(self.target)) != 1:
+            self.fail("target", f"{self.target!r}: the miniature pipeline extends the model to one language; run it once "
+                                "per language with its own OUTPUT_DIR")
+        check_languages(parse_list(self.target), self.origin("target"))
         check_languages(self.old, self.origin("old_langs"))
         check_languages(self.negatives, self.origin("neg_langs"))
-        if self.target in self.old:
+        if parse_list(self.target)[0] in self.old:
             self.fail("target", f"{self.target}: it is also an old language ({','.join(self.old)}); they must differ")
         for n in self.sample_sizes:
             if n < 1:
