@@ -2,8 +2,9 @@
 
 A stage declares its subcommand(s) as :class:`Command` objects in its light ``settings`` module (``COMMANDS``):
 the settings dataclass (:mod:`neuronmoe.settings`) gives every flag, and ``run`` names the stage function that
-takes the resolved settings (imported on use, so ``--help`` stays fast). Errors: :mod:`neuronmoe.errors` (user errors are one line; anything else is a bug and
-keeps its traceback).
+takes the resolved settings (imported on use, so ``--help`` stays fast). Errors: :mod:`neuronmoe.errors` (user
+errors and the operating system's are one line; anything else, a plain ``ValueError`` or ``KeyError`` included, is
+a bug and keeps its traceback).
 """
 from __future__ import annotations
 
