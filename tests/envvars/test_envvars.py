@@ -1,7 +1,6 @@
 """The variable table: one meaning per name, old spellings resolved per command, the README table."""
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from neuronmoe import envvars
