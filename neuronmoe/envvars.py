@@ -221,8 +221,8 @@ VARS: list[Var] = [
     _v("ANALYSIS_KEEP_ACTIVATIONS", {_ANA: "--keep-activations"}, "0", "1: keep the pooled-activation memmaps"),
     _v("FIGURES_DIR", {_FIG: "--figures-dir"}, "$OUTPUT_DIR/figures", "where figures are written"),
     # ---- pipeline / reproduce-paper ---------------------------------------------------------------------
-    _v("PIPELINE_ONLY", {_PIPE: "--only"}, "all stages", "run only these pipeline stages"),
-    _v("PIPELINE_RERUN", {_PIPE: "--rerun"}, "none", "rerun these pipeline stages even if complete"),
+    _v("PIPELINE_ONLY", {_PIPE: "--only", _PAPER: "--only"}, "all stages", "run only these pipeline stages"),
+    _v("PIPELINE_RERUN", {_PIPE: "--rerun", _PAPER: "--rerun"}, "none", "rerun these pipeline stages even if complete"),
     _v("PAPER_MODEL_CONFIG", {_PAPER: "--model-config", _GATE: "--model-config"}, "llama-3.2-3b",
        "shipped config the dry run checks against"),
     _v("PAPER_ALLOCATIONS", {_PAPER: "--allocations"}, "computed", "computed or published allocations"),

@@ -72,6 +72,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--dry-run", action="store_true",
         help="validate every config and print the exact commands; needs no GPU, weights or data")
     r.add_argument("--json", action="store_true", help="print the dry-run facts as JSON")
+    r.add_argument("--run", action="store_true",
+                   help="validate, then run the plan through the pipeline's runner: finished stages are skipped, a "
+                   "changed input reruns what reads it, training resumes from its checkpoint (scripts/reproduce_paper.sh)")
+    r.add_argument("--only", default=env("PIPELINE_ONLY", command="reproduce-paper"),
+                   help="with --run: run only these stages, comma separated (env PIPELINE_ONLY; --dry-run --run lists them)")
+    r.add_argument("--rerun", default=env("PIPELINE_RERUN", command="reproduce-paper"),
+                   help="with --run: run these stages even if complete, comma separated (env PIPELINE_RERUN)")
     hook.add_arguments(r)  # --gpu, --gpu-memory, --mfu, --check, --accept-allocation-diff (issue 22)
     r.set_defaults(func=run_reproduce, report_env=False)  # reported with the variables its commands read
 
@@ -148,9 +155,11 @@ def run_reproduce(args: argparse.Namespace) -> int:
     targets, model_config, model = facts["targets"], facts["model_config"], facts["model"]
     if os.environ.get(REPORTED) != "1":  # variables set but read neither here nor by any command of the plan
         report("reproduce-paper", script=os.environ.get(SCRIPT) or None, honoured=honoured_variables(facts["commands"]))
-    if args.print_commands:
+    if args.print_commands or args.run:
         check_table(facts["settings"])  # never hand a plan that differs from the paper to the runner
         hook.final_checks(facts, args, strict_disk=True)  # ... nor one that does not fit a device or the disk
+        if args.run:
+            return run_paper_stages(facts["commands"], args)
         print("\n".join(facts["commands"]))
         return 0
     if args.json:
@@ -175,6 +184,18 @@ def run_reproduce(args: argparse.Namespace) -> int:
     hook.final_checks(facts, args)  # a run that does not fit its device (with --check: access, disk): exit 2
     if not args.dry_run:
         print("# validated; run these commands on the GPU cluster (scripts/reproduce_paper.sh runs them in order)", file=sys.stderr)
+    return 0
+
+
+def run_paper_stages(commands: list[str], args: argparse.Namespace) -> int:
+    """``reproduce-paper --run``: the plan's commands as stages of the pipeline's runner."""
+    from neuronmoe.pipeline.paper_stages import paper_stages, plan_output_dir
+    from neuronmoe.pipeline.run import run_stages
+
+    out = plan_output_dir(commands)
+    stages = paper_stages(commands, out)
+    run_stages(stages, Path(out), dry_run=args.dry_run, only=split_langs(args.only) or None,
+               rerun=split_langs(args.rerun) or None)
     return 0
 
 
