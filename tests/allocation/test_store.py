@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from alloc_paper_tables import TABLE2_LAYERMOE, TABLE5, TABLE9_QWEN_LAYERMOE, TABLE9_QWEN_NEURONMOE_PRINTED
+from support.paper_tables import TABLE2_LAYERMOE, TABLE5, TABLE9_QWEN_LAYERMOE, TABLE9_QWEN_NEURONMOE_PRINTED
 
 from neuronmoe.allocation import (
     ENV_KEY,

@@ -31,6 +31,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+import pytest
+
 from neuronmoe.evaluation.paper_tasks import MMLU_SUBJECTS
 
 #: a few plain words per language (our own), from which every text is drawn
@@ -291,3 +293,30 @@ if __name__ == "__main__":  # pragma: no cover
     if len(sys.argv) != 2:
         sys.exit("usage: python tests/evaluation/replicas.py OUT_DIR")
     print(build_replicas(sys.argv[1]))
+
+
+@pytest.fixture(scope="module")
+def fast_replica_loading():
+    """Test speed only: the replicas never change during a session, so each (folder, config) is
+    read once (``datasets.load_dataset`` memoised) and README metadata is parsed by PyYAML's C
+    safe loader. lm-eval still calls ``datasets.load_dataset`` for every task it builds."""
+    import datasets
+    import yaml
+
+    mp = pytest.MonkeyPatch()
+    if getattr(yaml, "__with_libyaml__", False):
+        mp.setattr(yaml, "safe_load", lambda stream: yaml.load(stream, Loader=yaml.CSafeLoader))
+    real = datasets.load_dataset
+    memo: dict = {}
+
+    def load_dataset(path=None, name=None, **kwargs):
+        if not (path and (Path(str(path)) / "replica.json").is_file()):
+            return real(path=path, name=name, **kwargs)
+        key = (str(path), name, repr(sorted(kwargs.items())))
+        if key not in memo:
+            memo[key] = real(path=path, name=name, **kwargs)
+        return memo[key]
+
+    mp.setattr(datasets, "load_dataset", load_dataset)
+    yield memo
+    mp.undo()
