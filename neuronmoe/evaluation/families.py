@@ -1,0 +1,190 @@
+"""Cells of a suite for a language it has no cells for, from the benchmark families of ``eval_families.yaml``.
+
+A suite with ``families: <config>`` (the ``paper`` suite) evaluates a language that has a cell in every one of its
+benchmarks on exactly those cells. Any other language gets, per family (reading comprehension, commonsense,
+knowledge), the first ``take`` benchmarks of the family's ``prefer`` list that exist for it: the suite's own cell
+where it has one, else the benchmark's lm-eval ``task`` template if lm-eval's index of the benchmark's
+``lm_eval_dirs`` knows the task it names. :func:`coverage` and :func:`format_coverage` give the table the
+paper-scale dry run prints (benchmark x language: task, dataset, shots, revision, or missing).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from neuronmoe.config import check_keys, load_yaml
+from neuronmoe.errors import ConfigError
+
+_FAMILY_KEYS = {"name", "label", "take", "prefer"}
+_BENCH_KEYS = {"task", "lm_eval_dirs", "codes", "label", "shots", "metric", "documented", "lower_is_better"}
+#: fields a benchmark outside the suite must declare (the suite's own benchmarks keep theirs)
+_OWN_FIELDS = ("label", "shots", "metric")
+MISSING = "missing"
+
+
+class NoBenchmarkError(ConfigError):
+    """A language for which no family has any benchmark (lm-eval ships none of the declared ones for it)."""
+
+
+@dataclass
+class Resolution:
+    """Per language: ``[(family, benchmark dict, cell)]`` chosen, and the families with nothing for it."""
+
+    chosen: dict[str, list[tuple[str, dict[str, Any], dict[str, Any]]]] = field(default_factory=dict)
+    missing: dict[str, list[str]] = field(default_factory=dict)
+    complete: set[str] = field(default_factory=set)  # languages with every cell of the suite itself
+
+
+def load_families(name: str, suite: dict[str, Any]) -> dict[str, Any]:
+    """The family config ``name`` checked against ``suite`` (every preferred benchmark is declared; one outside
+    the suite has its label, shots and metric)."""
+    data = load_yaml(name)
+    fams, benches = data.get("families"), data.get("benchmarks") or {}
+    if not isinstance(fams, list) or not fams:
+        raise ConfigError(f"{name}: expected a 'families' list")
+    in_suite = {b["name"] for b in suite.get("benchmarks", [])}
+    for f in fams:
+        check_keys(f, _FAMILY_KEYS, f"{name}: family {f.get('name')!r}")
+        if not f.get("name") or not f.get("prefer"):
+            raise ConfigError(f"{name}: every family needs 'name' and 'prefer'")
+        if int(f.get("take", 1)) < 1:
+            raise ConfigError(f"{name}: family {f['name']}: take must be >= 1")
+        for b in f["prefer"]:
+            if b not in benches and b not in in_suite:
+                raise ConfigError(f"{name}: family {f['name']} prefers {b!r}, declared neither under 'benchmarks' nor in the suite")
+    for b, spec in benches.items():
+        check_keys(spec, _BENCH_KEYS, f"{name}: benchmark {b}")
+        if "task" not in spec:
+            raise ConfigError(f"{name}: benchmark {b}: no 'task' template")
+        lacking = [k for k in _OWN_FIELDS if b not in in_suite and k not in spec]
+        if lacking:
+            raise ConfigError(f"{name}: benchmark {b} is not in the suite, so it needs {', '.join(lacking)}")
+    return data
+
+
+def format_template(template: str, lang: str, codes: dict[str, str] | None = None) -> str | None:
+    """``template`` for ``lang`` ({code}, {iso3}, {belebele}); None when the language lacks a code it uses."""
+    from neuronmoe.languages import get_language
+
+    language = get_language(lang, "--languages")
+    if "{belebele}" in template and not language.belebele:
+        return None
+    code = (codes or {}).get(lang, lang)
+    return template.format(code=code, lang=lang, iso3=language.iso3, belebele=language.belebele or "")
+
+
+def family_dirs(fams: dict[str, Any], langs: Iterable[str]) -> list[str]:
+    """The lm-eval task folders the family benchmarks of ``langs`` live in (formatted per language)."""
+    out: list[str] = []
+    for lang in langs:
+        for spec in (fams.get("benchmarks") or {}).values():
+            for d in spec.get("lm_eval_dirs") or []:
+                d = format_template(str(d), lang, spec.get("codes"))
+                if d and d not in out:
+                    out.append(d)
+    return out
+
+
+def _bench_dict(name: str, suite: dict[str, Any], fams: dict[str, Any]) -> dict[str, Any]:
+    for b in suite.get("benchmarks", []):
+        if b["name"] == name:
+            return b
+    spec = fams["benchmarks"][name]
+    return {"name": name, "label": spec["label"], "shots": spec["shots"], "metric": spec["metric"],
+            "lower_is_better": bool(spec.get("lower_is_better", False)), "tasks": {}}
+
+
+def _candidate(name: str, lang: str, suite: dict[str, Any], fams: dict[str, Any], known: set[str]) -> dict[str, Any] | None:
+    """The cell of benchmark ``name`` for ``lang``: the suite's own, else the template's task if lm-eval has it."""
+    from neuronmoe.evaluation.suites import cell_for
+
+    bench = next((b for b in suite.get("benchmarks", []) if b["name"] == name), None)
+    if bench is not None:
+        cell = cell_for(bench, lang)
+        if cell is not None:
+            return cell
+    spec = (fams.get("benchmarks") or {}).get(name)
+    if spec is None:
+        return None
+    task = format_template(str(spec["task"]), lang, spec.get("codes"))
+    return {"task": task} if task and task in known else None
+
+
+def resolve_languages(suite: dict[str, Any], langs: list[str], strict: bool = True) -> Resolution:
+    """Which benchmark cells each language gets (see the module doc); ``strict``: a language with no benchmark
+    at all is an error naming the lm-eval tasks that mention it."""
+    from neuronmoe.evaluation.suites import cell_for
+
+    res = Resolution()
+    partial = []
+    for lang in langs:
+        if all(cell_for(b, lang) is not None for b in suite.get("benchmarks", [])):
+            res.complete.add(lang)
+        else:
+            partial.append(lang)
+    if not partial:
+        return res
+    fams = load_families(str(suite["families"]), suite)
+    known = known_tasks(family_dirs(fams, partial))
+    for lang in partial:
+        chosen, missing = [], []
+        for fam in fams["families"]:
+            got = []
+            for name in fam["prefer"]:
+                cell = _candidate(name, lang, suite, fams, known)
+                if cell is not None:
+                    got.append((fam["name"], _bench_dict(name, suite, fams), cell))
+                if len(got) == int(fam.get("take", 1)):
+                    break
+            chosen += got
+            if not got:
+                missing.append(fam["name"])
+        if not chosen and strict:
+            raise NoBenchmarkError(no_benchmark_message(lang, fams))
+        res.chosen[lang], res.missing[lang] = chosen, missing
+    return res
+
+
+def known_tasks(dirs: list[str]) -> set[str]:
+    """Task names lm-eval's index knows under ``dirs`` (folders of lm_eval/tasks/; indexed once per process)."""
+    from neuronmoe.evaluation.taskindex import task_manager
+
+    out: set[str] = set()
+    for d in dirs:  # one index per folder: a folder shared by many languages (belebele) is indexed once
+        out |= set(task_manager(builtin_dirs=[d]).all_tasks)
+    return out
+
+
+def nearby_tasks(lang: str, limit: int = 12) -> list[str]:
+    """lm-eval task files whose names mention ``lang`` (its ISO 639-1/639-3 or FLORES code): where to look for
+    a benchmark of one's own (no YAML is parsed)."""
+    from neuronmoe.evaluation.taskindex import lm_eval_tasks_dir
+    from neuronmoe.languages import get_language
+
+    language = get_language(lang, "--languages")
+    marks = {lang, language.iso3, *([language.belebele] if language.belebele else [])}
+    found: list[str] = []
+    root = lm_eval_tasks_dir()
+    for folder, _, files in os.walk(root):
+        for f in sorted(files):
+            stem, ext = os.path.splitext(f)
+            if ext != ".yaml" or stem.startswith("_"):
+                continue
+            parts = set(stem.split("_")) | {"_".join(p) for p in zip(stem.split("_"), stem.split("_")[1:])}
+            if marks & parts:
+                found.append(f"{os.path.relpath(folder, root)}/{stem}")
+    return sorted(found)[:limit] + ([f"... ({len(found) - limit} more)"] if len(found) > limit else [])
+
+
+def no_benchmark_message(lang: str, fams: dict[str, Any]) -> str:
+    declared = ", ".join(f"{f['name']} ({', '.join(f['prefer'])})" for f in fams["families"])
+    near = nearby_tasks(lang)
+    return (f"--languages {lang}: lm-eval ships none of the benchmarks declared for evaluating a new language "
+            f"(neuronmoe/configs/eval_families.yaml: {declared}); lm-eval task files that mention {lang}: "
+            + (", ".join(near) if near else "none")
+            + ". Add a benchmark to eval_families.yaml, or give --tasks / --include-path (docs/evaluation.md)")
+
+
+def family_of(name: str, fams: dict[str, Any]) -> str | None:
+    return next((f["name"] for f in fams["families"] if name in f["prefer"]), None)
