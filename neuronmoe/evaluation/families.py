@@ -188,3 +188,67 @@ def no_benchmark_message(lang: str, fams: dict[str, Any]) -> str:
 
 def family_of(name: str, fams: dict[str, Any]) -> str | None:
     return next((f["name"] for f in fams["families"] if name in f["prefer"]), None)
+
+
+def _leaves(task: str, dirs: list[str]) -> list[tuple[str, dict[str, Any]]]:
+    """The leaf configs of ``task`` from the first of the (cached) indexes of ``dirs`` that knows it."""
+    from neuronmoe.evaluation.taskindex import leaf_configs, task_manager
+
+    for d in dirs:
+        tm = task_manager(builtin_dirs=[d] if d != "*suite*" else None)
+        if task in set(tm.all_tasks):
+            return leaf_configs(task, tm)
+    return []
+
+
+def coverage(name: str, langs: list[str], profile: str | None = None, shots: str | None = None) -> dict[str, Any]:
+    """The coverage table of suite ``name`` for ``langs``: ``{"languages", "rows": [{"family", "benchmark", "label",
+    "cells": {lang: {"task", "dataset", "shots", "metric", "revision"} or None}}], "missing": {lang: [family]}}``
+    (``revision``: the pinned commit, ``UNPINNED`` or ``not listed``). Needs lm-eval's index, no data."""
+    from neuronmoe.evaluation.suites import UNPINNED, get_suite, load_dataset_pins, resolve_suite
+    from neuronmoe.evaluation.taskindex import is_hub_dataset
+
+    suite = get_suite(name)
+    specs = resolve_suite(name, langs, profile=profile, shots=shots)
+    fams = load_families(str(suite["families"]), suite) if suite.get("families") else {"families": [], "benchmarks": {}}
+    res = resolve_languages(suite, langs) if suite.get("families") else Resolution()
+    pins = load_dataset_pins()
+    dirs = [d for d in suite.get("lm_eval_task_dirs") or []] + family_dirs(fams, [x for x in langs if x not in res.complete])
+    rows: dict[str, dict[str, Any]] = {}
+    for s in specs:
+        fam = family_of(s.benchmark, fams)
+        label = next((f.get("label", f["name"]) for f in fams["families"] if f["name"] == fam), fam or "-")
+        row = rows.setdefault(s.benchmark, {"family": label, "benchmark": s.benchmark, "label": s.label,
+                                            "cells": {x: None for x in langs}})
+        leaves = _leaves(s.task, dirs)
+        paths = sorted({str(c.get("dataset_path")) for _, c in leaves if is_hub_dataset(c.get("dataset_path"))})
+        ds = paths[0] if len(paths) == 1 else (", ".join(paths) or None)
+        rev = str((pins.get(ds) or {}).get("revision") or "not listed") if ds else None
+        row["cells"][s.lang] = {"task": s.task, "dataset": ds, "shots": s.shots, "metric": s.metric,
+                                "revision": rev if rev in (UNPINNED, "not listed", None) else f"pinned {rev[:12]}"}
+    missing = {lang: [next((f.get("label", f["name"]) for f in fams["families"] if f["name"] == m), m) for m in ms]
+               for lang, ms in res.missing.items() if ms}
+    order = [f.get("label", f["name"]) for f in fams["families"]]
+    ranked = sorted(rows.values(), key=lambda r: order.index(r["family"]) if r["family"] in order else len(order))
+    return {"suite": name, "languages": list(langs), "rows": ranked, "missing": missing,
+            "from_families": sorted(res.chosen)}
+
+
+def format_coverage(cov: dict[str, Any]) -> list[str]:
+    """The coverage table as Markdown lines: benchmark x language, each cell ``task (dataset, N-shot, metric,
+    revision)``; ``-`` where another benchmark of the family was chosen, ``MISSING`` where the family has none."""
+    langs = cov["languages"]
+    out = ["| family | benchmark | " + " | ".join(langs) + " |", "|---|---|" + "---|" * len(langs)]
+    fams = list(dict.fromkeys([r["family"] for r in cov["rows"]] + [m for ms in cov["missing"].values() for m in ms]))
+    for fam in fams:
+        for r in (x for x in cov["rows"] if x["family"] == fam):
+            cells = []
+            for lang in langs:
+                c = r["cells"].get(lang)
+                cells.append("-" if c is None else f"{c['task']} ({c['dataset'] or 'local files'}, {c['shots']}-shot, "
+                             f"{c['metric']}, {c['revision'] or '-'})")
+            out.append(f"| {fam} | {r['label']} | " + " | ".join(cells) + " |")
+        lacking = [lang for lang in langs if fam in cov["missing"].get(lang, [])]
+        if lacking:
+            out.append(f"| {fam} | (none in lm-eval) | " + " | ".join("MISSING" if x in lacking else "" for x in langs) + " |")
+    return out
