@@ -252,3 +252,18 @@ def format_coverage(cov: dict[str, Any]) -> list[str]:
         if lacking:
             out.append(f"| {fam} | (none in lm-eval) | " + " | ".join("MISSING" if x in lacking else "" for x in langs) + " |")
     return out
+
+
+def suite_task_dirs(suite: dict[str, Any], langs: Iterable[str]) -> list[str]:
+    """The lm-eval folders a run of ``suite`` over ``langs`` indexes: the suite's ``lm_eval_task_dirs`` and, for a
+    language without all of its cells, its families' folders (so the small index knows every task)."""
+    from neuronmoe.evaluation.suites import cell_for
+
+    dirs = list(suite.get("lm_eval_task_dirs") or [])
+    if not suite.get("families"):
+        return dirs
+    partial = [x for x in dict.fromkeys(langs) if x and any(cell_for(b, x) is None for b in suite.get("benchmarks", []))]
+    if not partial:
+        return dirs
+    fams = load_families(str(suite["families"]), suite)
+    return dirs + [d for d in family_dirs(fams, partial) if d not in dirs]
