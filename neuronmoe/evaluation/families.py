@@ -147,34 +147,39 @@ def resolve_languages(suite: dict[str, Any], langs: list[str], strict: bool = Tr
 
 
 def known_tasks(dirs: list[str]) -> set[str]:
-    """Task names lm-eval's index knows under ``dirs`` (folders of lm_eval/tasks/; indexed once per process)."""
+    """Task names lm-eval's index knows under ``dirs`` (folders of lm_eval/tasks/; indexed once per process) and
+    in our task folder."""
     from neuronmoe.evaluation.taskindex import task_manager
 
-    out: set[str] = set()
+    out: set[str] = set(task_manager(builtin_dirs=[]).all_tasks)  # ours (neuronmoe/evaluation/tasks/paper/)
     for d in dirs:  # one index per folder: a folder shared by many languages (belebele) is indexed once
         out |= set(task_manager(builtin_dirs=[d]).all_tasks)
     return out
 
 
-def nearby_tasks(lang: str, limit: int = 12) -> list[str]:
-    """lm-eval task files whose names mention ``lang`` (its ISO 639-1/639-3 or FLORES code): where to look for
-    a benchmark of one's own (no YAML is parsed)."""
+def nearby_tasks(lang: str, limit: int = 20) -> list[str]:
+    """lm-eval task files whose names mention ``lang`` (its ISO 639-1/639-3 or FLORES code), one entry per top-level
+    folder of lm_eval/tasks/ (``folder/first file (+N more)``): where to look for a benchmark of one's own (no YAML
+    is parsed)."""
     from neuronmoe.evaluation.taskindex import lm_eval_tasks_dir
     from neuronmoe.languages import get_language
 
     language = get_language(lang, "--languages")
     marks = {lang, language.iso3, *([language.belebele] if language.belebele else [])}
-    found: list[str] = []
+    by_folder: dict[str, list[str]] = {}
     root = lm_eval_tasks_dir()
     for folder, _, files in os.walk(root):
         for f in sorted(files):
             stem, ext = os.path.splitext(f)
             if ext != ".yaml" or stem.startswith("_"):
                 continue
-            parts = set(stem.split("_")) | {"_".join(p) for p in zip(stem.split("_"), stem.split("_")[1:])}
-            if marks & parts:
-                found.append(f"{os.path.relpath(folder, root)}/{stem}")
-    return sorted(found)[:limit] + ([f"... ({len(found) - limit} more)"] if len(found) > limit else [])
+            words = stem.split("_")
+            if marks & (set(words) | {"_".join(p) for p in zip(words, words[1:])}):
+                top = os.path.relpath(folder, root).split(os.sep)[0]
+                by_folder.setdefault(top, []).append(stem)
+    out = [f"{top}/{min(stems)}" + (f" (+{len(stems) - 1} more)" if len(stems) > 1 else "")
+           for top, stems in sorted(by_folder.items())]
+    return out[:limit] + ([f"... ({len(out) - limit} more folders)"] if len(out) > limit else [])
 
 
 def no_benchmark_message(lang: str, fams: dict[str, Any]) -> str:

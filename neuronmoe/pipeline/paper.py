@@ -298,8 +298,8 @@ def paper_allocations(model_config: str, targets: Sequence[str], cfg: Any,
         else:
             how = "similarity" if kind == "layermoe" else "neuron analysis -> allocate"
             a = {"experts_per_layer": None,
-                 "source": f"computed at run time ({how}); no paper reference: the paper publishes neither counts "
-                           f"nor an allocation for {model_config} / {t}"}
+                 "source": f"computed at run time ({how}): the paper publishes neither counts nor an allocation "
+                           f"for {model_config} / {t} (no paper reference)"}
         allocs[key] = {**a, "target": t}
     for name, a in allocs.items():
         a["total_experts"] = sum(a["experts_per_layer"]) if a["experts_per_layer"] else None
