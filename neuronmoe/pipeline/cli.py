@@ -136,6 +136,7 @@ def run_cli(args: argparse.Namespace) -> int:
 def run_reproduce(args: argparse.Namespace) -> int:
     from neuronmoe.envvars import REPORTED, SCRIPT, report
     from neuronmoe.pipeline import experiments as ex
+    from neuronmoe.pipeline.new_language import coverage_lines
     from neuronmoe.pipeline.paper_check import check_table, format_table, honoured_variables
     from neuronmoe.utils.checks import check_range
 
@@ -177,6 +178,8 @@ def run_reproduce(args: argparse.Namespace) -> int:
               f"targets {','.join(targets)}, {args.nproc} processes per node")
         for c in facts["checks"]:
             print(f"# ok: {c}")
+        for line in coverage_lines(facts):  # benchmark x language, for a language without the paper's cells
+            print(line)
         print_allocations(facts)
         for c in facts["commands"]:
             print(c)

@@ -38,9 +38,10 @@ def plan_runs(targets: Sequence[str], runs: Sequence[str] | None = None) -> list
 
     ``runs`` (e.g. ``["layermoe-s1", "neuronmoe-s2"]``) applies to every target; None is the el/tr/hu
     plan: LayerMoE and NeuronMoE stage 1 for every target, NeuronMoE-EN and stage 2 for Greek only."""
-    if runs is None:
-        runs_of = {t: ["layermoe-s1", "neuronmoe-s1"] + (["neuronmoe-en-s1", "layermoe-s2", "neuronmoe-s2"] if t == "el" else [])
-                   for t in targets}
+    if runs is None:  # a language the paper never ran gets Greek's full plan (neuronmoe.pipeline.new_language)
+        from neuronmoe.pipeline.new_language import default_runs
+
+        runs_of = {t: default_runs(t) for t in targets}
     else:
         runs_of = {t: list(runs) for t in targets}
     out = []
@@ -103,7 +104,12 @@ def paper_plan(output_dir: str = "outputs/paper", model: str = "meta-llama/Llama
     kinds = {(k, t) for k, _, t in planned}
     layermoe = allocations != "published" and any(k == "layermoe" for k, _ in kinds)
     g1_new, g1_old = g1_languages()
-    new = [*targets, *[x for x in g1_new if x not in targets]] if layermoe else list(targets)
+    from neuronmoe.pipeline.new_language import gate_applies, layermoe_plan
+
+    options = [*(["--budget", f"{layermoe_budget:g}"] if layermoe_budget is not None else []),
+               *(["--capture-site", capture_site] if capture_site else [])]
+    g1_extra, layer_of, similarity_cmds = layermoe_plan(targets, g1_new, g1_old, common, options)
+    new = [*targets, *g1_extra] if layermoe else list(targets)
     negs = [x for x in neg_langs if x not in old and x not in new]
     langs = [*old, *new, *negs]
     launch = ["torchrun", f"--nproc_per_node={nproc}", "-m", "neuronmoe"]
@@ -113,12 +119,8 @@ def paper_plan(output_dir: str = "outputs/paper", model: str = "meta-llama/Llama
          "--replay-docs", "50000"],
         ["neuronmoe", "neurons", *common, "--languages", ",".join(langs), "--top-k", "1000", "--ap-threshold", "0.5"],
     ]
-    if layermoe:  # LayerMoE's baseline: one allocation, measured in its G1 setting (84 experts for Llama-3.2-3B)
-        # the languages are named too: NEW_LANGS / OLD_LANGS in the environment must not replace G1's
-        cmds.append(["neuronmoe", "similarity", *common, "--setting", "g1", "--targets", ",".join(g1_new),
-                     "--old-langs", ",".join(g1_old), "--name", "layermoe",
-                     *(["--budget", f"{layermoe_budget:g}"] if layermoe_budget is not None else []),
-                     *(["--capture-site", capture_site] if capture_site else [])])
+    if layermoe:  # LayerMoE's baseline: measured in its G1 setting (84 experts for Llama-3.2-3B); a target outside G1
+        cmds += similarity_cmds  # gets its own measurement with G1's settings (neuronmoe.pipeline.new_language)
     names: dict[tuple[str, str], str] = {}
     for kind, t in sorted(kinds, key=lambda x: (list(targets).index(x[1]), list(RUN_KINDS).index(x[0]))):
         if allocations == "published":
@@ -131,7 +133,7 @@ def paper_plan(output_dir: str = "outputs/paper", model: str = "meta-llama/Llama
     for t in targets:
         if allocations == "published":
             continue
-        layer = "layermoe"
+        layer = layer_of[t]
         if ("layermoe", t) in kinds:
             names[("layermoe", t)] = layer
         if ("neuronmoe", t) in kinds:
@@ -142,7 +144,7 @@ def paper_plan(output_dir: str = "outputs/paper", model: str = "meta-llama/Llama
             names[("neuronmoe-en", t)] = "neuronmoe-en" if t == "el" else f"neuronmoe-en-{t}"
             cmds.append(["neuronmoe", "allocate", *common, "--mode", "source-only", "--source", source, "--targets", t,
                          "--name", names[("neuronmoe-en", t)], *(["--reference", layer] if ("layermoe", t) in kinds else [])])
-    if allocations != "published" and names:  # before any training: computed vs the paper's (issue 22)
+    if allocations != "published" and names and gate_applies(model_config, names):  # computed vs the paper's (issue 22)
         from neuronmoe.pipeline.gate import gate_command
 
         cmds.append(gate_command(o, model_config, names, accept_allocation_diff))
@@ -251,23 +253,11 @@ def check_deepspeed(facts: dict[str, Any]) -> None:
 
 
 def check_eval_suite(facts: dict[str, Any], targets: Sequence[str], source: str = "en") -> None:
-    """Every benchmark of the ``paper`` suite has a cell (an lm-eval task) for the source and every target."""
-    from neuronmoe.evaluation.suites import get_suite, task_for
+    """The ``paper`` suite's cells for the source and every target, or for a language without them the benchmarks
+    lm-eval ships for it (:func:`neuronmoe.pipeline.new_language.check_eval_coverage`)."""
+    from neuronmoe.pipeline.new_language import check_eval_coverage
 
-    benches = get_suite("paper")["benchmarks"]
-    langs = [source, *targets]
-    missing = {lang: [b.get("label", b["name"]) for b in benches if not task_for(b, lang)] for lang in langs}
-    missing = {k: v for k, v in missing.items() if v}
-    if missing:
-        from neuronmoe.languages import LANGUAGES
-
-        have = [x for x in LANGUAGES if all(task_for(b, x) for b in benches)]
-        raise ValueError("the paper evaluation suite (neuronmoe/configs/eval_suites.yaml) has no cell for "
-                         + ", ".join(f"{k} ({', '.join(v)})" for k, v in missing.items())
-                         + f"; languages with every cell: {', '.join(have)}")
-    facts["eval_suite"] = {b["name"]: {lang: task_for(b, lang) for lang in langs} for b in benches}
-    facts["eval_shots"] = {b["name"]: b.get("shots") for b in benches}
-    facts["checks"].append("paper evaluation suite has every cell for " + ",".join(langs))
+    check_eval_coverage(facts, targets, source)
 
 
 def paper_allocations(model_config: str, targets: Sequence[str], cfg: Any,
@@ -309,7 +299,7 @@ def paper_allocations(model_config: str, targets: Sequence[str], cfg: Any,
             how = "similarity" if kind == "layermoe" else "neuron analysis -> allocate"
             a = {"experts_per_layer": None,
                  "source": f"computed at run time ({how}): the paper publishes neither counts nor an allocation "
-                           f"for {model_config} / {t}"}
+                           f"for {model_config} / {t} (no paper reference)"}
         allocs[key] = {**a, "target": t}
     for name, a in allocs.items():
         a["total_experts"] = sum(a["experts_per_layer"]) if a["experts_per_layer"] else None

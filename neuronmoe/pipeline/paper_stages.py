@@ -68,8 +68,8 @@ def _describe(argv: list[str], lay: Layout) -> tuple[str, Path, str]:
     raise ValueError(f"the paper plan has a command the runner does not know: neuronmoe {shlex.join(argv)}")
 
 
-def _deps(argv: list[str], earlier: list[Stage], lay: Layout) -> list[str]:
-    """The earlier stages whose outputs this command reads."""
+def _deps(argv: list[str], earlier: list[Stage], writers: dict[str, str]) -> list[str]:
+    """The earlier stages whose outputs this command reads (``writers``: allocation name -> the stage writing it)."""
     sub, names = argv[0], [s.name for s in earlier]
     have = set(names)
     if sub == "prepare-data":
@@ -81,20 +81,19 @@ def _deps(argv: list[str], earlier: list[Stage], lay: Layout) -> list[str]:
     if sub == "allocation-gate":
         return [n for n in names if n.startswith("allocate-") or n == "similarity"]
     if sub in ("train", "evaluate", "analyze-experts"):
-        return _run_deps(argv, names, lay)
+        return _run_deps(argv, names, writers)
     return names  # figures and report read everything before them
 
 
-def _run_deps(argv: list[str], names: list[str], lay: Layout) -> list[str]:
+def _run_deps(argv: list[str], names: list[str], writers: dict[str, str]) -> list[str]:
     """A training run reads the data, the allocation gate's decision (or its allocation), and for stage 2 the
     stage-1 adapter; an evaluation or expert analysis reads the data and the run it scores."""
     have = set(names)
     out = ["data"] if "data" in have else []
     sub = argv[0]
     if sub == "train":
-        alloc = _value(argv, "--allocation")
         gate = "allocation-gate" if "allocation-gate" in have else None
-        out += [n for n in (gate, f"allocate-{alloc}", "similarity" if alloc == "layermoe" else None) if n and n in have]
+        out += [n for n in (gate, writers.get(str(_value(argv, "--allocation")))) if n and n in have]
     adapter = _value(argv, "--init-adapter") or _value(argv, "--adapter")
     run = _value(argv, "--run") if sub == "analyze-experts" else None
     if adapter:
@@ -121,11 +120,14 @@ def paper_stages(commands: Sequence[str | Sequence[str]], output_dir: str | Path
     two stages must never share a marker)."""
     lay = Layout(output_dir)
     stages: list[Stage] = []
+    writers: dict[str, str] = {}
     for c in commands:
         launch, argv = split_launch(shlex.split(c) if isinstance(c, str) else list(c))
         argv = [a for a in argv if a not in RUNNER_FLAGS]
         name, marker, kind = _describe(argv, lay)
         if any(s.name == name for s in stages):
             raise ValueError(f"the paper plan has two stages named {name!r}; each stage needs its own output")
-        stages.append(Stage(name, argv, lay.relative(marker), _deps(argv, stages, lay), kind=kind, launch=launch))
+        stages.append(Stage(name, argv, lay.relative(marker), _deps(argv, stages, writers), kind=kind, launch=launch))
+        if argv[0] in ("allocate", "similarity"):  # both write allocation/<--name>.json
+            writers[_value(argv, "--name") or argv[0]] = name
     return stages

@@ -59,6 +59,17 @@ def test_dependencies_follow_what_each_stage_reads(commands):
     assert "train-neuronmoe-el-s1" in by["train-neuronmoe-el-s2"].deps  # stage 2 reads the stage-1 adapter
     assert by["eval-neuronmoe-tr-s1"].deps == ["data", "train-neuronmoe-tr-s1"]
     assert "train-layermoe-el-s1" not in by["eval-neuronmoe-el-s1"].deps
+    assert {"similarity", "allocation-gate"} <= set(by["train-layermoe-tr-s1"].deps)  # LayerMoE's G1 allocation
+
+
+def test_a_language_without_paper_reference_trains_on_its_own_allocations(tmp_path, monkeypatch):
+    from neuronmoe.pipeline.experiments import reproduce_facts
+
+    facts = reproduce_facts(None, ["sw"], None, None, str(tmp_path / "o"), "zero2", 8, "computed")
+    by = {s.name: s for s in _stages(facts["commands"])}
+    assert "allocation-gate" not in by  # no paper reference: no gate
+    assert by["train-layermoe-sw-s1"].deps == ["data", "similarity"]
+    assert by["train-neuronmoe-sw-s1"].deps == ["data", "allocate-neuronmoe-sw"]
 
 
 def test_a_second_run_skips_finished_stages(commands):

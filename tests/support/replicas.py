@@ -43,8 +43,12 @@ WORDS = {
     "hu": "víz föld ég fa könyv folyó kő fény ház kenyér zene tél kert levél ablak város".split(),
     "bn": "জল মাটি আকাশ গাছ বই নদী পাথর আলো ঘর রুটি গান শীত বাগান চিঠি জানালা শহর".split(),
     "ne": "पानी माटो आकाश रुख किताब नदी ढुङ्गा उज्यालो घर रोटी गीत जाडो बगैँचा चिठी झ्याल सहर".split(),
+    # languages outside the paper, evaluated on the benchmark families (eval_families.yaml)
+    "sw": "maji ardhi anga mti kitabu mto jiwe mwanga nyumba mkate muziki baridi bustani barua dirisha mji".split(),
+    "hi": "पानी धरती आकाश पेड़ किताब नदी पत्थर रोशनी घर रोटी संगीत सर्दी बगीचा चिट्ठी खिड़की शहर".split(),
 }
-FLORES = {"en": "eng_Latn", "el": "ell_Grek", "tr": "tur_Latn", "hu": "hun_Latn", "bn": "ben_Beng", "ne": "npi_Deva"}
+FLORES = {"en": "eng_Latn", "el": "ell_Grek", "tr": "tur_Latn", "hu": "hun_Latn", "bn": "ben_Beng", "ne": "npi_Deva",
+          "sw": "swh_Latn", "hi": "hin_Deva"}
 GREEK_LETTERS = "ΑΒΓΔ"
 
 #: rows per split
@@ -161,7 +165,7 @@ def _okapi_arc(lang: str, seed: int) -> dict[str, list]:
 
 
 # ------------------------------------------------------------------------------------ HellaSwag
-_MARKERS = {"en": ["[header]", "[title]", "[step]"], "tr": ["[başlık]", "[adım]"], "el": [], "hu": [], "bn": [], "ne": []}
+_MARKERS = {"en": ["[header]", "[title]", "[step]"], "tr": ["[başlık]", "[adım]"]}
 
 
 def _hellaswag_rows(lang: str, n: int, seed: int, split: str, unlabelled: bool = False, label_space: bool = False) -> list[dict[str, Any]]:
@@ -218,6 +222,37 @@ def _okapi_mmlu(lang: str, seed: int) -> dict[str, list]:
     return out
 
 
+# ------------------------------------------------------------------- families of a new language
+def _xcopa(lang: str, seed: int) -> dict[str, list]:
+    """cambridgeltl/xcopa: premise, choice1, choice2, question (cause/effect), integer label; validation + test."""
+    t = _Text(lang, seed)
+    return {split: [{"premise": t.sentence(3, 5), "choice1": t.sentence(2, 4), "choice2": t.sentence(2, 4),
+                     "question": ("cause", "effect")[i % 2], "label": t.rng.randrange(2), "idx": i, "changed": False}
+                    for i in range(n)] for split, n in {"validation": 3, "test": 4}.items()}
+
+
+def _xstorycloze(lang: str, seed: int) -> dict[str, list]:
+    """juletxara/xstory_cloze: four story sentences, two endings, answer_right_ending 1 or 2; train + eval."""
+    t = _Text(lang, seed)
+    return {split: [{"story_id": f"{lang}-{split}-{i}", **{f"input_sentence_{j}": t.sentence(3, 5) for j in range(1, 5)},
+                     "sentence_quiz1": t.sentence(2, 4), "sentence_quiz2": t.sentence(2, 4),
+                     "answer_right_ending": 1 + t.rng.randrange(2)} for i in range(n)]
+            for split, n in {"train": 3, "eval": 4}.items()}
+
+
+def _global_mmlu(lang: str, seed: int) -> dict[str, list]:
+    """CohereForAI/Global-MMLU (one config per language): every subject in one table (lm-eval filters by
+    ``subject``), option_a..option_d, letter answer; 5 dev rows per subject for 5 shots, test."""
+    t = _Text(lang, seed)
+    out: dict[str, list] = {"dev": [], "test": []}
+    for subject in MMLU_SUBJECTS:
+        for split, n in (("dev", 5), ("test", 1)):
+            out[split] += [{"sample_id": f"{subject}/{split}/{i}", "subject": subject, "subject_category": "Other",
+                            "question": t.sentence(2, 4, "?"), **{f"option_{c}": w for c, w in zip("abcd", t.distinct(4))},
+                            "answer": "ABCD"[t.rng.randrange(4)]} for i in range(n)]
+    return out
+
+
 # ------------------------------------------------------------------------------------- Belebele
 def _belebele(lang: str, seed: int) -> dict[str, list]:
     t = _Text(lang, seed)
@@ -233,7 +268,7 @@ def _belebele(lang: str, seed: int) -> dict[str, list]:
 
 def replica_specs(dev_is_test: tuple[str, ...] = ()) -> dict[str, Callable[[], dict]]:
     """``{hub dataset: builder of {config: {split: rows}}}`` for every dataset of the paper suite."""
-    okapi = ("hu", "bn", "ne")
+    okapi = ("hu", "bn", "ne", "hi")
     return {
         "allenai/ai2_arc": lambda: _arc("en", 1, digit_every=9),
         "ilsp/arc_greek": lambda: _arc("el", 2),
@@ -249,6 +284,10 @@ def replica_specs(dev_is_test: tuple[str, ...] = ()) -> dict[str, Callable[[], d
         "ilsp/mmlu_greek": lambda: _mmlu("el", 200, greek_letters=True, dev_is_test=dev_is_test),
         "malhajar/mmlu-tr": lambda: _mmlu("tr", 300, dev_rows=4, with_all=False),
         "alexandrainst/m_mmlu": lambda: {lang: _okapi_mmlu(lang, 400 + i) for i, lang in enumerate(okapi)},
+        # Swahili's families (eval_families.yaml); Hindi reads Okapi and Belebele above
+        "cambridgeltl/xcopa": lambda: {"sw": _xcopa("sw", 500)},
+        "juletxara/xstory_cloze": lambda: {"sw": _xstorycloze("sw", 600)},
+        "CohereForAI/Global-MMLU": lambda: {"sw": _global_mmlu("sw", 700)},
     }
 
 
