@@ -82,7 +82,7 @@ def test_bad_profiles_and_shots_are_clear_errors():
         apply_shots(resolve_suite("paper", ["en"]), parse_shots("arcc=3"))
 
 
-def test_every_dataset_of_the_suite_has_a_revision_entry(tm):
+def test_every_dataset_of_the_suite_has_a_revision_entry():
     from neuronmoe.evaluation.cells import plan_cells
     from neuronmoe.evaluation.families import suite_task_dirs
     from neuronmoe.evaluation.taskindex import task_manager
