@@ -4,7 +4,7 @@
 #
 #   scripts/reproduce_paper.sh --dry-run     # here: validate every config, print allocations,
 #                                            # parameter budgets and the exact commands
-#   scripts/reproduce_paper.sh               # on the cluster: validate, then run the commands in order
+#   scripts/reproduce_paper.sh               # on the cluster: validate, then run the stages (skips finished ones)
 #   scripts/reproduce_paper.sh --list        # the paper's named experiments (model, languages, tables)
 #   scripts/reproduce_paper.sh --experiment qwen-el [--dry-run]   # one of them, outputs in $OUTPUT_DIR/qwen-el/
 #
@@ -34,9 +34,7 @@ if [ "$dry" = 1 ]; then
   exec python -m neuronmoe reproduce-paper --dry-run ${args[@]+"${args[@]}"}
 fi
 python -m neuronmoe reproduce-paper --dry-run ${args[@]+"${args[@]}"} >&2
-export NEURONMOE_ENV_REPORTED=1  # the environment report is done: not again for every command
-mapfile -t cmds < <(python -m neuronmoe reproduce-paper --print-commands ${args[@]+"${args[@]}"})
-for c in "${cmds[@]}"; do
-  echo "[reproduce_paper] $c" >&2
-  bash -c "$c"
-done
+export NEURONMOE_ENV_REPORTED=1  # the environment report is done: not again for every stage
+# the plan's stages through the pipeline's runner: finished stages are skipped, changed inputs rerun what reads
+# them, training resumes from its checkpoint; PIPELINE_ONLY / PIPELINE_RERUN pick stages
+exec python -m neuronmoe reproduce-paper --run ${args[@]+"${args[@]}"}

@@ -5,6 +5,7 @@ import os
 
 import pytest
 import torch
+from support.figures import drawn  # noqa: F401  (a fixture for every figure test)
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -31,9 +31,11 @@ def plan_run(s: EvaluateSettings) -> EvalPlan:
     task_dirs = None
     if suite:
         spec = get_suite(suite)
-        if not s.tasks and spec.get("lm_eval_task_dirs") is not None:
-            task_dirs = list(spec["lm_eval_task_dirs"])
         specs = resolve_suite(suite, s.languages or None, profile=s.profile, shots=s.shots)
+        if not s.tasks and spec.get("lm_eval_task_dirs") is not None:  # + the families' folders of a new language
+            from neuronmoe.evaluation.families import suite_task_dirs
+
+            task_dirs = suite_task_dirs(spec, [x.lang for x in specs])
         if spec.get("generated"):
             sizes = {**(spec.get("sizes") or {}), **s.local_sizes}
             langs = list(dict.fromkeys(x.lang for x in specs if x.lang))

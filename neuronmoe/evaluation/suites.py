@@ -15,7 +15,8 @@ from neuronmoe.errors import ConfigError
 
 SUITES_CONFIG = "eval_suites"
 UNPINNED = "UNPINNED"
-_SUITE_KEYS = {"description", "languages", "benchmarks", "generated", "sizes", "profiles", "default_profile", "lm_eval_task_dirs"}
+_SUITE_KEYS = {"description", "languages", "benchmarks", "generated", "sizes", "profiles", "default_profile", "lm_eval_task_dirs",
+               "families"}
 _BENCH_KEYS = {"name", "label", "shots", "metric", "tasks", "lower_is_better"}
 _CELL_KEYS = {"task", "shots", "fewshot_split", "items"}
 _PROFILE_KEYS = {"description", "shots"}
@@ -179,27 +180,7 @@ def resolve_suite(
     suite = get_suite(name, path)
     langs = check_languages(list(languages or suite.get("languages") or []), "--languages")
     profile_shots = _profile_shots(name, suite, profile)
-    specs: list[TaskSpec] = []
-    missing: list[str] = []
-    for bench in suite.get("benchmarks", []):
-        for lang in langs:
-            cell = cell_for(bench, lang)
-            if cell is None:
-                missing.append(f"{bench['name']}/{lang}")
-                continue
-            specs.append(
-                TaskSpec(
-                    task=cell["task"],
-                    benchmark=bench["name"],
-                    lang=lang,
-                    shots=cell.get("shots", bench.get("shots")),
-                    metric=bench.get("metric"),
-                    label=bench.get("label", bench["name"]),
-                    lower_is_better=bool(bench.get("lower_is_better", False)),
-                    fewshot_split=cell.get("fewshot_split"),
-                    items=cell.get("items"),
-                )
-            )
+    specs, missing = _suite_specs(suite, langs, strict)
     if missing and strict:
         raise ConfigError(
             f"suite {name!r} has no task for {', '.join(missing)}; choose --languages among those it maps "
@@ -208,6 +189,37 @@ def resolve_suite(
     # a profile may name cells of languages this run leaves out; --shots must name cells of this run
     specs = apply_shots(specs, profile_shots, strict=False)
     return apply_shots(specs, parse_shots(shots))
+
+
+def _suite_specs(suite: dict[str, Any], langs: list[str], strict: bool) -> tuple[list[TaskSpec], list[str]]:
+    """Specs benchmark by benchmark, language by language, and the ``bench/lang`` cells missing. A suite with
+    ``families`` gives a language without all of its cells those of :mod:`neuronmoe.evaluation.families`
+    (nothing is then missing: a family without a benchmark is reported by the coverage table)."""
+    benches = list(suite.get("benchmarks", []))
+    chosen: dict[str, dict[str, dict[str, Any]]] = {}  # lang -> benchmark -> cell (family-resolved languages)
+    if suite.get("families"):
+        from neuronmoe.evaluation.families import resolve_languages
+
+        res = resolve_languages(suite, langs, strict)
+        for lang, picks in res.chosen.items():
+            chosen[lang] = {b["name"]: cell for _, b, cell in picks}
+            benches += [b for _, b, _ in picks if all(b["name"] != x["name"] for x in benches)]
+    specs: list[TaskSpec] = []
+    missing: list[str] = []
+    for bench in benches:
+        for lang in langs:
+            cell = chosen[lang].get(bench["name"]) if lang in chosen else (
+                cell_for(bench, lang) if bench in suite.get("benchmarks", []) else None)
+            if cell is None:
+                if lang not in chosen and bench in suite.get("benchmarks", []):
+                    missing.append(f"{bench['name']}/{lang}")
+                continue
+            specs.append(TaskSpec(
+                task=cell["task"], benchmark=bench["name"], lang=lang, shots=cell.get("shots", bench.get("shots")),
+                metric=bench.get("metric"), label=bench.get("label", bench["name"]),
+                lower_is_better=bool(bench.get("lower_is_better", False)), fewshot_split=cell.get("fewshot_split"),
+                items=cell.get("items")))
+    return specs, missing
 
 
 def _profile_shots(name: str, suite: dict[str, Any], profile: str | None) -> dict[str, tuple[int, str | None]]:

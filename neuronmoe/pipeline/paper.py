@@ -43,9 +43,10 @@ def plan_runs(targets: Sequence[str], runs: Sequence[str] | None = None) -> list
 
     ``runs`` (e.g. ``["layermoe-s1", "neuronmoe-s2"]``) applies to every target; None is the el/tr/hu
     plan: LayerMoE and NeuronMoE stage 1 for every target, NeuronMoE-EN and stage 2 for Greek only."""
-    if runs is None:
-        runs_of = {t: ["layermoe-s1", "neuronmoe-s1"] + (["neuronmoe-en-s1", "layermoe-s2", "neuronmoe-s2"] if t == "el" else [])
-                   for t in targets}
+    if runs is None:  # a language the paper never ran gets Greek's full plan (neuronmoe.pipeline.new_language)
+        from neuronmoe.pipeline.new_language import default_runs
+
+        runs_of = {t: default_runs(t) for t in targets}
     else:
         runs_of = {t: list(runs) for t in targets}
     out = []
@@ -98,11 +99,19 @@ def paper_plan(options: PaperPlan | None = None, /, **kw: Any) -> list[list[str]
     kinds = {(k, t) for k, _, t in planned}
     layermoe = p.allocations != "published" and any(k == "layermoe" for k, _ in kinds)
     g1_new, g1_old = g1_languages()
-    new = [*p.targets, *[x for x in g1_new if x not in p.targets]] if layermoe else list(p.targets)
+    from neuronmoe.pipeline.new_language import layermoe_plan
+
+    options = [*(["--budget", f"{p.layermoe_budget:g}"] if p.layermoe_budget is not None else []),
+               *(["--capture-site", p.capture_site] if p.capture_site else [])]
+    g1_extra, layer_of, similarity_cmds = layermoe_plan(p.targets, g1_new, g1_old,
+                                                        ["--output-dir", p.output_dir, "--model", p.model], options)
+    new = [*p.targets, *g1_extra] if layermoe else list(p.targets)
     negs = [x for x in p.neg_langs if x not in p.old and x not in new]
     langs = [*p.old, *new, *negs]
-    cmds = _preparation(p, new, negs, langs, (g1_new, g1_old) if layermoe else None)
-    names = _allocation_names(p, kinds)
+    cmds = _preparation(p, new, negs, langs)
+    if layermoe:  # LayerMoE's baseline: measured in its G1 setting (84 experts for Llama-3.2-3B); a target outside G1
+        cmds += similarity_cmds  # gets its own measurement with G1's settings (neuronmoe.pipeline.new_language)
+    names = _allocation_names(p, kinds, layer_of)
     cmds += _allocation_commands(p, kinds, names)
     cmds += [[*p.launch, *cmd] for cmd in _training_commands(p, planned, names)]
     cmds += _evaluation_commands(p, planned)
@@ -114,22 +123,17 @@ def paper_plan(options: PaperPlan | None = None, /, **kw: Any) -> list[list[str]
     return cmds
 
 
-def _preparation(p: PaperPlan, new: list[str], negs: list[str], langs: list[str],
-                 g1: tuple[list[str], list[str]] | None) -> list[list[str]]:
-    """prepare-data, neurons, and (``g1``: LayerMoE's G1 new and old languages) the LayerMoE similarity."""
+def _preparation(p: PaperPlan, new: list[str], negs: list[str], langs: list[str]) -> list[list[str]]:
+    """prepare-data and neurons."""
     common = dict(output_dir=p.output_dir, model=p.model)
-    cmds = [["neuronmoe", *argv("prepare-data", **common, source=p.data_source, new_langs=new, old_langs=p.old,
+    return [["neuronmoe", *argv("prepare-data", **common, source=p.data_source, new_langs=new, old_langs=p.old,
                                 neg_langs=negs, num_samples=500, max_tokens=2_000_000_000, replay_docs=50000)],
             ["neuronmoe", *argv("neurons", **common, languages=langs, top_k=1000, ap_threshold=0.5)]]
-    if g1 is not None:  # LayerMoE's baseline: one allocation, measured in its G1 setting (84 experts for Llama-3.2-3B)
-        # the languages are named too: NEW_LANGS / OLD_LANGS in the environment must not replace G1's
-        cmds.append(["neuronmoe", *argv("similarity", **common, setting="g1", targets=g1[0], old_langs=g1[1],
-                                        allocation_name="layermoe", budget=p.layermoe_budget, capture_site=p.capture_site)])
-    return cmds
 
 
-def _allocation_names(p: PaperPlan, kinds: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
-    """``{(kind, target): allocation name}``: the shipped ones (``published``) or the names the plan computes."""
+def _allocation_names(p: PaperPlan, kinds: set[tuple[str, str]], layer_of: dict[str, str]) -> dict[tuple[str, str], str]:
+    """``{(kind, target): allocation name}``: the shipped ones (``published``) or the names the plan computes
+    (``layer_of``: each target's LayerMoE allocation)."""
     names: dict[tuple[str, str], str] = {}
     for kind, t in sorted(kinds, key=lambda x: (list(p.targets).index(x[1]), list(RUN_KINDS).index(x[0]))):
         if p.allocations == "published":
@@ -140,26 +144,29 @@ def _allocation_names(p: PaperPlan, kinds: set[tuple[str, str]]) -> dict[tuple[s
                                   "use --allocations computed")
             names[(kind, t)] = name
         else:
-            names[(kind, t)] = {"layermoe": "layermoe", "neuronmoe": f"neuronmoe-{t}",
+            names[(kind, t)] = {"layermoe": layer_of.get(t, "layermoe"), "neuronmoe": f"neuronmoe-{t}",
                                 "neuronmoe-en": "neuronmoe-en" if t == "el" else f"neuronmoe-en-{t}"}[kind]
     return names
 
 
 def _allocation_commands(p: PaperPlan, kinds: set[tuple[str, str]], names: dict[tuple[str, str], str]) -> list[list[str]]:
-    """Computed mode: the NeuronMoE allocations of every target, then the allocation gate (issue 22)."""
+    """Computed mode: the NeuronMoE allocations of every target, then the allocation gate (issue 22) where an
+    allocation of the plan has a paper reference."""
+    from neuronmoe.pipeline.new_language import gate_applies
+
     if p.allocations == "published":
         return []
     common = dict(output_dir=p.output_dir, model=p.model)
     cmds = []
     for t in p.targets:
-        layer = "layermoe" if ("layermoe", t) in kinds else None
+        layer = names.get(("layermoe", t))
         if ("neuronmoe", t) in kinds:
             cmds.append(["neuronmoe", *argv("allocate", **common, mode="pair", source_lang=p.source, targets=[t],
                                             name=names[("neuronmoe", t)], compare_with=layer)])
         if ("neuronmoe-en", t) in kinds:
             cmds.append(["neuronmoe", *argv("allocate", **common, mode="source-only", source_lang=p.source, targets=[t],
                                             name=names[("neuronmoe-en", t)], reference=layer)])
-    if names:  # before any training: computed vs the paper's
+    if names and gate_applies(p.model_config, names):  # before any training: computed vs the paper's
         from neuronmoe.pipeline.gate import gate_command
 
         cmds.append(gate_command(p.output_dir, p.model_config, names, p.accept_allocation_diff))
@@ -272,23 +279,11 @@ def check_deepspeed(facts: dict[str, Any]) -> None:
 
 
 def check_eval_suite(facts: dict[str, Any], targets: Sequence[str], source: str = "en") -> None:
-    """Every benchmark of the ``paper`` suite has a cell (an lm-eval task) for the source and every target."""
-    from neuronmoe.evaluation.suites import get_suite, task_for
+    """The ``paper`` suite's cells for the source and every target, or for a language without them the benchmarks
+    lm-eval ships for it (:func:`neuronmoe.pipeline.new_language.check_eval_coverage`)."""
+    from neuronmoe.pipeline.new_language import check_eval_coverage
 
-    benches = get_suite("paper")["benchmarks"]
-    langs = [source, *targets]
-    missing = {lang: [b.get("label", b["name"]) for b in benches if not task_for(b, lang)] for lang in langs}
-    missing = {k: v for k, v in missing.items() if v}
-    if missing:
-        from neuronmoe.languages import LANGUAGES
-
-        have = [x for x in LANGUAGES if all(task_for(b, x) for b in benches)]
-        raise ConfigError("the paper evaluation suite (neuronmoe/configs/eval_suites.yaml) has no cell for "
-                         + ", ".join(f"{k} ({', '.join(v)})" for k, v in missing.items())
-                         + f"; languages with every cell: {', '.join(have)}")
-    facts["eval_suite"] = {b["name"]: {lang: task_for(b, lang) for lang in langs} for b in benches}
-    facts["eval_shots"] = {b["name"]: b.get("shots") for b in benches}
-    facts["checks"].append("paper evaluation suite has every cell for " + ",".join(langs))
+    check_eval_coverage(facts, targets, source)
 
 
 def paper_allocations(model_config: str, targets: Sequence[str], cfg: Any,
@@ -330,7 +325,7 @@ def paper_allocations(model_config: str, targets: Sequence[str], cfg: Any,
             how = "similarity" if kind == "layermoe" else "neuron analysis -> allocate"
             a = {"experts_per_layer": None,
                  "source": f"computed at run time ({how}): the paper publishes neither counts nor an allocation "
-                           f"for {model_config} / {t}"}
+                           f"for {model_config} / {t} (no paper reference)"}
         allocs[key] = {**a, "target": t}
     for name, a in allocs.items():
         a["total_experts"] = sum(a["experts_per_layer"]) if a["experts_per_layer"] else None

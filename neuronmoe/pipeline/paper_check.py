@@ -16,6 +16,7 @@ from typing import Any, Sequence
 from neuronmoe.errors import ConfigError
 
 OK, DEVIATION, MISMATCH, AT_RUN_TIME, NOT_RUN = "ok", "deviation", "MISMATCH", "at run time", "not run"
+NO_REFERENCE = "no paper reference"
 
 
 class NotRun:
@@ -30,6 +31,13 @@ class NotRun:
 
     def __repr__(self) -> str:
         return f"NotRun({self.value!r})"
+
+
+class NoReference(NotRun):
+    """A value for a language the paper never ran (LayerMoE measured for a new language): shown, not compared."""
+
+    def __repr__(self) -> str:
+        return f"NoReference({self.value!r})"
 
 
 class PaperMismatchError(ConfigError):
@@ -199,6 +207,10 @@ def layermoe_values(vals: dict[str, Any], parsed: list[argparse.Namespace]) -> N
     o = SimilaritySettings.resolve(a)
     vals["layermoe.setting"] = f"G1: {','.join(o.targets)} vs {','.join(o.old)}" if o.setting == "g1" else \
         f"{','.join(o.targets)} vs {','.join(o.old)} ({o.split})"
+    from neuronmoe.pipeline.paper import g1_languages
+
+    if o.setting == "g1" and not set(o.targets) & set(g1_languages()[0]):  # a new language's own measurement
+        vals["layermoe.setting"] = NoReference(vals["layermoe.setting"] + " (G1's settings, one new language)")
     vals["layermoe.tokens"] = o.max_tokens or o.tokens_per_language
     vals["layermoe.include_bos"] = bool(o.include_bos)
     vals["layermoe.layer_score"] = o.layer_score
@@ -299,6 +311,9 @@ def row_status(row: dict[str, Any], plan: Any) -> dict[str, str]:
     src = str(row.get("source", ""))
     if plan is None:
         return {"status": AT_RUN_TIME, "note": src}
+    if isinstance(plan, NoReference):
+        return {"status": NO_REFERENCE, "note": "a language the paper never ran: LayerMoE's G1 settings with it as the "
+                "only new language (no new-new pair: the layer score is the mean of its new-old similarities)"}
     if isinstance(plan, NotRun):
         return {"status": NOT_RUN, "note": "published allocation: no similarity runs in this plan; LayerMoE's own "
                 "setting, shown as published, not checked"}
@@ -322,6 +337,8 @@ def check_table(rows: list[dict[str, Any]]) -> None:
 
 
 def _fmt(v: Any) -> str:
+    if isinstance(v, NoReference):
+        return _fmt(v.value)
     if isinstance(v, NotRun):
         return f"{_fmt(v.value)} (published)"
     if v is None:

@@ -13,7 +13,8 @@ class Stage:
     argv: list[str]  # arguments after `neuronmoe`
     marker: str  # path (relative to the output dir) whose existence marks completion
     deps: list[str] = field(default_factory=list)
-    kind: str = ""  # "train" stages get --resume / --overwrite at run time
+    kind: str = ""  # "train" stages get --resume / --overwrite at run time ("eval": --overwrite when inputs changed)
+    launch: list[str] | None = None  # what runs it (``torchrun ... -m neuronmoe``); None: ``python -m neuronmoe``
 
 
 #: Table-1 rows of the miniature report: (label, eval run, allocation name or None)

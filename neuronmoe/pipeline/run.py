@@ -114,8 +114,19 @@ def run_pipeline(cfg: PipelineSettings, *, dry_run: bool = False, only: Sequence
     """
     from neuronmoe.pipeline.report import write_report
 
-    out_dir = Path(cfg.output_dir)
-    stages = plan(cfg)
+    timings = run_stages(plan(cfg), Path(cfg.output_dir), dry_run=dry_run, only=only, rerun=rerun, python=python,
+                         runner=runner)
+    if not dry_run:
+        path = write_report(cfg, timings)
+        print(f"[pipeline] report: {path}", flush=True)
+    return timings
+
+
+def run_stages(stages: Sequence[Stage], out_dir: Path, *, dry_run: bool = False, only: Sequence[str] | None = None,
+               rerun: Sequence[str] | None = None, python: str = sys.executable,
+               runner: Callable[[list[str]], int] | None = None) -> dict[str, Any]:
+    """Run (or print) every stage of ``stages`` that is not complete, in order; the miniature pipeline and the
+    paper plan (:mod:`neuronmoe.pipeline.paper_stages`) both run here. Returns the timings."""
     by_name = {s.name: s for s in stages}
     for flag, names in (("--only", only), ("--rerun", rerun)):
         unknown = [x for x in names or [] if x not in by_name]
@@ -134,8 +145,8 @@ def run_pipeline(cfg: PipelineSettings, *, dry_run: bool = False, only: Sequence
             timings.setdefault(s.name, {})["skipped_last"] = True
             continue
         argv = stage_argv(s, by_name, out_dir, forced=s.name in (rerun or []), record=not dry_run)
-        cmd = [python, "-m", "neuronmoe", *argv]
-        print(f"[pipeline] {s.name}: {shlex.join(cmd[1:])}", flush=True)
+        cmd = [*(s.launch or [python, "-m", "neuronmoe"]), *argv]
+        print(f"[pipeline] {s.name}: {shlex.join(cmd[1:] if s.launch is None else cmd)}", flush=True)
         if dry_run:
             continue
         timings[s.name] = run_stage(s, argv, cmd, runner, by_name, out_dir, timings, timings_path)
@@ -143,23 +154,25 @@ def run_pipeline(cfg: PipelineSettings, *, dry_run: bool = False, only: Sequence
     if not dry_run:
         timings["_last_run_seconds"] = round(time.time() - t_all, 1)
         atomic_write_json(timings_path, timings)
-        path = write_report(cfg, timings)
-        print(f"[pipeline] report: {path}", flush=True)
     return timings
 
 
 def stage_argv(s: Stage, by_name: dict[str, Stage], out_dir: Path, forced: bool, record: bool) -> list[str]:
     """The stage's arguments; a training stage resumes only a run started with these very inputs
-    (``--resume``), anything else starts afresh (``--overwrite``)."""
+    (``--resume``), anything else starts afresh (``--overwrite``). An evaluation (kind ``eval``) started with the
+    same inputs continues its finished cells; one whose inputs changed replaces them (``--overwrite``)."""
     argv = list(s.argv)
-    if s.kind != "train":
+    if s.kind not in ("train", "eval"):
         return argv
     run_dir = out_dir / s.marker.rsplit("/", 1)[0]
     started = out_dir / "pipeline" / "started" / f"{s.name}.json"
     fp = fingerprint(s, by_name, out_dir)
     same = started.exists() and json.loads(started.read_text()).get("fingerprint") == fp
     fresh = forced or (out_dir / s.marker).exists() or not same
-    argv.append("--overwrite" if (fresh and run_dir.exists()) else "--resume")
+    if fresh and run_dir.exists():
+        argv.append("--overwrite")
+    elif s.kind == "train":
+        argv.append("--resume")
     if record:
         atomic_write_json(started, {"fingerprint": fp})
     return argv

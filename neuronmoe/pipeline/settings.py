@@ -139,6 +139,13 @@ class ReproduceSettings(Settings):
     dry_run: bool = setting(False, switch=True, yaml=False,
                             help="validate every config and print the exact commands; needs no GPU, weights or data")
     as_json: bool = setting(False, flag="--json", switch=True, yaml=False, help="print the dry-run facts as JSON")
+    run: bool = setting(False, switch=True, yaml=False,
+                        help="validate, then run the plan through the pipeline's runner: finished stages are skipped, a "
+                             "changed input reruns what reads it, training resumes from its checkpoint (scripts/reproduce_paper.sh)")
+    only: list[str] = setting(default_factory=list, env="PIPELINE_ONLY", yaml=False, metavar="STAGES",
+                              help="with --run: run only these stages, comma separated (--dry-run --run lists them)")
+    rerun: list[str] = setting(default_factory=list, env="PIPELINE_RERUN", yaml=False, metavar="STAGES",
+                               help="with --run: run these stages even if complete, comma separated")
     # ---- the budget (neuronmoe.budget.hook; issue 22) ----------------------------------------------------------
     gpu: str | None = setting(None, env="PAPER_GPU", yaml=False,
                               help="card the budget is computed for: A100, H100, H200, GH200, L40S, MI300X (default GH200, "

@@ -53,9 +53,11 @@ def reproduce_main(s: ReproduceSettings) -> int:
     hook.attach(facts, budget)  # tokens, FLOPs, GPU-hours, memory per device, disk (and access with --check)
     if os.environ.get(REPORTED) != "1":  # variables set but read neither here nor by any command of the plan
         report("reproduce-paper", script=os.environ.get(SCRIPT) or None, honoured=honoured_variables(facts["commands"]))
-    if s.print_commands:
+    if s.print_commands or s.run:
         check_table(facts["settings"])  # never hand a plan that differs from the paper to the runner
         hook.final_checks(facts, budget, strict_disk=True)  # ... nor one that does not fit a device or the disk
+        if s.run:
+            return run_paper_stages(facts["commands"], s)
         print("\n".join(facts["commands"]))
         return 0
     if s.as_json:
@@ -70,7 +72,9 @@ def reproduce_main(s: ReproduceSettings) -> int:
 
 
 def print_plan(s: ReproduceSettings, facts: dict[str, Any]) -> None:
-    """The dry run as text: the experiment, the settings table, the budget, the checks, allocations, commands."""
+    """The dry run as text: the experiment, the settings table, the budget, the checks, the evaluation coverage,
+    allocations, commands."""
+    from neuronmoe.pipeline.new_language import coverage_lines
     from neuronmoe.pipeline.paper_check import format_table
 
     if s.experiment:
@@ -85,9 +89,23 @@ def print_plan(s: ReproduceSettings, facts: dict[str, Any]) -> None:
           f"targets {','.join(facts['targets'])}, {s.nproc} processes per node")
     for c in facts["checks"]:
         print(f"# ok: {c}")
+    for line in coverage_lines(facts):  # benchmark x language, for a language without the paper's cells
+        print(line)
     print_allocations(facts)
     for c in facts["commands"]:
         print(c)
+
+
+def run_paper_stages(commands: list[str], s: ReproduceSettings) -> int:
+    """``reproduce-paper --run``: the plan's commands as stages of the pipeline's runner."""
+    from pathlib import Path
+
+    from neuronmoe.pipeline.paper_stages import paper_stages, plan_output_dir
+    from neuronmoe.pipeline.run import run_stages
+
+    out = plan_output_dir(commands)
+    run_stages(paper_stages(commands, out), Path(out), dry_run=s.dry_run, only=s.only or None, rerun=s.rerun or None)
+    return 0
 
 
 def print_allocations(facts: dict) -> None:

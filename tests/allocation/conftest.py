@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from alloc_paper_tables import TABLE5, TABLE6  # noqa: F401  (re-exported for tests)
+from support.paper_tables import TABLE5, TABLE6  # noqa: F401  (re-exported for tests)
 
 
 def write_neurons(root: Path, units: dict[str, list[tuple[int, str, int]]], num_layers: int,

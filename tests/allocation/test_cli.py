@@ -125,7 +125,7 @@ def test_missing_neuron_stage_is_clear(tmp_path, capsys):
     assert "neuronmoe neurons" in capsys.readouterr().err
 
 
-def test_compare_with_draws_figure_one_and_records_reduction(tiny_neurons, tiny_model_dir):
+def test_compare_with_draws_figure_one_and_records_reduction(tiny_neurons, tiny_model_dir, drawn):
     root, _ = tiny_neurons
     assert _run("--output-dir", root, "--mode", "uniform", "--num-experts", 5, "--model", tiny_model_dir) == 0
     d = _load(root, "uniform-5")
@@ -135,9 +135,9 @@ def test_compare_with_draws_figure_one_and_records_reduction(tiny_neurons, tiny_
     assert rec["reference"]["name"] == "uniform-5" and rec["reference"]["total_experts"] == 15
     assert rec["reference"]["experts_change"] == pytest.approx(11 / 15 - 1)
     assert rec["reference"]["moe_ffn_params_change"] < 0
-    for ext in ("png", "pdf"):
-        f = root / "figures" / f"allocation_neuronmoe_vs_uniform-5.{ext}"
-        assert f.exists() and f.stat().st_size > 1000
+    fig = drawn["allocation_neuronmoe_vs_uniform-5"]
+    assert sorted(fig.ax.bars.values()) == sorted([[float(x) for x in rec["experts_per_layer"]], [5.0, 5.0, 5.0]])
+    assert all(p.exists() and p.parent == root / "figures" for p in fig.files)
 
 
 def test_source_only_does_not_need_target_results(tiny_neurons):

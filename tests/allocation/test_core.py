@@ -4,9 +4,9 @@ from __future__ import annotations
 import math
 
 import pytest
-from alloc_paper_tables import TABLE2_NEURONMOE_PRINTED, TABLE5, TABLE6
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.paper_tables import TABLE2_NEURONMOE_PRINTED, TABLE5, TABLE6
 
 from neuronmoe.allocation import (
     allocate,

@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from alloc_paper_tables import TABLE5
+from support.paper_tables import TABLE5
 
 from neuronmoe.allocation.stability import agreement, interval, layer_stats, stability_path, wilson
 from neuronmoe.allocation.stability_report import (

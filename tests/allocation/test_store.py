@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from alloc_paper_tables import TABLE2_LAYERMOE, TABLE5, TABLE9_QWEN_LAYERMOE, TABLE9_QWEN_NEURONMOE_PRINTED
+from support.paper_tables import TABLE2_LAYERMOE, TABLE5, TABLE9_QWEN_LAYERMOE, TABLE9_QWEN_NEURONMOE_PRINTED
 
 from neuronmoe.allocation import (
     ENV_KEY,
@@ -127,12 +127,16 @@ def test_fingerprint_mismatch_is_rejected(tmp_path, llama3b):
         load_allocation(j, other)
 
 
-def test_figure_one_writes_png_and_pdf(tmp_path):
-    from neuronmoe.allocation import plot_allocation_comparison
+def test_figure_one_draws_the_published_allocations(tmp_path, drawn):
+    from neuronmoe.allocation import load_allocation, plot_allocation_comparison
 
     paths = plot_allocation_comparison("llama-3.2-3b-el-neuronmoe", "llama-3.2-3b-el-layermoe",
                                        tmp_path / "fig1.v2", params_change=-0.417)
-    assert [p.name for p in paths] == ["fig1.v2.png", "fig1.v2.pdf"]
-    assert all(p.stat().st_size > 1000 for p in paths)
+    assert [p.name for p in paths] == ["fig1.v2.png", "fig1.v2.pdf"] and all(p.exists() for p in paths)
+    ax = drawn["fig1.v2"].ax
+    nm, lm = (load_allocation(n).experts_per_layer for n in ("llama-3.2-3b-el-neuronmoe", "llama-3.2-3b-el-layermoe"))
+    assert sum(nm) == 49 and sum(lm) == 84
+    assert sorted(ax.bars.values()) == sorted([[float(x) for x in nm], [float(x) for x in lm]])
+    assert any("49" in t for t in ax.legend) and any("84" in t for t in ax.legend)
     with pytest.raises(ValueError, match="28 layers.*has 24"):
         plot_allocation_comparison("llama-3.2-3b-el-neuronmoe", "qwen1.5-1.8b-el-layermoe", tmp_path / "bad")

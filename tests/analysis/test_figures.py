@@ -34,17 +34,57 @@ def stage_outputs(tmp_path, tiny_model_dir):
     return o
 
 
-def test_figures_cli_draws_everything(stage_outputs, capsys):
-    from neuronmoe.analysis.figures import read_metrics
+def test_figures_cli_writes_every_figure_and_its_manifest(stage_outputs, drawn):
     from neuronmoe.cli import main
 
     assert main(["figures", "--output-dir", str(stage_outputs)]) == 0
     fig = stage_outputs / "figures"
-    for stem in ("neuron_counts", "allocation", "expert_heatmap", "training_curves"):
-        for ext in ("png", "pdf"):
-            assert (fig / f"{stem}.{ext}").stat().st_size > 1000, (stem, ext)
+    assert set(drawn) == {"neuron_counts", "allocation", "expert_heatmap", "training_curves"}
+    for stem, rec in drawn.items():
+        assert sorted(p.name for p in rec.files) == [f"{stem}.pdf", f"{stem}.png"] and all(p.exists() for p in rec.files)
     man = json.loads((fig / "manifest.json").read_text())
     assert "neuron_counts.png" in man["files"] and man["counts"]["figures"] == 4
+
+
+def test_neuron_counts_figure_draws_the_counts(stage_outputs, drawn):
+    from neuronmoe.cli import main
+
+    assert main(["figures", "--output-dir", str(stage_outputs)]) == 0
+    ax = drawn["neuron_counts"].ax
+    assert ax.bars == {"en": [9, 1, 5], "el": [4, 0, 7]}  # counts.json per_layer, one bar per layer
+    assert (ax.xlabel, ax.ylabel) == ("layer", "language-specific units") and ax.legend == ["en", "el"]
+
+
+def test_allocation_figure_draws_both_allocations_and_the_scores(stage_outputs, drawn):
+    from neuronmoe.allocation import allocate
+    from neuronmoe.cli import main
+
+    assert main(["figures", "--output-dir", str(stage_outputs)]) == 0
+    ax = drawn["allocation"].ax
+    heights = sorted(ax.bars.values())
+    assert sorted([list(map(float, allocate([12.0, 1.0, 11.0]))), [3.0, 3.0, 2.0]]) == heights
+    assert "vs" in ax.title
+    scores = [y for x, y in (v for v in _all_lines(drawn["allocation"]))]
+    assert [12.0, 1.0, 11.0] in scores  # the neuron score line (second axis)
+
+
+def _all_lines(rec):
+    return [line for a in rec.axes for line in a.lines.values()]
+
+
+def test_heatmap_and_training_curves_draw_the_recorded_values(stage_outputs, drawn):
+    import numpy as np
+
+    from neuronmoe.analysis.figures import read_metrics
+    from neuronmoe.cli import main
+
+    assert main(["figures", "--output-dir", str(stage_outputs)]) == 0
+    heat = drawn["expert_heatmap"].ax
+    (img,) = heat.images
+    assert img.shape == (2, 2) and img[0, 1] == 2.0 and img[0, 0] == np.float64(0.1) and np.isnan(img[1, 1])
+    assert heat.xticklabels == ["base", "exp_0"] and heat.yticklabels == ["0", "2"]
+    lm = [y for x, y in _all_lines(drawn["training_curves"]) if len(y) == 5]  # neuronmoe-s1: steps 1-5
+    assert any(np.allclose(y, [3.0 / s for s in range(1, 6)]) for y in lm)
     assert len(read_metrics(stage_outputs / "train" / "neuronmoe-s1" / "metrics.jsonl")) == 5  # the cut line is skipped
 
 

@@ -5,6 +5,7 @@ import json
 
 import pytest
 import torch
+from support.builders import write_allocation
 
 moe = pytest.importorskip("neuronmoe.moe")
 
@@ -21,7 +22,7 @@ def adapter_dirs(tmp_path_factory, tiny_model_dir):
     model = peft.get_peft_model(base, MoEConfig(experts_per_layer=[1, 3, 1], top_k=2))
     out = tmp_path_factory.mktemp("adapter") / "train" / "neuronmoe-s1"
     model.save_pretrained(out / "adapter")
-    (out / "allocation.json").write_text(json.dumps({"experts_per_layer": [1, 3, 1], "targets": ["el"]}))
+    write_allocation(out / "allocation.json", [1, 3, 1], targets=["el"])  # the run's copy of its allocation
     return tiny_model_dir, out / "adapter"
 
 

@@ -123,7 +123,7 @@ def test_check_offline_reports_every_cell_without_loading_a_model(data_root, no_
 
 
 def test_check_against_replicas_passes_and_catches_a_bad_revision(data_root, tmp_path, no_model_load, capsys):
-    from replicas import build_replicas
+    from support.replicas import build_replicas
 
     good = build_replicas(tmp_path / "good")
     argv = ["evaluate", "--model", "/nonexistent/model", "--output-dir", str(data_root), "--suite", "paper", "--check"]
@@ -150,7 +150,7 @@ def test_check_against_replicas_passes_and_catches_a_bad_revision(data_root, tmp
 
 
 def test_shots_above_the_fewshot_split_are_refused_before_the_model_loads(tiny_model_dir, data_root, tmp_path, no_model_load, capsys):
-    from replicas import build_replicas
+    from support.replicas import build_replicas
 
     reps = build_replicas(tmp_path / "r")
     assert main(["evaluate", "--model", str(tiny_model_dir), "--output-dir", str(data_root), "--suite", "paper",
@@ -160,7 +160,7 @@ def test_shots_above_the_fewshot_split_are_refused_before_the_model_loads(tiny_m
 
 
 def test_a_failing_cell_is_reported_the_others_written_and_a_rerun_retries_it(tiny_model_dir, data_root, tmp_path, capsys):
-    from replicas import build_replicas
+    from support.replicas import build_replicas
 
     reps = build_replicas(tmp_path / "r", broken=("facebook/belebele", "eng_Latn"))
     argv = ["evaluate", "--model", str(tiny_model_dir), "--output-dir", str(data_root), "--device", "cpu", "--dtype", "float32",

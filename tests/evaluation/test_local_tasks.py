@@ -6,9 +6,9 @@ import os
 from collections import Counter
 
 import pytest
-from evalfixtures import WORDS, make_paragraphs
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.evalfixtures import WORDS, make_paragraphs
 
 from neuronmoe.evaluation.local_tasks import build_cloze_items, build_local_tasks, select_heldout
 
@@ -165,7 +165,7 @@ def test_build_local_tasks_writes_absolute_yamls_and_reuses(data_root):
 
 
 def test_word_frequencies_come_from_the_languages_training_text(data_root):
-    from evalfixtures import write_jsonl
+    from support.evalfixtures import write_jsonl
 
     from neuronmoe.evaluation.cloze import word_counts
 

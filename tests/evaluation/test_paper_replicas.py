@@ -20,7 +20,7 @@ FAST = ["--limit", "1", "--max-length", "48", "--device", "cpu", "--dtype", "flo
 
 @pytest.fixture(scope="module")
 def replicas(tmp_path_factory):
-    from replicas import build_replicas
+    from support.replicas import build_replicas
 
     return build_replicas(tmp_path_factory.mktemp("replicas"))
 

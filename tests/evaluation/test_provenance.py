@@ -48,7 +48,7 @@ def _replica_run(model, root, replicas, *extra):
 
 
 def test_each_cell_records_its_dataset_commit_and_a_moved_dataset_is_recomputed(tiny_model_dir, data_root, tmp_path, capsys):
-    from replicas import build_replicas
+    from support.replicas import build_replicas
 
     reps = build_replicas(tmp_path / "reps")
     assert _replica_run(tiny_model_dir, data_root, reps) == 0
@@ -79,7 +79,7 @@ def test_each_cell_records_its_dataset_commit_and_a_moved_dataset_is_recomputed(
 
 
 def test_a_finished_cell_whose_data_cannot_be_reloaded_is_kept_and_marked(tiny_model_dir, data_root, tmp_path, capsys):
-    from replicas import build_replicas
+    from support.replicas import build_replicas
 
     reps = build_replicas(tmp_path / "reps")
     assert _replica_run(tiny_model_dir, data_root, reps) == 0
@@ -151,7 +151,7 @@ def test_the_turkish_mmlu_replica_is_laid_out_like_the_hub_and_our_task_reads_it
     """malhajar/mmlu-tr has no configs: block: datasets would know no subject config and fold dev-4.jsonl into
     validation; the task names each split's files, so its 4-row dev split is there."""
     import datasets
-    from replicas import build_replicas
+    from support.replicas import build_replicas
 
     from neuronmoe.evaluation.cells import build_cell, inspect_cell, plan_cells
     from neuronmoe.evaluation.suites import load_dataset_pins, resolve_suite

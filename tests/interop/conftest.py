@@ -14,7 +14,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 @pytest.fixture(scope="module")
 def local_root(tmp_path_factory) -> Path:
     """$OUTPUT_DIR with data/udhr/en.jsonl + data/heldout/en.jsonl and the local suite built in eval/tasks."""
-    from evalfixtures import make_paragraphs, write_jsonl
+    from support.evalfixtures import make_paragraphs, write_jsonl
 
     from neuronmoe.evaluation.local_tasks import build_local_tasks
 

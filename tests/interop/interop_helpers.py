@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -10,8 +9,6 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "evaluation"))  # evalfixtures: synthetic UDHR/held-out files
 
 HERE = Path(__file__).resolve().parent
 FRESH_PYTHON = HERE / "fresh_python.py"

@@ -192,56 +192,71 @@ def test_modeling_file_routes_exactly_as_the_adapter(dtype):
 
 
 # ---- bad input: one line, nothing written ---------------------------------------------------------
-def test_bad_input_fails_before_anything_is_written(families, tmp_path, capsys):
-    import dataclasses
-
-    from neuronmoe.interop.export import ExportError, plan_export
-    from neuronmoe.interop.settings import ExportSettings
+def test_an_adapter_from_another_base_is_refused_before_anything_is_written(families, tmp_path, capsys):
     from neuronmoe.testing import save_tiny_model
 
     _, adapter = families["llama"]
     other = save_tiny_model(tmp_path / "other-base", "llama", num_hidden_layers=4, vocab_size=TINY_VOCAB)
     out = tmp_path / "out"
-    # adapter onto another base
     assert _export(adapter, out, "--model", str(other)) == 2
-    err = capsys.readouterr().err
-    assert "made for another base model (3 layers, the base model (llama) has 4)" in err
+    assert "made for another base model (3 layers, the base model (llama) has 4)" in capsys.readouterr().err
     assert not out.exists() and not list(tmp_path.glob(".out.*"))
-    # unsupported dtype: the settings refuse it (one line), and so does the function
+
+
+def test_an_unsupported_dtype_is_refused_by_the_settings_and_the_function(families, tmp_path, capsys):
+    import dataclasses
+
+    from neuronmoe.interop.export import ExportError, plan_export
+    from neuronmoe.interop.settings import ExportSettings
+
+    _, adapter = families["llama"]
+    out = tmp_path / "out"
     assert _export(adapter, out, "--dtype", "int8") == 2
     assert "--dtype: 'int8' is not one of auto, float32" in capsys.readouterr().err
     s = ExportSettings.resolve(environ={}, adapter=str(adapter), out=str(out))
     with pytest.raises(ExportError, match="--dtype int8: unsupported"):
         plan_export(dataclasses.replace(s, dtype="int8"))
-    # an existing folder without --overwrite is left as it was
+    assert not out.exists()
+
+
+def test_an_existing_folder_is_kept_without_overwrite_and_replaced_with_it(families, tmp_path, capsys):
+    _, adapter = families["llama"]
+    out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
     assert _export(adapter, out) == 2
     assert "exists; pass --overwrite" in capsys.readouterr().err
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
-    # --out that would replace the adapter itself, even with --overwrite
+    assert _export(adapter, out, "--overwrite") == 0
+    assert not (out / "keep.txt").exists() and (out / "model.safetensors").exists()
+
+
+def test_out_never_replaces_the_adapter_itself(families, capsys):
+    _, adapter = families["llama"]
     assert _export(adapter, adapter, "--overwrite") == 2
     assert "would replace the --adapter folder" in capsys.readouterr().err
     assert (adapter / "adapter_config.json").exists()
-    # not a NeuronMoE adapter
+
+
+def test_an_adapter_of_another_peft_method_is_refused(tmp_path, capsys):
     lora = tmp_path / "lora"
     lora.mkdir()
-    (lora / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "base_model_name_or_path": str(other)}))
+    (lora / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "base_model_name_or_path": str(tmp_path)}))
     assert _export(lora, tmp_path / "out2") == 2
     assert "peft_type is 'LORA', not a NeuronMoE adapter" in capsys.readouterr().err
     assert not (tmp_path / "out2").exists()
-    # a quantized base
+
+
+def test_a_quantized_base_is_refused(families, tmp_path, capsys):
     import shutil
 
+    _, adapter = families["llama"]
     quant = tmp_path / "quantized-base"
     shutil.copytree(families["llama"][0], quant)
     cfg = json.loads((quant / "config.json").read_text())
     (quant / "config.json").write_text(json.dumps({**cfg, "quantization_config": {"quant_method": "bitsandbytes", "load_in_4bit": True}}))
     assert _export(adapter, tmp_path / "out3", "--model", str(quant)) == 2
     assert "a quantized checkpoint" in capsys.readouterr().err and not (tmp_path / "out3").exists()
-    # --overwrite replaces the folder
-    assert _export(adapter, out, "--overwrite") == 0
-    assert not (out / "keep.txt").exists() and (out / "model.safetensors").exists()
 
 
 def test_push_to_hub_goes_through_huggingface_hub(families, tmp_path, monkeypatch, capsys):

@@ -9,6 +9,7 @@ import math
 import pytest
 import torch
 import torch.nn as nn
+from support.builders import write_allocation
 
 from neuronmoe.moe import (
     MoEConfig,
@@ -203,10 +204,9 @@ def test_config_validation_errors():
 
 
 def test_from_allocation(tmp_path):
-    alloc = {"experts_per_layer": [3, 1, 2], "num_layers": 3, "mode": "neuronmoe",
-             "model": {"model_type": "llama", "num_layers": 3, "hidden_size": 32, "intermediate_size": 64}}
-    p = tmp_path / "a.json"
-    p.write_text(json.dumps(alloc))
+    p = write_allocation(tmp_path / "a.json", [3, 1, 2], mode="neuronmoe",
+                         model={"model_type": "llama", "num_layers": 3, "hidden_size": 32, "intermediate_size": 64})
+    alloc = json.loads(p.read_text())
     cfg = MoEConfig.from_allocation(p, top_k=1, lpr_loss_coef=0.0)
     assert cfg.experts_per_layer == [3, 1, 2] and cfg.top_k == 1 and cfg.lpr_loss_coef == 0.0
     assert cfg.base_model_fingerprint["hidden_size"] == 32 and "neuronmoe" in cfg.allocation_source

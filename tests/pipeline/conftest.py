@@ -5,6 +5,8 @@ import json
 from pathlib import Path
 
 import pytest
+from support.builders import write_allocation
+from support.replicas import fast_replica_loading  # noqa: F401  (the evaluation tests' fixture)
 
 
 class FakeRunner:
@@ -100,9 +102,7 @@ class FakeRunner:
                                     "heldout_ppl/el": {"status": "done", "items": "items/heldout_ppl__el.jsonl"}}}})
 
     def _alloc(self, name, epl, mode, **extra):
-        self._write(self.out / "allocation" / f"{name}.json", {"experts_per_layer": epl, "total_experts": sum(epl),
-                                                              "added_params": 1000 * (sum(epl) - len(epl)), "mode": mode,
-                                                              **extra})
+        write_allocation(self.out, epl, name=name, mode=mode, added_params=1000 * (sum(epl) - len(epl)), **extra)
 
     @staticmethod
     def _write(path: Path, obj):

@@ -11,29 +11,12 @@ from __future__ import annotations
 
 import json
 import shlex
-import sys
 from pathlib import Path
 
 import pytest
 
 from neuronmoe.cli import main
 from neuronmoe.pipeline.experiments import experiment_dry_run, get_experiment
-
-EVAL_TESTS = Path(__file__).resolve().parents[1] / "evaluation"
-sys.path.insert(0, str(EVAL_TESTS))
-
-
-def _evaluation_fixture(name: str):
-    """A fixture of tests/evaluation/conftest.py (loaded by path: every test folder has a conftest module)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("evaluation_conftest", EVAL_TESTS / "conftest.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return getattr(mod, name)
-
-
-fast_replica_loading = _evaluation_fixture("fast_replica_loading")
 
 #: ten words per language (our own); sentences spell their index in them, so every sentence is unique
 WORDS = {
@@ -119,7 +102,7 @@ def miniature(cmd: str, replicas: Path, source: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def replicas(tmp_path_factory):
-    from replicas import build_replicas
+    from support.replicas import build_replicas
 
     return build_replicas(tmp_path_factory.mktemp("replicas"))
 

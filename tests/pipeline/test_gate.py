@@ -3,16 +3,13 @@ training, with the per-layer difference; --accept-allocation-diff lets it throug
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from support.paper_tables import TABLE5
 
 from neuronmoe.cli import main
 from neuronmoe.pipeline.gate import DIFFERS, MATCHES, NO_REFERENCE, compare, gate_command, report_lines
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "allocation"))
-from alloc_paper_tables import TABLE5  # noqa: E402
 
 MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 

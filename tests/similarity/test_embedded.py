@@ -11,7 +11,7 @@ from neuronmoe.cli import main
 
 
 @pytest.mark.slow
-def test_embedded_model_similarity_and_allocations(tmp_path, embedded_model_dir):
+def test_embedded_model_similarity_and_allocations(tmp_path, embedded_model_dir, drawn):
     from neuronmoe.models import load_tokenizer
     from neuronmoe.utils.fingerprint import tokenizer_fingerprint
 
@@ -42,4 +42,6 @@ def test_embedded_model_similarity_and_allocations(tmp_path, embedded_model_dir)
     assert nm["params"]["mlp_params_per_expert"] == 3 * 576 * 1536
     assert nm["reference"]["name"] == "layermoe" and nm["reference"]["moe_ffn_params_change"] < 0
     assert (root / "allocation" / "neuronmoe-en.json").exists()
-    assert (root / "figures" / "allocation_neuronmoe_vs_layermoe.png").stat().st_size > 1000
+    fig = drawn["allocation_neuronmoe_vs_layermoe"]
+    assert sorted(fig.ax.bars.values()) == sorted([[float(x) for x in nm["experts_per_layer"]],
+                                                   [float(x) for x in lm["experts_per_layer"]]])

@@ -4,7 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from train_helpers import make_data_dir, write_allocation
+from support.builders import write_allocation
+from train_helpers import make_data_dir
 
 
 @pytest.fixture(scope="session")
@@ -25,7 +26,7 @@ def out_dir(tmp_path, data_dir, tiny_dir) -> Path:
     out = tmp_path / "out"
     out.mkdir()
     (out / "data").symlink_to(data_dir)
-    write_allocation(out / "allocation" / "tiny.json", [3, 1, 2], tiny_dir)
+    write_allocation(out, [3, 1, 2], name="tiny", model_dir=tiny_dir)
     return out
 
 

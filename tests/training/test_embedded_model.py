@@ -4,7 +4,8 @@ within a bound of the dense model after stage 2. A shortened CPU profile keeps i
 from __future__ import annotations
 
 import pytest
-from train_helpers import run_training, write_allocation
+from support.builders import write_allocation
+from train_helpers import run_training
 
 #: English held-out perplexity after stage 2 must stay within this factor of the dense model's
 EN_PPL_BOUND = 1.15
@@ -19,7 +20,7 @@ def test_stage1_then_stage2_on_the_embedded_model(tmp_path, data_dir, embedded_m
     out = tmp_path / "out"
     out.mkdir()
     (out / "data").symlink_to(data_dir)
-    write_allocation(out / "allocation" / "neuronmoe.json", EPL, embedded_model_dir)
+    write_allocation(out, EPL, name="neuronmoe", model_dir=embedded_model_dir)
     common = dict(model="smollm2-135m", output_dir=str(out), allocation="neuronmoe", profile="cpu",
                   cache_dir=str(tmp_path / "cache"))
     s1 = run_training(1, sets=SHORT + ["max_steps=8", "save_steps=8"], **common)

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from train_helpers import TINY_SETS, run_training, write_allocation, write_jsonl
+from support.builders import write_allocation
+from train_helpers import TINY_SETS, run_training, write_jsonl
 from transformers import TrainerCallback
 
 from neuronmoe.training.run import TrainingInputError
@@ -40,7 +41,7 @@ def stage1(tmp_path_factory, data_dir, tiny_dir):
     out = tmp_path_factory.mktemp("stage1") / "out"
     out.mkdir()
     (out / "data").symlink_to(data_dir)
-    write_allocation(out / "allocation" / "tiny.json", [3, 1, 2], tiny_dir)
+    write_allocation(out, [3, 1, 2], name="tiny", model_dir=tiny_dir)
     res = train(_opts(out, tiny_dir, tmp_path_factory.getbasetemp() / "tok-cache"))
     return out, res
 
@@ -224,12 +225,12 @@ def test_bad_inputs_fail_before_training(out_dir, tiny_dir, cache_dir, tmp_path)
     with pytest.raises(TrainingInputError, match="stage-1 adapter"):
         train(_opts(out_dir, tiny_dir, cache_dir, stage=2, run="s2-none"))
     # allocation for another model (wrong layer count)
-    write_allocation(out_dir / "allocation" / "four.json", [2, 1, 1, 2])
+    write_allocation(out_dir, [2, 1, 1, 2], name="four")
     with pytest.raises(BaseModelMismatchError, match=r"four.json: made for another base model \(4 layers, the base model \(llama\) has 3\)"):  # noqa: E501 (an exact message/data row)
         train(_opts(out_dir, tiny_dir, cache_dir, allocation="four"))
     # allocation whose fingerprint names another base (same layer count, other width)
     other = save_tiny_model(tmp_path / "wide", "llama", hidden_size=64, intermediate_size=128)
-    write_allocation(out_dir / "allocation" / "wide.json", [3, 1, 2], other)
+    write_allocation(out_dir, [3, 1, 2], name="wide", model_dir=other)
     with pytest.raises(BaseModelMismatchError, match="wide.json: made for another base model"):
         train(_opts(out_dir, tiny_dir, cache_dir, allocation="wide"))
     # stage-1 adapter from another base model

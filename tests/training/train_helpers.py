@@ -51,20 +51,6 @@ def make_data_dir(root: Path, new: tuple[str, ...] = ("el",), old: tuple[str, ..
     return root
 
 
-def write_allocation(path: Path, experts_per_layer: list[int], model_dir: str | Path | None = None) -> Path:
-    alloc = {"experts_per_layer": experts_per_layer, "num_layers": len(experts_per_layer),
-             "total_experts": sum(experts_per_layer), "mode": "test"}
-    if model_dir is not None:
-        from transformers import AutoConfig
-
-        from neuronmoe.utils.fingerprint import config_fingerprint
-
-        alloc["base_model_fingerprint"] = config_fingerprint(AutoConfig.from_pretrained(model_dir))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(alloc))
-    return path
-
-
 #: settings that make a tiny-model run take a second or two
 TINY_SETS = ["cutoff_len=32", "per_device_train_batch_size=4", "max_steps=6", "logging_steps=2",
              "save_steps=3", "learning_rate=0.003", "bf16=false", "report_to=none", "heldout_max_tokens=256",

@@ -31,6 +31,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+import pytest
+
 from neuronmoe.evaluation.paper_tasks import MMLU_SUBJECTS
 
 #: a few plain words per language (our own), from which every text is drawn
@@ -41,8 +43,12 @@ WORDS = {
     "hu": "víz föld ég fa könyv folyó kő fény ház kenyér zene tél kert levél ablak város".split(),
     "bn": "জল মাটি আকাশ গাছ বই নদী পাথর আলো ঘর রুটি গান শীত বাগান চিঠি জানালা শহর".split(),
     "ne": "पानी माटो आकाश रुख किताब नदी ढुङ्गा उज्यालो घर रोटी गीत जाडो बगैँचा चिठी झ्याल सहर".split(),
+    # languages outside the paper, evaluated on the benchmark families (eval_families.yaml)
+    "sw": "maji ardhi anga mti kitabu mto jiwe mwanga nyumba mkate muziki baridi bustani barua dirisha mji".split(),
+    "hi": "पानी धरती आकाश पेड़ किताब नदी पत्थर रोशनी घर रोटी संगीत सर्दी बगीचा चिट्ठी खिड़की शहर".split(),
 }
-FLORES = {"en": "eng_Latn", "el": "ell_Grek", "tr": "tur_Latn", "hu": "hun_Latn", "bn": "ben_Beng", "ne": "npi_Deva"}
+FLORES = {"en": "eng_Latn", "el": "ell_Grek", "tr": "tur_Latn", "hu": "hun_Latn", "bn": "ben_Beng", "ne": "npi_Deva",
+          "sw": "swh_Latn", "hi": "hin_Deva"}
 GREEK_LETTERS = "ΑΒΓΔ"
 
 #: rows per split
@@ -159,7 +165,7 @@ def _okapi_arc(lang: str, seed: int) -> dict[str, list]:
 
 
 # ------------------------------------------------------------------------------------ HellaSwag
-_MARKERS = {"en": ["[header]", "[title]", "[step]"], "tr": ["[başlık]", "[adım]"], "el": [], "hu": [], "bn": [], "ne": []}
+_MARKERS = {"en": ["[header]", "[title]", "[step]"], "tr": ["[başlık]", "[adım]"]}
 
 
 def _hellaswag_rows(lang: str, n: int, seed: int, split: str, unlabelled: bool = False, label_space: bool = False) -> list[dict[str, Any]]:
@@ -216,6 +222,37 @@ def _okapi_mmlu(lang: str, seed: int) -> dict[str, list]:
     return out
 
 
+# ------------------------------------------------------------------- families of a new language
+def _xcopa(lang: str, seed: int) -> dict[str, list]:
+    """cambridgeltl/xcopa: premise, choice1, choice2, question (cause/effect), integer label; validation + test."""
+    t = _Text(lang, seed)
+    return {split: [{"premise": t.sentence(3, 5), "choice1": t.sentence(2, 4), "choice2": t.sentence(2, 4),
+                     "question": ("cause", "effect")[i % 2], "label": t.rng.randrange(2), "idx": i, "changed": False}
+                    for i in range(n)] for split, n in {"validation": 3, "test": 4}.items()}
+
+
+def _xstorycloze(lang: str, seed: int) -> dict[str, list]:
+    """juletxara/xstory_cloze: four story sentences, two endings, answer_right_ending 1 or 2; train + eval."""
+    t = _Text(lang, seed)
+    return {split: [{"story_id": f"{lang}-{split}-{i}", **{f"input_sentence_{j}": t.sentence(3, 5) for j in range(1, 5)},
+                     "sentence_quiz1": t.sentence(2, 4), "sentence_quiz2": t.sentence(2, 4),
+                     "answer_right_ending": 1 + t.rng.randrange(2)} for i in range(n)]
+            for split, n in {"train": 3, "eval": 4}.items()}
+
+
+def _global_mmlu(lang: str, seed: int) -> dict[str, list]:
+    """CohereForAI/Global-MMLU (one config per language): every subject in one table (lm-eval filters by
+    ``subject``), option_a..option_d, letter answer; 5 dev rows per subject for 5 shots, test."""
+    t = _Text(lang, seed)
+    out: dict[str, list] = {"dev": [], "test": []}
+    for subject in MMLU_SUBJECTS:
+        for split, n in (("dev", 5), ("test", 1)):
+            out[split] += [{"sample_id": f"{subject}/{split}/{i}", "subject": subject, "subject_category": "Other",
+                            "question": t.sentence(2, 4, "?"), **{f"option_{c}": w for c, w in zip("abcd", t.distinct(4))},
+                            "answer": "ABCD"[t.rng.randrange(4)]} for i in range(n)]
+    return out
+
+
 # ------------------------------------------------------------------------------------- Belebele
 def _belebele(lang: str, seed: int) -> dict[str, list]:
     t = _Text(lang, seed)
@@ -231,7 +268,7 @@ def _belebele(lang: str, seed: int) -> dict[str, list]:
 
 def replica_specs(dev_is_test: tuple[str, ...] = ()) -> dict[str, Callable[[], dict]]:
     """``{hub dataset: builder of {config: {split: rows}}}`` for every dataset of the paper suite."""
-    okapi = ("hu", "bn", "ne")
+    okapi = ("hu", "bn", "ne", "hi")
     return {
         "allenai/ai2_arc": lambda: _arc("en", 1, digit_every=9),
         "ilsp/arc_greek": lambda: _arc("el", 2),
@@ -247,6 +284,10 @@ def replica_specs(dev_is_test: tuple[str, ...] = ()) -> dict[str, Callable[[], d
         "ilsp/mmlu_greek": lambda: _mmlu("el", 200, greek_letters=True, dev_is_test=dev_is_test),
         "malhajar/mmlu-tr": lambda: _mmlu("tr", 300, dev_rows=4, with_all=False),
         "alexandrainst/m_mmlu": lambda: {lang: _okapi_mmlu(lang, 400 + i) for i, lang in enumerate(okapi)},
+        # Swahili's families (eval_families.yaml); Hindi reads Okapi and Belebele above
+        "cambridgeltl/xcopa": lambda: {"sw": _xcopa("sw", 500)},
+        "juletxara/xstory_cloze": lambda: {"sw": _xstorycloze("sw", 600)},
+        "CohereForAI/Global-MMLU": lambda: {"sw": _global_mmlu("sw", 700)},
     }
 
 
@@ -291,3 +332,30 @@ if __name__ == "__main__":  # pragma: no cover
     if len(sys.argv) != 2:
         sys.exit("usage: python tests/evaluation/replicas.py OUT_DIR")
     print(build_replicas(sys.argv[1]))
+
+
+@pytest.fixture(scope="module")
+def fast_replica_loading():
+    """Test speed only: the replicas never change during a session, so each (folder, config) is
+    read once (``datasets.load_dataset`` memoised) and README metadata is parsed by PyYAML's C
+    safe loader. lm-eval still calls ``datasets.load_dataset`` for every task it builds."""
+    import datasets
+    import yaml
+
+    mp = pytest.MonkeyPatch()
+    if getattr(yaml, "__with_libyaml__", False):
+        mp.setattr(yaml, "safe_load", lambda stream: yaml.load(stream, Loader=yaml.CSafeLoader))
+    real = datasets.load_dataset
+    memo: dict = {}
+
+    def load_dataset(path=None, name=None, **kwargs):
+        if not (path and (Path(str(path)) / "replica.json").is_file()):
+            return real(path=path, name=name, **kwargs)
+        key = (str(path), name, repr(sorted(kwargs.items())))
+        if key not in memo:
+            memo[key] = real(path=path, name=name, **kwargs)
+        return memo[key]
+
+    mp.setattr(datasets, "load_dataset", load_dataset)
+    yield memo
+    mp.undo()
