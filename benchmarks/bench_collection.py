@@ -18,6 +18,19 @@ import time
 import torch
 
 
+def make_batches(a: argparse.Namespace, vocab_size: int) -> list:
+    """``a.batches`` random batches of ``a.batch_size`` x ``a.seq_len`` ids, right-padded to varied lengths."""
+    g = torch.Generator().manual_seed(0)
+    batches = []
+    for _ in range(a.batches):
+        ids = torch.randint(10, vocab_size - 1, (a.batch_size, a.seq_len), generator=g)
+        att = torch.ones_like(ids)
+        for j in range(a.batch_size):  # varied lengths -> right padding as in the real run
+            att[j, a.seq_len - j * (a.seq_len // (2 * a.batch_size)) :] = 0
+        batches.append((ids, att))
+    return batches
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="smollm2-135m", help="model alias or folder")
@@ -37,14 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     model = load_model(a.model, dtype=a.dtype, device="cpu")
     layout = UnitLayout.for_model(model.config)
     runner = model.get_decoder()
-    g = torch.Generator().manual_seed(0)
-    batches = []
-    for _ in range(a.batches):
-        ids = torch.randint(10, int(model.config.vocab_size) - 1, (a.batch_size, a.seq_len), generator=g)
-        att = torch.ones_like(ids)
-        for j in range(a.batch_size):  # varied lengths -> right padding as in the real run
-            att[j, a.seq_len - j * (a.seq_len // (2 * a.batch_size)) :] = 0
-        batches.append((ids, att))
+    batches = make_batches(a, int(model.config.vocab_size))
     targets = _hook_targets(model, layout)
     pooler = _Pooler("mean", layout.total, torch.device("cpu"))
     sink: list = []

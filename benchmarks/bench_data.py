@@ -385,6 +385,14 @@ STEPS = ("prepare_1proc", "prepare", "pack", "pack_workers", "legacy")
 
 def summarize(results: dict) -> None:
     runs = results["runs"]
+    _print_table(runs)
+    _print_growth(runs)
+    for r in runs:
+        _print_ratios(r, results["num_proc"])
+        _print_extrapolation(r, results["machine"]["cores"])
+
+
+def _print_table(runs: list) -> None:
     print("\nsize | step | tokens | wall s | tokens/s | CPU s | tokens/CPU-s | RSS growth MB | anon / file MB | "
           "tree anon growth MB | tree PSS growth MB | workers RSS MB | load")
     for r in runs:
@@ -395,6 +403,9 @@ def summarize(results: dict) -> None:
                       f"{x['tokens_per_cpu_s']:,} | {x['rss_growth_mb']} | {x['rss_anon_growth_mb']} / {x['rss_file_growth_mb']} | "
                       f"{x['tree_anon_growth_mb']} | {x['tree_pss_growth_mb']} | {x['workers_rss_mb']} | "
                       f"{x.get('load', ['?'])[0]}")
+
+
+def _print_growth(runs: list) -> None:
     if len(runs) >= 2:
         a, b = runs[0], runs[-1]
         for k in ("pack", "prepare"):
@@ -402,25 +413,29 @@ def summarize(results: dict) -> None:
                 for m in ("rss_growth_mb", "rss_anon_growth_mb", "rss_file_growth_mb", "tree_anon_growth_mb",
                           "tree_pss_growth_mb"):
                     print(f"{k} {m}: {b['size']} / {a['size']} = {b[k][m] / max(a[k][m], 1e-9):.2f}x")
-    for r in runs:
-        if "pack" in r and "legacy" in r:
-            p, q = r["pack"], r["legacy"]
-            print(f"{r['size']}: streaming / in-memory packer: time {p['wall_s'] / q['wall_s']:.2f}x, "
-                  f"RSS growth {p['rss_growth_mb'] / q['rss_growth_mb']:.3f}x, same blocks: {r.get('same_blocks')}")
-        for new, base, what in (("pack", "pack_workers", "packing, default / worker processes"),
-                                ("prepare", "prepare_1proc", f"prepare-data, {results['num_proc']} processes / 1")):
-            if new in r and base in r:
-                same = "" if new != "pack" else ", same blocks: " + str(all(
-                    r[new][k] == r[base][k] for k in ("blocks", "sample_sum", "first_block_sha")))
-                print(f"{r['size']}: {what}: tokens/s {r[new]['tokens_per_s'] / r[base]['tokens_per_s']:.2f}x{same}")
-        for k in STEPS:
-            if k in r:
-                x = r[k]
-                cores = results["machine"]["cores"]
-                print(f"{r['size']} {k}: 2B tokens would take {2e9 / x['tokens_per_s'] / 3600:.2f} h at {x['tokens_per_s']:,} tokens/s "
-                      f"(this load), {2e9 / x['tokens_per_cpu_s'] / cores / 3600:.2f} h on {cores} idle cores and "
-                      f"{2e9 / x['tokens_per_cpu_s'] / 16 / 3600:.2f} h on 16 at {x['tokens_per_cpu_s']:,} tokens per CPU-second"
-                      + (f"; memory {x['rss_growth_mb'] / x['tokens'] * 2e9 / 1024:.0f} GB (linear)" if k == "legacy" else ""))
+
+
+def _print_ratios(r: dict, num_proc: int) -> None:
+    if "pack" in r and "legacy" in r:
+        p, q = r["pack"], r["legacy"]
+        print(f"{r['size']}: streaming / in-memory packer: time {p['wall_s'] / q['wall_s']:.2f}x, "
+              f"RSS growth {p['rss_growth_mb'] / q['rss_growth_mb']:.3f}x, same blocks: {r.get('same_blocks')}")
+    for new, base, what in (("pack", "pack_workers", "packing, default / worker processes"),
+                            ("prepare", "prepare_1proc", f"prepare-data, {num_proc} processes / 1")):
+        if new in r and base in r:
+            same = "" if new != "pack" else ", same blocks: " + str(all(
+                r[new][k] == r[base][k] for k in ("blocks", "sample_sum", "first_block_sha")))
+            print(f"{r['size']}: {what}: tokens/s {r[new]['tokens_per_s'] / r[base]['tokens_per_s']:.2f}x{same}")
+
+
+def _print_extrapolation(r: dict, cores: int) -> None:
+    for k in STEPS:
+        if k in r:
+            x = r[k]
+            print(f"{r['size']} {k}: 2B tokens would take {2e9 / x['tokens_per_s'] / 3600:.2f} h at {x['tokens_per_s']:,} tokens/s "
+                  f"(this load), {2e9 / x['tokens_per_cpu_s'] / cores / 3600:.2f} h on {cores} idle cores and "
+                  f"{2e9 / x['tokens_per_cpu_s'] / 16 / 3600:.2f} h on 16 at {x['tokens_per_cpu_s']:,} tokens per CPU-second"
+                  + (f"; memory {x['rss_growth_mb'] / x['tokens'] * 2e9 / 1024:.0f} GB (linear)" if k == "legacy" else ""))
 
 
 if __name__ == "__main__":

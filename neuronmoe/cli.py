@@ -2,9 +2,9 @@
 
 A stage declares its subcommand(s) as :class:`Command` objects in its light ``settings`` module (``COMMANDS``):
 the settings dataclass (:mod:`neuronmoe.settings`) gives every flag, and ``run`` names the stage function that
-takes the resolved settings (imported on use, so ``--help`` stays fast). Older modules still expose
-``register(subparsers)``. Errors: :mod:`neuronmoe.errors` (user errors are one line; anything else is a bug and
-keeps its traceback).
+takes the resolved settings (imported on use, so ``--help`` stays fast). Errors: :mod:`neuronmoe.errors` (user
+errors and the operating system's are one line; anything else, a plain ``ValueError`` or ``KeyError`` included, is
+a bug and keeps its traceback).
 """
 from __future__ import annotations
 
@@ -24,11 +24,11 @@ STAGE_MODULES = [
     "neuronmoe.similarity.settings",  # similarity (LayerMoE baseline)
     "neuronmoe.allocation.settings",  # allocate
     "neuronmoe.pipeline.gate_settings",  # allocation-gate (paper run: computed allocations vs the paper's)
-    "neuronmoe.training.cli",  # train
+    "neuronmoe.training.settings",  # train
     "neuronmoe.evaluation.settings",  # evaluate, report
     "neuronmoe.analysis.settings",  # analyze-experts, figures
     "neuronmoe.interop.settings",  # lm-eval (lm-eval's own CLI, method registered), export (standalone HF folder)
-    "neuronmoe.pipeline",  # reproduce-paper (dry run) and pipeline helpers
+    "neuronmoe.pipeline.settings",  # pipeline (the miniature reproduction), reproduce-paper (the paper-scale plan)
 ]
 
 
@@ -46,14 +46,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"neuronmoe {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for modname in STAGE_MODULES:
-        mod = importlib.import_module(modname)
-        if hasattr(mod, "COMMANDS"):
-            for cmd in mod.COMMANDS:
-                cmd.register(sub)
-        else:
-            mod.register(sub)
+    for cmd in commands().values():
+        cmd.register(sub)
     return parser
+
+
+def commands() -> dict[str, Command]:
+    """Every subcommand declared as a :class:`Command`, by name."""
+    out: dict[str, Command] = {}
+    for modname in STAGE_MODULES:
+        for cmd in getattr(importlib.import_module(modname), "COMMANDS", []):
+            out[cmd.name] = cmd
+    return out
+
+
+def settings_of(command: str) -> type:
+    """The settings class of subcommand ``command`` (``train`` -> ``TrainSettings``)."""
+    try:
+        return commands()[command].settings
+    except KeyError:
+        raise LookupError(f"no subcommand {command!r} with a settings class") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,15 +104,14 @@ def main(argv: list[str] | None = None) -> int:
     return int(rc or 0)
 
 
-#: what the CLI catches: user errors (:mod:`neuronmoe.errors`) and the operating system's (a full disk, a missing
-#: file). TRANSITION: ``ValueError``/``KeyError`` are still caught while the stages move their checks to
-#: ``neuronmoe.errors``; :func:`expected` decides what is printed as one line.
-EXPECTED_ERRORS = (UserError, OSError, ValueError, KeyError)
+#: what the CLI prints as one line: user errors (:mod:`neuronmoe.errors`) and the operating system's (a full disk, a
+#: missing file). A plain ``ValueError`` or ``KeyError`` is a bug: it keeps its traceback.
+EXPECTED_ERRORS = (UserError, OSError)
 
 
 def expected(e: BaseException) -> bool:
     """True for a failure the user can fix (printed as one line); False for a bug (traceback kept)."""
-    return is_user_error(e) or isinstance(e, (ValueError, KeyError))
+    return is_user_error(e)
 
 
 def print_args(args: argparse.Namespace) -> int:

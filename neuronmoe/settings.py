@@ -28,6 +28,7 @@ import importlib
 import logging
 import math
 import os
+import types
 import typing
 from dataclasses import MISSING, dataclass
 from typing import Any, Callable, ClassVar, Mapping, Sequence
@@ -61,27 +62,33 @@ class Meta:
     name_like: bool = False  #: becomes a folder or file name: checked by ``layout.check_name``
 
 
-def setting(default: Any = MISSING, *, help: str, flag: str | None | bool = True, env: str | None = None,
-            env_aliases: Sequence[str] = (), flag_aliases: Sequence[str] = (), paper: str | None = None,
-            choices: Sequence[Any] | None = None, range: tuple[float | None, float | None] | None = None,
-            lo_open: bool = False, hi_open: bool = False, parse: Callable[[str], Any] | None = None,
-            switch: Any = _UNSET, yaml: bool = True, metavar: str | None = None, name_like: bool = False,
-            default_factory: Callable[[], Any] | Any = MISSING) -> Any:
+def setting(default: Any = MISSING, *, help: str, flag: str | None | bool = True,
+            range: tuple[float | None, float | None] | None = None,
+            default_factory: Callable[[], Any] | Any = MISSING, **options: Any) -> Any:
     """Declare one setting. ``flag=True`` derives ``--field-name``; ``flag=None``/``False``: no flag.
-    ``default`` MISSING means the stage's YAML must give it. ``range=(lo, hi)`` bounds numbers (None: open)."""
+    ``default`` MISSING means the stage's YAML must give it. ``range=(lo, hi)`` bounds numbers (None: open).
+    ``options``: the other fields of :class:`Meta` by name (``env``, ``env_aliases``, ``flag_aliases``, ``paper``,
+    ``choices``, ``lo_open``, ``hi_open``, ``parse``, ``switch``, ``yaml``, ``metavar``, ``name_like``)."""
+    unknown = sorted(set(options) - _META_OPTIONS)
+    if unknown:
+        raise TypeError(f"setting(): unknown option(s) {', '.join(unknown)}")
+    for key in ("env_aliases", "flag_aliases"):
+        if key in options:
+            options[key] = tuple(options[key])
+    if options.get("choices") is not None:
+        options["choices"] = tuple(options["choices"])
     lo, hi = range if range is not None else (None, None)
-    meta = Meta(help=help, flag=flag if isinstance(flag, str) else None, flag_aliases=tuple(flag_aliases), env=env,
-                env_aliases=tuple(env_aliases), paper=paper, choices=tuple(choices) if choices is not None else None,
-                lo=lo, hi=hi, lo_open=lo_open, hi_open=hi_open, parse=parse, switch=switch, yaml=yaml,
-                metavar=metavar, name_like=name_like)
-    if flag is True:
-        meta = dataclasses.replace(meta, flag=AUTO_FLAG)
+    meta = Meta(help=help, flag=AUTO_FLAG if flag is True else flag if isinstance(flag, str) else None, lo=lo, hi=hi,
+                **options)
     kw: dict[str, Any] = {"metadata": {"setting": meta}}
     if default_factory is not MISSING:
         kw["default_factory"] = default_factory
     else:
         kw["default"] = default
     return dataclasses.field(**kw)
+
+
+_META_OPTIONS = {f.name for f in dataclasses.fields(Meta)} - {"help", "flag", "lo", "hi"}
 
 
 AUTO_FLAG = "--<auto>"
@@ -136,27 +143,33 @@ def _coerce(value: Any, tp: Any) -> Any:
             return None
         raise ValueError("must be set (null is not allowed)")
     org = typing.get_origin(base) or base
+    if base is Any or org in (typing.Union, types.UnionType):
+        return value  # several types: the stage's check() decides
+    if org in (list, dict):
+        return _coerce_container(value, org)
+    return _coerce_scalar(value, base)
+
+
+def _coerce_container(value: Any, org: type) -> Any:
     if org is list:
         return parse_list(value) if isinstance(value, (str, list, tuple)) else _bad(value, "a list")
-    if org is dict:
-        return dict(value) if isinstance(value, Mapping) else _bad(value, "a mapping")
+    return dict(value) if isinstance(value, Mapping) else _bad(value, "a mapping")
+
+
+def _coerce_scalar(value: Any, base: Any) -> Any:
     if base is bool:
         return value if isinstance(value, bool) else parse_bool(value)
+    if base in (int, float) and isinstance(value, bool):
+        return _bad(value, "an integer" if base is int else "a number")
     if base is int:
-        if isinstance(value, bool):
-            return _bad(value, "an integer")
         return value if isinstance(value, int) else parse_count(value)
     if base is float:
-        if isinstance(value, bool):
-            return _bad(value, "a number")
         try:
             return float(value)
         except ValueError:
             return _bad(value, "a number")
     if base is str:
         return value if isinstance(value, str) else _bad(value, "text")
-    if base is Any or org is typing.Union:
-        return value
     return base(value)
 
 
@@ -266,29 +279,12 @@ class Settings:
         values: dict[str, Any] = {}
         where: dict[str, str] = {}
         by_name = {f.name: (f, m, tp) for f, m, tp in cls.fields()}
-        yaml_name = cls.profile_yaml(profile)
-        layers: list[tuple[str, Mapping[str, Any]]] = []
-        if yaml_name is not None:
-            layers.append((_yaml_label(yaml_name), load_profile(yaml_name)))
-        if config_file:
-            layers.append((str(config_file), load_profile(str(config_file), user=True)))
-        for source, data in layers:
+        for source, data in cls._yaml_layers(profile, config_file):
             for k, v in data.items():
-                if k in cls.YAML_DATA:
-                    continue
-                cls._take(by_name, k, v, source, values, where, from_yaml=True)
-        for name, (f, m, tp) in by_name.items():
-            raw, var = read_env(m, environ, cls.COMMAND)
-            if raw is not None:
-                values[name] = cls._parse(f, m, tp, raw, f"{var}={raw!r}")
-                where[name] = f"env {var}"
-        for name, v in (flags or {}).items():
-            if name not in by_name or v is _UNSET or v is None or (isinstance(v, str) and v == ""):
-                continue
-            f, m, tp = by_name[name]
-            flag = cls.flag_of(f, m) or name
-            values[name] = cls._parse(f, m, tp, v, flag)
-            where[name] = flag
+                if k not in cls.YAML_DATA:
+                    cls._take(by_name, k, v, source, values, where, from_yaml=True)
+        cls._env_layer(by_name, environ, values, where)
+        cls._flag_layer(by_name, flags or {}, values, where)
         for key, v in parse_sets(sets).items():
             cls._take(by_name, key, v, f"--set {key}", values, where, from_yaml=True)
         for name, v in context.items():
@@ -298,6 +294,35 @@ class Settings:
             values[name] = cls._parse(f, m, tp, v, cls.flag_of(f, m) or name)
             where[name] = "caller"
         return cls._build(by_name, values, where)
+
+    @classmethod
+    def _yaml_layers(cls, profile: str | None, config_file: str | None) -> list[tuple[str, Mapping[str, Any]]]:
+        """``(label, data)`` of the shipped YAML (with ``inherit:``) and of ``--config FILE``."""
+        yaml_name = cls.profile_yaml(profile)
+        layers: list[tuple[str, Mapping[str, Any]]] = []
+        if yaml_name is not None:
+            layers.append((_yaml_label(yaml_name), load_profile(yaml_name)))
+        if config_file:
+            layers.append((str(config_file), load_profile(str(config_file), user=True)))
+        return layers
+
+    @classmethod
+    def _env_layer(cls, by_name: dict, environ: Mapping[str, str], values: dict, where: dict) -> None:
+        for name, (f, m, tp) in by_name.items():
+            raw, var = read_env(m, environ, cls.COMMAND)
+            if raw is not None:
+                values[name] = cls._parse(f, m, tp, raw, f"{var}={raw!r}")
+                where[name] = f"env {var}"
+
+    @classmethod
+    def _flag_layer(cls, by_name: dict, flags: Mapping[str, Any], values: dict, where: dict) -> None:
+        for name, v in flags.items():
+            if name not in by_name or v is _UNSET or v is None or (isinstance(v, str) and v == ""):
+                continue
+            f, m, tp = by_name[name]
+            flag = cls.flag_of(f, m) or name
+            values[name] = cls._parse(f, m, tp, v, flag)
+            where[name] = flag
 
     @classmethod
     def _take(cls, by_name: dict, key: str, value: Any, source: str, values: dict, where: dict, from_yaml: bool) -> None:
@@ -443,6 +468,8 @@ def _show(v: Any) -> str:
 
 
 def _render(v: Any) -> str:
+    if isinstance(v, float) and v.is_integer() and abs(v) < 1e15:
+        return str(int(v))  # 70.0 -> 70 (read back as the field's type)
     if isinstance(v, (list, tuple)):
         return ",".join(map(str, v)) or "none"
     if isinstance(v, bool):

@@ -1,35 +1,16 @@
-"""How ``neuronmoe reproduce-paper`` uses the budget: its flags (:func:`add_arguments`), the budget added to the dry
-run's facts (:func:`attach`), the lines it prints (:func:`lines`) and the checks that stop it (:func:`final_checks`).
+"""How ``neuronmoe reproduce-paper`` uses the budget: the budget added to the dry run's facts (:func:`attach`), the
+lines it prints (:func:`lines`) and the checks that stop it (:func:`final_checks`). Its flags (``--gpu``,
+``--gpu-memory``, ``--mfu``, ``--check``, ``--accept-allocation-diff``) are fields of
+:class:`neuronmoe.pipeline.settings.ReproduceSettings`; ``args`` below is its :meth:`~ReproduceSettings.budget_args`.
 
-Hook points in ``neuronmoe/pipeline/cli.py`` (kept to four calls so that they move with the code):
-``add_arguments(r)`` where the ``reproduce-paper`` parser is built; ``attach(facts, args)`` right after the facts
-are computed; ``lines(facts)`` printed after the settings table; ``final_checks(facts, args)`` after the table's own
-check (and before ``--print-commands`` hands the plan to the runner).
+Hook points in ``neuronmoe/pipeline/stage.py`` (kept to three calls so that they move with the code):
+``attach(facts, args)`` right after the facts are computed; ``lines(facts)`` printed after the settings table;
+``final_checks(facts, args)`` after the table's own check (and before ``--print-commands`` hands the plan to the runner).
 """
 from __future__ import annotations
 
 import argparse
 from typing import Any
-
-
-def add_arguments(r: argparse.ArgumentParser) -> None:
-    from neuronmoe.cli_common import env
-
-    r.add_argument("--gpu", default=env("PAPER_GPU"),
-                   help="card the budget is computed for: A100, H100, H200, GH200, L40S, MI300X (env PAPER_GPU; "
-                   "default GH200, the paper's); neuronmoe/configs/budget.yaml")
-    r.add_argument("--gpu-memory", type=float, default=env("PAPER_GPU_MEMORY"),
-                   help="memory per device in GiB (env PAPER_GPU_MEMORY; default the card's): a training run that does "
-                   "not fit fails the dry run with a per-device batch x accumulation that does")
-    r.add_argument("--mfu", type=float, default=env("PAPER_MFU"),
-                   help="model FLOP utilisation for the GPU-hours (env PAPER_MFU; default the card's figure measured "
-                   "by benchmarks/gpu_check.sh, else a stated assumption)")
-    r.add_argument("--check", action="store_true",
-                   help="pre-flight on the machine that will run: read access to the model and every dataset (your "
-                   "token; gated repositories named), sizes from the hub, memory and free disk; exit 2 on a problem")
-    r.add_argument("--accept-allocation-diff", action="store_true", default=env("ACCEPT_ALLOCATION_DIFF", "0") == "1",
-                   help="computed allocations that differ from the paper's are trained anyway (recorded in the report) "
-                   "instead of stopping before training (env ACCEPT_ALLOCATION_DIFF=1)")
 
 
 def attach(facts: dict[str, Any], args: argparse.Namespace, client: Any = None) -> None:

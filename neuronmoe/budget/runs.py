@@ -51,13 +51,12 @@ def parse(cmds: Sequence[Sequence[str]]) -> list[Any]:
     return parse_commands(cmds)
 
 
-def resolved_training(a: Any, nproc: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(resolved training config, batch record) of a parsed ``train`` command at ``nproc`` processes."""
-    from neuronmoe.training.cli import _flags
-    from neuronmoe.training.settings import resolve
+def resolved_training(a: Any, nproc: int) -> Any:
+    """The ``TrainSettings`` of a parsed ``train`` command at ``nproc`` processes (``.config()``: the profile's
+    settings; ``.batch``: the batch record)."""
+    from neuronmoe.training.settings import TrainSettings
 
-    cfg, prov = resolve(a.stage, a.profile, a.config, _flags(a), a.sets, world_size=nproc)
-    return cfg, prov["batch"]
+    return TrainSettings.resolve(a, world_size=nproc)
 
 
 def deepspeed_facts(spec: str | None) -> tuple[str, int, int]:
@@ -172,12 +171,13 @@ def train_run(a: Any, nproc: int, ctx: Any) -> TrainRun:
     """The :class:`TrainRun` of a parsed ``train`` command (``ctx``: :class:`neuronmoe.budget.plan.Context`)."""
     from neuronmoe.layout import Layout
 
-    cfg, batch = resolved_training(a, nproc)
-    experts, source = allocation_experts(a.allocation, a.run, ctx.output_dir, ctx.allocations, ctx.model_config)
-    steps, tokens, basis = steps_and_tokens(cfg, batch, Layout(ctx.output_dir).train_run(a.run), ctx.sources,
+    s = resolved_training(a, nproc)
+    cfg, batch, run = s.config(), s.batch, s.run_name or s.default_run_name()
+    experts, source = allocation_experts(s.allocation, run, ctx.output_dir, ctx.allocations, ctx.model_config)
+    steps, tokens, basis = steps_and_tokens(cfg, batch, Layout(ctx.output_dir).train_run(run), ctx.sources,
                                             ctx.data_counts, ctx.cfg)
     layout, zero, bucket = deepspeed_facts(cfg.get("deepspeed"))
-    return TrainRun(run=a.run, stage=int(a.stage), allocation=a.allocation, experts=tuple(experts),
+    return TrainRun(run=run, stage=int(s.stage), allocation=s.allocation, experts=tuple(experts),
                     experts_source=source, train_mode=cfg["train_mode"], top_k=int(cfg["top_k"]),
                     cutoff_len=int(cfg["cutoff_len"]), per_device=int(batch["per_device_train_batch_size"]),
                     accumulation=int(batch["gradient_accumulation_steps"]), world=nproc, steps=steps, tokens=tokens,

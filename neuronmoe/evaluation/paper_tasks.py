@@ -140,7 +140,9 @@ def mmlu_answer(doc: dict) -> int:
     key = a.strip() if isinstance(a, str) else None
     if key in _ANSWER_INDEX:
         return _ANSWER_INDEX[key]
-    raise ValueError(f"MMLU answer {a!r} is not an index 0-3 or a letter A-D / Α-Δ (question {str(doc.get('question'))[:60]!r})")
+    from neuronmoe.errors import InputError
+
+    raise InputError(f"MMLU answer {a!r} is not an index 0-3 or a letter A-D / Α-Δ (question {str(doc.get('question'))[:60]!r})")
 
 
 def _q(s: str) -> str:

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from neuronmoe.errors import ConfigError
+
 EXPERIMENTS_CONFIG = "experiments"
 _REQUIRED = {"title", "model", "model_config", "targets", "runs"}
 _OPTIONAL = {"source", "replay", "neg_langs", "layermoe_budget", "capture_site", "capture_site_why", "expert_analysis",
@@ -57,19 +59,19 @@ def load_experiments(path: str | None = None) -> dict[str, Experiment]:
     where = path or "neuronmoe/configs/experiments.yaml"
     data = load_yaml(path or EXPERIMENTS_CONFIG).get("experiments")
     if not isinstance(data, dict) or not data:
-        raise ValueError(f"{where}: expected an 'experiments' mapping")
+        raise ConfigError(f"{where}: expected an 'experiments' mapping")
     out = {}
     for name, d in data.items():
         check_keys(d, _REQUIRED | _OPTIONAL, f"{where}: experiment {name!r}")
         missing = sorted(_REQUIRED - set(d))
         if missing:
-            raise ValueError(f"{where}: experiment {name!r}: missing field(s) {', '.join(missing)}")
+            raise ConfigError(f"{where}: experiment {name!r}: missing field(s) {', '.join(missing)}")
         tuples = {k: tuple(d[k]) for k in ("targets", "runs", "replay", "neg_langs", "paper_rows") if k in d}
         exp = Experiment(name=name, **{**d, **tuples})
         try:
             plan_runs(exp.targets, exp.runs)
         except ValueError as e:
-            raise ValueError(f"{where}: experiment {name!r}: {e}") from None
+            raise ConfigError(f"{where}: experiment {name!r}: {e}") from None
         out[name] = exp
     return out
 
@@ -79,7 +81,7 @@ def get_experiment(name: str, path: str | None = None) -> Experiment:
     if name not in experiments:
         from neuronmoe.utils.checks import did_you_mean
 
-        raise ValueError(f"--experiment: no experiment {name!r}{did_you_mean(name, experiments)}; "
+        raise ConfigError(f"--experiment: no experiment {name!r}{did_you_mean(name, experiments)}; "
                          f"experiments: {', '.join(experiments)} (--list describes them)")
     return experiments[name]
 
@@ -120,7 +122,7 @@ def reproduce_facts(experiment: str | None, targets: list[str] | None, model_con
     if experiment:
         exp = get_experiment(experiment)
         if targets and list(targets) != list(exp.targets):
-            raise ValueError(f"--targets {','.join(targets)} (env NEW_LANGS): experiment {exp.name} extends to "
+            raise ConfigError(f"--targets {','.join(targets)} (env NEW_LANGS): experiment {exp.name} extends to "
                              f"{','.join(exp.targets)}; drop --targets or choose another experiment (--list)")
         targets, model_config, model = list(exp.targets), model_config or exp.model_config, model or exp.model
         facts = experiment_dry_run(exp, output_root, model, model_config, deepspeed, nproc, allocations, **plan_extra)
@@ -131,7 +133,7 @@ def reproduce_facts(experiment: str | None, targets: list[str] | None, model_con
         same = next((e for e in load_experiments().values() if e.model_config == model_config), None)
         model = model or (same.model if same else None)
         if model is None:
-            raise ValueError(f"--model (env BASE_MODEL_PATH): give the model to train for --model-config {model_config}")
+            raise ConfigError(f"--model (env BASE_MODEL_PATH): give the model to train for --model-config {model_config}")
         # that model's LayerMoE budget where it is not the G1 setting's (Qwen: 60)
         g1_budget = load_yaml("similarity")["settings"]["g1"].get("budget")
         opts = {"layermoe_budget": same.layermoe_budget} if same and same.layermoe_budget != g1_budget else {}
@@ -169,7 +171,7 @@ def paper_numbers(exp: Experiment) -> dict[str, Any]:
         table = load_paper_tables()
         unknown = [r for r in exp.paper_rows if r not in table["rows"]]
         if unknown:
-            raise ValueError(f"experiment {exp.name!r}: paper_rows {unknown} are not rows of paper_results.yaml")
+            raise ConfigError(f"experiment {exp.name!r}: paper_rows {unknown} are not rows of paper_results.yaml")
         langs = {exp.source, *exp.targets}
         for r in exp.paper_rows:  # only this experiment's languages (Dense holds every table's)
             rows[r] = {k: v for k, v in table["rows"][r].items() if k.split("/")[-1] in langs}

@@ -133,6 +133,7 @@ def gate_command(output_dir: str, model_config: str, names: dict[tuple[str, str]
     first: dict[str, str] = {}  # LayerMoE's one G1 allocation serves every target: checked once
     for (kind, target), name in names.items():
         first.setdefault(name, f"{name}={kind}/{target}")
-    unique = list(first.values())
-    return ["neuronmoe", "allocation-gate", "--output-dir", output_dir, "--model-config", model_config,
-            "--allocations", ",".join(unique), *(["--accept-allocation-diff"] if accept else [])]
+    from neuronmoe.pipeline.commands import argv
+
+    return ["neuronmoe", *argv("allocation-gate", output_dir=output_dir, model_config=model_config,
+                               allocations=list(first.values()), accept_allocation_diff=accept or None)]

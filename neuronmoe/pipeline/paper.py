@@ -5,9 +5,14 @@ commands. The paper's named experiments (:mod:`.experiments`) are these two func
 settings (model, languages, runs)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import shlex
 from typing import Any, Sequence
+
+from neuronmoe.errors import ConfigError
+from neuronmoe.pipeline.commands import argv
+from neuronmoe.pipeline.settings import PaperPlan
 
 PAPER_TARGETS = ["el", "tr", "hu"]
 #: Table 5: unique EN+EL language-specific units per layer of Llama-3.2-3B
@@ -49,7 +54,7 @@ def plan_runs(targets: Sequence[str], runs: Sequence[str] | None = None) -> list
         for r in runs_of[t]:
             kind, _, stage = r.rpartition("-s")
             if kind not in RUN_KINDS or stage not in ("1", "2") or (stage == "2" and RUN_KINDS[kind][1] is None):
-                raise ValueError(f"run {r!r}: expected one of {', '.join(all_run_names())}")
+                raise ConfigError(f"run {r!r}: expected one of {', '.join(all_run_names())}")
             out.append((kind, int(stage), t))
     order = {k: i for i, k in enumerate(RUN_KINDS)}
     return sorted(out, key=lambda x: (x[1], list(targets).index(x[2]), order[x[0]]))
@@ -64,10 +69,8 @@ def run_label(kind: str, stage: int, target: str) -> str:
     return RUN_KINDS[kind][stage - 1] + ("" if target == "el" else f" ({target})")
 
 
-#: Appendix D: stage-1 data and Spanish replay from CulturaX, English replay from SlimPajama, Chinese from SkyPile
-#: (each read with the reference's recipe: neuronmoe/configs/data.yaml hf_datasets)
-PAPER_DATA_SOURCE = ("hf:uonlp/CulturaX,en=hf:cerebras/SlimPajama-627B,zh=hf:Skywork/SkyPile-150B,"
-                     "es=hf:uonlp/CulturaX")
+#: Appendix D's data sources (:attr:`neuronmoe.pipeline.settings.PaperPlan.data_source`)
+PAPER_DATA_SOURCE = PaperPlan.data_source
 
 
 def g1_languages() -> tuple[list[str], list[str]]:
@@ -78,97 +81,120 @@ def g1_languages() -> tuple[list[str], list[str]]:
     return list(g1["targets"]), list(g1["old_langs"])
 
 
-def paper_plan(output_dir: str = "outputs/paper", model: str = "meta-llama/Llama-3.2-3B", targets: Sequence[str] = PAPER_TARGETS,
-               source: str = "en", deepspeed: str = "zero2", nproc: int = 8, neg_langs: Sequence[str] = ("de", "fr", "ja"),
-               replay: Sequence[str] = ("en", "zh", "es"), data_source: str = PAPER_DATA_SOURCE,
-               allocations: str = "computed", model_config: str = "llama-3.2-3b", runs: Sequence[str] | None = None,
-               layermoe_budget: float | None = None, capture_site: str | None = None,
-               expert_analysis: bool = True, accept_allocation_diff: bool = False) -> list[list[str]]:
-    """The exact commands of a paper-scale run (default: Llama-3.2-3B, en -> el/tr/hu, Table 7 settings).
+def paper_plan(options: PaperPlan | None = None, /, **kw: Any) -> list[list[str]]:
+    """The exact commands of a paper-scale run (default: Llama-3.2-3B, en -> el/tr/hu, Table 7 settings), each
+    rendered from its stage's settings (:func:`neuronmoe.pipeline.commands.argv`).
 
-    ``allocations``: ``computed`` runs the method (neuron analysis -> pair allocation per target; LayerMoE
-    from similarity in LayerMoE's G1 setting, whose new languages are then prepared too); ``published`` trains
-    the paper's own allocations (shipped under neuronmoe/configs/allocations: Tables 2, 8 and 9;
-    :func:`published_allocation`), to reproduce its exact expert counts. Training commands give no batch
-    size: the profile's effective batch (32) is split over the ``nproc`` processes by the trainer.
-    ``runs``: which training runs (:func:`plan_runs`); ``layermoe_budget``: B of the LayerMoE baseline
-    (None: the G1 setting's 70); ``capture_site``: the similarity's ``--capture-site``;
-    ``expert_analysis``: the per-expert analysis of NeuronMoE-S1 (Greek); ``accept_allocation_diff``: the
-    allocation gate (computed mode: every computed allocation against the paper's, before any training) lets
-    differences through instead of stopping (:mod:`neuronmoe.pipeline.gate`).
+    ``options`` (:class:`~neuronmoe.pipeline.settings.PaperPlan`, or its fields as keywords): ``allocations``
+    ``computed`` runs the method (neuron analysis -> pair allocation per target; LayerMoE from similarity in
+    LayerMoE's G1 setting, whose new languages are then prepared too); ``published`` trains the paper's own
+    allocations (shipped under neuronmoe/configs/allocations: Tables 2, 8 and 9; :func:`published_allocation`), to
+    reproduce its exact expert counts. Training commands give no batch size: the profile's effective batch (32) is
+    split over the ``nproc`` processes by the trainer. The allocation gate (computed mode: every computed
+    allocation against the paper's, before any training) stops on a difference unless ``accept_allocation_diff``.
     """
-    o = output_dir
-    common = ["--output-dir", o, "--model", model]
-    old = [source, *[x for x in replay if x != source]]
-    planned = plan_runs(targets, runs)
+    given = PaperPlan.of(**kw)
+    p = dataclasses.replace(options or PaperPlan(), **{k: getattr(given, k) for k in kw})
+    planned = plan_runs(p.targets, p.runs)
     kinds = {(k, t) for k, _, t in planned}
-    layermoe = allocations != "published" and any(k == "layermoe" for k, _ in kinds)
+    layermoe = p.allocations != "published" and any(k == "layermoe" for k, _ in kinds)
     g1_new, g1_old = g1_languages()
-    from neuronmoe.pipeline.new_language import gate_applies, layermoe_plan
+    from neuronmoe.pipeline.new_language import layermoe_plan
 
-    options = [*(["--budget", f"{layermoe_budget:g}"] if layermoe_budget is not None else []),
-               *(["--capture-site", capture_site] if capture_site else [])]
-    g1_extra, layer_of, similarity_cmds = layermoe_plan(targets, g1_new, g1_old, common, options)
-    new = [*targets, *g1_extra] if layermoe else list(targets)
-    negs = [x for x in neg_langs if x not in old and x not in new]
-    langs = [*old, *new, *negs]
-    launch = ["torchrun", f"--nproc_per_node={nproc}", "-m", "neuronmoe"]
-    cmds: list[list[str]] = [
-        ["neuronmoe", "prepare-data", *common, "--source", data_source, "--new-langs", ",".join(new), "--old-langs",
-         ",".join(old), "--neg-langs", ",".join(negs), "--num-sentences", "500", "--max-tokens", "2e9",
-         "--replay-docs", "50000"],
-        ["neuronmoe", "neurons", *common, "--languages", ",".join(langs), "--top-k", "1000", "--ap-threshold", "0.5"],
-    ]
+    options = [*(["--budget", f"{p.layermoe_budget:g}"] if p.layermoe_budget is not None else []),
+               *(["--capture-site", p.capture_site] if p.capture_site else [])]
+    g1_extra, layer_of, similarity_cmds = layermoe_plan(p.targets, g1_new, g1_old,
+                                                        ["--output-dir", p.output_dir, "--model", p.model], options)
+    new = [*p.targets, *g1_extra] if layermoe else list(p.targets)
+    negs = [x for x in p.neg_langs if x not in p.old and x not in new]
+    langs = [*p.old, *new, *negs]
+    cmds = _preparation(p, new, negs, langs)
     if layermoe:  # LayerMoE's baseline: measured in its G1 setting (84 experts for Llama-3.2-3B); a target outside G1
         cmds += similarity_cmds  # gets its own measurement with G1's settings (neuronmoe.pipeline.new_language)
+    names = _allocation_names(p, kinds, layer_of)
+    cmds += _allocation_commands(p, kinds, names)
+    cmds += [[*p.launch, *cmd] for cmd in _training_commands(p, planned, names)]
+    cmds += _evaluation_commands(p, planned)
+    common = dict(output_dir=p.output_dir, model=p.model)
+    if p.expert_analysis and ("neuronmoe", 1, "el") in planned:
+        cmds.append(["neuronmoe", *argv("analyze-experts", **common, run="neuronmoe-el-s1", target="el", languages=langs)])
+    cmds.append(["neuronmoe", *argv("figures", output_dir=p.output_dir, target="el" if "el" in p.targets else None)])
+    cmds.append(["neuronmoe", *argv("report", output_dir=p.output_dir)])
+    return cmds
+
+
+def _preparation(p: PaperPlan, new: list[str], negs: list[str], langs: list[str]) -> list[list[str]]:
+    """prepare-data and neurons."""
+    common = dict(output_dir=p.output_dir, model=p.model)
+    return [["neuronmoe", *argv("prepare-data", **common, source=p.data_source, new_langs=new, old_langs=p.old,
+                                neg_langs=negs, num_samples=500, max_tokens=2_000_000_000, replay_docs=50000)],
+            ["neuronmoe", *argv("neurons", **common, languages=langs, top_k=1000, ap_threshold=0.5)]]
+
+
+def _allocation_names(p: PaperPlan, kinds: set[tuple[str, str]], layer_of: dict[str, str]) -> dict[tuple[str, str], str]:
+    """``{(kind, target): allocation name}``: the shipped ones (``published``) or the names the plan computes
+    (``layer_of``: each target's LayerMoE allocation)."""
     names: dict[tuple[str, str], str] = {}
-    for kind, t in sorted(kinds, key=lambda x: (list(targets).index(x[1]), list(RUN_KINDS).index(x[0]))):
-        if allocations == "published":
-            name = published_allocation(model_config, kind, t)
+    for kind, t in sorted(kinds, key=lambda x: (list(p.targets).index(x[1]), list(RUN_KINDS).index(x[0]))):
+        if p.allocations == "published":
+            name = published_allocation(p.model_config, kind, t)
             if name is None:
-                raise ValueError(f"--allocations published: the paper publishes no {RUN_KINDS[kind][0]} allocation for "
-                                 f"{model_config} / {t} (shipped: {', '.join(_shipped_for(model_config)) or 'none'}); "
-                                 "use --allocations computed")
+                raise ConfigError(f"--allocations published: the paper publishes no {RUN_KINDS[kind][0]} allocation for "
+                                  f"{p.model_config} / {t} (shipped: {', '.join(_shipped_for(p.model_config)) or 'none'}); "
+                                  "use --allocations computed")
             names[(kind, t)] = name
-    for t in targets:
-        if allocations == "published":
-            continue
-        layer = layer_of[t]
-        if ("layermoe", t) in kinds:
-            names[("layermoe", t)] = layer
+        else:
+            names[(kind, t)] = {"layermoe": layer_of.get(t, "layermoe"), "neuronmoe": f"neuronmoe-{t}",
+                                "neuronmoe-en": "neuronmoe-en" if t == "el" else f"neuronmoe-en-{t}"}[kind]
+    return names
+
+
+def _allocation_commands(p: PaperPlan, kinds: set[tuple[str, str]], names: dict[tuple[str, str], str]) -> list[list[str]]:
+    """Computed mode: the NeuronMoE allocations of every target, then the allocation gate (issue 22) where an
+    allocation of the plan has a paper reference."""
+    from neuronmoe.pipeline.new_language import gate_applies
+
+    if p.allocations == "published":
+        return []
+    common = dict(output_dir=p.output_dir, model=p.model)
+    cmds = []
+    for t in p.targets:
+        layer = names.get(("layermoe", t))
         if ("neuronmoe", t) in kinds:
-            names[("neuronmoe", t)] = f"neuronmoe-{t}"
-            cmds.append(["neuronmoe", "allocate", *common, "--mode", "pair", "--source", source, "--targets", t,
-                         "--name", f"neuronmoe-{t}", *(["--compare-with", layer] if ("layermoe", t) in kinds else [])])
+            cmds.append(["neuronmoe", *argv("allocate", **common, mode="pair", source_lang=p.source, targets=[t],
+                                            name=names[("neuronmoe", t)], compare_with=layer)])
         if ("neuronmoe-en", t) in kinds:
-            names[("neuronmoe-en", t)] = "neuronmoe-en" if t == "el" else f"neuronmoe-en-{t}"
-            cmds.append(["neuronmoe", "allocate", *common, "--mode", "source-only", "--source", source, "--targets", t,
-                         "--name", names[("neuronmoe-en", t)], *(["--reference", layer] if ("layermoe", t) in kinds else [])])
-    if allocations != "published" and names and gate_applies(model_config, names):  # computed vs the paper's (issue 22)
+            cmds.append(["neuronmoe", *argv("allocate", **common, mode="source-only", source_lang=p.source, targets=[t],
+                                            name=names[("neuronmoe-en", t)], reference=layer)])
+    if names and gate_applies(p.model_config, names):  # before any training: computed vs the paper's
         from neuronmoe.pipeline.gate import gate_command
 
-        cmds.append(gate_command(o, model_config, names, accept_allocation_diff))
-    runs_done: list[tuple[str, str, str]] = []  # (run, language, label)
+        cmds.append(gate_command(p.output_dir, p.model_config, names, p.accept_allocation_diff))
+    return cmds
+
+
+def _training_commands(p: PaperPlan, planned: list[tuple[str, int, str]],
+                       names: dict[tuple[str, str], str]) -> list[list[str]]:
+    """Every training run (after ``torchrun ... -m neuronmoe``); stage 2 with replay + LPR (Greek only in the paper)."""
+    cmds = []
     for kind, stage, t in planned:
         run = f"{kind}-{t}-s{stage}"
-        cmd = [*launch, "train", "--stage", str(stage), *common, "--allocation", names[(kind, t)], "--run-name", run]
-        if stage == 2:  # router training with replay + LPR (Greek only in the paper)
-            cmd += ["--init-adapter", f"{o}/train/{kind}-{t}-s1/adapter", "--languages", t,
-                    "--replay-languages", ",".join(old)]
-        else:
-            cmd += ["--languages", t]
-        cmds.append([*cmd, "--profile", "paper", "--deepspeed", deepspeed, "--resume"])
-        runs_done.append((run, t, run_label(kind, stage, t)))
-    cmds.append(["neuronmoe", "evaluate", *common, "--suite", "paper", "--languages", ",".join([source, *targets]),
-                 "--run-name", "dense", "--label", "Dense"])
-    for run, t, label in runs_done:
-        cmds.append(["neuronmoe", "evaluate", *common, "--suite", "paper", "--languages", f"{source},{t}",
-                     "--adapter", f"{o}/train/{run}/adapter", "--run-name", run, "--label", label])
-    if expert_analysis and ("neuronmoe", 1, "el") in planned:
-        cmds.append(["neuronmoe", "analyze-experts", *common, "--run", "neuronmoe-el-s1", "--target", "el",
-                     "--languages", ",".join(langs)])
-    cmds.append(["neuronmoe", "figures", "--output-dir", o] + (["--target", "el"] if "el" in targets else []))
-    cmds.append(["neuronmoe", "report", "--output-dir", o])
+        two = dict(init_adapter=f"{p.output_dir}/train/{kind}-{t}-s1/adapter") if stage == 2 else {}
+        cmds.append(argv("train", stage=stage, output_dir=p.output_dir, model=p.model, allocation=names[(kind, t)],
+                         run_name=run, **two, languages=[t], replay_languages=p.old if stage == 2 else None,
+                         profile="paper", deepspeed=p.deepspeed, resume=True))
+    return cmds
+
+
+def _evaluation_commands(p: PaperPlan, planned: list[tuple[str, int, str]]) -> list[list[str]]:
+    """The dense model on every language, then every run on English and its own language."""
+    common = dict(output_dir=p.output_dir, model=p.model, suite="paper")
+    cmds = [["neuronmoe", *argv("evaluate", **common, languages=[p.source, *p.targets], run_name="dense", label="Dense")]]
+    for kind, stage, t in planned:
+        run = f"{kind}-{t}-s{stage}"
+        cmds.append(["neuronmoe", *argv("evaluate", **common, languages=[p.source, t],
+                                        adapter=f"{p.output_dir}/train/{run}/adapter", run_name=run,
+                                        label=run_label(kind, stage, t))])
     return cmds
 
 
@@ -205,7 +231,7 @@ def paper_dry_run(model_config: str = "llama-3.2-3b", output_dir: str = "outputs
 
     check_languages(list(targets), "--targets")
     if allocations not in ("computed", "published"):
-        raise ValueError(f"--allocations {allocations!r}: choose computed or published")
+        raise ConfigError(f"--allocations {allocations!r}: choose computed or published")
     checked = check_config or model_config
     cfg = load_config(checked)
     facts: dict[str, Any] = {"model_config": checked, "dims": model_dims(cfg), "checks": []}
@@ -217,8 +243,8 @@ def paper_dry_run(model_config: str = "llama-3.2-3b", output_dir: str = "outputs
     for name, a in facts["allocations"].items():
         if a.get("from_counts"):
             facts["checks"].append(f"{name} allocation from {a['from_counts']} = {a['total_experts']} experts")
-    cmds = paper_plan(output_dir, model, targets=targets, deepspeed=deepspeed, nproc=nproc, allocations=allocations,
-                      model_config=model_config, **plan_options)
+    cmds = paper_plan(output_dir=output_dir, model=model, targets=targets, deepspeed=deepspeed, nproc=nproc,
+                      allocations=allocations, model_config=model_config, **plan_options)
     facts["commands"] = [shlex.join(c) for c in cmds]
     facts["nproc"] = nproc
     facts["settings"] = settings_table(cmds, nproc, targets, model_config)
@@ -228,10 +254,10 @@ def paper_dry_run(model_config: str = "llama-3.2-3b", output_dir: str = "outputs
 
 def check_training_profiles(facts: dict[str, Any]) -> None:
     """Both paper profiles resolve and validate; stage 1 has Table 7's learning rate, steps and top-k."""
-    from neuronmoe.training.settings import resolve
+    from neuronmoe.training.settings import TrainSettings
 
     for stage in (1, 2):
-        tcfg, _ = resolve(stage, "paper", environ={})
+        tcfg = TrainSettings.resolve(environ={}, stage=stage, profile="paper").config()
         facts[f"train_stage{stage}"] = {k: tcfg.get(k) for k in ("learning_rate", "max_steps", "num_train_epochs",
                                                                  "per_device_train_batch_size", "cutoff_len", "top_k",
                                                                  "aux_loss_coef", "lpr_loss_coef", "lr_scheduler_type",
@@ -239,7 +265,7 @@ def check_training_profiles(facts: dict[str, Any]) -> None:
         facts["checks"].append(f"training profile stage {stage} (paper) validates")
     t1 = facts["train_stage1"]
     if t1.get("learning_rate") != 1e-4 or t1.get("max_steps") != 15000 or t1.get("top_k") != 2:
-        raise ValueError(f"train_stage1.yaml drifted from the paper's Table 7: {t1}")
+        raise ConfigError(f"train_stage1.yaml drifted from the paper's Table 7: {t1}")
 
 
 def check_deepspeed(facts: dict[str, Any]) -> None:
@@ -248,7 +274,7 @@ def check_deepspeed(facts: dict[str, Any]) -> None:
     ds_path = CONFIG_DIR / "deepspeed_zero2.json"
     ds = json.loads(ds_path.read_text())
     if ds.get("zero_optimization", {}).get("stage") != 2:
-        raise ValueError(f"{ds_path}: not a ZeRO stage-2 config")
+        raise ConfigError(f"{ds_path}: not a ZeRO stage-2 config")
     facts["checks"].append("DeepSpeed ZeRO-2 config present")
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 from typing import Any, Sequence
 
+from neuronmoe.errors import ConfigError
+
 OK, DEVIATION, MISMATCH, AT_RUN_TIME, NOT_RUN = "ok", "deviation", "MISMATCH", "at run time", "not run"
 NO_REFERENCE = "no paper reference"
 
@@ -38,7 +40,7 @@ class NoReference(NotRun):
         return f"NoReference({self.value!r})"
 
 
-class PaperMismatchError(ValueError):
+class PaperMismatchError(ConfigError):
     """The plan differs from the paper in a way that is not a documented deviation."""
 
 
@@ -104,17 +106,18 @@ def plan_values(cmds: Sequence[Sequence[str]], nproc: int, targets: Sequence[str
     return vals
 
 
-def train_values(vals: dict[str, Any], parsed: list[argparse.Namespace], nproc: int) -> None:
-    from neuronmoe.training.cli import _flags
-    from neuronmoe.training.settings import resolve
+def train_settings(parsed: list[argparse.Namespace], nproc: int) -> list[Any]:
+    """Every ``train`` command of the plan resolved as the stage resolves it (``TrainSettings``), for ``nproc``
+    processes (the batch derivation of the world size)."""
+    from neuronmoe.training.settings import TrainSettings
 
+    return [TrainSettings.resolve(a, world_size=nproc) for a in parsed if a.command == "train"]
+
+
+def train_values(vals: dict[str, Any], parsed: list[argparse.Namespace], nproc: int) -> None:
     cfgs = {}
-    for stage in (1, 2):
-        a = _first(parsed, "train", stage=stage)
-        if a is None:
-            continue
-        cfg, prov = resolve(stage, a.profile, a.config, _flags(a), a.sets, world_size=nproc)
-        cfgs[stage] = (cfg, prov["batch"])
+    for s in train_settings(parsed, nproc):
+        cfgs.setdefault(s.stage, (s.config(), s.batch))  # the first run of each stage
     if 1 in cfgs:
         c, b = cfgs[1]
         for k in ("optim", "learning_rate", "adam_epsilon", "weight_decay", "lr_scheduler_type", "warmup_steps",
@@ -189,7 +192,7 @@ def layermoe_values(vals: dict[str, Any], parsed: list[argparse.Namespace]) -> N
 
     a = _first(parsed, "similarity")
     if a is None:  # --allocations published: the shipped Table 2 row
-        trains = [x for x in parsed if x.command == "train" and x.stage == 1 and "layermoe" in x.allocation]
+        trains = [x for x in train_settings(parsed, 1) if x.stage == 1 and "layermoe" in x.allocation]
         if trains:
             al = load_allocation(trains[0].allocation)
             vals["layermoe.experts"] = int(sum(al.experts_per_layer))
@@ -264,8 +267,8 @@ def deepspeed_values(vals: dict[str, Any], parsed: list[argparse.Namespace]) -> 
 
     from neuronmoe.config import CONFIG_DIR
 
-    a = _first(parsed, "train")
-    spec = getattr(a, "opt_deepspeed", None) if a is not None else None
+    trains = train_settings(parsed, 1)
+    spec = trains[0].deepspeed if trains else None
     if not spec:
         return
     ds = json.loads((CONFIG_DIR / "deepspeed_zero2.json" if spec == "zero2" else Path(spec)).read_text())

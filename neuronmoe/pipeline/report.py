@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from neuronmoe.pipeline.plan import TABLE_ROWS, PipelineConfig
+from neuronmoe.pipeline.plan import TABLE_ROWS
+from neuronmoe.pipeline.settings import PipelineSettings
 
 
 def _alloc_facts(out_dir: Path, name: str | None) -> dict[str, Any]:
@@ -22,16 +23,25 @@ def _alloc_facts(out_dir: Path, name: str | None) -> dict[str, Any]:
     return {"experts": d.get("total_experts"), "added_params": added, "experts_per_layer": d.get("experts_per_layer")}
 
 
-def build_report(cfg: PipelineConfig, timings: dict[str, Any] | None = None) -> str:
+def build_report(cfg: PipelineSettings, timings: dict[str, Any] | None = None) -> str:
     """``report.md``: the miniature Table 1, the allocations, the expert analysis and every figure,
     with every number read from this run's outputs."""
-    from neuronmoe.evaluation.table import load_run
-
     out_dir = Path(cfg.output_dir)
     lines = [f"# NeuronMoE miniature reproduction: {cfg.model}, {cfg.source} -> {cfg.target}", ""]
     lines += ["Every number below is read from this run's outputs under this folder; see docs/pipeline.md.", ""]
-    runs = []
-    missing = []
+    lines += _table_section(out_dir)
+    lines += _allocation_section(out_dir)
+    lines += _analysis_section(out_dir, cfg.target)
+    lines += _figure_section(out_dir)
+    lines += _timing_section(timings)
+    return "\n".join(lines)
+
+
+def _table_rows(out_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """(the evaluation results of every Table-1 row present, labelled with its experts; the runs missing)."""
+    from neuronmoe.evaluation.table import load_run
+
+    runs, missing = [], []
     for label, run, alloc in TABLE_ROWS:
         p = out_dir / "eval" / run / "results.json"
         if not p.exists():
@@ -41,13 +51,14 @@ def build_report(cfg: PipelineConfig, timings: dict[str, Any] | None = None) -> 
         nm = r.setdefault("neuronmoe", {})
         nm["label"] = label
         facts = _alloc_facts(out_dir, alloc)
-        if facts:
-            nm["experts"] = facts["experts"]
-            nm["added_params"] = facts["added_params"]
-        else:
-            nm["experts"], nm["added_params"] = None, None
+        nm["experts"], nm["added_params"] = (facts["experts"], facts["added_params"]) if facts else (None, None)
         runs.append(r)
-    lines += ["## Table 1 (miniature)", ""]
+    return runs, missing
+
+
+def _table_section(out_dir: Path) -> list[str]:
+    runs, missing = _table_rows(out_dir)
+    lines = ["## Table 1 (miniature)", ""]
     if runs:
         from neuronmoe.evaluation.report import report_markdown
 
@@ -55,47 +66,57 @@ def build_report(cfg: PipelineConfig, timings: dict[str, Any] | None = None) -> 
         lines += [md]
     if missing:
         lines += [f"Not evaluated yet: {', '.join(missing)}.", ""]
-    lines += ["#Exp = experts summed over layers, the original MLP of every layer included (the paper's count); "
-              "added params = new experts + routers (what stage 1 trains).", ""]
+    return lines + ["#Exp = experts summed over layers, the original MLP of every layer included (the paper's count); "
+                    "added params = new experts + routers (what stage 1 trains).", ""]
 
+
+def _allocation_section(out_dir: Path) -> list[str]:
     names = dict.fromkeys(a for _, _, a in TABLE_ROWS if a)
     allocs = [p for p in (out_dir / "allocation" / f"{a}.json" for a in names) if p.exists()]
-    if allocs:
-        lines += ["## Allocations (experts per layer)", "", "| allocation | total | per layer |", "|---|---:|---|"]
-        for p in allocs:
-            d = json.loads(p.read_text())
-            lines.append(f"| {p.stem} | {d.get('total_experts')} | {','.join(str(x) for x in d.get('experts_per_layer', []))} |")
-        lines.append("")
-        from neuronmoe.allocation.stability_report import report_section
+    if not allocs:
+        return []
+    lines = ["## Allocations (experts per layer)", "", "| allocation | total | per layer |", "|---|---:|---|"]
+    for p in allocs:
+        d = json.loads(p.read_text())
+        lines.append(f"| {p.stem} | {d.get('total_experts')} | {','.join(str(x) for x in d.get('experts_per_layer', []))} |")
+    lines.append("")
+    from neuronmoe.allocation.stability_report import report_section
 
-        lines += report_section(out_dir, list(names))  # allocation/<name>.stability.json (allocate --bootstrap)
+    return lines + report_section(out_dir, list(names))  # allocation/<name>.stability.json (allocate --bootstrap)
 
-    ana = out_dir / "analysis" / "expert_ap.json"
-    if ana.exists():
-        md = out_dir / "analysis" / f"expert_ap_{cfg.target}.md"
-        lines += ["## Language-specific units inside the experts (NeuronMoE-S1; paper Tables 4/10, Figure 3)", ""]
-        if md.exists():
-            lines += [md.read_text(encoding="utf-8"), ""]
 
+def _analysis_section(out_dir: Path, target: str) -> list[str]:
+    if not (out_dir / "analysis" / "expert_ap.json").exists():
+        return []
+    md = out_dir / "analysis" / f"expert_ap_{target}.md"
+    lines = ["## Language-specific units inside the experts (NeuronMoE-S1; paper Tables 4/10, Figure 3)", ""]
+    return lines + ([md.read_text(encoding="utf-8"), ""] if md.exists() else [])
+
+
+def _figure_section(out_dir: Path) -> list[str]:
     figs = sorted((out_dir / "figures").glob("*.png")) if (out_dir / "figures").is_dir() else []
-    if figs:
-        lines += ["## Figures", ""]
-        for f in figs:
-            lines += [f"![{f.stem}](figures/{f.name})", ""]
-
-    if timings:
-        lines += ["## Stage times (this machine)", "", "| stage | seconds | last run |", "|---|---:|---|"]
-        for k, v in timings.items():
-            if k.startswith("_") or not isinstance(v, dict):
-                continue
-            lines.append(f"| {k} | {v.get('seconds', 'n/a')} | {'skipped (up to date)' if v.get('skipped_last') else 'ran'} |")
-        if "_last_run_seconds" in timings:
-            lines.append(f"| total (last invocation) | {timings['_last_run_seconds']} | |")
-        lines.append("")
-    return "\n".join(lines)
+    if not figs:
+        return []
+    lines = ["## Figures", ""]
+    for f in figs:
+        lines += [f"![{f.stem}](figures/{f.name})", ""]
+    return lines
 
 
-def write_report(cfg: PipelineConfig, timings: dict[str, Any] | None = None) -> Path:
+def _timing_section(timings: dict[str, Any] | None) -> list[str]:
+    if not timings:
+        return []
+    lines = ["## Stage times (this machine)", "", "| stage | seconds | last run |", "|---|---:|---|"]
+    for k, v in timings.items():
+        if k.startswith("_") or not isinstance(v, dict):
+            continue
+        lines.append(f"| {k} | {v.get('seconds', 'n/a')} | {'skipped (up to date)' if v.get('skipped_last') else 'ran'} |")
+    if "_last_run_seconds" in timings:
+        lines.append(f"| total (last invocation) | {timings['_last_run_seconds']} | |")
+    return lines + [""]
+
+
+def write_report(cfg: PipelineSettings, timings: dict[str, Any] | None = None) -> Path:
     from neuronmoe.utils import atomic_write_text
 
     path = Path(cfg.output_dir) / "report.md"

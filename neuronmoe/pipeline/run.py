@@ -18,8 +18,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from neuronmoe.cli import CLIError
-from neuronmoe.pipeline.plan import PipelineConfig, Stage, plan
+from neuronmoe.errors import ConfigError, StateError
+from neuronmoe.pipeline.plan import Stage, plan
+from neuronmoe.pipeline.settings import PipelineSettings
 from neuronmoe.utils.io import atomic_write_json, sha256_file
 
 #: variables that would rewire the pipeline's stages (which adapter is evaluated, where an allocation or a
@@ -83,24 +84,18 @@ def stage_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
 
 
 # ------------------------------------------------------------------------------------------ checks
-class StageFailedError(CLIError, RuntimeError):
+class StageFailedError(StateError):
     """A stage of the pipeline exited with an error (its own message is printed above this one)."""
 
 
-def preflight(cfg: PipelineConfig) -> None:
+def preflight(cfg: PipelineSettings) -> None:
     """Every argument of the pipeline, checked before its first stage starts (the stages check their own
-    again): the languages (:meth:`PipelineConfig.validate`), the sizes, the output folder, the model (it
-    must have weights: the pipeline trains) and the evaluation suite. Raises a one-line ``ValueError``/``OSError``."""
+    again): the settings (languages, sizes: :meth:`PipelineSettings.validate`), the output folder, the model (it
+    must have weights: the pipeline trains) and the evaluation suite. Raises a one-line user error."""
     from neuronmoe.evaluation.suites import get_suite
     from neuronmoe.models import resolve_model
-    from neuronmoe.utils.checks import check_range
 
     cfg.validate()
-    check_range("--num-sentences", cfg.num_sentences, 1)
-    check_range("--analysis-limit", cfg.analysis_limit, 0)
-    check_range("--bootstrap", cfg.bootstrap, 0)
-    for n in cfg.sample_sizes:
-        check_range("--sample-sizes", n, 1)
     out = Path(cfg.output_dir)
     blocked = next((p for p in [out, *out.parents] if p.exists() and not p.is_dir()), None)
     if blocked is not None:
@@ -110,7 +105,7 @@ def preflight(cfg: PipelineConfig) -> None:
 
 
 # ------------------------------------------------------------------------------------------ running
-def run_pipeline(cfg: PipelineConfig, *, dry_run: bool = False, only: Sequence[str] | None = None,
+def run_pipeline(cfg: PipelineSettings, *, dry_run: bool = False, only: Sequence[str] | None = None,
                  rerun: Sequence[str] | None = None, python: str = sys.executable,
                  runner: Callable[[list[str]], int] | None = None) -> dict[str, Any]:
     """Run (or, with ``dry_run``, print) every stage that is not complete; write report.md.
@@ -136,7 +131,7 @@ def run_stages(stages: Sequence[Stage], out_dir: Path, *, dry_run: bool = False,
     for flag, names in (("--only", only), ("--rerun", rerun)):
         unknown = [x for x in names or [] if x not in by_name]
         if unknown:
-            raise ValueError(f"{flag}: unknown stage(s) {', '.join(unknown)}; stages: {', '.join(by_name)}")
+            raise ConfigError(f"{flag}: unknown stage(s) {', '.join(unknown)}; stages: {', '.join(by_name)}")
     child_env = stage_environment()
     runner = runner or (lambda cmd: subprocess.call(cmd, env=child_env))
     timings_path = out_dir / "pipeline" / "timings.json"

@@ -35,6 +35,8 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from neuronmoe.errors import ConfigError, InputError
+from neuronmoe.training.packing import PackJob
 from neuronmoe.utils.io import iter_jsonl
 
 log = logging.getLogger(__name__)
@@ -61,15 +63,15 @@ class Source:
     def hf_name_config(self) -> tuple[str, str | None]:
         rest = self.spec[3:]
         if not rest:
-            raise ValueError(f"data source {self.spec!r}: expected hf:NAME[:CONFIG]")
+            raise ConfigError(f"data source {self.spec!r}: expected hf:NAME[:CONFIG]")
         name, _, config = rest.partition(":")
         return name, (config or None)
 
     def check(self) -> None:
         if self.flag not in (OLD, NEW):
-            raise ValueError(f"data source {self.spec}: flag must be 0 (new) or 1 (old), got {self.flag}")
+            raise ConfigError(f"data source {self.spec}: flag must be 0 (new) or 1 (old), got {self.flag}")
         if self.max_samples is not None and self.max_samples < 1:
-            raise ValueError(f"data source {self.spec}: max_samples must be >= 1 or unset, got {self.max_samples}")
+            raise ConfigError(f"data source {self.spec}: max_samples must be >= 1 or unset, got {self.max_samples}")
         if self.is_hf:
             self.hf_name_config()
         elif not Path(self.spec).is_file():
@@ -113,7 +115,7 @@ def read_documents(src: Source, stats: dict[str, int] | None = None) -> Iterator
         if cap is not None and n >= cap:
             return
         if not isinstance(text, str):
-            raise ValueError(f"{where}: the {src.text_field!r} field is {type(text).__name__}, not text")
+            raise InputError(f"{where}: the {src.text_field!r} field is {type(text).__name__}, not text")
         if not text.strip():
             if stats is not None:
                 stats["blank_documents"] = stats.get("blank_documents", 0) + 1
@@ -131,15 +133,15 @@ def _iter_texts(src: Source) -> Iterator[tuple[str, Any]]:
         try:
             ds = datasets.load_dataset(name, config, split=src.split, streaming=True)
         except Exception as e:  # noqa: BLE001 - surface as a clear input error
-            raise ValueError(f"data source {src.spec}: cannot open dataset ({type(e).__name__}: {e})") from None
+            raise InputError(f"data source {src.spec}: cannot open dataset ({type(e).__name__}: {e})") from None
         for i, row in enumerate(ds):
             if src.text_field not in row:
-                raise ValueError(f"data source {src.spec}: rows have no {src.text_field!r} field (fields: {sorted(row)})")
+                raise InputError(f"data source {src.spec}: rows have no {src.text_field!r} field (fields: {sorted(row)})")
             yield f"data source {src.spec} row {i}", row[src.text_field]
         return
     for i, obj in iter_jsonl(src.spec):
         if src.text_field not in obj:
-            raise ValueError(f"{src.spec}:{i}: expected an object with a {src.text_field!r} field")
+            raise InputError(f"{src.spec}:{i}: expected an object with a {src.text_field!r} field")
         yield f"{src.spec}:{i}", obj[src.text_field]
 
 
@@ -152,7 +154,7 @@ def pack(
     the incomplete tail is dropped.
     """
     if cutoff_len < 2:
-        raise ValueError(f"cutoff_len must be >= 2, got {cutoff_len}")
+        raise ConfigError(f"cutoff_len must be >= 2, got {cutoff_len}")
     ids: list[int] = []
     fl: list[int] = []
     for toks, flag in zip(token_lists, flags):
@@ -239,16 +241,15 @@ def _open_entry(entry: Path, key: str | None = None) -> PackedData:
     return PackedData(arrays[0], arrays[1], meta, entry)
 
 
-def _build_entry(entry: Path, work_root: Path, key: str, sources: Sequence[Source], tokenizer: Any, tok_fp: str,
-                 cutoff_len: int, seed: int, max_blocks: int | None, num_proc: int | None, progress: bool) -> None:
+def _build_entry(entry: Path, work_root: Path, key: str, job: PackJob) -> None:
     """Build the cache entry ``entry`` (under a temporary name, renamed when complete)."""
     from neuronmoe.training.packing import build_blocks, source_documents
     from neuronmoe.utils.io import atomic_dir, atomic_write_json
 
-    docs = [source_documents(s, work_root, read_documents, progress) for s in sources]
+    sources, cutoff_len, max_blocks = job.sources, job.cutoff_len, job.max_blocks
+    docs = [source_documents(s, work_root, read_documents, job.progress) for s in sources]
     with atomic_dir(entry, overwrite=True) as tmp:
-        res = build_blocks(sources, docs, tokenizer, tok_fp, cutoff_len, seed, tmp, work_root,
-                           max_blocks=max_blocks, num_proc=num_proc, progress=progress)
+        res = build_blocks(job, docs, tmp, work_root)
         per_source = []
         tok_per_lang: dict[str, int] = {}
         for s, d, u in zip(sources, docs, res.meta["per_source"]):
@@ -259,16 +260,16 @@ def _build_entry(entry: Path, work_root: Path, key: str, sources: Sequence[Sourc
         blocks = res.blocks
         if blocks == 0:
             n_tok = sum(tok_per_lang.values())
-            raise ValueError(
+            raise InputError(
                 f"the training set is empty after packing: {sum(d.info['documents'] for d in docs)} documents hold "
                 f"{n_tok} tokens, fewer than one block of cutoff_len={cutoff_len}; add data or lower cutoff_len"
             )
         meta = {
             "format": CACHE_FORMAT,
             "key": key,
-            "tokenizer_fingerprint": tok_fp,
+            "tokenizer_fingerprint": job.tok_fp,
             "cutoff_len": cutoff_len,
-            "seed": seed,
+            "seed": job.seed,
             "max_tokens": None if max_blocks is None else max_blocks * cutoff_len,
             "storage_dtype": res.meta["storage_dtype"],
             "segments": res.meta["segments"],
@@ -304,50 +305,51 @@ def _entry_lock(cdir: Path, key: str) -> Iterator[None]:
         lock.release()
 
 
-def build_packed(
-    sources: Sequence[Source],
-    tokenizer: Any,
-    cutoff_len: int,
-    seed: int,
-    cache_dir: str | os.PathLike | None = None,
-    use_cache: bool = True,
-    max_tokens: int | None = None,
-    num_proc: int | None = None,
-    progress: bool = True,
-) -> PackedData:
+def build_packed(sources: Sequence[Source], tokenizer: Any, cutoff_len: int, seed: int,
+                 cache_dir: str | os.PathLike | None = None, use_cache: bool = True, max_tokens: int | None = None,
+                 **run: Any) -> PackedData:
     """Read, shuffle, tokenize and pack ``sources``; map the cached blocks when the key matches.
 
     ``max_tokens``: pack only the first ``ceil(max_tokens / cutoff_len)`` blocks (the documents
     after them are never tokenized). ``use_cache=False`` builds privately (nothing is reused or
-    kept: the files are unlinked once mapped). ``num_proc``: tokenizing processes (default:
-    :func:`~neuronmoe.training.packing.default_num_proc` for large segments, this process for small ones).
+    kept: the files are unlinked once mapped). ``run``: how it runs, not what it builds (not in the cache key):
+    ``num_proc`` tokenizing processes (default: :func:`~neuronmoe.training.packing.default_num_proc` for large
+    segments, this process for small ones) and ``progress`` bars (default on).
     """
     from neuronmoe.utils.fingerprint import tokenizer_fingerprint
 
+    unknown = sorted(set(run) - {"num_proc", "progress"})
+    if unknown:
+        raise TypeError(f"build_packed(): unexpected argument(s) {', '.join(unknown)}")
     if not sources:
-        raise ValueError("no training data sources given")
+        raise ConfigError("no training data sources given")
     if cutoff_len < 2:
-        raise ValueError(f"cutoff_len must be >= 2, got {cutoff_len}")
+        raise ConfigError(f"cutoff_len must be >= 2, got {cutoff_len}")
     if max_tokens is not None and max_tokens < 1:
-        raise ValueError(f"max_tokens must be >= 1 or unset, got {max_tokens}")
+        raise ConfigError(f"max_tokens must be >= 1 or unset, got {max_tokens}")
     for s in sources:
         s.check()
     tok_fp = tokenizer_fingerprint(tokenizer)
     max_blocks = None if max_tokens is None else -(-int(max_tokens) // cutoff_len)
     key = cache_key(sources, tok_fp, cutoff_len, seed, max_blocks)
+    job = PackJob(sources, tokenizer, tok_fp, cutoff_len, seed, max_blocks, run.get("num_proc"), run.get("progress", True))
     cdir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    args = (sources, tokenizer, tok_fp, cutoff_len, seed, max_blocks, num_proc, progress)
-    if use_cache:
-        try:
-            cdir.mkdir(parents=True, exist_ok=True)
-            writable = os.access(cdir, os.W_OK)
-        except OSError:
-            writable = False
-        if not writable:
-            log.warning("tokenized data cache %s is not writable; building a private copy", cdir)
-            use_cache = False
-    if not use_cache:
-        return _build_private(key, *args)
+    if use_cache and not _writable(cdir):
+        log.warning("tokenized data cache %s is not writable; building a private copy", cdir)
+        use_cache = False
+    return _cached(cdir, key, job) if use_cache else _build_private(key, job)
+
+
+def _writable(cdir: Path) -> bool:
+    try:
+        cdir.mkdir(parents=True, exist_ok=True)
+        return os.access(cdir, os.W_OK)
+    except OSError:
+        return False
+
+
+def _cached(cdir: Path, key: str, job: PackJob) -> PackedData:
+    """The cache entry ``key`` under ``cdir``: mapped when complete and readable, else (re)built under its lock."""
     entry = cdir / key
     with _entry_lock(cdir, key):
         if entry.exists():
@@ -361,20 +363,18 @@ def build_packed(
                 shutil.rmtree(entry, ignore_errors=True)
         for stale in cdir.glob(f".{key}.*.tmp"):  # left by a killed build (we hold the lock)
             shutil.rmtree(stale, ignore_errors=True)
-        _build_entry(entry, cdir, key, *args)
+        _build_entry(entry, cdir, key, job)
         data = _open_entry(entry, key)
     data.meta = {**data.meta, "cache": str(entry), "cache_hit": False}
     return data
 
 
-def _build_private(key: str, sources: Sequence[Source], tokenizer: Any, tok_fp: str, cutoff_len: int, seed: int,
-                   max_blocks: int | None, num_proc: int | None, progress: bool) -> PackedData:
+def _build_private(key: str, job: PackJob) -> PackedData:
     import tempfile
 
     root = Path(tempfile.mkdtemp(prefix="neuronmoe-packed-"))
     try:
-        _build_entry(root / key, root, key, sources, tokenizer, tok_fp, cutoff_len, seed, max_blocks, num_proc,
-                     progress)
+        _build_entry(root / key, root, key, job)
         data = _open_entry(root / key, key)
     finally:
         shutil.rmtree(root, ignore_errors=True)  # mapped files stay readable until unmapped

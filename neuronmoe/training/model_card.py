@@ -17,11 +17,16 @@ def _langs(codes: list[str]) -> str:
 
 
 def model_card(cfg: dict[str, Any], report: dict[str, Any], data_meta: dict[str, Any], alloc: dict[str, Any]) -> str:
-    stage = report["stage"]
-    epl = report["experts_per_layer"]
+    """The adapter's README.md: what it is, languages, allocation, data, training, held-out perplexity, how to use it."""
+    lines = [*_header(cfg, report), *_allocation_and_data(cfg, report, data_meta, alloc), *_training(cfg, report),
+             *_usage(report)]
+    return "\n".join(lines)
+
+
+def _header(cfg: dict[str, Any], report: dict[str, Any]) -> list[str]:
+    stage, epl = report["stage"], report["experts_per_layer"]
     moe_layers = [i for i, e in enumerate(epl) if e > 1]
-    counts = data_meta.get("counts", {})
-    lines = [
+    return [
         "---",
         "library_name: peft",
         f"base_model: {report['model']}",
@@ -46,6 +51,13 @@ def model_card(cfg: dict[str, Any], report: dict[str, Any], data_meta: dict[str,
         f"* new: {_langs(list(cfg['languages']))}",
         f"* replay (old): {_langs(list(cfg['replay_languages']))}",
         "",
+    ]
+
+
+def _allocation_and_data(cfg: dict[str, Any], report: dict[str, Any], data_meta: dict[str, Any],
+                         alloc: dict[str, Any]) -> list[str]:
+    epl, counts = report["experts_per_layer"], data_meta.get("counts", {})
+    return [
         "## Allocation",
         "",
         f"* experts per layer: `{','.join(str(e) for e in epl)}` ({report['total_experts']} in all, "
@@ -61,6 +73,11 @@ def model_card(cfg: dict[str, Any], report: dict[str, Any], data_meta: dict[str,
         "* sources: " + "; ".join(f"{s['lang']} <- {s['spec']} ({s['documents']} docs, flag {s['flag']})"
                                    for s in data_meta.get("sources", [])),
         "",
+    ]
+
+
+def _training(cfg: dict[str, Any], report: dict[str, Any]) -> list[str]:
+    lines = [
         "## Training",
         "",
         f"* steps: {report['global_step']}, world size {report['world_size']}, "
@@ -78,7 +95,11 @@ def model_card(cfg: dict[str, Any], report: dict[str, Any], data_meta: dict[str,
         for lang, r in ppl.items():
             dense = r.get("dense_perplexity")
             lines.append(f"| {lang} | {r['perplexity']:.3f} | {'' if dense is None else f'{dense:.3f}'} |")
-    lines += [
+    return lines
+
+
+def _usage(report: dict[str, Any]) -> list[str]:
+    return [
         "",
         "## Use",
         "",
@@ -112,4 +133,3 @@ def model_card(cfg: dict[str, Any], report: dict[str, Any], data_meta: dict[str,
         "```",
         "",
     ]
-    return "\n".join(lines)

@@ -38,6 +38,8 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
+from neuronmoe.errors import ConfigError, InputError
+
 log = logging.getLogger(__name__)
 
 DOCS_FORMAT = 1
@@ -68,7 +70,7 @@ def storage_dtype(tokenizer: Any) -> np.dtype:
 
 def check_ids(max_id: int, dtype: np.dtype, what: str) -> None:
     if max_id > np.iinfo(dtype).max:
-        raise ValueError(
+        raise InputError(
             f"{what}: token id {max_id} does not fit the {dtype.name} token storage chosen for this tokenizer "
             f"(ids up to {np.iinfo(dtype).max}); its vocabulary reports fewer ids than it produces"
         )
@@ -149,7 +151,7 @@ def source_documents(src: Any, root: Path, read: Callable[[Any, dict], Iterator[
     if n == 0:
         tmp.unlink(missing_ok=True)
         blank = stats["blank_documents"]
-        raise ValueError(f"data source {src.spec} ({src.lang}) is empty: no document with text"
+        raise InputError(f"data source {src.spec} ({src.lang}) is empty: no document with text"
                          + (f" ({blank} blank)" if blank else ""))
     os.replace(tmp, path)
     info = {"key": key, "spec": src.spec, "lang": src.lang, "documents": n, "bytes": nbytes, **stats}
@@ -197,7 +199,7 @@ class MappedTexts:
                 if not len(col):
                     continue
                 if col.null_count:
-                    raise ValueError(f"{path}: {col.null_count} documents without text")
+                    raise InputError(f"{path}: {col.null_count} documents without text")
                 _, offs, data = col.buffers()
                 dt = np.int64 if pa.types.is_large_string(col.type) else np.int32
                 o = np.frombuffer(offs, dtype=dt)[col.offset:col.offset + len(col) + 1].astype(np.int64)
@@ -236,7 +238,7 @@ class MappedTexts:
             a, b = int(offs[r]), int(offs[r + 1])
             raw = pread(self._fds[k], b - a, data_at + a)
             if len(raw) != b - a:
-                raise ValueError(f"{self.paths[k]}: short read (the file changed while packing?)")
+                raise InputError(f"{self.paths[k]}: short read (the file changed while packing?)")
             out.append(raw.decode("utf-8"))
         return out
 
@@ -303,12 +305,15 @@ def drop_damaged(files: Sequence[tuple[Path, int]], what: str) -> None:
 
 
 def tokenize_segment(texts: Any, doc_ids: np.ndarray, tokenizer: Any, dtype: np.dtype, cache_file: Path,
-                     fingerprint: str, num_proc: int | None, desc: str, batch_size: int = 1024) -> list[str]:
+                     num_proc: int | None, desc: str, batch_size: int = 1024) -> list[str]:
     """Tokenise documents ``doc_ids`` of ``texts`` (in that order); returns the Arrow files, in order.
 
-    Cached files of an earlier build are reused when they hold every row, rewritten otherwise.
+    ``cache_file`` is named by the segment's fingerprint (``<fingerprint>.arrow``, also ``datasets``' fingerprint):
+    cached files of an earlier build are reused when they hold every row, rewritten otherwise.
     """
     import datasets
+
+    fingerprint = cache_file.stem
 
     idx = datasets.Dataset.from_dict({"doc": doc_ids}, features=datasets.Features({"doc": datasets.Value("uint32")}))
     features = datasets.Features({"doc": datasets.Value("uint32"),
@@ -362,7 +367,7 @@ class BlockWriter:
 
     def __init__(self, folder: Path, cutoff_len: int, dtype: np.dtype, max_blocks: int | None = None):
         if cutoff_len < 2:
-            raise ValueError(f"cutoff_len must be >= 2, got {cutoff_len}")
+            raise ConfigError(f"cutoff_len must be >= 2, got {cutoff_len}")
         self.cutoff = cutoff_len
         self.dtype = np.dtype(dtype)
         self.max_blocks = max_blocks
@@ -454,85 +459,106 @@ def plan_segments(n_docs: int, total_bytes: int, segment_bytes: int) -> list[tup
     return [(a, min(n_docs, a + per)) for a in range(0, n_docs, per)]
 
 
-def build_blocks(
-    sources: Sequence[Any],
-    docs: Sequence[SourceDocs],
-    tokenizer: Any,
-    tok_fp: str,
-    cutoff_len: int,
-    seed: int,
-    folder: Path,
-    work_root: Path,
-    max_blocks: int | None = None,
-    num_proc: int | None = None,
-    progress: bool = True,
-    segment_bytes: int | None = None,
-) -> BuildResult:
-    """Steps 2-4 into ``folder`` (which must exist); intermediate files under ``work_root``."""
-    from tqdm.auto import tqdm
+@dataclass(frozen=True)
+class PackJob:
+    """What one packing build packs and how: the sources, the tokenizer (and its fingerprint), the block length,
+    the shuffling seed, the block budget (None: every document), the tokenising processes, progress bars."""
 
-    dtype = storage_dtype(tokenizer)
-    eos = tokenizer.eos_token_id
+    sources: Sequence[Any]
+    tokenizer: Any
+    tok_fp: str
+    cutoff_len: int
+    seed: int
+    max_blocks: int | None = None
+    num_proc: int | None = None
+    progress: bool = True
+
+
+class _Usage:
+    """Documents and tokens of each source that went into blocks."""
+
+    def __init__(self, n_sources: int) -> None:
+        self.docs = np.zeros(n_sources, dtype=np.int64)
+        self.tokens = np.zeros(n_sources, dtype=np.int64)
+
+    def add(self, src: np.ndarray, lens: np.ndarray, taken: int) -> None:
+        """Count a batch of documents (source index and length each) of which the first ``taken`` tokens were kept."""
+        if taken < int(lens.sum()):  # budget reached inside this batch
+            ends = np.cumsum(lens)
+            n_in = int(np.searchsorted(ends - lens, taken, side="left"))
+            part = lens[:n_in].copy()
+            if n_in:  # the last document is cut where the budget ends
+                part[-1] -= int(ends[n_in - 1] - taken)
+            np.add.at(self.docs, src[:n_in], 1)
+            np.add.at(self.tokens, src[:n_in], part)
+        else:
+            np.add.at(self.docs, src, 1)
+            np.add.at(self.tokens, src, lens)
+
+
+def build_blocks(job: PackJob, docs: Sequence[SourceDocs], folder: Path, work_root: Path,
+                 segment_bytes: int | None = None) -> BuildResult:
+    """Steps 2-4 into ``folder`` (which must exist); intermediate files under ``work_root``."""
+    dtype = storage_dtype(job.tokenizer)
+    eos = job.tokenizer.eos_token_id
     if eos is not None:
         check_ids(int(eos), dtype, "the tokenizer's EOS token")
     sizes = np.array([d.info["documents"] for d in docs], dtype=np.int64)
     starts = np.concatenate([[0], np.cumsum(sizes)])
     n_docs = int(starts[-1])
     if n_docs >= 1 << 32:
-        raise ValueError(f"{n_docs} training documents: more than 2**32 are not supported")
-    src_flags = np.array([s.flag for s in sources], dtype=np.int8)
-    texts = MappedTexts([d.dataset.cache_files[0]["filename"] for d in docs])
+        raise InputError(f"{n_docs} training documents: more than 2**32 are not supported")
     total_bytes = int(sum(d.info["bytes"] for d in docs))
-    perm = seeded_permutation(n_docs, seed)
     segment_bytes = segment_bytes or SEGMENT_BYTES
     segments = plan_segments(n_docs, total_bytes, segment_bytes)
-    batch_size = int(np.clip(BATCH_BYTES * n_docs // max(1, total_bytes), 8, 1024))
-    writer = BlockWriter(folder, cutoff_len, dtype, max_blocks)
-    used_docs = np.zeros(len(sources), dtype=np.int64)
-    used_tokens = np.zeros(len(sources), dtype=np.int64)
-    docs_key = [d.info["key"] for d in docs]
-    done = 0
+    writer = BlockWriter(folder, job.cutoff_len, dtype, job.max_blocks)
+    usage = _Usage(len(job.sources))
     try:
-        with tqdm(total=max_blocks, desc="packing blocks", unit=" blocks", disable=not progress, leave=False) as bar:
-            for k, (a, b) in enumerate(segments):
-                if writer.full:
-                    break
-                seg_bytes = total_bytes * (b - a) / n_docs
-                procs = None if seg_bytes < INLINE_BYTES else (num_proc or default_num_proc())
-                fp = _digest({"format": SEGMENT_FORMAT, "docs": docs_key, "seed": seed, "range": [a, b],
-                              "tokenizer": tok_fp, "dtype": dtype.name})
-                files = tokenize_segment(texts, perm[a:b], tokenizer, dtype, work_root / "segments" / f"{fp}.arrow",
-                                         fp, procs if procs and procs > 1 else None,
-                                         desc=f"tokenizing segment {k + 1}/{len(segments)}", batch_size=batch_size)
-                done += 1
-                for doc, offs, vals in iter_tokenized(files):
-                    src = np.searchsorted(starts, doc, side="right") - 1
-                    stream, lens = with_eos(offs, vals, eos)
-                    before = writer.blocks
-                    taken = writer.add(stream, np.repeat(src_flags[src], lens))
-                    if taken < len(stream):  # budget reached inside this batch
-                        ends = np.cumsum(lens)
-                        n_in = int(np.searchsorted(ends - lens, taken, side="left"))
-                        part = lens[:n_in].copy()
-                        if n_in:  # the last document is cut where the budget ends
-                            part[-1] -= int(ends[n_in - 1] - taken)
-                        np.add.at(used_docs, src[:n_in], 1)
-                        np.add.at(used_tokens, src[:n_in], part)
-                    else:
-                        np.add.at(used_docs, src, 1)
-                        np.add.at(used_tokens, src, lens)
-                    bar.update(writer.blocks - before)
-                    if writer.full:
-                        break
+        done = _pack_segments(job, docs, segments, starts, writer, usage, work_root)
     finally:
         blocks = writer.close()
-    complete = int(used_docs.sum()) == n_docs
     meta = {
         "storage_dtype": dtype.name,
-        "max_blocks": max_blocks,
-        "complete": complete,
+        "max_blocks": job.max_blocks,
+        "complete": int(usage.docs.sum()) == n_docs,
         "segments": {"planned": len(segments), "tokenized": done, "bytes": segment_bytes},
-        "per_source": [{"documents_used": int(u), "tokens_used": int(t)} for u, t in zip(used_docs, used_tokens)],
+        "per_source": [{"documents_used": int(u), "tokens_used": int(t)} for u, t in zip(usage.docs, usage.tokens)],
         "old_tokens": writer.old_tokens,
     }
     return BuildResult(blocks, meta)
+
+
+def _pack_segments(job: PackJob, docs: Sequence[SourceDocs], segments: list[tuple[int, int]], starts: np.ndarray,
+                   writer: BlockWriter, usage: _Usage, work_root: Path) -> int:
+    """Tokenise the permuted documents segment by segment into ``writer`` until its budget is full; returns the
+    number of segments tokenised."""
+    from tqdm.auto import tqdm
+
+    dtype, eos, n_docs = writer.dtype, job.tokenizer.eos_token_id, int(starts[-1])
+    src_flags = np.array([s.flag for s in job.sources], dtype=np.int8)
+    texts = MappedTexts([d.dataset.cache_files[0]["filename"] for d in docs])
+    total_bytes = int(sum(d.info["bytes"] for d in docs))
+    perm = seeded_permutation(n_docs, job.seed)
+    batch_size = int(np.clip(BATCH_BYTES * n_docs // max(1, total_bytes), 8, 1024))
+    docs_key = [d.info["key"] for d in docs]
+    done = 0
+    with tqdm(total=job.max_blocks, desc="packing blocks", unit=" blocks", disable=not job.progress, leave=False) as bar:
+        for k, (a, b) in enumerate(segments):
+            if writer.full:
+                break
+            procs = None if total_bytes * (b - a) / n_docs < INLINE_BYTES else (job.num_proc or default_num_proc())
+            fp = _digest({"format": SEGMENT_FORMAT, "docs": docs_key, "seed": job.seed, "range": [a, b],
+                          "tokenizer": job.tok_fp, "dtype": dtype.name})
+            files = tokenize_segment(texts, perm[a:b], job.tokenizer, dtype, work_root / "segments" / f"{fp}.arrow",
+                                     procs if procs and procs > 1 else None,
+                                     desc=f"tokenizing segment {k + 1}/{len(segments)}", batch_size=batch_size)
+            done += 1
+            for doc, offs, vals in iter_tokenized(files):
+                src = np.searchsorted(starts, doc, side="right") - 1
+                stream, lens = with_eos(offs, vals, eos)
+                before = writer.blocks
+                usage.add(src, lens, writer.add(stream, np.repeat(src_flags[src], lens)))
+                bar.update(writer.blocks - before)
+                if writer.full:
+                    break
+    return done

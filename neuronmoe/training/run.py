@@ -19,9 +19,12 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import yaml
+
+from neuronmoe.errors import InputError
+from neuronmoe.training.settings import TrainSettings, default_run_name
 
 log = logging.getLogger("neuronmoe.training")
 
@@ -36,29 +39,7 @@ TRAINER_KEYS = (
 )
 
 
-@dataclass
-class TrainOptions:
-    stage: int
-    model: str | None = None
-    output_dir: str = "outputs"
-    allocation: str = "neuronmoe"
-    run: str | None = None
-    init_adapter: str | None = None
-    data_dir: str | None = None
-    profile: str = "auto"
-    config: str | None = None
-    flags: dict[str, Any] = field(default_factory=dict)
-    sets: list[str] = field(default_factory=list)
-    resume: bool = False
-    overwrite: bool = False
-    use_cache: bool = True
-    cache_dir: str | None = None
-    device: str = "auto"
-    callbacks: list[Any] = field(default_factory=list)  # extra TrainerCallbacks (tests)
-    environ: dict[str, str] | None = None
-
-
-class TrainingInputError(ValueError):
+class TrainingInputError(InputError):
     """A bad input found before training starts."""
 
 
@@ -66,7 +47,7 @@ class TrainingInputError(ValueError):
 class RunPlan:
     """Everything :func:`plan_run` resolved and checked; the later steps only read it."""
 
-    opts: TrainOptions
+    opts: TrainSettings
     cfg: dict[str, Any]
     provenance: dict[str, Any]
     profile: str
@@ -85,17 +66,20 @@ class RunPlan:
     tokenizer_fp: str = ""
     data_manifest: dict[str, Any] | None = None
     sources: list[Any] = field(default_factory=list)
+    cache_dir: str | None = None  # the tokenized-data cache (default $NEURONMOE_CACHE/tokenized)
+    callbacks: list[Any] = field(default_factory=list)  # extra TrainerCallbacks (tests)
 
 
 # ---------------------------------------------------------------------------------------------
 # the recipe
 # ---------------------------------------------------------------------------------------------
-def train(opts: TrainOptions) -> dict[str, Any]:
+def train(opts: TrainSettings, *, cache_dir: str | None = None, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
     """Run one training stage; returns the run's report (``{"run_dir", "skipped": True, ...}`` when complete)."""
     from neuronmoe.utils.lock import output_lock
 
     t_start = time.perf_counter()
     plan = plan_run(opts)
+    plan.cache_dir, plan.callbacks = cache_dir, list(callbacks)
     with output_lock(plan.run_dir, f"run folder {plan.run_dir}"):  # a second run into it stops here
         if plan.complete is not None:
             log.info("run %s is already complete (manifest.json present); nothing to do", plan.run_dir)
@@ -112,7 +96,7 @@ def train(opts: TrainOptions) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 # step 1: plan (read-only: every rank decides the same)
 # ---------------------------------------------------------------------------------------------
-def plan_run(opts: TrainOptions) -> RunPlan:
+def plan_run(opts: TrainSettings) -> RunPlan:
     """Settings, run folder policy, model, allocation/adapter, tokenizer and data, all checked."""
     plan = resolve_run(opts)
     check_run_folder(plan)
@@ -127,13 +111,11 @@ def plan_run(opts: TrainOptions) -> RunPlan:
     return plan
 
 
-def resolve_run(opts: TrainOptions) -> RunPlan:
-    from neuronmoe.training.settings import resolve
-
-    profile = resolve_profile(opts.profile)
-    cfg, prov = resolve(opts.stage, profile, opts.config, opts.flags, opts.sets, opts.environ)
+def resolve_run(opts: TrainSettings) -> RunPlan:
+    """The run's name and folders from the resolved settings (:meth:`TrainSettings.resolve`)."""
+    cfg, prov, profile = opts.config(), opts.record(), opts.resolved_profile
     out_root = Path(opts.output_dir)
-    run_name = opts.run or default_run_name(opts.stage, opts.allocation)
+    run_name = opts.run_name or default_run_name(opts.stage, opts.allocation)
     if not re.fullmatch(r"[A-Za-z0-9._-]+", run_name):
         raise TrainingInputError(f"--run {run_name!r}: use letters, digits, '.', '_' and '-' only")
     return RunPlan(opts=opts, cfg=cfg, provenance=prov, profile=profile, run_name=run_name,
@@ -144,8 +126,6 @@ def resolve_run(opts: TrainOptions) -> RunPlan:
 def check_run_folder(plan: RunPlan) -> None:
     """An existing run folder needs --resume (same settings) or --overwrite; sets resume_from / complete."""
     opts, run_dir = plan.opts, plan.run_dir
-    if opts.resume and opts.overwrite:
-        raise TrainingInputError("--resume and --overwrite exclude each other")
     exists = run_dir.exists() and any(run_dir.iterdir())
     if exists and not (opts.resume or opts.overwrite):
         raise FileExistsError(
@@ -283,7 +263,7 @@ def build_data(plan: RunPlan, state: Any) -> Any:
 
     cfg = plan.cfg
     packed = build_packed(plan.sources, plan.tokenizer, cfg["cutoff_len"], cfg["seed"],
-                          cache_dir=plan.opts.cache_dir, use_cache=plan.opts.use_cache,
+                          cache_dir=plan.cache_dir, use_cache=plan.opts.use_cache,
                           max_tokens=token_budget(cfg, state.num_processes))
     log.info("training data: %d blocks x %d tokens (%s)", len(packed), cfg["cutoff_len"],
              ", ".join(f"{k}: {v}" for k, v in packed.meta["counts"]["tokens_per_lang"].items()))
@@ -374,7 +354,7 @@ def fit(plan: RunPlan, model: Any, args: Any, packed: Any) -> tuple[Any, Any, fl
         trainer = MoETrainer(
             model=model, args=args, train_dataset=PackedDataset(packed),
             data_collator=PackedCollator(tok.pad_token_id if tok.pad_token_id is not None else 0),
-            metrics_path=plan.run_dir / "metrics.jsonl", callbacks=list(plan.opts.callbacks),
+            metrics_path=plan.run_dir / "metrics.jsonl", callbacks=list(plan.callbacks),
         )
     finally:
         if prev_tb is None:
@@ -448,19 +428,6 @@ def batch_record(batch: dict[str, Any], steps: int, cutoff_len: int, world_size:
             "gradient_accumulation_steps": batch["gradient_accumulation_steps"], "effective_batch_size": eff,
             "effective_batch_contract": batch["contract"], "override": batch["contract"] is not None and eff != batch["contract"],
             "derived": batch["derived"], "steps": int(steps), "tokens_seen": int(steps * eff * cutoff_len)}
-
-
-def resolve_profile(profile: str) -> str:
-    if profile in (None, "", "auto"):
-        import torch
-
-        return "paper" if torch.cuda.is_available() else "cpu"
-    return profile
-
-
-def default_run_name(stage: int, allocation: str) -> str:
-    stem = Path(allocation).stem if allocation.endswith(".json") else allocation
-    return f"{stem}-s{stage}"
 
 
 def last_checkpoint(run_dir: Path) -> Path | None:

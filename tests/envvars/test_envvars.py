@@ -1,7 +1,6 @@
 """The variable table: one meaning per name, old spellings resolved per command, the README table."""
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from neuronmoe import envvars
@@ -39,15 +38,48 @@ def test_report_names_deprecated_and_ignored_variables():
                      "it has no effect on this run"]
 
 
-def test_every_cli_env_default_is_in_the_table():
-    """Each env("NAME") of a CLI names a variable of the table (no unlisted spelling)."""
-    used = set()
-    for f in (ROOT / "neuronmoe").rglob("*.py"):
-        used |= set(re.findall(r'\benv\("([A-Z0-9_]+)"', f.read_text(encoding="utf-8")))
-    from neuronmoe.training.settings import ENV_KEYS
+def test_the_table_comes_from_the_settings_specs():
+    """Every variable a command's settings spec reads is in the table with the spec's flag and old names, and every
+    reading the table names for a command is its spec's (or a rule written with a parenthesis): no orphan either way."""
+    import dataclasses
 
-    used |= {var for var, _ in ENV_KEYS.values()}
-    assert used and used <= {v.name for v in VARS}, sorted(used - {v.name for v in VARS})
+    from neuronmoe.cli import commands
+
+    by_name = {v.name: v for v in VARS}
+    seen = set()
+    for name, cmd in commands().items():
+        if not dataclasses.is_dataclass(cmd.settings):
+            continue
+        for field_name, meta, flag in cmd.settings.env_fields():
+            v = by_name[meta.env]
+            assert v.reads[name].startswith(flag or f"--set {field_name}"), (meta.env, name, v.reads[name])
+            for old in meta.env_aliases:
+                assert lookup(meta.env, {old: "x"}, name) == ("x", old), (meta.env, old, name)
+            seen.add((meta.env, name))
+        if cmd.settings.CONFIG_ENV:
+            seen.add((cmd.settings.CONFIG_ENV, name))
+    for v in VARS:
+        for c, flag in v.reads.items():
+            assert (v.name, c) in seen or "(" in flag or c.startswith("scripts/") or c not in commands(), (v.name, c, flag)
+    assert by_name["PEFT_MODEL_PATH"].reads == {"evaluate": "--adapter", "export": "--adapter"}
+    assert by_name["OLD_LANGS"].reads["train"] == "--replay-languages (stage 2)"  # a note after the spec's flag
+
+
+def test_a_row_that_contradicts_a_spec_or_an_unlisted_variable_is_refused():
+    import pytest
+
+    from neuronmoe.envvars import Var, _build
+
+    with pytest.raises(AssertionError, match="without a row"):
+        _build([v for v in envvars._ROWS if v.name != "LEARNING_RATE"])
+    bad = [Var(v.name, {**v.reads, "train": "--lr"}, v.default, v.help, v.aliases, v.everywhere) if v.name == "LEARNING_RATE"
+           else v for v in envvars._ROWS]
+    with pytest.raises(AssertionError, match="reads it as --learning-rate"):
+        _build(bad)
+    bad = [Var(v.name, {**v.reads, "evaluate": "--lr"}, v.default, v.help, v.aliases, v.everywhere) if v.name == "LEARNING_RATE"
+           else v for v in envvars._ROWS]
+    with pytest.raises(AssertionError, match="its settings spec does not"):
+        _build(bad)
 
 
 def test_readme_lists_every_variable():

@@ -46,14 +46,13 @@ def test_stage_scripts_resolve_the_canonical_variables(tmp_path):
     assert (a["targets"], a["old_langs"], a["source"], a["batch_size"]) == (["hu"], ["en", "de"], "en", 6)
     (a,) = _args(_run("run_expert_allocation.sh", tmp_path, CANONICAL))
     assert (a["targets"], a["source_lang"]) == (["hu"], "en")
-    (a,) = _args(_run("run_stage1.sh", tmp_path, CANONICAL))
-    c = a["resolved"]["config"]
+    (c,) = _args(_run("run_stage1.sh", tmp_path, CANONICAL))
     assert (c["languages"], c["replay_languages"], c["per_device_train_batch_size"], c["seed"], c["top_k"]) == \
         (["hu"], [], 2, 7, 1)  # OLD_LANGS is stage 2's replay: stage 1 has none
     # the cpu profile's effective batch 4 holds: TRAIN_BATCH_SIZE=2 -> accumulation 2
     assert c["gradient_accumulation_steps"] == 2 and c["effective_batch_size"] == 4
-    (a,) = _args(_run("run_stage2.sh", tmp_path, CANONICAL))
-    assert a["resolved"]["config"]["replay_languages"] == ["en", "de"] and a["resolved"]["config"]["languages"] == ["hu"]
+    (c,) = _args(_run("run_stage2.sh", tmp_path, CANONICAL))
+    assert c["replay_languages"] == ["en", "de"] and c["languages"] == ["hu"] and c["settings_sources"]["languages"] == "env NEW_LANGS"
     ev, rep = _args(_run("run_eval.sh", tmp_path, CANONICAL))
     assert (ev["adapter"], ev["seed"], ev["model"]) == ("/x/run/adapter", 11, "smollm2-135m") and rep["output_dir"] == out
 
@@ -83,8 +82,7 @@ def test_pipeline_and_paper_plans_follow_new_langs(tmp_path):
 def test_old_names_still_work_and_ignored_ones_are_named(tmp_path):
     r = _run("run_stage1.sh", tmp_path, {"TARGET_LANGS": "tr", "TOPK": "1", "BATCH_SIZE": "2", "PEFT_MODEL_PATH": "/a",
                                          "NPROC": "1", "TRAIN_PROFILE": "cpu"})
-    (a,) = _args(r)
-    c = a["resolved"]["config"]
+    (c,) = _args(r)
     assert (c["languages"], c["top_k"], c["per_device_train_batch_size"]) == (["tr"], 1, 2)
     for old, new in (("TARGET_LANGS", "NEW_LANGS"), ("TOPK", "TRAIN_TOP_K"), ("BATCH_SIZE", "TRAIN_BATCH_SIZE")):
         assert f"{old} is deprecated, use {new}" in r.stderr

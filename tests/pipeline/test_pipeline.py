@@ -8,17 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from neuronmoe.pipeline import PipelineConfig, is_complete, paper_dry_run, plan, run_pipeline
+from neuronmoe.pipeline import PipelineSettings, is_complete, paper_dry_run, plan, run_pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _cfg(runner, **kw):
-    return PipelineConfig(output_dir=str(runner.out), **kw)
+    return PipelineSettings(output_dir=str(runner.out), **kw)
 
 
 def test_plan_order_deps_and_settings():
-    cfg = PipelineConfig(output_dir="/o", model="gemma3-270m", source="en", target="tr", neg_langs=["hu", "tr"])
+    cfg = PipelineSettings(output_dir="/o", model="gemma3-270m", source="en", target="tr", neg_langs=["hu", "tr"])
     st = plan(cfg)
     names = [s.name for s in st]
     assert names[:3] == ["data", "neurons", "similarity"] and names[-2:] == ["analyze-experts", "figures"]
@@ -145,3 +145,50 @@ def test_reproduce_paper_cli_and_script(tmp_path, capsys):
     assert r.returncode == 0, r.stderr
     assert "[pipeline] data: -m neuronmoe prepare-data" in r.stdout and "[pipeline] figures:" in r.stdout
     assert not (tmp_path / "o" / "report.md").exists()
+
+
+def _reparsed(argv: list[str]):
+    """``argv`` parsed by the CLI's own parser and resolved by the command's settings class, and those settings
+    rendered again (the flags given, in ``argv``'s order)."""
+    from neuronmoe.cli import build_parser, settings_of
+
+    s = settings_of(argv[0]).resolve(build_parser().parse_args(argv), environ={})
+    given = [n for n, w in s.provenance().items() if w.startswith("--")]
+    pos = {n: argv.index(s.to_argv([n])[0]) for n in given}
+    return s, [argv[0], *s.to_argv(sorted(given, key=pos.get))]
+
+
+def test_every_planned_command_is_its_stage_settings_rendered():
+    """The pipeline's and the paper plan's commands come from the stages' settings: each parses with the CLI's
+    parser, resolves without error, and renders back to exactly itself (Settings.to_argv)."""
+    from neuronmoe.pipeline.paper import paper_plan
+    from neuronmoe.pipeline.paper_check import _argv
+
+    cfg = PipelineSettings(output_dir="/o", model="gemma3-270m", source="en", target="tr", neg_langs=["hu"],
+                           old_langs=["de"], analysis_limit=5, sample_sizes=[30])
+    cmds = [s.argv for s in plan(cfg)]
+    cmds += [_argv(c) for c in paper_plan(nproc=8)]
+    cmds += [_argv(c) for c in paper_plan(nproc=2, allocations="published", targets=["el"], layermoe_budget=60)]
+    assert {c[0] for c in cmds} >= {"prepare-data", "neurons", "similarity", "allocate", "allocation-gate", "train",
+                                    "evaluate", "analyze-experts", "figures", "report"}
+    for argv in cmds:
+        s, again = _reparsed(argv)
+        assert again == argv, (argv, again)
+    s, _ = _reparsed(next(c for c in cmds if c[0] == "train" and "--init-adapter" in c))
+    assert (s.stage, s.replay_languages, s.run_name) == (2, ["en", "de"], "neuronmoe-s2")
+    s, _ = _reparsed(next(c for c in cmds if c[0] == "allocate" and "--bootstrap" in c))
+    assert (s.bootstrap, s.sample_sizes, s.progress) == (100, [30], False)
+
+
+def test_a_bad_pipeline_setting_is_one_line_before_anything_runs():
+    from neuronmoe.errors import ConfigError
+    from neuronmoe.pipeline.settings import PipelineSettings as P
+
+    with pytest.raises(ConfigError, match="^--target: 'el,tr': the miniature pipeline extends the model to one language"):
+        P.resolve({"target": "el,tr"}, environ={})
+    with pytest.raises(ConfigError, match=r"^env NUM_SENTENCES: 0 is out of range \[1, inf\)"):
+        P.resolve(environ={"NUM_SENTENCES": "0"})
+    with pytest.raises(ConfigError, match="^--set bootstrap: -1 is out of range"):
+        P.resolve(environ={}, sets=["bootstrap=-1"])
+    s = P.resolve(environ={"OLD_LANGS": "de,en", "LANGUAGES": "en,el,de,tr,ja"})
+    assert (s.source, s.old, s.negatives, s.target) == ("de", ["de", "en"], ["tr", "ja"], "el")

@@ -309,12 +309,10 @@ def test_large_vocabulary_is_stored_as_uint32(tmp_path):
 
 def test_stage1_auto_budget_packs_what_the_run_sees(out_dir, tiny_dir, cache_dir):
     """``max_tokens: auto`` packs max_steps x batch x cutoff tokens: one epoch is exactly max_steps."""
-    from train_helpers import TINY_SETS
+    from train_helpers import TINY_SETS, run_training
 
-    from neuronmoe.training.run import TrainOptions, train
-
-    res = train(TrainOptions(stage=1, model=str(tiny_dir), output_dir=str(out_dir), allocation="tiny", profile="cpu",
-                             sets=TINY_SETS + ["max_tokens=auto", "max_samples=null"], cache_dir=str(cache_dir)))
+    res = run_training(1, model=str(tiny_dir), output_dir=str(out_dir), allocation="tiny", profile="cpu",
+                       sets=TINY_SETS + ["max_tokens=auto", "max_samples=null"], cache_dir=str(cache_dir))
     packed = json.loads((out_dir / "train" / "tiny-s1" / "data_manifest.json").read_text())["packed"]
     assert packed["max_tokens"] == 6 * 4 * 32 and packed["counts"]["blocks"] == 6 * 4
     assert packed["counts"]["complete"] is False and res["global_step"] == 6

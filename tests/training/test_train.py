@@ -8,10 +8,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 from support.builders import write_allocation
-from train_helpers import TINY_SETS, write_jsonl
+from train_helpers import TINY_SETS, run_training, write_jsonl
 from transformers import TrainerCallback
 
-from neuronmoe.training.run import TrainingInputError, TrainOptions, train
+from neuronmoe.training.run import TrainingInputError
 from neuronmoe.training.trainer import StopAtStep
 from neuronmoe.utils.checks import BaseModelMismatchError
 
@@ -19,8 +19,12 @@ from neuronmoe.utils.checks import BaseModelMismatchError
 def _opts(out, tiny_dir, cache_dir, stage=1, **kw):
     sets = list(TINY_SETS) + kw.pop("sets", [])
     kw.setdefault("allocation", "tiny")
-    return TrainOptions(stage=stage, model=str(tiny_dir), output_dir=str(out), profile="cpu",
-                        sets=sets, cache_dir=str(cache_dir), **kw)
+    return dict(stage=stage, model=str(tiny_dir), output_dir=str(out), profile="cpu", sets=sets, cache_dir=str(cache_dir), **kw)
+
+
+def train(kw: dict) -> dict:
+    """Resolve the settings of :func:`_opts` as the CLI does, and train."""
+    return run_training(**kw)
 
 
 def _adapter(run_dir) -> dict[str, torch.Tensor]:

@@ -55,3 +55,22 @@ def make_data_dir(root: Path, new: tuple[str, ...] = ("el",), old: tuple[str, ..
 TINY_SETS = ["cutoff_len=32", "per_device_train_batch_size=4", "max_steps=6", "logging_steps=2",
              "save_steps=3", "learning_rate=0.003", "bf16=false", "report_to=none", "heldout_max_tokens=256",
              "heldout_block_len=64", "max_samples=60", "replay_max_samples=60"]
+
+
+def train_settings(stage: int, *, sets=(), flags=None, environ=None, run=None, **fields):
+    """:class:`TrainSettings` as the CLI would resolve them (``flags``: as given on the command line; ``fields``:
+    fixed by the caller; the environment empty unless given)."""
+    from neuronmoe.training.settings import TrainSettings
+
+    if run is not None:
+        fields["run_name"] = run
+    return TrainSettings.resolve(dict(flags or {}), environ={} if environ is None else environ, sets=list(sets),
+                                 stage=stage, **fields)
+
+
+def run_training(stage: int, *, cache_dir=None, callbacks=(), **kw) -> dict:
+    """Resolve the settings (:func:`train_settings`) and train one stage."""
+    from neuronmoe.training.run import train
+
+    return train(train_settings(stage, **kw), cache_dir=None if cache_dir is None else str(cache_dir),
+                 callbacks=list(callbacks))
