@@ -356,6 +356,10 @@ class Settings:
                 from neuronmoe.layout import check_name
 
                 check_name(v, self.origin(f.name))
+            if f.name == "device" and isinstance(v, str):  # every stage's --device: refused before it starts
+                from neuronmoe.utils.device import check_device
+
+                check_device(v, self.origin(f.name))
         self.check()
 
     def _check_range(self, name: str, m: Meta, v: float) -> None:

@@ -23,6 +23,8 @@ from typing import Any
 
 import yaml
 
+from neuronmoe.layout import Layout, check_removable, remove_run_folder
+
 log = logging.getLogger("neuronmoe.training")
 
 SHIPPED_DEEPSPEED = {"zero2": "deepspeed_zero2.json"}
@@ -114,6 +116,9 @@ def train(opts: TrainOptions) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 def plan_run(opts: TrainOptions) -> RunPlan:
     """Settings, run folder policy, model, allocation/adapter, tokenizer and data, all checked."""
+    from neuronmoe.utils.device import check_device
+
+    check_device(opts.device)  # --device cuda without CUDA: one line, not a silent CPU run
     plan = resolve_run(opts)
     check_run_folder(plan)
     if plan.complete is not None:
@@ -134,10 +139,11 @@ def resolve_run(opts: TrainOptions) -> RunPlan:
     cfg, prov = resolve(opts.stage, profile, opts.config, opts.flags, opts.sets, opts.environ)
     out_root = Path(opts.output_dir)
     run_name = opts.run or default_run_name(opts.stage, opts.allocation)
+    run_dir = Layout(out_root).train_run(run_name, "--run-name (RUN_NAME)")  # the one rule for names in paths
     if not re.fullmatch(r"[A-Za-z0-9._-]+", run_name):
-        raise TrainingInputError(f"--run {run_name!r}: use letters, digits, '.', '_' and '-' only")
+        raise TrainingInputError(f"--run-name {run_name!r}: use letters, digits, '.', '_' and '-' only")
     return RunPlan(opts=opts, cfg=cfg, provenance=prov, profile=profile, run_name=run_name,
-                   run_dir=out_root / "train" / run_name,
+                   run_dir=run_dir,
                    data_dir=Path(opts.data_dir) if opts.data_dir else out_root / "data")
 
 
@@ -146,7 +152,9 @@ def check_run_folder(plan: RunPlan) -> None:
     opts, run_dir = plan.opts, plan.run_dir
     if opts.resume and opts.overwrite:
         raise TrainingInputError("--resume and --overwrite exclude each other")
-    exists = run_dir.exists() and any(run_dir.iterdir())
+    exists = holds_progress(run_dir)
+    if opts.overwrite:
+        check_removable(run_dir, run_dir.parent)  # only a run folder of ours, inside train/, never a link
     if exists and not (opts.resume or opts.overwrite):
         raise FileExistsError(
             f"run folder {run_dir} exists; pass --resume to continue it (or to skip it when complete), "
@@ -297,8 +305,8 @@ def write_run_inputs(plan: RunPlan, packed: Any, state: Any) -> None:
 
     run_dir = plan.run_dir
     if state.is_main_process:
-        if plan.opts.overwrite and run_dir.exists():
-            shutil.rmtree(run_dir)
+        if plan.opts.overwrite:
+            remove_run_folder(run_dir, run_dir.parent)
         run_dir.mkdir(parents=True, exist_ok=True)
         if plan.resume_from is None:
             (run_dir / "metrics.jsonl").unlink(missing_ok=True)
@@ -405,6 +413,7 @@ def finalise(plan: RunPlan, trainer: Any, result: Any, packed: Any, summary: dic
     report: dict[str, Any] = {}
     if state.is_main_process:
         ppl = heldout_perplexity(trainer.accelerator.unwrap_model(trainer.model), plan.tokenizer, plan.cfg, plan.data_dir)
+        check_finite_perplexity(ppl, plan.run_dir)
         report = run_report(plan, summary, trainer, result, state.num_processes, train_s, ppl)
         atomic_write_text(tmp_adapter / "README.md", model_card(plan.cfg, report, packed.meta, plan.alloc))
         final = plan.run_dir / "adapter"
@@ -461,6 +470,17 @@ def resolve_profile(profile: str) -> str:
 def default_run_name(stage: int, allocation: str) -> str:
     stem = Path(allocation).stem if allocation.endswith(".json") else allocation
     return f"{stem}-s{stage}"
+
+
+def holds_progress(run_dir: Path) -> bool:
+    """True when ``run_dir`` holds something a new run would lose: a checkpoint, an adapter or a manifest.
+    A run that failed before its first checkpoint left only its inputs (resolved config, allocation, data
+    manifest, metrics of the lost steps): a rerun rewrites them, nothing blocks it."""
+    if run_dir.is_symlink() or (run_dir.exists() and not run_dir.is_dir()):
+        return True
+    if not run_dir.is_dir():
+        return False
+    return any((run_dir / n).exists() for n in ("manifest.json", "adapter")) or any(run_dir.glob("checkpoint-*"))
 
 
 def last_checkpoint(run_dir: Path) -> Path | None:
@@ -585,6 +605,20 @@ def heldout_perplexity(model: Any, tok: Any, cfg: dict[str, Any], data_dir: Path
                 rec["dense_perplexity"] = perplexity(model, tok, texts, **kw)["perplexity"]
         out[lang] = rec
     return out
+
+
+def check_finite_perplexity(ppl: dict[str, Any], run_dir: Path) -> None:
+    """A run whose held-out perplexity is NaN or infinite is not a good run: it is never marked complete."""
+    import math
+
+    from neuronmoe.training.trainer import NonFiniteTrainingError
+
+    bad = [f"{lang} {key} {rec[key]}" for lang, rec in ppl.items() for key in ("perplexity", "dense_perplexity")
+           if key in rec and not math.isfinite(float(rec[key]))]
+    if bad:
+        raise NonFiniteTrainingError(
+            f"{run_dir}: held-out perplexity not finite ({', '.join(bad)}); the adapter is not usable and the run "
+            f"is not marked complete. Lower --learning-rate or check the data, then rerun with --overwrite")
 
 
 def write_run_manifest(plan: RunPlan, report: dict[str, Any], wall_s: float) -> None:

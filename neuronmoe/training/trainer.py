@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -10,7 +11,19 @@ from typing import Any
 import torch
 from transformers import Trainer, TrainerCallback
 
+from neuronmoe.errors import StateError
 from neuronmoe.utils.io import atomic_write_text, iter_jsonl
+
+
+class NonFiniteTrainingError(StateError):
+    """The loss or the gradient norm became NaN or infinite: training stops before the optimizer applies it."""
+
+
+def _diverged(what: str, value: float, step: int) -> NonFiniteTrainingError:
+    return NonFiniteTrainingError(
+        f"training stopped at step {step}: the {what} is {value} (not finite); nothing of this step was applied "
+        f"and no checkpoint was written for it. Lower --learning-rate, check the data, or set max_grad_norm; "
+        f"then rerun (--resume continues from the last checkpoint, --overwrite starts again)")
 
 
 def _router_stats(model: Any) -> dict[Any, dict[str, Any]]:
@@ -47,6 +60,24 @@ class MoETrainer(Trainer):
         self._load: dict[str, list[float]] = {}
         self._load_n = 0
         self._t0 = time.perf_counter()
+
+    def training_step(self, model: Any, inputs: dict[str, Any], *args: Any, **kwargs: Any) -> torch.Tensor:
+        """The Trainer's step; a non-finite loss stops training (the Trainer would silently skip it in the
+        logged average and apply its NaN gradients)."""
+        loss = super().training_step(model, inputs, *args, **kwargs)
+        value = float(loss.detach().float().sum())
+        if not math.isfinite(value):
+            raise _diverged("loss", value, self.state.global_step + 1)
+        return loss
+
+    def _get_grad_norm(self, model: Any, grad_norm: Any = None) -> Any:
+        """The pre-clip gradient norm (the Trainer computes it before each optimizer step); not finite: stop."""
+        grad_norm = super()._get_grad_norm(model, grad_norm=grad_norm)
+        if grad_norm is not None:
+            value = float(grad_norm.item() if hasattr(grad_norm, "item") else grad_norm)
+            if not math.isfinite(value):
+                raise _diverged("gradient norm", value, self.state.global_step + 1)
+        return grad_norm
 
     def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: Any = None) -> Any:

@@ -57,6 +57,9 @@ def ws(tmp_path_factory):
     (run / "checkpoint-4").mkdir(parents=True)
     (run / "checkpoint-4" / "trainer_state.json").write_text("{}")
     (run / "checkpoint-4" / "adapter_model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\": 1")
+    (root / "runs" / "train" / "link").symlink_to(out / "neurons", target_is_directory=True)  # --overwrite: never
+    (root / "runs" / "train" / "foreign").mkdir()  # a folder that is not one of our runs
+    (root / "runs" / "train" / "foreign" / "notes.txt").write_text("my own notes\n")
     (root / "runs" / "data").symlink_to(out / "data")
     (root / "runs" / "allocation").symlink_to(out / "allocation")
     blocker = root / "a-file"

@@ -15,6 +15,8 @@ N = f"neurons {M} {O} --device cpu --dtype float32 --no-progress --force --langu
 S = f"similarity {M} {O} --device cpu --dtype float32 --source en --targets el"
 A = f"allocate {M} {O} --source en --targets el"
 T = f"train --stage 1 {M} {O} --allocation tiny --run-name sweep --profile cpu --device cpu"
+T0 = f"train --stage 1 {M} {O} --allocation tiny --profile cpu --device cpu"
+TR = f"train --stage 1 {M} --output-dir {{runs}} --allocation tiny --profile cpu --device cpu"
 E = f"evaluate {M} {O} --device cpu --dtype float32 --suite local --languages en,el"
 P = "pipeline --output-dir {ws}/pipe --model {model}"
 
@@ -103,6 +105,29 @@ CASES: list[tuple[str, str, int, str]] = [
     ("train-resume-damaged-checkpoint", f"train --stage 1 {M} --output-dir {{runs}} --allocation tiny --run-name damaged --profile cpu --device cpu --resume", 2, "no usable checkpoint"),
     ("train-resume-and-overwrite", f"{T} --resume --overwrite", 2, "not allowed with"),
     ("train-bad-stage", f"train --stage 3 {M} {O}", 2, "invalid choice"),
+    # ---- issue 24: names that become paths, --overwrite only of our own run folders
+    ("train-run-name-dotdot-overwrite", f"{T0} --run-name .. --overwrite", 2, "--run-name (RUN_NAME) '..': is not a name"),
+    ("train-run-name-dot-overwrite", f"{T0} --run-name . --overwrite", 2, "'.': is not a name"),
+    ("train-run-name-path", f"{T0} --run-name ../../x", 2, "contains a path separator"),
+    ("train-run-name-absolute", f"{T0} --run-name {{ws}}/x --overwrite", 2, "contains a path separator"),
+    ("train-run-name-dash", f"{T0} --run-name=-x", 2, "starts with a dash"),
+    ("train-overwrite-symlink", f"{TR} --run-name link --overwrite", 2, "is a symbolic link; nothing deleted"),
+    ("train-overwrite-foreign-folder", f"{TR} --run-name foreign --overwrite", 2, "holds no manifest or lock"),
+    ("evaluate-run-name-path", f"{E} --run-name ../../../x", 2, "contains a path separator"),
+    ("evaluate-run-name-dotdot", f"{E} --run-name ..", 2, "is not a name"),
+    ("analyze-run-path", f"analyze-experts {M} {O} --run ../x --device cpu", 2, "contains a path separator"),
+    ("similarity-name-path", f"{S} --name ../x", 2, "contains a path separator"),
+    # ---- issue 24: --device that this machine does not have, in every stage
+    ("neurons-device-missing", f"neurons {M} {O} --languages en,el --device cuda:99", 2, "--device cuda:99"),
+    ("similarity-device-missing", f"similarity {M} {O} --source en --targets el --device cuda:99", 2, "--device cuda:99"),
+    ("allocate-device-missing", f"{A} --device cuda:99", 2, "--device cuda:99"),
+    ("train-device-missing", f"train --stage 1 {M} {O} --allocation tiny --run-name sweep --profile cpu --device cuda:99", 2,
+     "--device cuda:99"),
+    ("evaluate-device-missing", f"evaluate {M} {O} --suite local --languages en,el --device cuda:99", 2, "--device cuda:99"),
+    ("analyze-device-missing", f"analyze-experts {M} {O} --run tiny --device cuda:99", 2, "--device cuda:99"),
+    ("export-device-missing", f"export --adapter {{ws}}/no-adapter --out {{ws}}/exported {M} --device cuda:99", 2,
+     "--device cuda:99"),
+    ("neurons-device-unknown", f"neurons {M} {O} --languages en,el --device tpu9", 2, "--device 'tpu9'"),
     # ---- evaluate, report
     ("evaluate-limit-0", f"{E} --limit 0", 2, "--limit"),
     ("evaluate-unknown-suite", f"evaluate {M} --output-dir {{ws}}/eval-out --suite nope", 2, "nope"),
