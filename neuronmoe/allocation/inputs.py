@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import math
 from pathlib import Path
 from typing import Any
@@ -47,22 +48,26 @@ def read_selected(neurons_dir: str | Path, lang: str, role: str = "language",
             f"{role} {lang!r} has no neuron results: no {path} "
             f"(neuron analysis covered: {', '.join(avail) or 'none'}); rerun `neuronmoe neurons` with it"
         )
+    from neuronmoe.utils.checks import verify_inputs
+    from neuronmoe.utils.io import read_text
+
+    # its sha256 against neurons/manifest.json: a truncated CSV is an error, not an allocation of 37 experts
+    verify_inputs(neurons_dir, [path], *([manifest] if manifest is not None else []))
     units: list[Unit] = []
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        cols = tuple(reader.fieldnames or ())
-        missing = [c for c in SELECTED_COLUMNS[:3] if c not in cols]
-        if missing:
-            raise InputError(f"{path}: missing column(s) {', '.join(missing)} (expected {','.join(SELECTED_COLUMNS)})")
-        for lineno, row in enumerate(reader, start=2):
-            try:
-                layer, index = int(row["layer"]), int(row["index"])
-            except (TypeError, ValueError):
-                raise InputError(f"{path}:{lineno}: layer and index must be integers, got {row!r}") from None
-            module = (row["module"] or "").strip()
-            if not module or layer < 0 or index < 0:
-                raise InputError(f"{path}:{lineno}: invalid unit {row!r}")
-            units.append((layer, module, index))
+    reader = csv.DictReader(io.StringIO(read_text(path), newline=""))
+    cols = tuple(reader.fieldnames or ())
+    missing = [c for c in SELECTED_COLUMNS[:3] if c not in cols]
+    if missing:
+        raise InputError(f"{path}: missing column(s) {', '.join(missing)} (expected {','.join(SELECTED_COLUMNS)})")
+    for lineno, row in enumerate(reader, start=2):
+        try:
+            layer, index = int(row["layer"]), int(row["index"])
+        except (TypeError, ValueError):
+            raise InputError(f"{path}:{lineno}: layer and index must be integers, got {row!r}") from None
+        module = (row["module"] or "").strip()
+        if not module or layer < 0 or index < 0:
+            raise InputError(f"{path}:{lineno}: invalid unit {row!r}")
+        units.append((layer, module, index))
     return units
 
 

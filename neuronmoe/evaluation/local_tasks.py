@@ -137,23 +137,25 @@ def frequency_source(layout: Layout, lang: str) -> Path | None:
 
 def _inputs(layout: Layout, languages: list[str]) -> dict[str, str]:
     """``{path under $OUTPUT_DIR: sha256}`` of every file the suite is built from; raises when one is missing."""
-    from neuronmoe.utils import sha256_file
+    from neuronmoe.utils.checks import verify_inputs
 
-    inputs: dict[str, str] = {}
+    paths: list[Path] = []
     missing = []
     for lang in languages:
         for kind in ("udhr", "heldout"):
             p = layout.data_file(kind, lang)
-            if p.exists():
-                inputs[layout.relative(p)] = sha256_file(p)
-            else:
-                missing.append(str(p))
+            (paths if p.exists() else missing).append(p)
         freq = frequency_source(layout, lang)
         if freq is not None:
-            inputs[layout.relative(freq)] = sha256_file(freq)
+            paths.append(freq)
+    # each file's sha256, checked against data/manifest.json (a replaced UDHR file is an error, not a score)
+    digests = verify_inputs(layout.data, paths, what="the local evaluation suite")
+    inputs = {layout.relative(p): digests.get(p.resolve().relative_to(layout.data.resolve()).as_posix()
+                                              if p.resolve().is_relative_to(layout.data.resolve()) else str(p))
+              for p in paths}
     if missing:
         raise MissingInputError(
-            "the local suite needs the prepare-data outputs: missing " + ", ".join(missing)
+            "the local suite needs the prepare-data outputs: missing " + ", ".join(map(str, missing))
             + " (run `neuronmoe prepare-data` with these languages first)"
         )
     return inputs

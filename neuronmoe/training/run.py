@@ -87,6 +87,7 @@ class RunPlan:
     tokenizer_fp: str = ""
     data_manifest: dict[str, Any] | None = None
     sources: list[Any] = field(default_factory=list)
+    input_hashes: dict[str, str] = field(default_factory=dict)  # {data file or "allocation <path>": sha256}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -238,7 +239,51 @@ def check_data(plan: RunPlan) -> None:
     plan.tokenizer_fp = tokenizer_fingerprint(plan.tokenizer)
     plan.data_manifest = check_data_tokenizer(plan.data_dir, plan.tokenizer_fp, plan.opts.model)
     plan.sources = data_sources(plan.cfg, plan.data_dir)
+    plan.input_hashes = input_hashes(plan)
+    check_resume_inputs(plan)
     deepspeed_config(plan.cfg["deepspeed"])
+
+
+def input_hashes(plan: RunPlan) -> dict[str, str]:
+    """The sha256 of everything the run reads (training and held-out data, each checked against the data
+    manifest; the allocation or the stage-1 adapter): recorded in ``data_manifest.json``, compared on --resume."""
+    from neuronmoe.utils.checks import verify_inputs
+    from neuronmoe.utils.io import sha256_file
+
+    paths = [Path(s.spec) for s in plan.sources if not s.is_hf]
+    paths += [plan.data_dir / "heldout" / f"{lang}.jsonl" for lang in heldout_languages(plan.cfg, plan.data_dir)]
+    hashes = verify_inputs(plan.data_dir, paths, plan.data_manifest, what="training data")
+    if plan.opts.stage == 1 and plan.apath is not None:
+        hashes[f"allocation {plan.apath}"] = sha256_file(plan.apath)
+    elif plan.init_adapter is not None and (plan.init_adapter / "adapter_model.safetensors").is_file():
+        hashes[f"init adapter {plan.init_adapter}"] = sha256_file(plan.init_adapter / "adapter_model.safetensors")
+    return hashes
+
+
+def check_resume_inputs(plan: RunPlan) -> None:
+    """``--resume``: every input must be what the run started with (a resumed run that trained on other data
+    would record only the new hashes); the first that changed is named."""
+    from neuronmoe.utils.checks import InputChangedError
+    from neuronmoe.utils.io import read_json
+
+    saved = plan.run_dir / "data_manifest.json"
+    if plan.resume_from is None or not saved.is_file():
+        return
+    rec = read_json(saved)
+    started = rec.get("inputs") if isinstance(rec, dict) else None
+    if not isinstance(started, dict):
+        log.warning("--resume: %s records no input hashes (a run of an older version); inputs not compared", saved)
+        return
+    for key in sorted(set(started) | set(plan.input_hashes)):
+        old, new = started.get(key), plan.input_hashes.get(key)
+        if old != new:
+            where = key if key.startswith(("allocation ", "init adapter ")) or Path(key).is_absolute() \
+                else plan.data_dir / key
+            raise InputChangedError(
+                f"--resume {plan.run_dir}: {where} "
+                + (f"changed since the run started (sha256 {new[:12]}, the run started with {old[:12]})"
+                   if old and new else "is new since the run started" if new else "is no longer read")
+                + "; restore the input the run started with, or start again with --overwrite")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -317,7 +362,8 @@ def write_run_inputs(plan: RunPlan, packed: Any, state: Any) -> None:
              "profile": plan.profile}, sort_keys=False, allow_unicode=True))
         atomic_write_json(run_dir / "allocation.json", plan.alloc)
         atomic_write_json(run_dir / "data_manifest.json", {
-            "data_dir": str(plan.data_dir), "data_manifest": plan.data_manifest, "packed": dict(packed.meta)})
+            "data_dir": str(plan.data_dir), "data_manifest": plan.data_manifest, "packed": dict(packed.meta),
+            "inputs": plan.input_hashes})
     state.wait_for_everyone()
 
 

@@ -77,8 +77,11 @@ def check_input_files(folder: str | Path, manifest: dict[str, Any] | None, paths
     reader, which names them.
     """
     from neuronmoe.utils.io import sha256_file
+    from neuronmoe.utils.manifest import check_manifest_shape
 
     folder = Path(folder)
+    if manifest is not None:
+        check_manifest_shape(manifest, folder / "manifest.json")
     recorded = (manifest or {}).get("files") or {}
     out: dict[str, str] = {}
     for p in paths:
@@ -97,6 +100,33 @@ def check_input_files(folder: str | Path, manifest: dict[str, Any] | None, paths
                 f"{p}: changed since the stage that wrote it finished (sha256 {digest[:12]}, {folder / 'manifest.json'} "
                 f"records {want[:12]}); rerun that stage (e.g. `neuronmoe prepare-data --force`) or restore the file")
     return out
+
+
+_UNSET: Any = object()
+
+
+def verify_inputs(folder: str | Path, paths: Sequence[str | Path], manifest: Any = _UNSET,
+                  what: str = "") -> dict[str, str]:
+    """The one check every stage makes before it starts: each of ``paths`` (files it reads from the producing
+    stage's ``folder``) still has the sha256 that ``folder/manifest.json`` recorded. Returns ``{relative path:
+    sha256}`` (what the reading stage records as its inputs).
+
+    ``manifest``: the folder's manifest when the caller has read it already (None: the folder has none).
+    A malformed manifest is an error; a changed file is an error naming it (:class:`InputChangedError`); a
+    folder without a manifest (your own files, not written by a stage) is read as it is, with one warning.
+    """
+    from neuronmoe.utils.manifest import read_stage_manifest
+
+    folder = Path(folder)
+    man = read_stage_manifest(folder) if manifest is _UNSET else manifest
+    if man is None and any(Path(p).is_file() for p in paths) and str(folder) not in _WARNED:
+        _WARNED.add(str(folder))
+        log.warning("%s: no manifest.json, so the files read from it%s cannot be checked against what their "
+                    "stage wrote (not written by neuronmoe?)", folder, f" ({what})" if what else "")
+    return check_input_files(folder, man, paths)
+
+
+_WARNED: set[str] = set()
 
 
 def check_checkpoint(path: str | Path) -> None:
@@ -201,11 +231,13 @@ def check_data_tokenizer(data_dir: str | Path, tokenizer_fp: str, model: str | N
         log.warning("%s: no data manifest, so the tokenizer the data was prepared with cannot be checked "
                     "(data not written by `neuronmoe prepare-data`?)", path)
         return None
-    man = read_json(path)
-    recorded = man.get("tokenizer_fingerprint") if isinstance(man, dict) else None
+    from neuronmoe.utils.manifest import check_manifest_shape
+
+    man = check_manifest_shape(read_json(path), path)
+    recorded = man.get("tokenizer_fingerprint")
     if not recorded:
         log.warning("%s: no tokenizer_fingerprint recorded, so the tokenizer cannot be checked", path)
-        return man if isinstance(man, dict) else None
+        return man
     if recorded != tokenizer_fp:
         m = f" --model {model}" if model else ""
         raise TokenizerMismatchError(

@@ -3,6 +3,7 @@ every file, tokenizer fingerprint), neuron results, an allocation, a regular fil
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -46,11 +47,36 @@ def ws(tmp_path_factory):
     (empty / "manifest.json").write_text(json.dumps(man))
     for lang in SENTENCES:
         (empty / f"selected_{lang}.csv").write_text("layer,module,index,ap\n")
+    from neuronmoe.utils.manifest import describe_files
+
+    man["files"].update(describe_files(empty, [f"selected_{lang}.csv" for lang in SENTENCES]))
+    (empty / "manifest.json").write_text(json.dumps(man))  # consistent: what the stage itself would have written
     (empty / "counts.json").write_text((out / "neurons" / "counts.json").read_text())
     # prepared data whose samples changed after the manifest was written / of another tokenizer
     tampered = write_data(root / "data-tampered", tok)
     with open(tampered / "samples" / "el.jsonl", "a", encoding="utf-8") as fh:
         fh.write(json.dumps({"text": "Μια πρόταση που προστέθηκε αργότερα.", "lang": "el"}, ensure_ascii=False) + "\n")
+    # training documents and UDHR paragraphs replaced after the manifest was written (Greek -> English)
+    for split in ("train", "udhr"):
+        el, en = tampered / split / "el.jsonl", out / "data" / ("replay" if split == "train" else split) / "en.jsonl"
+        el.write_text(en.read_text(encoding="utf-8"), encoding="utf-8")
+    tampered_out = root / "tampered-out"
+    tampered_out.mkdir()
+    (tampered_out / "data").symlink_to(tampered, target_is_directory=True)
+    (tampered_out / "allocation").symlink_to(out / "allocation", target_is_directory=True)
+    # neuron results whose selected_el.csv lost its last rows after neurons/manifest.json was written
+    neurons_cut = root / "neurons-truncated"
+    shutil.copytree(out / "neurons", neurons_cut)
+    csv_el = neurons_cut / "selected_el.csv"
+    csv_el.write_text("".join(csv_el.read_text().splitlines(keepends=True)[:-3]))
+    # manifests that are not manifests
+    for name, text in (("data-manifest-list", "[]"), ("data-files-list", json.dumps({"files": ["samples/el.jsonl"]}))):
+        d = root / name
+        shutil.copytree(out / "data", d)
+        (d / "manifest.json").write_text(text)
+    latin1 = root / "neurons-latin1"
+    shutil.copytree(out / "neurons", latin1)
+    (latin1 / "selected_el.csv").write_bytes("layer,module,index,ap\n0,gate_proj,1,0.9 \xe9\n".encode("latin-1"))
     other_tok = write_data(root / "data-other-tok", tok, fingerprint="0123456789abcdef")
     # a training run with a damaged checkpoint only
     run = root / "runs" / "train" / "damaged"
@@ -68,4 +94,6 @@ def ws(tmp_path_factory):
     (root / "broken.json").write_text("{not json")
     return {"ws": str(root), "model": str(model), "out": str(out), "data": str(out / "data"), "file": str(blocker),
             "neurons_empty": str(empty), "tampered": str(tampered), "other_tok": str(other_tok),
-            "runs": str(root / "runs"), "bad_yaml": str(root / "bad.yaml"), "broken_json": str(root / "broken.json")}
+            "runs": str(root / "runs"), "tampered_out": str(tampered_out), "neurons_truncated": str(neurons_cut),
+            "data_manifest_list": str(root / "data-manifest-list"), "data_files_list": str(root / "data-files-list"),
+            "neurons_latin1": str(latin1), "bad_yaml": str(root / "bad.yaml"), "broken_json": str(root / "broken.json")}

@@ -117,6 +117,16 @@ CASES: list[tuple[str, str, int, str]] = [
     ("evaluate-run-name-dotdot", f"{E} --run-name ..", 2, "is not a name"),
     ("analyze-run-path", f"analyze-experts {M} {O} --run ../x --device cpu", 2, "contains a path separator"),
     ("similarity-name-path", f"{S} --name ../x", 2, "contains a path separator"),
+    # ---- issue 24: every reader checks the sha256 its producing stage recorded; manifests that are not manifests
+    ("allocate-selected-truncated", f"{A} --neurons-dir {{neurons_truncated}}", 2, "selected_el.csv: changed since"),
+    ("allocate-selected-not-utf8", f"{A} --neurons-dir {{neurons_latin1}}", 2, "selected_el.csv"),
+    ("train-data-replaced", f"{T} --data-dir {{tampered}}", 2, "train/el.jsonl: changed since"),
+    ("evaluate-udhr-replaced", "evaluate --model {model} --output-dir {tampered_out} --device cpu --dtype float32 --suite "
+     "local --languages en,el", 2, "udhr/el.jsonl: changed since"),
+    ("neurons-manifest-list", f"{N} --data-dir {{data_manifest_list}}", 2, "not a manifest"),
+    ("neurons-manifest-files-list", f"{N} --data-dir {{data_files_list}}", 2, "malformed manifest ('files' is a list"),
+    ("train-manifest-list", f"{T} --data-dir {{data_manifest_list}}", 2, "not a manifest"),
+    ("similarity-manifest-files-list", f"{S} --data-dir {{data_files_list}}", 2, "malformed manifest"),
     # ---- issue 24: --device that this machine does not have, in every stage
     ("neurons-device-missing", f"neurons {M} {O} --languages en,el --device cuda:99", 2, "--device cuda:99"),
     ("similarity-device-missing", f"similarity {M} {O} --source en --targets el --device cuda:99", 2, "--device cuda:99"),

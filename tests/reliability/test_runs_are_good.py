@@ -102,3 +102,29 @@ def test_non_finite_heldout_perplexity_is_never_complete(ws, out):
     line = fails(opts(ws, out, callbacks=[Poison(0, "end")]))
     assert "held-out perplexity not finite" in line and "not marked complete" in line, line
     assert not (out / "train" / "r" / "manifest.json").exists()
+
+
+@pytest.mark.slow
+def test_resume_refuses_data_that_changed_since_the_run_started(ws, out, tmp_path):
+    """Even when the data folder is consistent again (prepare-data rerun: a new manifest), a resumed run must not
+    continue on other data than it started with: the file is named."""
+    from neuronmoe.training.trainer import StopAtStep
+    from neuronmoe.utils.checks import InputChangedError
+    from neuronmoe.utils.manifest import describe_files
+
+    data = tmp_path / "data"
+    shutil.copytree(ws["data"], data)
+    o = opts(ws, out, callbacks=[StopAtStep(2)])
+    o.data_dir = str(data)
+    with pytest.raises(KeyboardInterrupt):
+        train(o)
+    (data / "train" / "el.jsonl").write_text((data / "replay" / "en.jsonl").read_text(encoding="utf-8"), encoding="utf-8")
+    man = json.loads((data / "manifest.json").read_text())
+    man["files"].update(describe_files(data, ["train/el.jsonl"]))
+    (data / "manifest.json").write_text(json.dumps(man))
+    o = opts(ws, out, resume=True)
+    o.data_dir = str(data)
+    with pytest.raises(InputChangedError) as e:
+        train(o)
+    assert f"{data / 'train' / 'el.jsonl'} changed since the run started" in str(e.value)
+    assert not (out / "train" / "r" / "manifest.json").exists()
