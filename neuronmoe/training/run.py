@@ -220,9 +220,12 @@ def load_stage1_adapter(plan: RunPlan) -> None:
             f"stage 2 needs a stage-1 adapter: {cfg_path} not found (run `neuronmoe train --stage 1` first "
             f"or pass --init-adapter)"
         )
-    acfg = json.loads(cfg_path.read_text())
+    from neuronmoe.models.adapter import check_adapter_fits, check_adapter_folder
+
+    acfg = check_adapter_folder(adapter, "--init-adapter")  # weights present, whole, as the stage-1 run wrote them
     epl = acfg.get("experts_per_layer") or []
     check_fits_base(epl, acfg.get("base_model_fingerprint"), plan.model_fp, f"stage-1 adapter {adapter}")
+    check_adapter_fits(adapter, plan.model_fp, "--init-adapter")
     plan.init_adapter, plan.apath, plan.experts_per_layer = adapter, cfg_path, list(epl)
     plan.alloc = {"experts_per_layer": epl, "num_layers": len(epl),
                   "base_model_fingerprint": acfg.get("base_model_fingerprint"),
@@ -374,10 +377,11 @@ def build_model(plan: RunPlan) -> tuple[Any, dict[str, Any]]:
     """Base + MoE adapter (stage 1: new from the allocation; stage 2: the stage-1 adapter), then the
     stage switches (train mode, top-k, loss coefficients) through :class:`~neuronmoe.moe.MoEModel`."""
     import torch
-    from peft import PeftModel, get_peft_model
+    from peft import get_peft_model
     from transformers import AutoModelForCausalLM, set_seed
 
     import neuronmoe  # noqa: F401 - registers the PEFT method
+    from neuronmoe.models.adapter import load_adapter
     from neuronmoe.models.arch import validate_model
     from neuronmoe.moe import MoEConfig
 
@@ -392,7 +396,7 @@ def build_model(plan: RunPlan) -> tuple[Any, dict[str, Any]]:
         moe_cfg.allocation_source = str(plan.apath)
         model = get_peft_model(base, moe_cfg)
     else:
-        model = PeftModel.from_pretrained(base, str(plan.init_adapter), is_trainable=True)
+        model = load_adapter(base, plan.init_adapter, "--init-adapter", is_trainable=True)
     configure_stage(model, cfg)
     if cfg["gradient_checkpointing"]:
         model.enable_input_require_grads()

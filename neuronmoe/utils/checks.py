@@ -135,7 +135,6 @@ def check_checkpoint(path: str | Path) -> None:
     the size that header promises, or ``*.bin``) and, when present, ``optimizer.pt``/``scheduler.pt``/
     ``rng_state*.pth`` that ``torch.load`` reads."""
     import json
-    import struct
 
     path = Path(path)
     state = path / "trainer_state.json"
@@ -147,25 +146,37 @@ def check_checkpoint(path: str | Path) -> None:
     if not weights:
         raise CheckpointError(f"{path}: no model weights (*.safetensors or *.bin)")
     for w in weights:
-        if w.suffix != ".safetensors":
-            continue
-        size = w.stat().st_size
-        try:
-            with open(w, "rb") as fh:
-                n = struct.unpack("<Q", fh.read(8))[0]
-                if n > size - 8:
-                    raise ValueError("header longer than the file")
-                header = json.loads(fh.read(n))
-            end = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
-        except (OSError, ValueError, KeyError, TypeError, struct.error) as e:
-            raise CheckpointError(f"{w}: not a readable safetensors file ({e})") from None
-        if 8 + n + end != size:
-            raise CheckpointError(f"{w}: truncated ({size} bytes, its header promises {8 + n + end})")
+        problem = safetensors_problem(w) if w.suffix == ".safetensors" else None
+        if problem:
+            raise CheckpointError(f"{w}: {problem}")
     for name in ("optimizer.pt", "scheduler.pt", *sorted(p.name for p in path.glob("rng_state*.pth"))):
         f = path / name
         if not f.exists():
             continue
         _check_torch_file(f)
+
+
+def safetensors_problem(w: str | Path) -> str | None:
+    """What is wrong with a ``*.safetensors`` file (``"truncated (N bytes, its header promises M)"``, ``"not a
+    readable safetensors file (...)"``), or None: its header parses and the file has exactly the size the header
+    promises. Reads only the header."""
+    import json
+    import struct
+
+    w = Path(w)
+    try:
+        size = w.stat().st_size
+        with open(w, "rb") as fh:
+            n = struct.unpack("<Q", fh.read(8))[0]
+            if n > size - 8:
+                raise ValueError("header longer than the file")
+            header = json.loads(fh.read(n))
+        end = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, struct.error) as e:
+        return f"not a readable safetensors file ({e})"
+    if 8 + n + end != size:
+        return f"truncated ({size} bytes, its header promises {8 + n + end})"
+    return None
 
 
 def _check_torch_file(f: Path) -> None:

@@ -78,6 +78,7 @@ def ws(tmp_path_factory):
     shutil.copytree(out / "neurons", latin1)
     (latin1 / "selected_el.csv").write_bytes("layer,module,index,ap\n0,gate_proj,1,0.9 \xe9\n".encode("latin-1"))
     other_tok = write_data(root / "data-other-tok", tok, fingerprint="0123456789abcdef")
+    adapters = make_adapters(root, model)
     # a training run with a damaged checkpoint only
     run = root / "runs" / "train" / "damaged"
     (run / "checkpoint-4").mkdir(parents=True)
@@ -96,4 +97,34 @@ def ws(tmp_path_factory):
             "neurons_empty": str(empty), "tampered": str(tampered), "other_tok": str(other_tok),
             "runs": str(root / "runs"), "tampered_out": str(tampered_out), "neurons_truncated": str(neurons_cut),
             "data_manifest_list": str(root / "data-manifest-list"), "data_files_list": str(root / "data-files-list"),
-            "neurons_latin1": str(latin1), "bad_yaml": str(root / "bad.yaml"), "broken_json": str(root / "broken.json")}
+            "neurons_latin1": str(latin1), **adapters, "bad_yaml": str(root / "bad.yaml"), "broken_json": str(root / "broken.json")}
+
+
+def make_adapters(root: Path, model: Path) -> dict[str, str]:
+    """A good MoE adapter of the tiny model; the same without its weights, with its weights cut in half; an
+    adapter of another base (same layer count, other MLP size) without a recorded fingerprint."""
+    import peft
+    from transformers import AutoModelForCausalLM
+
+    from neuronmoe.moe import MoEConfig
+    from neuronmoe.testing import save_tiny_model
+
+    def adapter(base_dir: Path, out: Path) -> Path:
+        base = AutoModelForCausalLM.from_pretrained(str(base_dir))
+        peft.get_peft_model(base, MoEConfig(experts_per_layer=[3, 1, 2], top_k=2)).save_pretrained(out)
+        return out
+
+    good = adapter(model, root / "adapter-good")
+    no_weights = root / "adapter-no-weights"
+    shutil.copytree(good, no_weights)
+    (no_weights / "adapter_model.safetensors").unlink()
+    cut = root / "adapter-truncated"
+    shutil.copytree(good, cut)
+    w = cut / "adapter_model.safetensors"
+    w.write_bytes(w.read_bytes()[: w.stat().st_size // 2])
+    other = adapter(save_tiny_model(root / "model-other", "llama", intermediate_size=48), root / "adapter-other-base")
+    cfg = json.loads((other / "adapter_config.json").read_text())
+    cfg.pop("base_model_fingerprint", None)
+    (other / "adapter_config.json").write_text(json.dumps(cfg))
+    return {"adapter_good": str(good), "adapter_no_weights": str(no_weights), "adapter_truncated": str(cut),
+            "adapter_other_base": str(other)}

@@ -127,6 +127,22 @@ CASES: list[tuple[str, str, int, str]] = [
     ("neurons-manifest-files-list", f"{N} --data-dir {{data_files_list}}", 2, "malformed manifest ('files' is a list"),
     ("train-manifest-list", f"{T} --data-dir {{data_manifest_list}}", 2, "not a manifest"),
     ("similarity-manifest-files-list", f"{S} --data-dir {{data_files_list}}", 2, "malformed manifest"),
+    # ---- issue 24: damaged adapters, adapters of another base (never a hub lookup of a local path)
+    ("evaluate-adapter-no-weights", f"{E} --adapter {{adapter_no_weights}}", 2, "adapter_model.safetensors: missing"),
+    ("evaluate-adapter-truncated", f"{E} --adapter {{adapter_truncated}}", 2, "adapter_model.safetensors: truncated"),
+    ("evaluate-adapter-other-base", f"{E} --adapter {{adapter_other_base}}", 2, "made for another base model"),
+    ("export-adapter-no-weights", f"export --adapter {{adapter_no_weights}} --out {{ws}}/exported {M}", 2,
+     "adapter_model.safetensors: missing"),
+    ("export-adapter-truncated", f"export --adapter {{adapter_truncated}} --out {{ws}}/exported {M}", 2, "truncated"),
+    ("export-adapter-other-base", f"export --adapter {{adapter_other_base}} --out {{ws}}/exported {M}", 2,
+     "made for another base model"),
+    ("train-init-adapter-no-weights", f"train --stage 2 {M} {O} --allocation tiny --run-name s2 --profile cpu --device cpu "
+     "--init-adapter {adapter_no_weights}", 2, "adapter_model.safetensors: missing"),
+    ("train-init-adapter-truncated", f"train --stage 2 {M} {O} --allocation tiny --run-name s2 --profile cpu --device cpu "
+     "--init-adapter {adapter_truncated}", 2, "truncated"),
+    ("train-init-adapter-other-base", f"train --stage 2 {M} {O} --allocation tiny --run-name s2 --profile cpu --device cpu "
+     "--init-adapter {adapter_other_base}", 2, "made for another base model"),
+    ("analyze-adapter-truncated", f"analyze-experts {M} {O} --adapter {{adapter_truncated}} --device cpu", 2, "truncated"),
     # ---- issue 24: --device that this machine does not have, in every stage
     ("neurons-device-missing", f"neurons {M} {O} --languages en,el --device cuda:99", 2, "--device cuda:99"),
     ("similarity-device-missing", f"similarity {M} {O} --source en --targets el --device cuda:99", 2, "--device cuda:99"),
