@@ -47,9 +47,9 @@ class CellsFailedError(StateError):
 
 def read_adapter_config(adapter: str | Path) -> dict[str, Any]:
     """``adapter_config.json`` of a complete, unchanged adapter folder (:func:`neuronmoe.models.adapter.check_adapter_folder`)."""
-    from neuronmoe.models.adapter import check_adapter_folder
+    from neuronmoe.models.adapter import read_adapter_config as read
 
-    return check_adapter_folder(adapter, "--adapter")
+    return read(adapter, "--adapter")
 
 
 def check_adapter(adapter_cfg: dict[str, Any], base_config: Any, adapter: str = "") -> None:
@@ -61,9 +61,10 @@ def check_adapter(adapter_cfg: dict[str, Any], base_config: Any, adapter: str = 
                     f"--adapter {adapter}", hint=f"pass the --model it was trained on (adapter_config.json: "
                     f"base_model_name_or_path={adapter_cfg.get('base_model_name_or_path')!r})")
     if adapter:  # no fingerprint recorded: the weights' shapes still tell (one line, not a size-mismatch traceback)
-        from neuronmoe.models.adapter import check_adapter_fits
+        from neuronmoe.models.adapter import check_adapter_fits, check_adapter_weights
         from neuronmoe.utils.fingerprint import config_fingerprint
 
+        check_adapter_weights(adapter)  # present, whole, unchanged: never a hub lookup of a local path
         check_adapter_fits(adapter, base_config if isinstance(base_config, dict) else config_fingerprint(base_config))
 
 

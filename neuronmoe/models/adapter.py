@@ -24,9 +24,14 @@ WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin")
 def check_adapter_folder(path: str | Path, flag: str = "--adapter") -> dict[str, Any]:
     """The adapter's ``adapter_config.json`` when the folder is complete and unchanged; else one error naming
     the folder or file (see the module docstring)."""
-    from neuronmoe.utils.checks import check_input_files, safetensors_problem
+    cfg = read_adapter_config(path, flag)
+    check_adapter_weights(path, flag)
+    return cfg
+
+
+def read_adapter_config(path: str | Path, flag: str = "--adapter") -> dict[str, Any]:
+    """``adapter_config.json`` of an adapter folder (a JSON object); the weights are not looked at."""
     from neuronmoe.utils.io import read_json
-    from neuronmoe.utils.manifest import read_stage_manifest
 
     p = Path(path)
     if not p.is_dir():
@@ -38,6 +43,17 @@ def check_adapter_folder(path: str | Path, flag: str = "--adapter") -> dict[str,
     cfg = read_json(cfg_path)
     if not isinstance(cfg, dict):
         raise InputError(f"{cfg_path}: not an adapter config (a JSON object expected)")
+    return cfg
+
+
+def check_adapter_weights(path: str | Path, flag: str = "--adapter") -> Path:
+    """The adapter's weight file: present, whole (a safetensors file has the size its header promises) and, for a
+    training run's ``adapter/``, with the sha256 the run's manifest recorded (config too)."""
+    from neuronmoe.utils.checks import check_input_files, safetensors_problem
+    from neuronmoe.utils.manifest import read_stage_manifest
+
+    p = Path(path)
+    cfg_path = p / "adapter_config.json"
     weights = next((p / n for n in WEIGHT_FILES if (p / n).is_file()), None)
     if weights is None:
         raise MissingInputError(f"{p / WEIGHT_FILES[0]}: missing: the adapter folder has no weights; copy the "
@@ -48,7 +64,7 @@ def check_adapter_folder(path: str | Path, flag: str = "--adapter") -> dict[str,
     man = read_stage_manifest(p.parent) if (p.parent / "manifest.json").is_file() else None
     if man is not None and any(str(k).startswith(f"{p.name}/") for k in man.get("files", {})):
         check_input_files(p.parent, man, [cfg_path, weights])  # a training run's adapter: as the run wrote it
-    return cfg
+    return weights
 
 
 def load_adapter(model: Any, path: str | Path, flag: str = "--adapter", **kwargs: Any) -> Any:

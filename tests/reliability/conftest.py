@@ -79,6 +79,11 @@ def ws(tmp_path_factory):
     (latin1 / "selected_el.csv").write_bytes("layer,module,index,ap\n0,gate_proj,1,0.9 \xe9\n".encode("latin-1"))
     other_tok = write_data(root / "data-other-tok", tok, fingerprint="0123456789abcdef")
     adapters = make_adapters(root, model)
+    # a killed evaluation: results.json (rewritten after every cell) and cells/, but no manifest.json
+    killed = root / "eval-partial" / "eval" / "killed"
+    (killed / "cells").mkdir(parents=True)
+    (killed / "results.json").write_text(json.dumps({"results": {"udhr_cloze_el": {"acc,none": 1.0}},
+                                                     "neuronmoe": {"label": "killed"}}))
     # a training run with a damaged checkpoint only
     run = root / "runs" / "train" / "damaged"
     (run / "checkpoint-4").mkdir(parents=True)

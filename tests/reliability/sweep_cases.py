@@ -143,6 +143,7 @@ CASES: list[tuple[str, str, int, str]] = [
     ("train-init-adapter-other-base", f"train --stage 2 {M} {O} --allocation tiny --run-name s2 --profile cpu --device cpu "
      "--init-adapter {adapter_other_base}", 2, "made for another base model"),
     ("analyze-adapter-truncated", f"analyze-experts {M} {O} --adapter {{adapter_truncated}} --device cpu", 2, "truncated"),
+    ("report-only-partial", "report --output-dir {ws}/eval-partial", 2, "killed is partial (no manifest.json)"),
     # ---- issue 24: --device that this machine does not have, in every stage
     ("neurons-device-missing", f"neurons {M} {O} --languages en,el --device cuda:99", 2, "--device cuda:99"),
     ("similarity-device-missing", f"similarity {M} {O} --source en --targets el --device cuda:99", 2, "--device cuda:99"),
