@@ -452,7 +452,7 @@ def finalise(plan: RunPlan, trainer: Any, result: Any, packed: Any, summary: dic
     """Save the adapter (all ranks: ZeRO gathers), then on the main process: held-out perplexity, the model
     card, the adapter folder put in place, ``manifest.json`` last."""
     from neuronmoe.training.model_card import model_card
-    from neuronmoe.utils.io import atomic_write_text
+    from neuronmoe.utils.io import atomic_write_text, follow_umask_tree
 
     tmp_adapter = plan.run_dir / ".adapter.tmp"
     if state.is_main_process and tmp_adapter.exists():
@@ -466,6 +466,7 @@ def finalise(plan: RunPlan, trainer: Any, result: Any, packed: Any, summary: dic
         check_finite_perplexity(ppl, plan.run_dir)
         report = run_report(plan, summary, trainer, result, state.num_processes, train_s, ppl)
         atomic_write_text(tmp_adapter / "README.md", model_card(plan.cfg, report, packed.meta, plan.alloc))
+        follow_umask_tree(tmp_adapter)  # save_pretrained writes adapter_model.safetensors 0600
         final = plan.run_dir / "adapter"
         if final.exists():
             shutil.rmtree(final)

@@ -52,6 +52,7 @@ class MoETrainer(Trainer):
         self.model_accepts_loss_kwargs = False
         self.loss_is_scaled_for_ga = False
         self.metrics_path = Path(metrics_path) if metrics_path else None
+        self.add_callback(FollowUmask())
         self._reset_window()
 
     def _reset_window(self) -> None:
@@ -163,6 +164,17 @@ def truncate_metrics(path: str | os.PathLike, max_step: int) -> int:
             if int(rec.get("step", 0)) <= max_step]
     atomic_write_text(path, "".join(x + "\n" for x in kept))
     return len(kept)
+
+
+class FollowUmask(TrainerCallback):
+    """Checkpoints follow the umask like every other file (``save_pretrained`` writes its safetensors 0600)."""
+
+    def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        from neuronmoe.utils.io import follow_umask_tree
+
+        ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if ckpt.is_dir() and state.is_world_process_zero:
+            follow_umask_tree(ckpt)
 
 
 class StopAtStep(TrainerCallback):

@@ -46,6 +46,25 @@ def follow_umask(fd_or_path: int | str | os.PathLike, folder: bool = False) -> N
         pass
 
 
+def follow_umask_tree(root: str | os.PathLike) -> None:
+    """:func:`follow_umask` for ``root`` and everything under it (executable files keep their x bits): for folders
+    that libraries fill through their own temporary files (``save_pretrained`` writes ``*.safetensors`` 0600,
+    ``mkdtemp`` makes 0700), so that an adapter, a converted model or a package cache is as readable as a file
+    written by ``open``. Symbolic links are left alone."""
+    mask = current_umask()
+    root = Path(root)
+    for dirpath, _dirnames, filenames in os.walk(root):
+        try:
+            os.chmod(dirpath, 0o777 & ~mask)
+            for name in filenames:
+                p = os.path.join(dirpath, name)
+                st = os.lstat(p)
+                if not os.path.islink(p):
+                    os.chmod(p, (0o777 if st.st_mode & 0o111 else 0o666) & ~mask)
+        except OSError:  # pragma: no cover - a filesystem without modes
+            return
+
+
 #: what the atomic helpers leave behind when a process is killed mid-write
 TEMP_SUFFIX = ".tmp"
 
@@ -173,6 +192,7 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
     follow_umask(tmp, folder=True)
     try:
         yield tmp
+        follow_umask_tree(tmp)  # what libraries wrote into it (save_pretrained: 0600 safetensors) too
         if path.exists():
             old = path.with_name(f".{path.name}.old-{os.getpid()}")
             os.replace(path, old)

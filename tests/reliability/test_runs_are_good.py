@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
+import stat
 from pathlib import Path
 
 import pytest
@@ -78,7 +80,14 @@ def test_non_finite_step_one_stops_and_the_rerun_is_not_blocked(ws, out, what):
     assert not (run / "manifest.json").exists() and not (run / "adapter").exists()
     assert not list(run.glob("checkpoint-*"))
     # the same command again, without --resume or --overwrite: nothing of the failed run blocks it
-    res = train(opts(ws, out))
+    old_mask = os.umask(0o022)
+    try:
+        res = train(opts(ws, out))
+    finally:
+        os.umask(old_mask)
+    # the adapter and the checkpoints follow the umask (save_pretrained wrote them 0600)
+    for f in [run / "adapter" / "adapter_model.safetensors", *run.glob("checkpoint-*/adapter_model.safetensors")]:
+        assert stat.S_IMODE(f.stat().st_mode) == 0o644, f
     assert res["global_step"] == 4
     man = json.loads((run / "manifest.json").read_text())
     assert all(math.isfinite(v["perplexity"]) for v in man["result"]["perplexity"].values())
