@@ -94,11 +94,11 @@ def config_from_args(args: argparse.Namespace):
         raise ValueError(f"--target {args.target!r} (env NEW_LANGS): the miniature pipeline extends the model to one "
                          f"language; run it once per language with its own OUTPUT_DIR")
     old = split_langs(args.old_langs) or None
-    neg = args.neg_langs
+    neg = args.neg_langs if str(args.neg_langs or "").strip() else None  # "" = unset, as NEG_LANGS=''; 'none' = no
     if neg is None and env("LANGUAGES"):
         neg = ",".join(x for x in split_langs(env("LANGUAGES")) if x not in targets and x not in [args.source, *(old or [])])
     neg = DEFAULT_NEG_LANGS if neg is None else neg
-    neg_langs = [] if str(neg).strip().lower() in ("", "none") else split_langs(neg)
+    neg_langs = [] if str(neg).strip().lower() == "none" else split_langs(neg)
     sizes = [] if str(args.sample_sizes).strip().lower() in ("", "none") else [int(x) for x in split_langs(args.sample_sizes)]
     return PipelineConfig(output_dir=args.output_dir, model=args.model, source=args.source, target=targets[0],
                           old_langs=old, neg_langs=neg_langs, num_sentences=args.num_sentences, profile=args.profile,
