@@ -36,6 +36,13 @@ def neuron_languages(neurons_dir: str | Path, manifest: dict[str, Any] | None = 
     return have
 
 
+def _in_unit_range(text: str) -> bool:
+    try:
+        return 0.0 <= float(text) <= 1.0  # NaN: False
+    except ValueError:
+        return False
+
+
 def read_selected(neurons_dir: str | Path, lang: str, role: str = "language",
                   manifest: dict[str, Any] | None = None) -> list[Unit]:
     """Units ``(layer, module, index)`` of ``selected_<lang>.csv`` (columns layer,module,index,ap)."""
@@ -67,6 +74,10 @@ def read_selected(neurons_dir: str | Path, lang: str, role: str = "language",
         module = (row["module"] or "").strip()
         if not module or layer < 0 or index < 0:
             raise InputError(f"{path}:{lineno}: invalid unit {row!r}")
+        ap = (row.get("ap") or "").strip()
+        if ap and not _in_unit_range(ap):
+            raise InputError(f"{path}:{lineno}: ap {ap!r} is out of range [0, 1] (NaN activations?); rerun "
+                             f"`neuronmoe neurons --force`")
         units.append((layer, module, index))
     return units
 

@@ -120,13 +120,21 @@ def ppl_yaml(lang: str, data_file: Path) -> str:
     ])
 
 
+#: the smallest value of each size (0 = all, for the held-out caps); none has an upper bound
+SIZE_MINIMA = {"cloze_items": 1, "cloze_choices": 2, "cloze_prefix_words": 1, "cloze_suffix_words": 0,
+               "cloze_min_chars": 1, "cloze_freq_chars": 0, "heldout_docs": 0, "heldout_max_chars": 0, "seed": 0}
+
+
 def resolve_sizes(sizes: dict[str, Any] | None) -> dict[str, int]:
-    """:data:`DEFAULT_SIZES` with ``sizes`` applied; an unknown key is a :class:`ConfigError`."""
+    """:data:`DEFAULT_SIZES` with ``sizes`` applied; an unknown key or a value below its minimum (a negative
+    count) is a :class:`ConfigError` naming the allowed range."""
+    from neuronmoe.utils.checks import check_range
+
     sz = dict(DEFAULT_SIZES)
     for k, v in (sizes or {}).items():
         if k not in DEFAULT_SIZES:
             raise ConfigError(f"--local-sizes: unknown key {k!r}; known: {', '.join(DEFAULT_SIZES)}")
-        sz[k] = int(v)
+        sz[k] = int(check_range(f"--local-sizes {k}", int(v), SIZE_MINIMA.get(k, 0), None))
     return sz
 
 

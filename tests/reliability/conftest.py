@@ -79,6 +79,17 @@ def ws(tmp_path_factory):
     (latin1 / "selected_el.csv").write_bytes("layer,module,index,ap\n0,gate_proj,1,0.9 \xe9\n".encode("latin-1"))
     other_tok = write_data(root / "data-other-tok", tok, fingerprint="0123456789abcdef")
     adapters = make_adapters(root, model)
+    huge = dict(alloc, experts_per_layer=[100_000, 1, 2], total_experts=100_003)
+    (root / "alloc-huge.json").write_text(json.dumps(huge))
+    (root / "scores-huge.csv").write_text("layer,score\n0,1e308\n1,1e308\n2,1\n")
+    nan_ap = root / "neurons-nan"  # selected units with AP NaN (activations that were NaN), manifest consistent
+    shutil.copytree(out / "neurons", nan_ap)
+    sel = nan_ap / "selected_el.csv"
+    rows = sel.read_text().splitlines()
+    sel.write_text("\n".join([rows[0], *(",".join(r.split(",")[:3] + ["nan"]) for r in rows[1:])]) + "\n")
+    man_nan = json.loads((nan_ap / "manifest.json").read_text())
+    man_nan["files"].update(describe_files(nan_ap, ["selected_el.csv"]))
+    (nan_ap / "manifest.json").write_text(json.dumps(man_nan))
     # a killed evaluation: results.json (rewritten after every cell) and cells/, but no manifest.json
     killed = root / "eval-partial" / "eval" / "killed"
     (killed / "cells").mkdir(parents=True)
@@ -102,7 +113,8 @@ def ws(tmp_path_factory):
             "neurons_empty": str(empty), "tampered": str(tampered), "other_tok": str(other_tok),
             "runs": str(root / "runs"), "tampered_out": str(tampered_out), "neurons_truncated": str(neurons_cut),
             "data_manifest_list": str(root / "data-manifest-list"), "data_files_list": str(root / "data-files-list"),
-            "neurons_latin1": str(latin1), **adapters, "bad_yaml": str(root / "bad.yaml"), "broken_json": str(root / "broken.json")}
+            "neurons_latin1": str(latin1), **adapters, "alloc_huge": str(root / "alloc-huge.json"),
+            "scores_huge": str(root / "scores-huge.csv"), "neurons_nan": str(nan_ap), "bad_yaml": str(root / "bad.yaml"), "broken_json": str(root / "broken.json")}
 
 
 def make_adapters(root: Path, model: Path) -> dict[str, str]:

@@ -144,6 +144,16 @@ CASES: list[tuple[str, str, int, str]] = [
      "--init-adapter {adapter_other_base}", 2, "made for another base model"),
     ("analyze-adapter-truncated", f"analyze-experts {M} {O} --adapter {{adapter_truncated}} --device cpu", 2, "truncated"),
     ("report-only-partial", "report --output-dir {ws}/eval-partial", 2, "killed is partial (no manifest.json)"),
+    # ---- issue 24: absurd numbers are refused with the allowed range
+    ("allocate-absurd-expert-counts", f"train --stage 1 {M} {O} --allocation {{alloc_huge}} --run-name sweep --profile cpu "
+     "--device cpu", 2, "in [1, 256]"),
+    ("allocate-scores-1e308", f"allocate {M} {O} --scores-csv {{scores_huge}}", 2, "in [0, 1e+15]"),
+    ("allocate-e-max-huge", f"{A} --e-max 100000", 2, "out of range [1, 256]"),
+    ("allocate-uniform-huge", f"allocate {M} {O} --mode uniform --num-experts 100000", 2, "--num-experts"),
+    ("allocate-nan-ap", f"{A} --neurons-dir {{neurons_nan}}", 2, "out of range [0, 1]"),
+    ("evaluate-local-sizes-negative", f"{E} --local-sizes cloze_items=-1", 2, "--local-sizes cloze_items"),
+    ("data-min-sample-chars-negative", f"prepare-data {M} --output-dir {{ws}}/d --new-langs el --min-sample-chars -5", 2,
+     "--min-sample-chars"),
     # ---- issue 24: --device that this machine does not have, in every stage
     ("neurons-device-missing", f"neurons {M} {O} --languages en,el --device cuda:99", 2, "--device cuda:99"),
     ("similarity-device-missing", f"similarity {M} {O} --source en --targets el --device cuda:99", 2, "--device cuda:99"),
