@@ -114,7 +114,8 @@ def ws(tmp_path_factory):
             "runs": str(root / "runs"), "tampered_out": str(tampered_out), "neurons_truncated": str(neurons_cut),
             "data_manifest_list": str(root / "data-manifest-list"), "data_files_list": str(root / "data-files-list"),
             "neurons_latin1": str(latin1), **adapters, "alloc_huge": str(root / "alloc-huge.json"),
-            "scores_huge": str(root / "scores-huge.csv"), "neurons_nan": str(nan_ap), "bad_yaml": str(root / "bad.yaml"), "broken_json": str(root / "broken.json")}
+            "scores_huge": str(root / "scores-huge.csv"), "neurons_nan": str(nan_ap), "bad_yaml": str(root / "bad.yaml"),
+            "broken_json": str(root / "broken.json")}
 
 
 def make_adapters(root: Path, model: Path) -> dict[str, str]:
