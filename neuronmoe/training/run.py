@@ -540,9 +540,8 @@ def last_checkpoint(run_dir: Path) -> Path | None:
     anything in the run folder is touched)."""
     from neuronmoe.utils.checks import CheckpointError, check_checkpoint
 
-    found = sorted(((int(m.group(1)), p) for p in run_dir.glob("checkpoint-*")
-                    if (m := re.fullmatch(r"checkpoint-(\d+)", p.name)) and p.is_dir()
-                    and (p / "trainer_state.json").exists()), key=lambda x: x[0], reverse=True)
+    found = sorted(((int(m.group(1)), p) for p in run_dir.glob("checkpoint-*")  # an incomplete one too: named
+                    if (m := re.fullmatch(r"checkpoint-(\d+)", p.name)) and p.is_dir()), key=lambda x: x[0], reverse=True)
     damaged = []
     for _step, p in found:
         try:

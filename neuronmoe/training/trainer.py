@@ -19,6 +19,16 @@ class NonFiniteTrainingError(StateError):
     """The loss or the gradient norm became NaN or infinite: training stops before the optimizer applies it."""
 
 
+class CheckpointSaveError(StateError):
+    """A checkpoint could not be written (a full disk): the run stops; ``--resume`` skips the incomplete one."""
+
+
+def _is_write_failure(e: RuntimeError) -> bool:
+    """``torch.save`` reports a failed write (a full disk) as a RuntimeError of its zip writer."""
+    text = str(e)
+    return any(s in text for s in ("PytorchStreamWriter", "No space left", "file write failed", "unexpected pos"))
+
+
 def _diverged(what: str, value: float, step: int) -> NonFiniteTrainingError:
     return NonFiniteTrainingError(
         f"training stopped at step {step}: the {what} is {value} (not finite); nothing of this step was applied "
@@ -79,6 +89,20 @@ class MoETrainer(Trainer):
             if not math.isfinite(value):
                 raise _diverged("gradient norm", value, self.state.global_step + 1)
         return grad_norm
+
+    def _save_checkpoint(self, model: Any, trial: Any, *args: Any, **kwargs: Any) -> Any:
+        """The Trainer's checkpoint; a failure to write it (a full disk) is one error naming the checkpoint,
+        which ``--resume`` then passes over (it continues from the last complete one)."""
+        try:
+            return super()._save_checkpoint(model, trial, *args, **kwargs)
+        except (OSError, RuntimeError) as e:
+            if isinstance(e, RuntimeError) and not _is_write_failure(e):
+                raise
+            ckpt = Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}"
+            what = f"{e.filename}: {e.strerror}" if isinstance(e, OSError) and e.filename else " ".join(str(e).split())
+            raise CheckpointSaveError(
+                f"{ckpt}: could not be written ({what}); it is incomplete. Free some space, then rerun with --resume: "
+                f"it skips this checkpoint and continues from the last complete one") from None
 
     def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: Any = None) -> Any:

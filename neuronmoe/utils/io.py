@@ -110,6 +110,13 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _raise_named(e: BaseException, path: Path) -> None:
+    """A write that failed without a file name (``fh.write`` on a full disk: ``[Errno 28]`` alone) is raised
+    again naming ``path``; anything else is left to the caller's ``raise``."""
+    if isinstance(e, OSError) and e.filename is None and e.errno is not None:
+        raise OSError(e.errno, e.strerror or os.strerror(e.errno), str(path)) from e
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically (temp file + fsync + rename)."""
     path = Path(path)
@@ -122,9 +129,10 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        _raise_named(e, path)
         raise
     _fsync_dir(path.parent)
     return path
@@ -171,9 +179,10 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None =
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        _raise_named(e, path)
         raise
     _fsync_dir(path.parent)
 
@@ -204,6 +213,49 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     _fsync_dir(path.parent)
+
+
+def reserve_file(path: str | os.PathLike, size: int | None = None) -> None:
+    """Allocate the blocks of ``path`` (its whole ``size``, default its current length) now, so that writes
+    through a memory map cannot meet a full disk later: a full disk while writing through a map is SIGBUS, the
+    process dies without a word. A full disk here is an ``OSError`` naming the file and the bytes needed.
+    Filesystems without ``fallocate`` are left as they are."""
+    import errno
+
+    path = Path(path)
+    size = path.stat().st_size if size is None else size
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as e:
+        if e.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            return
+        free = shutil.disk_usage(path.parent).free
+        raise OSError(e.errno, f"{e.strerror} (needs {size:,} bytes for this file, {free:,} free on its "
+                               f"filesystem); free some space or choose another output folder", str(path)) from None
+    finally:
+        os.close(fd)
+
+
+def open_memmap_reserved(path: str | os.PathLike, dtype: Any, shape: tuple[int, ...]) -> Any:
+    """``numpy.lib.format.open_memmap(path, "w+", dtype, shape)`` with its space reserved (:func:`reserve_file`):
+    every memory-mapped output goes through here."""
+    import numpy as np
+
+    path = Path(path)
+    try:
+        m = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    except OSError as e:
+        if e.filename is None:
+            raise OSError(e.errno, e.strerror or str(e), str(path)) from None
+        raise
+    try:
+        reserve_file(path)
+    except OSError:
+        del m
+        path.unlink(missing_ok=True)
+        raise
+    return m
 
 
 def read_text(path: str | os.PathLike) -> str:
