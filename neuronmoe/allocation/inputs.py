@@ -99,25 +99,27 @@ def read_scores_csv(path: str | Path, num_layers: int | None = None, flag: str =
     path = Path(path)
     if not path.exists():
         raise MissingInputError(f"{flag} {path}: file not found")
+    from neuronmoe.utils.io import read_text
+
     seen: dict[int, float] = {}
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        cols = reader.fieldnames or []
-        if "layer" not in cols or "score" not in cols:
-            raise InputError(f"{flag} {path}: needs columns layer,score (found {','.join(cols) or 'none'})")
-        for lineno, row in enumerate(reader, start=2):
-            try:
-                layer = int(row["layer"])
-                score = float(row["score"])
-            except (TypeError, ValueError):
-                raise InputError(f"{flag} {path}:{lineno}: layer must be an integer and score a number, got {row!r}") from None
-            if layer < 0:
-                raise InputError(f"{flag} {path}:{lineno}: negative layer {layer}")
-            if not math.isfinite(score):
-                raise InputError(f"{flag} {path}:{lineno}: score {row['score']!r} is not finite")
-            if layer in seen:
-                raise InputError(f"{flag} {path}:{lineno}: layer {layer} appears twice")
-            seen[layer] = score
+    # the whole text first: a file that is not UTF-8 is one error naming it
+    reader = csv.DictReader(io.StringIO(read_text(path), newline=""))
+    cols = reader.fieldnames or []
+    if "layer" not in cols or "score" not in cols:
+        raise InputError(f"{flag} {path}: needs columns layer,score (found {','.join(cols) or 'none'})")
+    for lineno, row in enumerate(reader, start=2):
+        try:
+            layer = int(row["layer"])
+            score = float(row["score"])
+        except (TypeError, ValueError):
+            raise InputError(f"{flag} {path}:{lineno}: layer must be an integer and score a number, got {row!r}") from None
+        if layer < 0:
+            raise InputError(f"{flag} {path}:{lineno}: negative layer {layer}")
+        if not math.isfinite(score):
+            raise InputError(f"{flag} {path}:{lineno}: score {row['score']!r} is not finite")
+        if layer in seen:
+            raise InputError(f"{flag} {path}:{lineno}: layer {layer} appears twice")
+        seen[layer] = score
     if not seen:
         raise InputError(f"{flag} {path}: no rows")
     n = num_layers if num_layers is not None else max(seen) + 1
