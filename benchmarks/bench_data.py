@@ -23,9 +23,9 @@ own value at the baseline: the whole build's private memory, shared pages counte
 ``workers_rss`` = the largest kernel peak RSS of a worker process (forked: includes the pages it
 shares with the child).
 
-``--long-doc-mb N`` adds a corpus that is the smallest one plus one single-line document of N MB (issue 24:
-a 50 MB line took prepare-data to 7.7 GB) and prints its peak RSS growth over the plain corpus's, for
-``prepare`` and ``pack``.
+``--long-doc-mb N`` adds a corpus that is the first size's plus one single-line document of N MB (issue 24:
+a 50 MB line took prepare-data to 7.7 GB) and prints its peak RSS over the plain corpus's, for ``prepare``
+(the corpus through prepare-data) and ``pack`` (the corpus file itself packed, the long document included).
 
     python benchmarks/bench_data.py --sizes 10M,100M --num-proc 2 --out /tmp/bench_data.json
     python benchmarks/bench_data.py --sizes 1M --long-doc-mb 100 --steps prepare,pack --num-proc 1
@@ -422,7 +422,7 @@ def long_document_runs(work: Path, args: argparse.Namespace, steps: set[str]) ->
             out[f"{name}_prepare"] = run_child("prepare", {**spec, "out": str(folder / "prep-ld"), "num_proc": args.num_proc})
         if "pack" in steps:
             shutil.rmtree(folder / "cache-ld", ignore_errors=True)
-            train = folder / ("prep-ld" if "prepare" in steps else "prep") / "data" / "train" / "el.jsonl"
+            train = folder / "corpus" / "el.jsonl"  # the corpus itself: prepare-data may hold the long one out
             out[f"{name}_pack"] = run_child("pack", {**spec, "train": str(train), "cache": str(folder / "cache-ld"),
                                                      "num_proc": None})
     for k in ("prepare", "pack"):
