@@ -12,7 +12,7 @@ the texts it encodes at once (~250 bytes per token: a 50 MB single-line document
 Texts longer than :data:`PIECE_CHARS` are encoded in pieces cut at whitespace (:func:`pieces`), a few pieces at
 a time, and their ids joined into one array (counts summed). A cut falls before a space, where pre-tokenizers
 split anyway, so ids are those of the whole text except that a tokenizer which marks the start of its input
-(SentencePiece's prefix space) may differ by one token at each cut, once per 100,000 characters.
+(SentencePiece's prefix space) may differ by one token at each cut, once per 20,000 characters.
 """
 from __future__ import annotations
 
@@ -21,9 +21,9 @@ from typing import Any, Callable, Sequence
 Encoder = Callable[[Sequence[str]], list[list[int]]]
 
 #: longest text encoded in one call; longer ones are cut into pieces of at most this many characters
-PIECE_CHARS = 100_000
+PIECE_CHARS = 20_000
 #: characters encoded in one call when long texts are cut (a few pieces at a time)
-BATCH_CHARS = 8 * PIECE_CHARS
+BATCH_CHARS = 4 * PIECE_CHARS
 
 
 def pieces(text: str, limit: int = PIECE_CHARS) -> list[str]:
@@ -42,9 +42,11 @@ def pieces(text: str, limit: int = PIECE_CHARS) -> list[str]:
     return out
 
 
-def _piecewise(fn: Callable[[list[str]], list[Any]], join: Callable[[list[Any]], Any]) -> Callable[[Sequence[str]], list[Any]]:
+def _piecewise(fn: Callable[[list[str]], list[Any]], join: Callable[[list[Any]], Any],
+               each: Callable[[Any], Any] = lambda r: r) -> Callable[[Sequence[str]], list[Any]]:
     """``fn`` over texts, with every text longer than :data:`PIECE_CHARS` encoded piece by piece (a few pieces
-    per call) and its results joined by ``join``; texts within the limit go through ``fn`` as they are."""
+    per call), each piece's result made compact by ``each`` at once, and joined by ``join``; texts within the
+    limit go through ``fn`` as they are."""
     def run(texts: Sequence[str]) -> list[Any]:
         texts = list(texts)
         if all(len(t) <= PIECE_CHARS for t in texts):
@@ -56,16 +58,22 @@ def _piecewise(fn: Callable[[list[str]], list[Any]], join: Callable[[list[Any]],
         for i, t in enumerate(texts):
             if len(t) > PIECE_CHARS:
                 parts, step = pieces(t), max(1, BATCH_CHARS // PIECE_CHARS)
-                out[i] = join([r for k in range(0, len(parts), step) for r in fn(parts[k:k + step])])
+                out[i] = join([each(r) for k in range(0, len(parts), step) for r in fn(parts[k:k + step])])
         return out
 
     return run
 
 
+def _compact_ids(ids: Any) -> Any:
+    import numpy as np
+
+    return np.asarray(ids, dtype=np.int64)  # 8 bytes a token, not a Python int in a list
+
+
 def _join_ids(parts: list[Any]) -> Any:
     import numpy as np
 
-    return np.concatenate([np.asarray(p, dtype=np.int64) for p in parts])
+    return np.concatenate(parts)
 
 
 def _slow(tokenizer: Any, special: bool = False) -> Encoder:
@@ -107,8 +115,8 @@ def encoder(tokenizer: Any) -> Encoder:
     slow = _slow(tokenizer)
     fast = _backend(tokenizer)
     if fast is None:
-        return _piecewise(slow, _join_ids)
-    return _piecewise(_checked(slow, fast, lambda encs: [e.ids for e in encs], slow), _join_ids)
+        return _piecewise(slow, _join_ids, _compact_ids)
+    return _piecewise(_checked(slow, fast, lambda encs: [e.ids for e in encs], slow), _join_ids, _compact_ids)
 
 
 def lengths(tokenizer: Any, special: bool = False) -> Callable[[Sequence[str]], list[int]]:
