@@ -23,7 +23,12 @@ own value at the baseline: the whole build's private memory, shared pages counte
 ``workers_rss`` = the largest kernel peak RSS of a worker process (forked: includes the pages it
 shares with the child).
 
+``--long-doc-mb N`` adds a corpus that is the first size's plus one single-line document of N MB (issue 24:
+a 50 MB line took prepare-data to 7.7 GB) and prints its peak RSS over the plain corpus's, for ``prepare``
+(the corpus through prepare-data) and ``pack`` (the corpus file itself packed, the long document included).
+
     python benchmarks/bench_data.py --sizes 10M,100M --num-proc 2 --out /tmp/bench_data.json
+    python benchmarks/bench_data.py --sizes 1M --long-doc-mb 100 --steps prepare,pack --num-proc 1
 """
 from __future__ import annotations
 
@@ -61,6 +66,24 @@ def base_sentences(lang: str = "el") -> list[str]:
         for par in doc:
             out.extend(s for s in split_sentences(par, script, lang) if len(s) > 20 and s[-1] in ".;!")
     return out
+
+
+def add_long_document(src: Path, dst: Path, mb: float, seed: int = 1) -> dict:
+    """``dst`` = ``src`` with one more document first: ``mb`` MB of unique sentences on one line."""
+    base = base_sentences(dst.stem)
+    rng = random.Random(seed)
+    parts, size, i = [], 0, 0
+    while size < mb * 1e6:
+        s = rng.choice(base)
+        i += 1
+        parts.append(f"{s[:-1]} L{i}{s[-1]}")
+        size += len(parts[-1].encode("utf-8")) + 1
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with open(dst, "w", encoding="utf-8") as fh:
+        fh.write(json.dumps({"text": " ".join(parts)}, ensure_ascii=False) + "\n")
+        fh.write(src.read_text(encoding="utf-8"))
+    (dst.parent / "en.jsonl").write_text((src.parent / "en.jsonl").read_text(encoding="utf-8"), encoding="utf-8")
+    return {"long_document_bytes": size, "bytes": dst.stat().st_size}
 
 
 def make_corpus(path: Path, tokens: int, lang: str = "el", seed: int = 0) -> dict:
@@ -326,6 +349,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cutoff", type=int, default=1024, help="block length")
     ap.add_argument("--work", default="/tmp/neuronmoe-bench-data", help="folder for corpora and outputs")
     ap.add_argument("--steps", default="prepare1,prepare,pack,pack_workers,legacy", help="which steps to run")
+    ap.add_argument("--long-doc-mb", type=float, default=0,
+                    help="also run prepare/pack on the first size's corpus plus one single-line document of this many MB")
     ap.add_argument("--out", help="write the results as JSON here")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--spec", help=argparse.SUPPRESS)
@@ -374,10 +399,40 @@ def main(argv: list[str] | None = None) -> int:
                 run["same_blocks"] = all(run["pack"][k] == run["legacy"][k] for k in ("blocks", "sample_sum", "first_block_sha"))
         run["load_end"] = os.getloadavg()
         results["runs"].append(run)
+    if args.long_doc_mb:
+        results["long_document"] = long_document_runs(work, args, steps)
     summarize(results)
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2))
     return 0
+
+
+def long_document_runs(work: Path, args: argparse.Namespace, steps: set[str]) -> dict:
+    """prepare and pack on the first size's corpus with and without one long single-line document; the ratio
+    of their peak RSS growth (issue 24: within 1.2x)."""
+    import shutil
+
+    size_s = args.sizes.split(",")[0]
+    d, ld = work / size_s, work / f"{size_s}-long{args.long_doc_mb:g}MB"
+    info = add_long_document(d / "corpus" / "el.jsonl", ld / "corpus" / "el.jsonl", args.long_doc_mb)
+    out: dict[str, Any] = {"corpus": info}
+    for name, folder in (("plain", d), ("long", ld)):
+        spec = {"work": str(folder), "corpus": str(folder / "corpus" / "{lang}.jsonl"), "cutoff": args.cutoff}
+        if "prepare" in steps:
+            out[f"{name}_prepare"] = run_child("prepare", {**spec, "out": str(folder / "prep-ld"), "num_proc": args.num_proc})
+        if "pack" in steps:
+            shutil.rmtree(folder / "cache-ld", ignore_errors=True)
+            train = folder / "corpus" / "el.jsonl"  # the corpus itself: prepare-data may hold the long one out
+            out[f"{name}_pack"] = run_child("pack", {**spec, "train": str(train), "cache": str(folder / "cache-ld"),
+                                                     "num_proc": None})
+    for k in ("prepare", "pack"):
+        if f"long_{k}" in out:
+            a, b = out[f"plain_{k}"], out[f"long_{k}"]
+            out[f"{k}_ratio"] = round((b["baseline_rss_mb"] + b["rss_growth_mb"]) / (a["baseline_rss_mb"] + a["rss_growth_mb"]), 3)
+            print(f"long document ({args.long_doc_mb:g} MB) {k}: peak RSS {b['baseline_rss_mb'] + b['rss_growth_mb']:.0f} MB "
+                  f"vs {a['baseline_rss_mb'] + a['rss_growth_mb']:.0f} MB without it = {out[f'{k}_ratio']}x "
+                  f"(growth {b['rss_growth_mb']} vs {a['rss_growth_mb']} MB; wall {b['wall_s']} vs {a['wall_s']} s)", flush=True)
+    return out
 
 
 STEPS = ("prepare_1proc", "prepare", "pack", "pack_workers", "legacy")

@@ -330,9 +330,34 @@ def report(command: str, environ: Mapping[str, str] | None = None, script: str |
             continue
         why = f" (an old name of {' / '.join(dict.fromkeys(canon))})" if canon else ""
         lines.append(f"{name} is set but {where} does not read it{why}; it has no effect on this run")
+    lines += misspelled(environ, set(old_of))
     for line in lines:
         log.warning("%s", line)
     return lines
+
+
+#: prefixes of other software's variables: never taken for a misspelling of ours
+_FOREIGN = ("LC_", "XDG_", "SSH_", "CONDA", "PYTHON", "SLURM", "PBS_", "NCCL", "CUDA", "OMP_", "MKL_", "KMP_",
+            "TORCH", "TRANSFORMERS_", "HF_", "GIT_", "PIP_", "VIRTUAL_ENV", "NVIDIA", "LD_", "DBUS", "TERM", "_")
+
+
+def misspelled(environ: Mapping[str, str], known: set[str]) -> list[str]:
+    """One line per set variable that is not ours but looks like one of ours (``MAX_STEP``, ``LERNING_RATE``):
+    ``... did you mean MAX_STEPS?``. The one place every command and script checks this (:func:`report`)."""
+    import difflib
+
+    out = []
+    for name in sorted(environ):
+        if name in known or not name.isupper() or len(name) < 5 or (name.startswith(_FOREIGN) and not any(
+                k.startswith(name.split("_")[0] + "_") for k in known)):
+            continue
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.85)
+        if close:
+            var = BY_NAME.get(close[0])
+            what = f" ({var.help})" if var else ""
+            out.append(f"{name} is not a NeuronMoE variable: did you mean {close[0]}{what}? {name} has no effect "
+                       f"on this run")
+    return out
 
 
 def report_at_start(command: str) -> None:

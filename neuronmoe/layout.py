@@ -19,6 +19,9 @@ from pathlib import Path
 from neuronmoe.errors import ConfigError, StateError
 
 MANIFEST = "manifest.json"
+#: files whose presence marks a folder as one of this project's run folders (besides a manifest or lock)
+RUN_FILES = (MANIFEST, "resolved_config.yaml", "metrics.jsonl", "results.json", "adapter", "cells",
+             "data_manifest.json", "allocation.json")
 
 #: (path under $OUTPUT_DIR, the command that writes it, what it holds): the tree of docs/CONTRACTS.md
 TREE: list[tuple[str, str, str]] = [
@@ -204,28 +207,37 @@ class Layout:
         return Path(path).relative_to(self.root).as_posix()
 
 
-def remove_run_folder(folder: str | os.PathLike, stage_dir: str | os.PathLike, flag: str = "--overwrite") -> None:
-    """Delete ``folder`` for ``--overwrite``, only when it is a run folder of this project: a direct child of
-    ``stage_dir`` (both resolved), not a symlink, holding a manifest, a lock record or a known run file.
-    Anything else is a :class:`StateError` and nothing is deleted."""
+def check_removable(folder: str | os.PathLike, stage_dir: str | os.PathLike, flag: str = "--overwrite") -> bool:
+    """True when ``folder`` exists and :func:`remove_run_folder` may delete it: a direct child of ``stage_dir``
+    (both resolved), not a symlink, a folder holding this project's manifest, lock record or a known run file
+    (or nothing). False when there is nothing to delete; anything else is a :class:`StateError` (checked before
+    a stage starts, so that ``--overwrite`` is refused before anything runs)."""
     folder, stage_dir = Path(folder), Path(stage_dir)
     if not folder.exists() and not folder.is_symlink():
-        return
+        return False
     if folder.is_symlink():
-        raise StateError(f"{flag}: {folder} is a symbolic link; remove it yourself if it is meant to go")
+        raise StateError(f"{flag}: {folder} is a symbolic link; nothing deleted (remove it yourself if it is "
+                         f"meant to go)")
     parent = folder.resolve().parent
-    if parent != stage_dir.resolve():
+    if parent != stage_dir.resolve() or folder.resolve() == stage_dir.resolve():
         raise StateError(f"{flag}: {folder} is not a run folder directly inside {stage_dir}; nothing deleted")
     if not folder.is_dir():
         raise StateError(f"{flag}: {folder} is a file, not a run folder; nothing deleted")
     from neuronmoe.utils.lock import lock_paths
 
-    known = (MANIFEST, "resolved_config.yaml", "metrics.jsonl", "results.json", "adapter", "cells")
-    ours = any((folder / k).exists() for k in known) or any(p.exists() for p in lock_paths(folder))
+    ours = any((folder / k).exists() for k in RUN_FILES) or any(p.exists() for p in lock_paths(folder))
     if not ours and any(folder.iterdir()):
         raise StateError(f"{flag}: {folder} holds no manifest or lock of this project; nothing deleted "
                          f"(remove it yourself if it is meant to go)")
-    shutil.rmtree(folder)
+    return True
+
+
+def remove_run_folder(folder: str | os.PathLike, stage_dir: str | os.PathLike, flag: str = "--overwrite") -> None:
+    """Delete ``folder`` for ``--overwrite``, only when :func:`check_removable` allows it (a run folder of this
+    project directly inside ``stage_dir``, not a symlink); anything else is a :class:`StateError` and nothing
+    is deleted."""
+    if check_removable(folder, stage_dir, flag):
+        shutil.rmtree(folder)
 
 
 def render_tree() -> str:

@@ -383,6 +383,17 @@ class Settings:
                 check_name(v, self.origin(f.name))
         self.check()
 
+    def check_machine(self) -> None:
+        """What only the machine that runs the stage can check, before the stage starts (not when a plan is
+        printed or resolved elsewhere): a ``device`` field names a device this machine has (``--device cuda``
+        without CUDA used to run on the CPU silently in one stage and fail late in another)."""
+        from neuronmoe.utils.device import check_device
+
+        for f, _m, _ in self.fields():
+            v = getattr(self, f.name)
+            if f.name == "device" and isinstance(v, str):
+                check_device(v, self.origin(f.name))
+
     def _check_range(self, name: str, m: Meta, v: float) -> None:
         from neuronmoe.utils.checks import check_range
 
@@ -584,7 +595,9 @@ class Command:
 
     def invoke(self, args: argparse.Namespace) -> int:
         module, _, func = self.run.partition(":")
-        return int(getattr(importlib.import_module(module), func)(self.resolve(args)) or 0)
+        s = self.resolve(args)
+        s.check_machine()
+        return int(getattr(importlib.import_module(module), func)(s) or 0)
 
     def describe(self, args: argparse.Namespace) -> dict:
         s = self.resolve(args)

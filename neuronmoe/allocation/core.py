@@ -29,6 +29,11 @@ from neuronmoe.errors import ConfigError, InputError
 Unit = tuple[int, str, int]  # (layer, module, index)
 
 ROUNDING_CHOICES = ("floor", "round")
+#: most experts one layer may have (expert 0 included): far above any allocation of the paper (E_max = 6) or of
+#: fine-grained MoEs (256); a count above it is a mistake (an allocation of 100,000 experts per layer)
+MAX_EXPERTS_PER_LAYER = 256
+#: largest per-layer score: scores are unit counts, fractions or similarities; 1e308 overflowed eq. 3-4
+MAX_SCORE = 1e15
 MODES = ("pair", "multi", "source-only", "uniform", "similarity", "scores-csv")
 
 
@@ -40,6 +45,10 @@ def bound_problem(e_min: int, e_max: int | None) -> tuple[str, str] | None:
                          f"got {e_min!r}")
     if e_max is not None and (isinstance(e_max, bool) or not isinstance(e_max, int) or e_max < e_min):
         return "e_max", f"must be an integer >= --e-min ({e_min}), got {e_max!r}"
+    if max(e_min, e_max or 0) > MAX_EXPERTS_PER_LAYER:
+        which = "e_max" if (e_max or 0) > MAX_EXPERTS_PER_LAYER else "e_min"
+        return which, (f"{e_max if which == 'e_max' else e_min} is out of range [1, {MAX_EXPERTS_PER_LAYER}] "
+                       f"(experts per layer)")
     return None
 
 
@@ -55,8 +64,8 @@ def _check_scores(scores: Sequence[float]) -> list[float]:
     if not vals:
         raise InputError("scores: empty (need one score per decoder layer)")
     for i, v in enumerate(vals):
-        if not math.isfinite(v) or v < 0:
-            raise InputError(f"scores: layer {i} has score {v!r}; scores must be finite and >= 0")
+        if not math.isfinite(v) or v < 0 or v > MAX_SCORE:
+            raise InputError(f"scores: layer {i} has score {v!r}; scores must be finite, in [0, {MAX_SCORE:g}]")
     return vals
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import math
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,13 @@ def neuron_languages(neurons_dir: str | Path, manifest: dict[str, Any] | None = 
     return have
 
 
+def _in_unit_range(text: str) -> bool:
+    try:
+        return 0.0 <= float(text) <= 1.0  # NaN: False
+    except ValueError:
+        return False
+
+
 def read_selected(neurons_dir: str | Path, lang: str, role: str = "language",
                   manifest: dict[str, Any] | None = None) -> list[Unit]:
     """Units ``(layer, module, index)`` of ``selected_<lang>.csv`` (columns layer,module,index,ap)."""
@@ -47,22 +55,30 @@ def read_selected(neurons_dir: str | Path, lang: str, role: str = "language",
             f"{role} {lang!r} has no neuron results: no {path} "
             f"(neuron analysis covered: {', '.join(avail) or 'none'}); rerun `neuronmoe neurons` with it"
         )
+    from neuronmoe.utils.checks import verify_inputs
+    from neuronmoe.utils.io import read_text
+
+    # its sha256 against neurons/manifest.json: a truncated CSV is an error, not an allocation of 37 experts
+    verify_inputs(neurons_dir, [path], *([manifest] if manifest is not None else []))
     units: list[Unit] = []
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        cols = tuple(reader.fieldnames or ())
-        missing = [c for c in SELECTED_COLUMNS[:3] if c not in cols]
-        if missing:
-            raise InputError(f"{path}: missing column(s) {', '.join(missing)} (expected {','.join(SELECTED_COLUMNS)})")
-        for lineno, row in enumerate(reader, start=2):
-            try:
-                layer, index = int(row["layer"]), int(row["index"])
-            except (TypeError, ValueError):
-                raise InputError(f"{path}:{lineno}: layer and index must be integers, got {row!r}") from None
-            module = (row["module"] or "").strip()
-            if not module or layer < 0 or index < 0:
-                raise InputError(f"{path}:{lineno}: invalid unit {row!r}")
-            units.append((layer, module, index))
+    reader = csv.DictReader(io.StringIO(read_text(path), newline=""))
+    cols = tuple(reader.fieldnames or ())
+    missing = [c for c in SELECTED_COLUMNS[:3] if c not in cols]
+    if missing:
+        raise InputError(f"{path}: missing column(s) {', '.join(missing)} (expected {','.join(SELECTED_COLUMNS)})")
+    for lineno, row in enumerate(reader, start=2):
+        try:
+            layer, index = int(row["layer"]), int(row["index"])
+        except (TypeError, ValueError):
+            raise InputError(f"{path}:{lineno}: layer and index must be integers, got {row!r}") from None
+        module = (row["module"] or "").strip()
+        if not module or layer < 0 or index < 0:
+            raise InputError(f"{path}:{lineno}: invalid unit {row!r}")
+        ap = (row.get("ap") or "").strip()
+        if ap and not _in_unit_range(ap):
+            raise InputError(f"{path}:{lineno}: ap {ap!r} is out of range [0, 1] (NaN activations?); rerun "
+                             f"`neuronmoe neurons --force`")
+        units.append((layer, module, index))
     return units
 
 
@@ -83,25 +99,27 @@ def read_scores_csv(path: str | Path, num_layers: int | None = None, flag: str =
     path = Path(path)
     if not path.exists():
         raise MissingInputError(f"{flag} {path}: file not found")
+    from neuronmoe.utils.io import read_text
+
     seen: dict[int, float] = {}
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        cols = reader.fieldnames or []
-        if "layer" not in cols or "score" not in cols:
-            raise InputError(f"{flag} {path}: needs columns layer,score (found {','.join(cols) or 'none'})")
-        for lineno, row in enumerate(reader, start=2):
-            try:
-                layer = int(row["layer"])
-                score = float(row["score"])
-            except (TypeError, ValueError):
-                raise InputError(f"{flag} {path}:{lineno}: layer must be an integer and score a number, got {row!r}") from None
-            if layer < 0:
-                raise InputError(f"{flag} {path}:{lineno}: negative layer {layer}")
-            if not math.isfinite(score):
-                raise InputError(f"{flag} {path}:{lineno}: score {row['score']!r} is not finite")
-            if layer in seen:
-                raise InputError(f"{flag} {path}:{lineno}: layer {layer} appears twice")
-            seen[layer] = score
+    # the whole text first: a file that is not UTF-8 is one error naming it
+    reader = csv.DictReader(io.StringIO(read_text(path), newline=""))
+    cols = reader.fieldnames or []
+    if "layer" not in cols or "score" not in cols:
+        raise InputError(f"{flag} {path}: needs columns layer,score (found {','.join(cols) or 'none'})")
+    for lineno, row in enumerate(reader, start=2):
+        try:
+            layer = int(row["layer"])
+            score = float(row["score"])
+        except (TypeError, ValueError):
+            raise InputError(f"{flag} {path}:{lineno}: layer must be an integer and score a number, got {row!r}") from None
+        if layer < 0:
+            raise InputError(f"{flag} {path}:{lineno}: negative layer {layer}")
+        if not math.isfinite(score):
+            raise InputError(f"{flag} {path}:{lineno}: score {row['score']!r} is not finite")
+        if layer in seen:
+            raise InputError(f"{flag} {path}:{lineno}: layer {layer} appears twice")
+        seen[layer] = score
     if not seen:
         raise InputError(f"{flag} {path}: no rows")
     n = num_layers if num_layers is not None else max(seen) + 1

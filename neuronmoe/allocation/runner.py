@@ -185,7 +185,9 @@ def score_csv(s: AllocateSettings, ctx: Inputs) -> Scored:
 def score_similarity(s: AllocateSettings, ctx: Inputs) -> Scored:
     """LayerMoE from the scores of ``neuronmoe similarity``: E_l = ceil((1/S_l)/sum(1/S) * B)."""
     from neuronmoe.allocation import core, inputs
+    from neuronmoe.utils.checks import verify_inputs
 
+    verify_inputs(ctx.sim_dir, [ctx.sim_dir / "scores.csv"], what="similarity scores")  # vs similarity/manifest.json
     scores = inputs.read_scores_csv(ctx.sim_dir / "scores.csv", ctx.n_layers, flag="similarity scores")
     budget = s.budget if s.budget is not None else round(float(s.budget_per_layer) * len(scores))
     return Scored(core.layermoe_allocate(scores, budget), scores, 1, None, "ceil",

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from neuronmoe.allocation.core import MAX_EXPERTS_PER_LAYER
 from neuronmoe.errors import ConfigError
 from neuronmoe.settings import Command, Settings, parse_list, setting
 
@@ -41,7 +42,7 @@ class AllocateSettings(Settings):
     rounding: str = setting(env="ROUNDING", choices=ROUNDING,
                             help="floor (truncation, reproduces the published allocations) or round (half up, the "
                                  "paper's eq. 4 text)", paper="Table 5 -> 49 experts with floor")
-    uniform_experts: int | None = setting(None, flag="--num-experts", env="NUM_EXPERTS", range=(1, None),
+    uniform_experts: int | None = setting(None, flag="--num-experts", env="NUM_EXPERTS", range=(1, MAX_EXPERTS_PER_LAYER),
                                           help="--mode uniform: experts in every layer (default E_MAX)")
     budget: float | None = setting(None, env="BUDGET", range=(0, None), lo_open=True, yaml=False,
                                    help="--mode similarity: LayerMoE budget B in E_l = ceil((1/S_l)/sum(1/S) * B) "

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from neuronmoe.allocation.core import MAX_EXPERTS_PER_LAYER
 from neuronmoe.config import CONFIG_DIR
 from neuronmoe.errors import InputError, MissingInputError
 
@@ -64,8 +65,9 @@ def check_experts(experts: Any, where: str) -> list[int]:
         raise InputError(f"{where}: experts_per_layer must be a non-empty list of integers")
     out = []
     for i, e in enumerate(experts):
-        if isinstance(e, bool) or not isinstance(e, int) or e < 1:
-            raise InputError(f"{where}: experts_per_layer[{i}] = {e!r}; each entry must be an integer >= 1")
+        if isinstance(e, bool) or not isinstance(e, int) or not 1 <= e <= MAX_EXPERTS_PER_LAYER:
+            raise InputError(f"{where}: experts_per_layer[{i}] = {e!r}; each entry must be an integer in "
+                             f"[1, {MAX_EXPERTS_PER_LAYER}]")
         out.append(int(e))
     return out
 

@@ -39,9 +39,12 @@ class Sample:
 
 def read_samples(samples_dir: str | Path, languages: Sequence[str], limit: int | None = None) -> list[Sample]:
     """``samples/<lang>.jsonl`` (``{"text", "lang", ...}``) for each language, in language order."""
+    from neuronmoe.utils.checks import verify_inputs
     from neuronmoe.utils.io import read_texts
 
-    return [Sample(t, lang) for lang in languages for t in read_texts(Path(samples_dir) / f"{lang}.jsonl", lang, limit)]
+    paths = [Path(samples_dir) / f"{lang}.jsonl" for lang in languages]
+    verify_inputs(Path(samples_dir).parent, paths, what="analysis samples")  # against data/manifest.json
+    return [Sample(t, lang) for lang, p in zip(languages, paths) for t in read_texts(p, lang, limit)]
 
 
 def _dense_hooks(model: Any, layers: Sequence[int], mask_box: dict[str, Any]) -> tuple[dict[int, dict[str, Any]], list[Any]]:

@@ -98,6 +98,9 @@ def adapter_dir(s: AnalysisSettings) -> Path | None:
     d = Path(s.adapter) if s.adapter else Layout(s.output_dir).adapter(s.run, "--run")
     if not (d / "adapter_config.json").exists():
         raise MissingInputError(f"{d}: no adapter_config.json (train the run first, or pass --adapter)")
+    from neuronmoe.models.adapter import check_adapter_folder
+
+    check_adapter_folder(d, "--adapter")  # weights present, whole and unchanged, before anything is written
     return d
 
 
@@ -182,11 +185,9 @@ def load_models(s: AnalysisSettings, adapter: Path | None) -> tuple[Any, Any, li
     model = load_model(s.model, dtype=s.dtype, device=s.device)
     dims = model_dims(model)
     if adapter is not None:
-        from peft import PeftModel
+        from neuronmoe.models.adapter import load_adapter
 
-        import neuronmoe  # noqa: F401  (registers the NEURONMOE PEFT method)
-
-        model = PeftModel.from_pretrained(model, str(adapter))
+        model = load_adapter(model, adapter, "--adapter")
         model.eval()
     epl = experts_per_layer(model, adapter, dims["num_layers"])
     return model, tok, epl, expert_units(dims["intermediate_size"], dims["hidden_size"])

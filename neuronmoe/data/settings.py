@@ -64,7 +64,8 @@ class DataSettings(ModelOutputSettings):
     max_sample_tokens: int = setting(env="MAX_SAMPLE_TOKENS", range=(1, None),
                                      help="drop sample sentences longer than this many tokens of --model's tokenizer",
                                      paper="published code: 256")
-    min_sample_chars: int = setting(env="MIN_SAMPLE_CHARS", help="never pick sample sentences shorter than this many characters")
+    min_sample_chars: int = setting(env="MIN_SAMPLE_CHARS", range=(0, None),
+                                    help="never pick sample sentences shorter than this many characters")
     heldout_fraction: float = setting(env="HELDOUT_FRACTION", range=(0, 1), hi_open=True, help="share of documents held out")
     max_heldout_docs: int = setting(env="MAX_HELDOUT_DOCS", range=(0, None), help="at most this many held-out documents per language")
     max_tokens: int | None = setting(env="MAX_TOKENS", parse=parse_token_count, range=(1, None),

@@ -6,12 +6,74 @@ tokenizer, :func:`encoder` calls ``backend_tokenizer.encode_batch_fast`` directl
 on the first batch that it returns exactly what ``tokenizer(texts, add_special_tokens=False)``
 returns (:func:`lengths` and :func:`count_tokens` likewise, with or without special tokens); any
 other tokenizer (or a mismatch) keeps the ``transformers`` call.
+
+Memory stays bounded for any document: a tokenizer holds offsets, token strings and masks for every token of
+the texts it encodes at once (~250 bytes per token: a 50 MB single-line document took prepare-data to 7.7 GB).
+Texts longer than :data:`PIECE_CHARS` are encoded in pieces cut at whitespace (:func:`pieces`), a few pieces at
+a time, and their ids joined into one array (counts summed). A cut falls before a space, where pre-tokenizers
+split anyway, so ids are those of the whole text except that a tokenizer which marks the start of its input
+(SentencePiece's prefix space) may differ by one token at each cut, once per 20,000 characters.
 """
 from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
 Encoder = Callable[[Sequence[str]], list[list[int]]]
+
+#: longest text encoded in one call; longer ones are cut into pieces of at most this many characters
+PIECE_CHARS = 20_000
+#: characters encoded in one call when long texts are cut (a few pieces at a time)
+BATCH_CHARS = 4 * PIECE_CHARS
+
+
+def pieces(text: str, limit: int = PIECE_CHARS) -> list[str]:
+    """``text`` cut into pieces of at most ``limit`` characters, each cut before a whitespace character in the
+    last quarter of a piece when there is one (else at ``limit``); ``"".join(pieces(t)) == t``."""
+    if len(text) <= limit:
+        return [text]
+    out, start, n = [], 0, len(text)
+    while n - start > limit:
+        end = start + limit
+        cut = max(text.rfind(" ", end - limit // 4, end), text.rfind("\n", end - limit // 4, end))
+        end = cut if cut > start else end
+        out.append(text[start:end])
+        start = end
+    out.append(text[start:])
+    return out
+
+
+def _piecewise(fn: Callable[[list[str]], list[Any]], join: Callable[[list[Any]], Any],
+               each: Callable[[Any], Any] = lambda r: r) -> Callable[[Sequence[str]], list[Any]]:
+    """``fn`` over texts, with every text longer than :data:`PIECE_CHARS` encoded piece by piece (a few pieces
+    per call), each piece's result made compact by ``each`` at once, and joined by ``join``; texts within the
+    limit go through ``fn`` as they are."""
+    def run(texts: Sequence[str]) -> list[Any]:
+        texts = list(texts)
+        if all(len(t) <= PIECE_CHARS for t in texts):
+            return fn(texts)
+        out: list[Any] = [None] * len(texts)
+        short = [i for i, t in enumerate(texts) if len(t) <= PIECE_CHARS]
+        for i, r in zip(short, fn([texts[i] for i in short]) if short else []):
+            out[i] = r
+        for i, t in enumerate(texts):
+            if len(t) > PIECE_CHARS:
+                parts, step = pieces(t), max(1, BATCH_CHARS // PIECE_CHARS)
+                out[i] = join([each(r) for k in range(0, len(parts), step) for r in fn(parts[k:k + step])])
+        return out
+
+    return run
+
+
+def _compact_ids(ids: Any) -> Any:
+    import numpy as np
+
+    return np.asarray(ids, dtype=np.int64)  # 8 bytes a token, not a Python int in a list
+
+
+def _join_ids(parts: list[Any]) -> Any:
+    import numpy as np
+
+    return np.concatenate(parts)
 
 
 def _slow(tokenizer: Any, special: bool = False) -> Encoder:
@@ -53,8 +115,8 @@ def encoder(tokenizer: Any) -> Encoder:
     slow = _slow(tokenizer)
     fast = _backend(tokenizer)
     if fast is None:
-        return slow
-    return _checked(slow, fast, lambda encs: [e.ids for e in encs], slow)
+        return _piecewise(slow, _join_ids, _compact_ids)
+    return _piecewise(_checked(slow, fast, lambda encs: [e.ids for e in encs], slow), _join_ids, _compact_ids)
 
 
 def lengths(tokenizer: Any, special: bool = False) -> Callable[[Sequence[str]], list[int]]:
@@ -62,9 +124,20 @@ def lengths(tokenizer: Any, special: bool = False) -> Callable[[Sequence[str]], 
     built on the fast path)."""
     slow = _slow(tokenizer, special)
     fast = _backend(tokenizer, special)
+    plain = _slow(tokenizer, False)
     if fast is None:
-        return lambda texts: [len(x) for x in slow(texts)]
-    return _checked(slow, fast, lambda encs: [len(e) for e in encs], lambda texts: [len(x) for x in slow(texts)])
+        run = _checked_lengths(lambda texts: [len(x) for x in slow(texts)])
+    else:
+        run = _checked(slow, fast, lambda encs: [len(e) for e in encs], lambda texts: [len(x) for x in slow(texts)])
+    if not special:
+        return _piecewise(run, sum)
+    # with special tokens: the pieces without them, plus what the tokenizer adds to one whole text
+    extra = len(slow([""])[0]) - len(plain([""])[0])
+    return _piecewise(run, lambda parts: sum(parts) - extra * (len(parts) - 1))
+
+
+def _checked_lengths(fn: Callable[[list[str]], list[int]]) -> Callable[[Sequence[str]], list[int]]:
+    return lambda texts: fn(list(texts)) if texts else []
 
 
 def count_tokens(tokenizer: Any, batch: int = 512) -> Callable[[list[str], bool], list[int]]:

@@ -120,13 +120,21 @@ def ppl_yaml(lang: str, data_file: Path) -> str:
     ])
 
 
+#: the smallest value of each size (0 = all, for the held-out caps); none has an upper bound
+SIZE_MINIMA = {"cloze_items": 1, "cloze_choices": 2, "cloze_prefix_words": 1, "cloze_suffix_words": 0,
+               "cloze_min_chars": 1, "cloze_freq_chars": 0, "heldout_docs": 0, "heldout_max_chars": 0, "seed": 0}
+
+
 def resolve_sizes(sizes: dict[str, Any] | None) -> dict[str, int]:
-    """:data:`DEFAULT_SIZES` with ``sizes`` applied; an unknown key is a :class:`ConfigError`."""
+    """:data:`DEFAULT_SIZES` with ``sizes`` applied; an unknown key or a value below its minimum (a negative
+    count) is a :class:`ConfigError` naming the allowed range."""
+    from neuronmoe.utils.checks import check_range
+
     sz = dict(DEFAULT_SIZES)
     for k, v in (sizes or {}).items():
         if k not in DEFAULT_SIZES:
             raise ConfigError(f"--local-sizes: unknown key {k!r}; known: {', '.join(DEFAULT_SIZES)}")
-        sz[k] = int(v)
+        sz[k] = int(check_range(f"--local-sizes {k}", int(v), SIZE_MINIMA.get(k, 0), None))
     return sz
 
 
@@ -137,23 +145,25 @@ def frequency_source(layout: Layout, lang: str) -> Path | None:
 
 def _inputs(layout: Layout, languages: list[str]) -> dict[str, str]:
     """``{path under $OUTPUT_DIR: sha256}`` of every file the suite is built from; raises when one is missing."""
-    from neuronmoe.utils import sha256_file
+    from neuronmoe.utils.checks import verify_inputs
 
-    inputs: dict[str, str] = {}
+    paths: list[Path] = []
     missing = []
     for lang in languages:
         for kind in ("udhr", "heldout"):
             p = layout.data_file(kind, lang)
-            if p.exists():
-                inputs[layout.relative(p)] = sha256_file(p)
-            else:
-                missing.append(str(p))
+            (paths if p.exists() else missing).append(p)
         freq = frequency_source(layout, lang)
         if freq is not None:
-            inputs[layout.relative(freq)] = sha256_file(freq)
+            paths.append(freq)
+    # each file's sha256, checked against data/manifest.json (a replaced UDHR file is an error, not a score)
+    digests = verify_inputs(layout.data, paths, what="the local evaluation suite")
+    inputs = {layout.relative(p): digests.get(p.resolve().relative_to(layout.data.resolve()).as_posix()
+                                              if p.resolve().is_relative_to(layout.data.resolve()) else str(p))
+              for p in paths}
     if missing:
         raise MissingInputError(
-            "the local suite needs the prepare-data outputs: missing " + ", ".join(missing)
+            "the local suite needs the prepare-data outputs: missing " + ", ".join(map(str, missing))
             + " (run `neuronmoe prepare-data` with these languages first)"
         )
     return inputs

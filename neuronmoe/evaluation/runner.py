@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from neuronmoe.errors import InputError, MissingInputError, StateError
+from neuronmoe.errors import StateError
 from neuronmoe.evaluation.suites import TaskSpec
 from neuronmoe.utils.io import json_default
 
@@ -46,16 +46,10 @@ class CellsFailedError(StateError):
 
 
 def read_adapter_config(adapter: str | Path) -> dict[str, Any]:
-    p = Path(adapter)
-    cfg_path = p / "adapter_config.json"
-    if not p.is_dir():
-        raise MissingInputError(f"--adapter {adapter}: no such directory")
-    if not cfg_path.exists():
-        raise MissingInputError(f"--adapter {adapter}: no adapter_config.json (not a PEFT adapter folder)")
-    try:
-        return json.loads(cfg_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise InputError(f"{cfg_path}: not valid JSON ({e})") from None
+    """``adapter_config.json`` of a complete, unchanged adapter folder (:func:`neuronmoe.models.adapter.check_adapter_folder`)."""
+    from neuronmoe.models.adapter import read_adapter_config as read
+
+    return read(adapter, "--adapter")
 
 
 def check_adapter(adapter_cfg: dict[str, Any], base_config: Any, adapter: str = "") -> None:
@@ -66,6 +60,12 @@ def check_adapter(adapter_cfg: dict[str, Any], base_config: Any, adapter: str = 
     check_fits_base(epl if isinstance(epl, list) else None, adapter_cfg.get("base_model_fingerprint"), base_config,
                     f"--adapter {adapter}", hint=f"pass the --model it was trained on (adapter_config.json: "
                     f"base_model_name_or_path={adapter_cfg.get('base_model_name_or_path')!r})")
+    if adapter:  # no fingerprint recorded: the weights' shapes still tell (one line, not a size-mismatch traceback)
+        from neuronmoe.models.adapter import check_adapter_fits, check_adapter_weights
+        from neuronmoe.utils.fingerprint import config_fingerprint
+
+        check_adapter_weights(adapter)  # present, whole, unchanged: never a hub lookup of a local path
+        check_adapter_fits(adapter, base_config if isinstance(base_config, dict) else config_fingerprint(base_config))
 
 
 def adapter_facts(adapter: str | Path | None, base_config: Any) -> dict[str, Any]:
@@ -177,11 +177,9 @@ def load_for_eval(model: str | None, adapter: str | None, dtype: str, device: st
     tok = load_tokenizer(model, padding_side="left")
     m = load_model(model, dtype=dtype, device=device)
     if adapter:
-        from peft import PeftModel
+        from neuronmoe.models.adapter import load_adapter
 
-        import neuronmoe  # noqa: F401  (registers the NEURONMOE PEFT method in this process)
-
-        m = PeftModel.from_pretrained(m, str(adapter))
+        m = load_adapter(m, adapter, "--adapter")
         m.eval()
     return m, tok
 

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -17,6 +18,8 @@ from neuronmoe.errors import MissingInputError
 from neuronmoe.evaluation.runner import EvalPlan
 from neuronmoe.evaluation.settings import EvaluateSettings, ReportSettings
 from neuronmoe.layout import Layout
+
+log = logging.getLogger("neuronmoe.evaluation")
 
 
 def plan_run(s: EvaluateSettings) -> EvalPlan:
@@ -91,6 +94,32 @@ def check_main(s: EvaluateSettings, plan: EvalPlan, tm: Any) -> int:
     return 0 if ok else 1
 
 
+def complete_runs(paths: list[Path], explicit: bool) -> tuple[list[Path], list[Path]]:
+    """(results.json of complete runs, of partial ones). A run of ``neuronmoe evaluate`` is complete when its
+    ``manifest.json`` exists, and its results are then checked against the manifest's sha256; a folder without
+    one (a killed evaluation's ``results.json`` is rewritten after every cell) is partial, listed, never a row.
+    An explicitly given results.json of another tool (no ``cells/`` beside it) is read as it is."""
+    from neuronmoe.utils.checks import verify_inputs
+
+    complete, partial = [], []
+    for p in paths:
+        f = p / "results.json" if p.is_dir() else p
+        if (f.parent / "manifest.json").is_file():
+            verify_inputs(f.parent, [f])
+            complete.append(p)
+        elif explicit and not (f.parent / "cells").is_dir():
+            complete.append(p)
+        else:
+            partial.append(f)
+    for f in partial:
+        log.warning("%s: partial evaluation (no manifest.json: killed or still running); listed, not a row", f.parent)
+    if not complete:
+        raise MissingInputError(f"no complete evaluation: {', '.join(str(f.parent) for f in partial)} "
+                                f"{'is' if len(partial) == 1 else 'are'} partial (no manifest.json); rerun "
+                                f"`neuronmoe evaluate` for {'it' if len(partial) == 1 else 'them'} to finish")
+    return complete, partial
+
+
 def report_main(s: ReportSettings) -> int:
     """``neuronmoe report``: Table 1 of the runs (default every ``$OUTPUT_DIR/eval/*/results.json``) as STEM.md + .csv."""
     from neuronmoe.evaluation.report import estimates, report_markdown
@@ -102,8 +131,12 @@ def report_main(s: ReportSettings) -> int:
     paths = [Path(p) for p in s.runs] or sorted(layout.eval.glob("*/results.json"))
     if not paths:
         raise MissingInputError(f"no runs given and none under {layout.eval}/*/results.json")
+    paths, partial = complete_runs(paths, explicit=bool(s.runs))
     runs = [load_run(p) for p in paths]
     md, table = report_markdown(runs, relative_to=s.relative_to, baselines=tuple(s.baselines), with_paper=s.paper)
+    if partial:
+        md += "\n".join(["", "Partial evaluations (killed or still running: no manifest.json; not in the table):",
+                         *(f"- {p.parent}" for p in partial), ""])
     gate = report_lines(s.output_dir)  # a paper run: which allocations were trained vs the paper's
     md += "\n".join(["", *gate]) if gate else ""
     stem = Path(s.out) if s.out else layout.eval / "table"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,11 +38,10 @@ def load_run(path: str | Path) -> dict[str, Any]:
         p = p / "results.json"
     if not p.exists():
         raise MissingInputError(f"{p}: no results.json (did `neuronmoe evaluate` finish for this run?)")
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise InputError(f"{p}: not valid JSON ({e})") from None
-    if "results" not in data:
+    from neuronmoe.utils.io import read_json
+
+    data = read_json(p)  # every problem (not JSON, not UTF-8) names the file
+    if not isinstance(data, dict) or "results" not in data:
         raise InputError(f"{p}: not an lm-eval results file (no 'results')")
     data.setdefault("neuronmoe", {}).setdefault("label", p.parent.name)
     data["_dir"] = str(p.parent)  # where the run's per-item results (items/) are

@@ -227,18 +227,18 @@ def export(s: ExportSettings) -> Path:
     """Check, load base + adapter, write the folder (atomically); optionally upload it. Returns ``out``."""
     plan = plan_export(s)
     import torch
-    from peft import PeftModel
     from transformers import AutoTokenizer
 
     from neuronmoe import register_peft
     from neuronmoe.models import load_model
+    from neuronmoe.models.adapter import load_adapter
     from neuronmoe.utils.io import atomic_dir, atomic_write_text
     from neuronmoe.utils.lock import output_lock
 
     register_peft()
     log.info("loading %s (%s) + adapter %s", plan.model, plan.dtype, plan.adapter)
     base = load_model(plan.model, dtype=getattr(torch, plan.dtype), device=s.device)
-    peft_model = PeftModel.from_pretrained(base, str(plan.adapter))
+    peft_model = load_adapter(base, plan.adapter, "--adapter")
     peft_model.eval()
     exported = build_exported_model(plan, peft_model)
     tok = AutoTokenizer.from_pretrained(plan.model_path)

@@ -19,6 +19,7 @@ import zipfile
 from pathlib import Path
 
 from neuronmoe.errors import NetworkError
+from neuronmoe.utils.io import follow_umask_tree
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,7 @@ def pypi_package_dir(dist: str, version: str, import_name: str) -> Path:
             with zipfile.ZipFile(wheels[0]) as zf:
                 zf.extractall(staging)
             (staging / ".complete").write_text(f"{dist}=={version}\n")
+            follow_umask_tree(staging)  # mkdtemp made it 0700: a shared cache is readable by colleagues
             if target.exists():
                 shutil.rmtree(target)
             os.replace(staging, target)
@@ -127,6 +129,7 @@ def npm_package_dir(name: str, version: str) -> Path:
                 tf.extractall(staging)
         tgz[0].unlink()
         (staging / ".complete").write_text(f"{name}@{version}\n")
+        follow_umask_tree(staging)
         if target.exists():
             shutil.rmtree(target)
         os.replace(staging, target)

@@ -19,11 +19,13 @@ Several processes (``torchrun`` / ``accelerate launch``): batch ``b`` goes to ra
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
 import math
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -33,7 +35,7 @@ import torch
 
 from neuronmoe.errors import ConfigError, InputError
 from neuronmoe.neuron_analysis.units import ACT_MODULE, UnitLayout
-from neuronmoe.utils.io import atomic_write_json
+from neuronmoe.utils.io import atomic_write_json, open_memmap_reserved
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +160,13 @@ def _open_store(out_dir: Path, key: str, n: int, layout: UnitLayout, num_batches
     prog_path.unlink(missing_ok=True)  # never trust files from an earlier, different run
     for old in out_dir.glob("layer_*.npy"):
         old.unlink()
-    maps = [np.lib.format.open_memmap(layer_file(out_dir, li), mode="w+", dtype=np.float16, shape=shape) for li in range(layout.num_layers)]
+    need = layout.num_layers * (shape[0] * shape[1] * 2 + 128)
+    free = shutil.disk_usage(out_dir).free
+    if need > free:
+        raise OSError(errno.ENOSPC, f"No space left on device: the activations need {need:,} bytes "
+                      f"({layout.num_layers} layer files), {free:,} are free; free some space or choose another "
+                      f"--output-dir", str(out_dir))
+    maps = [open_memmap_reserved(layer_file(out_dir, li), np.float16, shape) for li in range(layout.num_layers)]
     _write_progress(out_dir, key, 0, num_batches, n, layout)
     return maps, 0
 

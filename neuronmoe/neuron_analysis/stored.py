@@ -111,6 +111,11 @@ def load_stored(neurons_dir: str | Path, manifest: dict[str, Any] | None = None,
     if ap.shape != (n_layers * layers[0].shape[1], len(langs)) or len(units["layer"]) != ap.shape[0]:
         raise InputError(f"{folder / 'ap.npy'}: shape {ap.shape} does not fit {n_layers} layers x {layers[0].shape[1]} "
                          f"units and {len(langs)} languages")
+    bad = ~((ap >= 0) & (ap <= 1))  # NaN fails both comparisons
+    if bad.any():
+        i = int(np.flatnonzero(bad.ravel())[0])
+        raise InputError(f"{folder / 'ap.npy'}: AP {float(ap.ravel()[i])!r} of unit {i // ap.shape[1]} is out of "
+                         f"range [0, 1] (NaN activations?); rerun `neuronmoe neurons --force`")
     return StoredNeurons(folder=folder, languages=langs, labels=labels, layers=layers,
                          unit_layer=np.asarray(units["layer"], dtype=np.int64), ap=np.asarray(ap, dtype=np.float32),
                          top_k=int(cfg.get("top_k", 1000)), ap_threshold=float(cfg.get("ap_threshold", 0.5)),

@@ -24,6 +24,7 @@ from typing import Any, Sequence
 import yaml
 
 from neuronmoe.errors import InputError
+from neuronmoe.layout import Layout, check_removable, remove_run_folder
 from neuronmoe.training.settings import TrainSettings, default_run_name
 
 log = logging.getLogger("neuronmoe.training")
@@ -68,6 +69,7 @@ class RunPlan:
     sources: list[Any] = field(default_factory=list)
     cache_dir: str | None = None  # the tokenized-data cache (default $NEURONMOE_CACHE/tokenized)
     callbacks: list[Any] = field(default_factory=list)  # extra TrainerCallbacks (tests)
+    input_hashes: dict[str, str] = field(default_factory=dict)  # {data file or "allocation <path>": sha256}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -98,6 +100,9 @@ def train(opts: TrainSettings, *, cache_dir: str | None = None, callbacks: Seque
 # ---------------------------------------------------------------------------------------------
 def plan_run(opts: TrainSettings) -> RunPlan:
     """Settings, run folder policy, model, allocation/adapter, tokenizer and data, all checked."""
+    from neuronmoe.utils.device import check_device
+
+    check_device(opts.device)  # --device cuda without CUDA: one line, not a silent CPU run
     plan = resolve_run(opts)
     check_run_folder(plan)
     if plan.complete is not None:
@@ -116,17 +121,22 @@ def resolve_run(opts: TrainSettings) -> RunPlan:
     cfg, prov, profile = opts.config(), opts.record(), opts.resolved_profile
     out_root = Path(opts.output_dir)
     run_name = opts.run_name or default_run_name(opts.stage, opts.allocation)
+    run_dir = Layout(out_root).train_run(run_name, "--run-name (RUN_NAME)")  # the one rule for names in paths
     if not re.fullmatch(r"[A-Za-z0-9._-]+", run_name):
-        raise TrainingInputError(f"--run {run_name!r}: use letters, digits, '.', '_' and '-' only")
+        raise TrainingInputError(f"--run-name {run_name!r}: use letters, digits, '.', '_' and '-' only")
     return RunPlan(opts=opts, cfg=cfg, provenance=prov, profile=profile, run_name=run_name,
-                   run_dir=out_root / "train" / run_name,
+                   run_dir=run_dir,
                    data_dir=Path(opts.data_dir) if opts.data_dir else out_root / "data")
 
 
 def check_run_folder(plan: RunPlan) -> None:
     """An existing run folder needs --resume (same settings) or --overwrite; sets resume_from / complete."""
     opts, run_dir = plan.opts, plan.run_dir
-    exists = run_dir.exists() and any(run_dir.iterdir())
+    if opts.resume and opts.overwrite:
+        raise TrainingInputError("--resume and --overwrite exclude each other")
+    exists = holds_progress(run_dir)
+    if opts.overwrite:
+        check_removable(run_dir, run_dir.parent)  # only a run folder of ours, inside train/, never a link
     if exists and not (opts.resume or opts.overwrite):
         raise FileExistsError(
             f"run folder {run_dir} exists; pass --resume to continue it (or to skip it when complete), "
@@ -191,9 +201,12 @@ def load_stage1_adapter(plan: RunPlan) -> None:
             f"stage 2 needs a stage-1 adapter: {cfg_path} not found (run `neuronmoe train --stage 1` first "
             f"or pass --init-adapter)"
         )
-    acfg = json.loads(cfg_path.read_text())
+    from neuronmoe.models.adapter import check_adapter_fits, check_adapter_folder
+
+    acfg = check_adapter_folder(adapter, "--init-adapter")  # weights present, whole, as the stage-1 run wrote them
     epl = acfg.get("experts_per_layer") or []
     check_fits_base(epl, acfg.get("base_model_fingerprint"), plan.model_fp, f"stage-1 adapter {adapter}")
+    check_adapter_fits(adapter, plan.model_fp, "--init-adapter")
     plan.init_adapter, plan.apath, plan.experts_per_layer = adapter, cfg_path, list(epl)
     plan.alloc = {"experts_per_layer": epl, "num_layers": len(epl),
                   "base_model_fingerprint": acfg.get("base_model_fingerprint"),
@@ -210,7 +223,51 @@ def check_data(plan: RunPlan) -> None:
     plan.tokenizer_fp = tokenizer_fingerprint(plan.tokenizer)
     plan.data_manifest = check_data_tokenizer(plan.data_dir, plan.tokenizer_fp, plan.opts.model)
     plan.sources = data_sources(plan.cfg, plan.data_dir)
+    plan.input_hashes = input_hashes(plan)
+    check_resume_inputs(plan)
     deepspeed_config(plan.cfg["deepspeed"])
+
+
+def input_hashes(plan: RunPlan) -> dict[str, str]:
+    """The sha256 of everything the run reads (training and held-out data, each checked against the data
+    manifest; the allocation or the stage-1 adapter): recorded in ``data_manifest.json``, compared on --resume."""
+    from neuronmoe.utils.checks import verify_inputs
+    from neuronmoe.utils.io import sha256_file
+
+    paths = [Path(s.spec) for s in plan.sources if not s.is_hf]
+    paths += [plan.data_dir / "heldout" / f"{lang}.jsonl" for lang in heldout_languages(plan.cfg, plan.data_dir)]
+    hashes = verify_inputs(plan.data_dir, paths, plan.data_manifest, what="training data")
+    if plan.opts.stage == 1 and plan.apath is not None:
+        hashes[f"allocation {plan.apath}"] = sha256_file(plan.apath)
+    elif plan.init_adapter is not None and (plan.init_adapter / "adapter_model.safetensors").is_file():
+        hashes[f"init adapter {plan.init_adapter}"] = sha256_file(plan.init_adapter / "adapter_model.safetensors")
+    return hashes
+
+
+def check_resume_inputs(plan: RunPlan) -> None:
+    """``--resume``: every input must be what the run started with (a resumed run that trained on other data
+    would record only the new hashes); the first that changed is named."""
+    from neuronmoe.utils.checks import InputChangedError
+    from neuronmoe.utils.io import read_json
+
+    saved = plan.run_dir / "data_manifest.json"
+    if plan.resume_from is None or not saved.is_file():
+        return
+    rec = read_json(saved)
+    started = rec.get("inputs") if isinstance(rec, dict) else None
+    if not isinstance(started, dict):
+        log.warning("--resume: %s records no input hashes (a run of an older version); inputs not compared", saved)
+        return
+    for key in sorted(set(started) | set(plan.input_hashes)):
+        old, new = started.get(key), plan.input_hashes.get(key)
+        if old != new:
+            where = key if key.startswith(("allocation ", "init adapter ")) or Path(key).is_absolute() \
+                else plan.data_dir / key
+            raise InputChangedError(
+                f"--resume {plan.run_dir}: {where} "
+                + (f"changed since the run started (sha256 {new[:12]}, the run started with {old[:12]})"
+                   if old and new else "is new since the run started" if new else "is no longer read")
+                + "; restore the input the run started with, or start again with --overwrite")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -277,8 +334,8 @@ def write_run_inputs(plan: RunPlan, packed: Any, state: Any) -> None:
 
     run_dir = plan.run_dir
     if state.is_main_process:
-        if plan.opts.overwrite and run_dir.exists():
-            shutil.rmtree(run_dir)
+        if plan.opts.overwrite:
+            remove_run_folder(run_dir, run_dir.parent)
         run_dir.mkdir(parents=True, exist_ok=True)
         if plan.resume_from is None:
             (run_dir / "metrics.jsonl").unlink(missing_ok=True)
@@ -289,7 +346,8 @@ def write_run_inputs(plan: RunPlan, packed: Any, state: Any) -> None:
              "profile": plan.profile}, sort_keys=False, allow_unicode=True))
         atomic_write_json(run_dir / "allocation.json", plan.alloc)
         atomic_write_json(run_dir / "data_manifest.json", {
-            "data_dir": str(plan.data_dir), "data_manifest": plan.data_manifest, "packed": dict(packed.meta)})
+            "data_dir": str(plan.data_dir), "data_manifest": plan.data_manifest, "packed": dict(packed.meta),
+            "inputs": plan.input_hashes})
     state.wait_for_everyone()
 
 
@@ -300,10 +358,11 @@ def build_model(plan: RunPlan) -> tuple[Any, dict[str, Any]]:
     """Base + MoE adapter (stage 1: new from the allocation; stage 2: the stage-1 adapter), then the
     stage switches (train mode, top-k, loss coefficients) through :class:`~neuronmoe.moe.MoEModel`."""
     import torch
-    from peft import PeftModel, get_peft_model
+    from peft import get_peft_model
     from transformers import AutoModelForCausalLM, set_seed
 
     import neuronmoe  # noqa: F401 - registers the PEFT method
+    from neuronmoe.models.adapter import load_adapter
     from neuronmoe.models.arch import validate_model
     from neuronmoe.moe import MoEConfig
 
@@ -318,7 +377,7 @@ def build_model(plan: RunPlan) -> tuple[Any, dict[str, Any]]:
         moe_cfg.allocation_source = str(plan.apath)
         model = get_peft_model(base, moe_cfg)
     else:
-        model = PeftModel.from_pretrained(base, str(plan.init_adapter), is_trainable=True)
+        model = load_adapter(base, plan.init_adapter, "--init-adapter", is_trainable=True)
     configure_stage(model, cfg)
     if cfg["gradient_checkpointing"]:
         model.enable_input_require_grads()
@@ -374,7 +433,7 @@ def finalise(plan: RunPlan, trainer: Any, result: Any, packed: Any, summary: dic
     """Save the adapter (all ranks: ZeRO gathers), then on the main process: held-out perplexity, the model
     card, the adapter folder put in place, ``manifest.json`` last."""
     from neuronmoe.training.model_card import model_card
-    from neuronmoe.utils.io import atomic_write_text
+    from neuronmoe.utils.io import atomic_write_text, follow_umask_tree
 
     tmp_adapter = plan.run_dir / ".adapter.tmp"
     if state.is_main_process and tmp_adapter.exists():
@@ -385,8 +444,10 @@ def finalise(plan: RunPlan, trainer: Any, result: Any, packed: Any, summary: dic
     report: dict[str, Any] = {}
     if state.is_main_process:
         ppl = heldout_perplexity(trainer.accelerator.unwrap_model(trainer.model), plan.tokenizer, plan.cfg, plan.data_dir)
+        check_finite_perplexity(ppl, plan.run_dir)
         report = run_report(plan, summary, trainer, result, state.num_processes, train_s, ppl)
         atomic_write_text(tmp_adapter / "README.md", model_card(plan.cfg, report, packed.meta, plan.alloc))
+        follow_umask_tree(tmp_adapter)  # save_pretrained writes adapter_model.safetensors 0600
         final = plan.run_dir / "adapter"
         if final.exists():
             shutil.rmtree(final)
@@ -430,15 +491,25 @@ def batch_record(batch: dict[str, Any], steps: int, cutoff_len: int, world_size:
             "derived": batch["derived"], "steps": int(steps), "tokens_seen": int(steps * eff * cutoff_len)}
 
 
+def holds_progress(run_dir: Path) -> bool:
+    """True when ``run_dir`` holds something a new run would lose: a checkpoint, an adapter or a manifest.
+    A run that failed before its first checkpoint left only its inputs (resolved config, allocation, data
+    manifest, metrics of the lost steps): a rerun rewrites them, nothing blocks it."""
+    if run_dir.is_symlink() or (run_dir.exists() and not run_dir.is_dir()):
+        return True
+    if not run_dir.is_dir():
+        return False
+    return any((run_dir / n).exists() for n in ("manifest.json", "adapter")) or any(run_dir.glob("checkpoint-*"))
+
+
 def last_checkpoint(run_dir: Path) -> Path | None:
     """The newest checkpoint that :func:`~neuronmoe.utils.checks.check_checkpoint` finds complete and readable;
     a damaged newer one is passed over with a warning; checkpoints that are all damaged stop the run (before
     anything in the run folder is touched)."""
     from neuronmoe.utils.checks import CheckpointError, check_checkpoint
 
-    found = sorted(((int(m.group(1)), p) for p in run_dir.glob("checkpoint-*")
-                    if (m := re.fullmatch(r"checkpoint-(\d+)", p.name)) and p.is_dir()
-                    and (p / "trainer_state.json").exists()), key=lambda x: x[0], reverse=True)
+    found = sorted(((int(m.group(1)), p) for p in run_dir.glob("checkpoint-*")  # an incomplete one too: named
+                    if (m := re.fullmatch(r"checkpoint-(\d+)", p.name)) and p.is_dir()), key=lambda x: x[0], reverse=True)
     damaged = []
     for _step, p in found:
         try:
@@ -552,6 +623,20 @@ def heldout_perplexity(model: Any, tok: Any, cfg: dict[str, Any], data_dir: Path
                 rec["dense_perplexity"] = perplexity(model, tok, texts, **kw)["perplexity"]
         out[lang] = rec
     return out
+
+
+def check_finite_perplexity(ppl: dict[str, Any], run_dir: Path) -> None:
+    """A run whose held-out perplexity is NaN or infinite is not a good run: it is never marked complete."""
+    import math
+
+    from neuronmoe.training.trainer import NonFiniteTrainingError
+
+    bad = [f"{lang} {key} {rec[key]}" for lang, rec in ppl.items() for key in ("perplexity", "dense_perplexity")
+           if key in rec and not math.isfinite(float(rec[key]))]
+    if bad:
+        raise NonFiniteTrainingError(
+            f"{run_dir}: held-out perplexity not finite ({', '.join(bad)}); the adapter is not usable and the run "
+            f"is not marked complete. Lower --learning-rate or check the data, then rerun with --overwrite")
 
 
 def write_run_manifest(plan: RunPlan, report: dict[str, Any], wall_s: float) -> None:

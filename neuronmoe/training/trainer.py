@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -10,7 +11,29 @@ from typing import Any
 import torch
 from transformers import Trainer, TrainerCallback
 
+from neuronmoe.errors import StateError
 from neuronmoe.utils.io import atomic_write_text, iter_jsonl
+
+
+class NonFiniteTrainingError(StateError):
+    """The loss or the gradient norm became NaN or infinite: training stops before the optimizer applies it."""
+
+
+class CheckpointSaveError(StateError):
+    """A checkpoint could not be written (a full disk): the run stops; ``--resume`` skips the incomplete one."""
+
+
+def _is_write_failure(e: RuntimeError) -> bool:
+    """``torch.save`` reports a failed write (a full disk) as a RuntimeError of its zip writer."""
+    text = str(e)
+    return any(s in text for s in ("PytorchStreamWriter", "No space left", "file write failed", "unexpected pos"))
+
+
+def _diverged(what: str, value: float, step: int) -> NonFiniteTrainingError:
+    return NonFiniteTrainingError(
+        f"training stopped at step {step}: the {what} is {value} (not finite); nothing of this step was applied "
+        f"and no checkpoint was written for it. Lower --learning-rate, check the data, or set max_grad_norm; "
+        f"then rerun (--resume continues from the last checkpoint, --overwrite starts again)")
 
 
 def _router_stats(model: Any) -> dict[Any, dict[str, Any]]:
@@ -39,6 +62,7 @@ class MoETrainer(Trainer):
         self.model_accepts_loss_kwargs = False
         self.loss_is_scaled_for_ga = False
         self.metrics_path = Path(metrics_path) if metrics_path else None
+        self.add_callback(FollowUmask())
         self._reset_window()
 
     def _reset_window(self) -> None:
@@ -47,6 +71,38 @@ class MoETrainer(Trainer):
         self._load: dict[str, list[float]] = {}
         self._load_n = 0
         self._t0 = time.perf_counter()
+
+    def training_step(self, model: Any, inputs: dict[str, Any], *args: Any, **kwargs: Any) -> torch.Tensor:
+        """The Trainer's step; a non-finite loss stops training (the Trainer would silently skip it in the
+        logged average and apply its NaN gradients)."""
+        loss = super().training_step(model, inputs, *args, **kwargs)
+        value = float(loss.detach().float().sum())
+        if not math.isfinite(value):
+            raise _diverged("loss", value, self.state.global_step + 1)
+        return loss
+
+    def _get_grad_norm(self, model: Any, grad_norm: Any = None) -> Any:
+        """The pre-clip gradient norm (the Trainer computes it before each optimizer step); not finite: stop."""
+        grad_norm = super()._get_grad_norm(model, grad_norm=grad_norm)
+        if grad_norm is not None:
+            value = float(grad_norm.item() if hasattr(grad_norm, "item") else grad_norm)
+            if not math.isfinite(value):
+                raise _diverged("gradient norm", value, self.state.global_step + 1)
+        return grad_norm
+
+    def _save_checkpoint(self, model: Any, trial: Any, *args: Any, **kwargs: Any) -> Any:
+        """The Trainer's checkpoint; a failure to write it (a full disk) is one error naming the checkpoint,
+        which ``--resume`` then passes over (it continues from the last complete one)."""
+        try:
+            return super()._save_checkpoint(model, trial, *args, **kwargs)
+        except (OSError, RuntimeError) as e:
+            if isinstance(e, RuntimeError) and not _is_write_failure(e):
+                raise
+            ckpt = Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}"
+            what = f"{e.filename}: {e.strerror}" if isinstance(e, OSError) and e.filename else " ".join(str(e).split())
+            raise CheckpointSaveError(
+                f"{ckpt}: could not be written ({what}); it is incomplete. Free some space, then rerun with --resume: "
+                f"it skips this checkpoint and continues from the last complete one") from None
 
     def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: Any = None) -> Any:
@@ -132,6 +188,17 @@ def truncate_metrics(path: str | os.PathLike, max_step: int) -> int:
             if int(rec.get("step", 0)) <= max_step]
     atomic_write_text(path, "".join(x + "\n" for x in kept))
     return len(kept)
+
+
+class FollowUmask(TrainerCallback):
+    """Checkpoints follow the umask like every other file (``save_pretrained`` writes its safetensors 0600)."""
+
+    def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        from neuronmoe.utils.io import follow_umask_tree
+
+        ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if ckpt.is_dir() and state.is_world_process_zero:
+            follow_umask_tree(ckpt)
 
 
 class StopAtStep(TrainerCallback):

@@ -77,8 +77,11 @@ def check_input_files(folder: str | Path, manifest: dict[str, Any] | None, paths
     reader, which names them.
     """
     from neuronmoe.utils.io import sha256_file
+    from neuronmoe.utils.manifest import check_manifest_shape
 
     folder = Path(folder)
+    if manifest is not None:
+        check_manifest_shape(manifest, folder / "manifest.json")
     recorded = (manifest or {}).get("files") or {}
     out: dict[str, str] = {}
     for p in paths:
@@ -99,13 +102,39 @@ def check_input_files(folder: str | Path, manifest: dict[str, Any] | None, paths
     return out
 
 
+_UNSET: Any = object()
+
+
+def verify_inputs(folder: str | Path, paths: Sequence[str | Path], manifest: Any = _UNSET,
+                  what: str = "") -> dict[str, str]:
+    """The one check every stage makes before it starts: each of ``paths`` (files it reads from the producing
+    stage's ``folder``) still has the sha256 that ``folder/manifest.json`` recorded. Returns ``{relative path:
+    sha256}`` (what the reading stage records as its inputs).
+
+    ``manifest``: the folder's manifest when the caller has read it already (None: the folder has none).
+    A malformed manifest is an error; a changed file is an error naming it (:class:`InputChangedError`); a
+    folder without a manifest (your own files, not written by a stage) is read as it is, with one warning.
+    """
+    from neuronmoe.utils.manifest import read_stage_manifest
+
+    folder = Path(folder)
+    man = read_stage_manifest(folder) if manifest is _UNSET else manifest
+    if man is None and any(Path(p).is_file() for p in paths) and str(folder) not in _WARNED:
+        _WARNED.add(str(folder))
+        log.warning("%s: no manifest.json, so the files read from it%s cannot be checked against what their "
+                    "stage wrote (not written by neuronmoe?)", folder, f" ({what})" if what else "")
+    return check_input_files(folder, man, paths)
+
+
+_WARNED: set[str] = set()
+
+
 def check_checkpoint(path: str | Path) -> None:
     """Raise :class:`CheckpointError` unless ``path`` is a complete, readable HF Trainer checkpoint:
     ``trainer_state.json`` (valid JSON), the adapter/model weights (``*.safetensors`` with a readable header and
     the size that header promises, or ``*.bin``) and, when present, ``optimizer.pt``/``scheduler.pt``/
     ``rng_state*.pth`` that ``torch.load`` reads."""
     import json
-    import struct
 
     path = Path(path)
     state = path / "trainer_state.json"
@@ -117,25 +146,37 @@ def check_checkpoint(path: str | Path) -> None:
     if not weights:
         raise CheckpointError(f"{path}: no model weights (*.safetensors or *.bin)")
     for w in weights:
-        if w.suffix != ".safetensors":
-            continue
-        size = w.stat().st_size
-        try:
-            with open(w, "rb") as fh:
-                n = struct.unpack("<Q", fh.read(8))[0]
-                if n > size - 8:
-                    raise ValueError("header longer than the file")
-                header = json.loads(fh.read(n))
-            end = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
-        except (OSError, ValueError, KeyError, TypeError, struct.error) as e:
-            raise CheckpointError(f"{w}: not a readable safetensors file ({e})") from None
-        if 8 + n + end != size:
-            raise CheckpointError(f"{w}: truncated ({size} bytes, its header promises {8 + n + end})")
+        problem = safetensors_problem(w) if w.suffix == ".safetensors" else None
+        if problem:
+            raise CheckpointError(f"{w}: {problem}")
     for name in ("optimizer.pt", "scheduler.pt", *sorted(p.name for p in path.glob("rng_state*.pth"))):
         f = path / name
         if not f.exists():
             continue
         _check_torch_file(f)
+
+
+def safetensors_problem(w: str | Path) -> str | None:
+    """What is wrong with a ``*.safetensors`` file (``"truncated (N bytes, its header promises M)"``, ``"not a
+    readable safetensors file (...)"``), or None: its header parses and the file has exactly the size the header
+    promises. Reads only the header."""
+    import json
+    import struct
+
+    w = Path(w)
+    try:
+        size = w.stat().st_size
+        with open(w, "rb") as fh:
+            n = struct.unpack("<Q", fh.read(8))[0]
+            if n > size - 8:
+                raise ValueError("header longer than the file")
+            header = json.loads(fh.read(n))
+        end = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, struct.error) as e:
+        return f"not a readable safetensors file ({e})"
+    if 8 + n + end != size:
+        return f"truncated ({size} bytes, its header promises {8 + n + end})"
+    return None
 
 
 def _check_torch_file(f: Path) -> None:
@@ -201,11 +242,13 @@ def check_data_tokenizer(data_dir: str | Path, tokenizer_fp: str, model: str | N
         log.warning("%s: no data manifest, so the tokenizer the data was prepared with cannot be checked "
                     "(data not written by `neuronmoe prepare-data`?)", path)
         return None
-    man = read_json(path)
-    recorded = man.get("tokenizer_fingerprint") if isinstance(man, dict) else None
+    from neuronmoe.utils.manifest import check_manifest_shape
+
+    man = check_manifest_shape(read_json(path), path)
+    recorded = man.get("tokenizer_fingerprint")
     if not recorded:
         log.warning("%s: no tokenizer_fingerprint recorded, so the tokenizer cannot be checked", path)
-        return man if isinstance(man, dict) else None
+        return man
     if recorded != tokenizer_fp:
         m = f" --model {model}" if model else ""
         raise TokenizerMismatchError(

@@ -35,7 +35,43 @@ def resolve_device(device: str | None = "auto") -> torch.device:
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    return torch.device(device)
+    return check_device(device)
+
+
+def _cpu() -> torch.device:
+    import torch
+
+    return torch.device("cpu")
+
+
+def check_device(device: str | torch.device | None, flag: str = "--device") -> torch.device | None:
+    """``device`` as a ``torch.device`` when this machine has it; else a :class:`ConfigError` naming ``flag``
+    (``--device cuda`` without CUDA used to run on the CPU silently in one stage and fail deep in another);
+    None for ``auto`` (resolved by :func:`resolve_device` where the process knows its rank)."""
+    if device in ("auto", "cpu", "", None):  # no torch import for the common case (settings are checked early)
+        return None if device in ("auto", "", None) else _cpu()
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ConfigError(f"{flag} {device!r}: not a device; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            why = ("this PyTorch is built without CUDA" if torch.version.cuda is None
+                   else "no GPU is visible (CUDA_VISIBLE_DEVICES, driver)")
+            raise ConfigError(f"{flag} {device}: CUDA is not available on this machine ({why}); use --device cpu "
+                              f"or auto")
+        if dev.index is not None and dev.index >= n:
+            raise ConfigError(f"{flag} {device}: this machine has {n} CUDA device(s) (cuda:0 to cuda:{n - 1})")
+    elif dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ConfigError(f"{flag} {device}: Apple MPS is not available on this machine; use --device cpu or auto")
+    elif dev.type != "cpu":
+        raise ConfigError(f"{flag} {device!r}: unsupported device type {dev.type!r}; use auto, cpu, cuda or cuda:N")
+    return dev
 
 
 @functools.lru_cache(maxsize=None)

@@ -46,6 +46,25 @@ def follow_umask(fd_or_path: int | str | os.PathLike, folder: bool = False) -> N
         pass
 
 
+def follow_umask_tree(root: str | os.PathLike) -> None:
+    """:func:`follow_umask` for ``root`` and everything under it (executable files keep their x bits): for folders
+    that libraries fill through their own temporary files (``save_pretrained`` writes ``*.safetensors`` 0600,
+    ``mkdtemp`` makes 0700), so that an adapter, a converted model or a package cache is as readable as a file
+    written by ``open``. Symbolic links are left alone."""
+    mask = current_umask()
+    root = Path(root)
+    for dirpath, _dirnames, filenames in os.walk(root):
+        try:
+            os.chmod(dirpath, 0o777 & ~mask)
+            for name in filenames:
+                p = os.path.join(dirpath, name)
+                st = os.lstat(p)
+                if not os.path.islink(p):
+                    os.chmod(p, (0o777 if st.st_mode & 0o111 else 0o666) & ~mask)
+        except OSError:  # pragma: no cover - a filesystem without modes
+            return
+
+
 #: what the atomic helpers leave behind when a process is killed mid-write
 TEMP_SUFFIX = ".tmp"
 
@@ -91,6 +110,13 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _raise_named(e: BaseException, path: Path) -> None:
+    """A write that failed without a file name (``fh.write`` on a full disk: ``[Errno 28]`` alone) is raised
+    again naming ``path``; anything else is left to the caller's ``raise``."""
+    if isinstance(e, OSError) and e.filename is None and e.errno is not None:
+        raise OSError(e.errno, e.strerror or os.strerror(e.errno), str(path)) from e
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically (temp file + fsync + rename)."""
     path = Path(path)
@@ -103,9 +129,10 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        _raise_named(e, path)
         raise
     _fsync_dir(path.parent)
     return path
@@ -152,9 +179,10 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None =
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        _raise_named(e, path)
         raise
     _fsync_dir(path.parent)
 
@@ -173,6 +201,7 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
     follow_umask(tmp, folder=True)
     try:
         yield tmp
+        follow_umask_tree(tmp)  # what libraries wrote into it (save_pretrained: 0600 safetensors) too
         if path.exists():
             old = path.with_name(f".{path.name}.old-{os.getpid()}")
             os.replace(path, old)
@@ -186,13 +215,69 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
     _fsync_dir(path.parent)
 
 
-def read_json(path: str | os.PathLike) -> Any:
+def reserve_file(path: str | os.PathLike, size: int | None = None) -> None:
+    """Allocate the blocks of ``path`` (its whole ``size``, default its current length) now, so that writes
+    through a memory map cannot meet a full disk later: a full disk while writing through a map is SIGBUS, the
+    process dies without a word. A full disk here is an ``OSError`` naming the file and the bytes needed.
+    Filesystems without ``fallocate`` are left as they are."""
+    import errno
+
+    path = Path(path)
+    size = path.stat().st_size if size is None else size
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as e:
+        if e.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            return
+        free = shutil.disk_usage(path.parent).free
+        raise OSError(e.errno, f"{e.strerror} (needs {size:,} bytes for this file, {free:,} free on its "
+                               f"filesystem); free some space or choose another output folder", str(path)) from None
+    finally:
+        os.close(fd)
+
+
+def open_memmap_reserved(path: str | os.PathLike, dtype: Any, shape: tuple[int, ...]) -> Any:
+    """``numpy.lib.format.open_memmap(path, "w+", dtype, shape)`` with its space reserved (:func:`reserve_file`):
+    every memory-mapped output goes through here."""
+    import numpy as np
+
+    path = Path(path)
+    try:
+        m = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    except OSError as e:
+        if e.filename is None:
+            raise OSError(e.errno, e.strerror or str(e), str(path)) from None
+        raise
+    try:
+        reserve_file(path)
+    except OSError:
+        del m
+        path.unlink(missing_ok=True)
+        raise
+    return m
+
+
+def read_text(path: str | os.PathLike) -> str:
+    """The UTF-8 text of ``path``; every problem is one error naming the file (missing, not UTF-8 with the
+    byte offset, a folder, unreadable)."""
     path = Path(path)
     try:
         with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
+            return fh.read()
     except FileNotFoundError:
         raise MissingInputError(f"{path}: file not found") from None
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); save it as UTF-8") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a folder, not a file") from None
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    path = Path(path)
+    text = read_text(path)
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as e:
         raise InputError(f"{path}: not valid JSON ({e})") from None
 

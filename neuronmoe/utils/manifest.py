@@ -79,19 +79,48 @@ def write_manifest(out_dir: str | Path, manifest: Manifest, name: str = MANIFEST
 
 
 def load_manifest(out_dir: str | Path, name: str = MANIFEST_NAME) -> dict[str, Any]:
+    """The manifest of a stage folder, shape-checked (:func:`check_manifest_shape`); missing: an error."""
     path = Path(out_dir) / name
     if not path.exists():
         raise MissingInputError(
             f"{path}: no manifest; the stage that writes {Path(out_dir).name}/ has not completed"
         )
-    return read_json(path)
+    return check_manifest_shape(read_json(path), path)
+
+
+def read_stage_manifest(out_dir: str | Path, name: str = MANIFEST_NAME) -> dict[str, Any] | None:
+    """:func:`load_manifest`, or None when the folder has none (inputs not written by a stage of ours)."""
+    path = Path(out_dir) / name
+    return check_manifest_shape(read_json(path), path) if path.is_file() else None
+
+
+def check_manifest_shape(man: Any, path: str | Path) -> dict[str, Any]:
+    """``man`` if it is a manifest: a JSON object whose ``files`` (when present) maps each relative path to an
+    object with its ``sha256`` (a string). Anything else (``[]``, ``files`` as a list) is an :class:`InputError`:
+    a manifest that cannot be read cannot vouch for the files, so it is never passed over with a warning."""
+    from neuronmoe.errors import InputError
+
+    if not isinstance(man, dict):
+        raise InputError(f"{path}: not a manifest (a JSON object expected, found {type(man).__name__}); rerun the "
+                         f"stage that wrote it, or restore the file")
+    files = man.get("files", {})
+    bad = None
+    if not isinstance(files, dict):
+        bad = f"'files' is a {type(files).__name__}, not an object"
+    else:
+        bad = next((f"'files' entry {k!r} has no sha256" for k, v in files.items()
+                    if not isinstance(v, dict) or not isinstance(v.get("sha256"), str)), None)
+    if bad:
+        raise InputError(f"{path}: malformed manifest ({bad}; expected {{\"<file>\": {{\"sha256\": ..., \"bytes\": "
+                         f"...}}}}); rerun the stage that wrote it, or restore the file")
+    return man
 
 
 def verify_files(out_dir: str | Path, manifest: dict[str, Any]) -> list[str]:
     """Return the relative paths whose sha256 no longer matches the manifest (or are missing)."""
     root = Path(out_dir)
     bad = []
-    for rel, info in manifest.get("files", {}).items():
+    for rel, info in check_manifest_shape(manifest, root / MANIFEST_NAME).get("files", {}).items():
         p = root / rel
         if not p.exists() or sha256_file(p) != info.get("sha256"):
             bad.append(rel)

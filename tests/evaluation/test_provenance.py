@@ -9,6 +9,7 @@ import shutil
 import pytest
 
 from neuronmoe.cli import main
+from neuronmoe.utils.manifest import describe_files
 
 SIZES = "cloze_items=6,heldout_docs=2,heldout_max_chars=200,cloze_prefix_words=6,cloze_suffix_words=2"
 FAST = ["--device", "cpu", "--dtype", "float32", "--limit", "2"]
@@ -71,6 +72,9 @@ def test_each_cell_records_its_dataset_commit_and_a_moved_dataset_is_recomputed(
     res = json.loads((old / "results.json").read_text())
     res["neuronmoe"]["label"] = "Before"
     (old / "results.json").write_text(json.dumps(res))
+    man = json.loads((old / "manifest.json").read_text())  # the report checks results.json against its manifest
+    man["files"].update(describe_files(old, ["results.json"]))
+    (old / "manifest.json").write_text(json.dumps(man))
     capsys.readouterr()
     assert main(["report", str(old), str(run), "--out", str(tmp_path / "t")]) == 2
     err = capsys.readouterr().err

@@ -15,6 +15,8 @@ N = f"neurons {M} {O} --device cpu --dtype float32 --no-progress --force --langu
 S = f"similarity {M} {O} --device cpu --dtype float32 --source en --targets el"
 A = f"allocate {M} {O} --source en --targets el"
 T = f"train --stage 1 {M} {O} --allocation tiny --run-name sweep --profile cpu --device cpu"
+T0 = f"train --stage 1 {M} {O} --allocation tiny --profile cpu --device cpu"
+TR = f"train --stage 1 {M} --output-dir {{runs}} --allocation tiny --profile cpu --device cpu"
 E = f"evaluate {M} {O} --device cpu --dtype float32 --suite local --languages en,el"
 P = "pipeline --output-dir {ws}/pipe --model {model}"
 
@@ -106,6 +108,66 @@ CASES: list[tuple[str, str, int, str]] = [
     ("train-resume-damaged-checkpoint", f"train --stage 1 {M} --output-dir {{runs}} --allocation tiny --run-name damaged --profile cpu --device cpu --resume", 2, "no usable checkpoint"),
     ("train-resume-and-overwrite", f"{T} --resume --overwrite", 2, "--resume and --overwrite exclude each other"),
     ("train-bad-stage", f"train --stage 3 {M} {O}", 2, "--stage: 3 is not one of 1, 2"),
+    # ---- issue 24: names that become paths, --overwrite only of our own run folders
+    ("train-run-name-dotdot-overwrite", f"{T0} --run-name .. --overwrite", 2, "--run-name '..': is not a name"),
+    ("train-run-name-dot-overwrite", f"{T0} --run-name . --overwrite", 2, "'.': is not a name"),
+    ("train-run-name-path", f"{T0} --run-name ../../x", 2, "contains a path separator"),
+    ("train-run-name-absolute", f"{T0} --run-name {{ws}}/x --overwrite", 2, "contains a path separator"),
+    ("train-run-name-dash", f"{T0} --run-name=-x", 2, "starts with a dash"),
+    ("train-overwrite-symlink", f"{TR} --run-name link --overwrite", 2, "is a symbolic link; nothing deleted"),
+    ("train-overwrite-foreign-folder", f"{TR} --run-name foreign --overwrite", 2, "holds no manifest or lock"),
+    ("evaluate-run-name-path", f"{E} --run-name ../../../x", 2, "contains a path separator"),
+    ("evaluate-run-name-dotdot", f"{E} --run-name ..", 2, "is not a name"),
+    ("analyze-run-path", f"analyze-experts {M} {O} --run ../x --device cpu", 2, "contains a path separator"),
+    ("similarity-name-path", f"{S} --name ../x", 2, "contains a path separator"),
+    # ---- issue 24: every reader checks the sha256 its producing stage recorded; manifests that are not manifests
+    ("allocate-selected-truncated", f"{A} --neurons-dir {{neurons_truncated}}", 2, "selected_el.csv: changed since"),
+    ("allocate-selected-not-utf8", f"{A} --neurons-dir {{neurons_latin1}}", 2, "selected_el.csv"),
+    ("train-data-replaced", f"{T} --data-dir {{tampered}}", 2, "train/el.jsonl: changed since"),
+    ("evaluate-udhr-replaced", "evaluate --model {model} --output-dir {tampered_out} --device cpu --dtype float32 --suite "
+     "local --languages en,el", 2, "udhr/el.jsonl: changed since"),
+    ("neurons-manifest-list", f"{N} --data-dir {{data_manifest_list}}", 2, "not a manifest"),
+    ("neurons-manifest-files-list", f"{N} --data-dir {{data_files_list}}", 2, "malformed manifest ('files' is a list"),
+    ("train-manifest-list", f"{T} --data-dir {{data_manifest_list}}", 2, "not a manifest"),
+    ("similarity-manifest-files-list", f"{S} --data-dir {{data_files_list}}", 2, "malformed manifest"),
+    # ---- issue 24: damaged adapters, adapters of another base (never a hub lookup of a local path)
+    ("evaluate-adapter-no-weights", f"{E} --adapter {{adapter_no_weights}}", 2, "adapter_model.safetensors: missing"),
+    ("evaluate-adapter-truncated", f"{E} --adapter {{adapter_truncated}}", 2, "adapter_model.safetensors: truncated"),
+    ("evaluate-adapter-other-base", f"{E} --adapter {{adapter_other_base}}", 2, "made for another base model"),
+    ("export-adapter-no-weights", f"export --adapter {{adapter_no_weights}} --out {{ws}}/exported {M}", 2,
+     "adapter_model.safetensors: missing"),
+    ("export-adapter-truncated", f"export --adapter {{adapter_truncated}} --out {{ws}}/exported {M}", 2, "truncated"),
+    ("export-adapter-other-base", f"export --adapter {{adapter_other_base}} --out {{ws}}/exported {M}", 2,
+     "made for another base model"),
+    ("train-init-adapter-no-weights", f"train --stage 2 {M} {O} --allocation tiny --run-name s2 --profile cpu --device cpu "
+     "--init-adapter {adapter_no_weights}", 2, "adapter_model.safetensors: missing"),
+    ("train-init-adapter-truncated", f"train --stage 2 {M} {O} --allocation tiny --run-name s2 --profile cpu --device cpu "
+     "--init-adapter {adapter_truncated}", 2, "truncated"),
+    ("train-init-adapter-other-base", f"train --stage 2 {M} {O} --allocation tiny --run-name s2 --profile cpu --device cpu "
+     "--init-adapter {adapter_other_base}", 2, "made for another base model"),
+    ("analyze-adapter-truncated", f"analyze-experts {M} {O} --adapter {{adapter_truncated}} --device cpu", 2, "truncated"),
+    ("report-only-partial", "report --output-dir {ws}/eval-partial", 2, "killed is partial (no manifest.json)"),
+    # ---- issue 24: absurd numbers are refused with the allowed range
+    ("allocate-absurd-expert-counts", f"train --stage 1 {M} {O} --allocation {{alloc_huge}} --run-name sweep --profile cpu "
+     "--device cpu", 2, "in [1, 256]"),
+    ("allocate-scores-1e308", f"allocate {M} {O} --scores-csv {{scores_huge}}", 2, "in [0, 1e+15]"),
+    ("allocate-e-max-huge", f"{A} --e-max 100000", 2, "out of range [1, 256]"),
+    ("allocate-uniform-huge", f"allocate {M} {O} --mode uniform --num-experts 100000", 2, "--num-experts"),
+    ("allocate-nan-ap", f"{A} --neurons-dir {{neurons_nan}}", 2, "out of range [0, 1]"),
+    ("evaluate-local-sizes-negative", f"{E} --local-sizes cloze_items=-1", 2, "--local-sizes cloze_items"),
+    ("data-min-sample-chars-negative", f"prepare-data {M} --output-dir {{ws}}/d --new-langs el --min-sample-chars -5", 2,
+     "--min-sample-chars"),
+    # ---- issue 24: --device that this machine does not have, in every stage
+    ("neurons-device-missing", f"neurons {M} {O} --languages en,el --device cuda:99", 2, "--device cuda:99"),
+    ("similarity-device-missing", f"similarity {M} {O} --source en --targets el --device cuda:99", 2, "--device cuda:99"),
+    ("allocate-device-missing", f"{A} --device cuda:99", 2, "--device cuda:99"),
+    ("train-device-missing", f"train --stage 1 {M} {O} --allocation tiny --run-name sweep --profile cpu --device cuda:99", 2,
+     "--device cuda:99"),
+    ("evaluate-device-missing", f"evaluate {M} {O} --suite local --languages en,el --device cuda:99", 2, "--device cuda:99"),
+    ("analyze-device-missing", f"analyze-experts {M} {O} --run tiny --device cuda:99", 2, "--device cuda:99"),
+    ("export-device-missing", f"export --adapter {{ws}}/no-adapter --out {{ws}}/exported {M} --device cuda:99", 2,
+     "--device cuda:99"),
+    ("neurons-device-unknown", f"neurons {M} {O} --languages en,el --device tpu9", 2, "--device 'tpu9'"),
     # ---- evaluate, report
     ("evaluate-limit-0", f"{E} --limit 0", 2, "--limit"),
     ("evaluate-unknown-suite", f"evaluate {M} --output-dir {{ws}}/eval-out --suite nope", 2, "nope"),

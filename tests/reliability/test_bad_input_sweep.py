@@ -44,6 +44,21 @@ def test_bad_input(case_id, command, status, fragment, ws, capsys, monkeypatch):
     assert fragment.lower() in lines[0].lower(), lines[0]
     assert snapshot(Path(ws["ws"])) == before, "the failed command wrote or changed files"
     _RESULTS[case_id] = (rc, normalise(lines[0], ws))
+    if os.environ.get("NEURONMOE_WRITE_SWEEP_DOC") != "1":  # the documented message is the one printed
+        assert documented().get(case_id) == _RESULTS[case_id], (
+            f"docs/reliability.md documents {documented().get(case_id)} for {case_id}, the code prints "
+            f"{_RESULTS[case_id]}; rerun the sweep with NEURONMOE_WRITE_SWEEP_DOC=1 if the new message is right")
+
+
+def documented() -> dict[str, tuple[int, str]]:
+    """``{case: (exit status, message)}`` of the sweep table in docs/reliability.md."""
+    start, end = "<!-- sweep table: generated -->", "<!-- end of sweep table -->"
+    table = DOC.read_text(encoding="utf-8").split(start, 1)[1].split(end, 1)[0]
+    out = {}
+    for line in table.strip().splitlines()[2:]:
+        cells = [c.replace(chr(92) + "|", "|").strip() for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
+        out[cells[0]] = (int(cells[2]), cells[3])
+    return out
 
 
 def normalise(line: str, ws: dict[str, str]) -> str:
