@@ -138,6 +138,8 @@ def _origin(tp: Any) -> tuple[Any, bool]:
 def _coerce(value: Any, tp: Any) -> Any:
     """``value`` (text from a flag or variable, or a YAML value) as type ``tp``; raises ``ValueError``."""
     base, nullable = _origin(tp)
+    if isinstance(value, str) and value.strip().lower() == "none" and (typing.get_origin(base) or base) is list:
+        return []  # a list is emptied with `none` (nullable or not); `null` is the unset value
     if value is None or (nullable and isinstance(value, str) and value.strip().lower() in ("none", "null")):
         if nullable:
             return None
@@ -317,7 +319,7 @@ class Settings:
     @classmethod
     def _flag_layer(cls, by_name: dict, flags: Mapping[str, Any], values: dict, where: dict) -> None:
         for name, v in flags.items():
-            if name not in by_name or v is _UNSET or v is None or (isinstance(v, str) and v == ""):
+            if name not in by_name or v is _UNSET or v is None or (isinstance(v, str) and not v.strip()):
                 continue
             f, m, tp = by_name[name]
             flag = cls.flag_of(f, m) or name
@@ -518,7 +520,7 @@ def read_env(m: Meta, environ: Mapping[str, str], command: str = "") -> tuple[st
         return None, None
     for n in (m.env, *m.env_aliases):
         v = environ.get(n)
-        if v not in (None, ""):
+        if v is not None and v.strip():  # empty or blank counts as unset
             if n != m.env:
                 log.warning("environment variable %s is deprecated%s: use %s", n,
                             f" for `neuronmoe {command}`" if command else "", m.env)

@@ -81,7 +81,8 @@ class PipelineSettings(Settings):
                                 "per language with its own OUTPUT_DIR")
         check_languages(parse_list(self.target), self.origin("target"))
         check_languages(self.old, self.origin("old_langs"))
-        check_languages(self.negatives, self.origin("neg_langs"))
+        if self.negatives:  # `none`: no negatives
+            check_languages(self.negatives, self.origin("neg_langs"))
         if parse_list(self.target)[0] in self.old:
             self.fail("target", f"{self.target}: it is also an old language ({','.join(self.old)}); they must differ")
         for n in self.sample_sizes:

@@ -3,7 +3,6 @@ ours is named with the closest of ours, by every command and script (one place: 
 variable and an empty flag mean the same (unset: the default; ``none`` is the empty list)."""
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 from pathlib import Path
@@ -40,18 +39,11 @@ def test_a_script_warns_about_a_misspelled_variable():
 
 
 @pytest.mark.parametrize("value", ["", "  "])
-def test_empty_neg_langs_flag_means_the_same_as_the_empty_variable(monkeypatch, value):
-    from neuronmoe.pipeline.cli import DEFAULT_NEG_LANGS, config_from_args
+def test_empty_neg_langs_flag_means_the_same_as_the_empty_variable(value):
+    from neuronmoe.pipeline.settings import DEFAULT_NEG_LANGS, PipelineSettings
 
-    def cfg(neg):
-        return config_from_args(argparse.Namespace(target="el", old_langs=None, neg_langs=neg, source="en",
-                                                   sample_sizes="50", output_dir="o", model="m", num_sentences=10,
-                                                   profile="cpu", eval_suite="local", analysis_limit=0, bootstrap=0))
+    def negatives(flags, environ):
+        return PipelineSettings.resolve(flags, environ=environ).negatives
 
-    monkeypatch.delenv("LANGUAGES", raising=False)
-    monkeypatch.setenv("NEG_LANGS", value)
-    from neuronmoe.cli_common import env
-
-    from_env = cfg(env("NEG_LANGS"))  # how the flag's default is read
-    assert cfg(value).neg_langs == from_env.neg_langs == DEFAULT_NEG_LANGS.split(",")
-    assert cfg("none").neg_langs == []
+    assert negatives({"neg_langs": value}, {}) == negatives({}, {"NEG_LANGS": value}) == list(DEFAULT_NEG_LANGS)
+    assert negatives({"neg_langs": "none"}, {}) == negatives({}, {"NEG_LANGS": "none"}) == []

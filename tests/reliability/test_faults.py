@@ -61,7 +61,8 @@ def test_neurons_on_a_full_disk_is_one_line(ws, tmp_path, capsys, monkeypatch):
 def test_full_disk_while_saving_a_checkpoint_then_resume(ws, tmp_path, monkeypatch, caplog):
     from transformers import Trainer
 
-    from neuronmoe.training.run import TrainOptions, train
+    from neuronmoe.training.run import train
+    from neuronmoe.training.settings import TrainSettings
     from neuronmoe.training.trainer import CheckpointSaveError
 
     out = tmp_path / "out"
@@ -72,8 +73,9 @@ def test_full_disk_while_saving_a_checkpoint_then_resume(ws, tmp_path, monkeypat
             "heldout_block_len=32", "max_samples=24"]
 
     def opts(**kw):
-        return TrainOptions(stage=1, model=ws["model"], output_dir=str(out), data_dir=ws["data"], allocation="tiny",
-                            run="r", profile="cpu", device="cpu", sets=sets, use_cache=False, **kw)
+        return TrainSettings.resolve(environ={}, sets=sets, stage=1, model=ws["model"], output_dir=str(out),
+                                     data_dir=ws["data"], allocation="tiny", run_name="r", profile="cpu", device="cpu",
+                                     use_cache=False, **kw)
 
     orig = Trainer._save_optimizer_and_scheduler
 

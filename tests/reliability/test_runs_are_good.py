@@ -15,7 +15,8 @@ import torch
 from transformers import TrainerCallback
 
 from neuronmoe.errors import UserError, error_line
-from neuronmoe.training.run import TrainOptions, train
+from neuronmoe.training.run import train
+from neuronmoe.training.settings import TrainSettings
 
 SETS = ["cutoff_len=32", "per_device_train_batch_size=4", "max_steps=4", "logging_steps=1", "save_steps=2",
         "save_total_limit=5", "learning_rate=0.003", "bf16=false", "report_to=none", "heldout_max_tokens=64",
@@ -57,14 +58,21 @@ def out(ws, tmp_path):
     return o
 
 
-def opts(ws, out, **kw):
-    return TrainOptions(stage=1, model=ws["model"], output_dir=str(out), data_dir=ws["data"], allocation="tiny",
-                        run="r", profile="cpu", device="cpu", sets=list(SETS), use_cache=False, **kw)
+def opts(ws, out, callbacks=(), **kw) -> tuple[TrainSettings, list]:
+    """The run's settings (as `neuronmoe train` resolves them) and the test's trainer callbacks."""
+    s = TrainSettings.resolve(environ={}, sets=list(SETS), stage=1, model=ws["model"], output_dir=str(out),
+                              data_dir=ws["data"], allocation="tiny", run_name="r", profile="cpu", device="cpu",
+                              use_cache=False, **kw)
+    return s, list(callbacks)
 
 
-def fails(o: TrainOptions) -> str:
+def run_train(o: tuple[TrainSettings, list]):
+    return train(o[0], callbacks=o[1])
+
+
+def fails(o: tuple[TrainSettings, list]) -> str:
     with pytest.raises(UserError) as e:
-        train(o)
+        run_train(o)
     line = error_line(e.value)
     assert "\n" not in line
     return line
@@ -82,7 +90,7 @@ def test_non_finite_step_one_stops_and_the_rerun_is_not_blocked(ws, out, what):
     # the same command again, without --resume or --overwrite: nothing of the failed run blocks it
     old_mask = os.umask(0o022)
     try:
-        res = train(opts(ws, out))
+        res = run_train(opts(ws, out))
     finally:
         os.umask(old_mask)
     # the adapter and the checkpoints follow the umask (save_pretrained wrote them 0600)
@@ -101,8 +109,8 @@ def test_nan_after_a_checkpoint_stops_and_resume_uses_the_good_checkpoint(ws, ou
     assert {p.name for p in run.glob("checkpoint-*")} == {"checkpoint-2"}  # nothing saved of the bad step
     assert not (run / "manifest.json").exists()
     with pytest.raises(FileExistsError):  # progress exists: the rerun must say --resume or --overwrite
-        train(opts(ws, out))
-    res = train(opts(ws, out, resume=True))
+        run_train(opts(ws, out))
+    res = run_train(opts(ws, out, resume=True))
     assert res["global_step"] == 4 and res["resumed_from"].endswith("checkpoint-2")
 
 
@@ -126,7 +134,7 @@ def test_resume_refuses_data_that_changed_since_the_run_started(ws, out, tmp_pat
     o = opts(ws, out, callbacks=[StopAtStep(2)])
     o.data_dir = str(data)
     with pytest.raises(KeyboardInterrupt):
-        train(o)
+        run_train(o)
     (data / "train" / "el.jsonl").write_text((data / "replay" / "en.jsonl").read_text(encoding="utf-8"), encoding="utf-8")
     man = json.loads((data / "manifest.json").read_text())
     man["files"].update(describe_files(data, ["train/el.jsonl"]))
@@ -134,6 +142,6 @@ def test_resume_refuses_data_that_changed_since_the_run_started(ws, out, tmp_pat
     o = opts(ws, out, resume=True)
     o.data_dir = str(data)
     with pytest.raises(InputChangedError) as e:
-        train(o)
+        run_train(o)
     assert f"{data / 'train' / 'el.jsonl'} changed since the run started" in str(e.value)
     assert not (out / "train" / "r" / "manifest.json").exists()
