@@ -82,6 +82,7 @@ def test_local_suite_end_to_end_resume_and_report(tiny_model_dir, data_root, cap
     assert csv_head.startswith("model,experts,added_params,udhr_cloze_en_acc,udhr_cloze_en_acc_se")
 
 
+@pytest.mark.slow  # over 5 s: the full suite (CI) runs it, the fast lane does not
 def test_unknown_task_suggests_close_names(tiny_model_dir, data_root, capsys):
     assert main(["evaluate", "--model", str(tiny_model_dir), "--output-dir", str(data_root), "--tasks", "hellaswag_gr,arc_challenge"]) == 2
     err = capsys.readouterr().err
@@ -122,6 +123,7 @@ def test_check_offline_reports_every_cell_without_loading_a_model(data_root, no_
     assert "c7eb3f8c56bc" in out  # the pinned Greek ARC commit
 
 
+@pytest.mark.slow  # over 5 s: the full suite (CI) runs it, the fast lane does not
 def test_check_against_replicas_passes_and_catches_a_bad_revision(data_root, tmp_path, no_model_load, capsys):
     from support.replicas import build_replicas
 

@@ -19,6 +19,7 @@ def _run(model_dir, root, run, *extra):
     return json.loads((root / "eval" / run / "results.json").read_text())
 
 
+@pytest.mark.slow  # over 5 s: the full suite (CI) runs it, the fast lane does not
 def test_adapter_at_init_matches_dense(tiny_model_dir, data_root):
     import peft
 

@@ -44,6 +44,7 @@ def _export(adapter, out, *extra):
 
 
 # ---- the exported folder behaves as base + adapter, in a Python without neuronmoe ----------------
+@pytest.mark.slow  # over 5 s: the full suite (CI) runs it, the fast lane does not
 def test_every_family_equals_base_plus_adapter_without_neuronmoe(families, local_root, tmp_path, capsys):
     exports = {}
     for arch, (_, adapter) in families.items():

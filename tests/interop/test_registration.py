@@ -32,6 +32,7 @@ def test_cli_start_imports_no_heavy_library(tmp_path):
     assert res.returncode == 0 and "export" in res.stdout and "lm-eval" in res.stdout
 
 
+@pytest.mark.slow  # over 5 s: the full suite (CI) runs it, the fast lane does not
 def test_fresh_process_registers_on_first_peft_import_and_the_load_line_works(tmp_path):
     """`import neuronmoe`, then probes for peft (transformers does `find_spec("peft")`), then `import peft`:
     the method is registered; and the line written into adapter_config.json loads the adapter."""

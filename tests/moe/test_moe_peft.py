@@ -269,6 +269,7 @@ def test_top_k_clipped_to_small_layers(ids):
     assert cap.layers[0]["expert_ids"].shape[-1] == 2 and cap.layers[2]["expert_ids"].shape[-1] == 3
 
 
+@pytest.mark.slow  # over 5 s: the full suite (CI) runs it, the fast lane does not
 def test_fresh_process_loads_adapter_after_import_neuronmoe(tmp_path, ids):
     """Registration happens on `import neuronmoe` alone (as in eval workers and Trainer resumes)."""
     import subprocess

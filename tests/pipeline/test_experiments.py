@@ -126,6 +126,7 @@ def test_every_experiment_dry_run_through_the_cli(name, tmp_path, capsys):
     assert f"neuronmoe reproduce-paper --experiment {name} --output-dir {tmp_path} --report" in out
 
 
+@pytest.mark.slow  # over 5 s: the full suite (CI) runs it, the fast lane does not
 def test_script_runs_an_experiment_dry_run_and_the_list(tmp_path):
     env = dict(os.environ, NEURONMOE_SKIP_SETUP="1", PATH=f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}",
                OUTPUT_DIR=str(tmp_path / "o"), HF_HUB_OFFLINE="1", PAPER_EXPERIMENT="qwen-el")

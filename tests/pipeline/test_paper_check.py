@@ -130,7 +130,7 @@ def test_row_status_rules():
     assert row_status({"paper": None, "reference": 512}, 1024)["status"] == MISMATCH
 
 
-@pytest.mark.parametrize("nproc", ["1", "8"])
+@pytest.mark.parametrize("nproc", ["1", pytest.param("8", marks=pytest.mark.slow)])
 def test_reproduce_paper_script_prints_the_table(tmp_path, nproc):
     env = {k: v for k, v in os.environ.items() if k not in PLAN_ENV}
     env.update(NEURONMOE_SKIP_SETUP="1", PATH=f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}", OUTPUT_DIR=str(tmp_path / "o"),

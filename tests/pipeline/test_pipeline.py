@@ -126,6 +126,7 @@ def test_paper_dry_run_facts():
     assert de["eval_suite"]["arc"] == {"en": "arc_challenge", "de": "arc_de"} and de["eval_coverage"]["from_families"] == ["de"]
 
 
+@pytest.mark.slow  # over 5 s: the full suite (CI) runs it, the fast lane does not
 def test_reproduce_paper_cli_and_script(tmp_path, capsys):
     from neuronmoe.cli import main
 
