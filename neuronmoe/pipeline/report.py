@@ -84,15 +84,47 @@ def build_report(cfg: PipelineConfig, timings: dict[str, Any] | None = None) -> 
             lines += [f"![{f.stem}](figures/{f.name})", ""]
 
     if timings:
-        lines += ["## Stage times (this machine)", "", "| stage | seconds | last run |", "|---|---:|---|"]
-        for k, v in timings.items():
-            if k.startswith("_") or not isinstance(v, dict):
-                continue
-            lines.append(f"| {k} | {v.get('seconds', 'n/a')} | {'skipped (up to date)' if v.get('skipped_last') else 'ran'} |")
-        if "_last_run_seconds" in timings:
-            lines.append(f"| total (last invocation) | {timings['_last_run_seconds']} | |")
-        lines.append("")
+        lines += stage_table(timings)
     return "\n".join(lines)
+
+
+def _fmt(v: Any, scale: float = 1.0, digits: int = 0) -> str:
+    if v is None or v == "":
+        return "n/a"
+    return f"{v / scale:,.{digits}f}"
+
+
+def stage_table(timings: dict[str, Any]) -> list[str]:
+    """The stage table: wall and CPU time, tokens forward/backward, FLOPs, achieved FLOP/s and its share of this machine's
+    matmul rate (the calibration in ``timings["_machine"]``), peak RSS. Counts come from the stage's own process
+    (:mod:`neuronmoe.utils.work`); FLOPs are those of the linear layers (attention products excluded), backward
+    estimated as twice the forward of the passes run with gradients."""
+    mach = timings.get("_machine") or {}
+    rate = mach.get("flops_per_s")
+    lines = ["## Stage times and work (this machine)", ""]
+    if rate:
+        key = mach.get("key") or {}
+        lines += [f"Matmul calibration: {rate / 1e9:,.1f} GFLOP/s ({key.get('dtype', '?')}, {key.get('device', '?')}, "
+                  f"{key.get('threads', '?')} threads, {key.get('cpu', '?')}; native bf16: "
+                  f"{'yes' if mach.get('native_bf16') else 'no'}; measured {mach.get('measured', '?')}).", ""]
+    lines += ["| stage | wall s | CPU s | tokens fwd | tokens bwd | GFLOP | GFLOP/s | % of matmul rate | peak RSS MB | last run |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for k, v in timings.items():
+        if k.startswith("_") or not isinstance(v, dict):
+            continue
+        fps = v.get("flops_per_s")
+        share = f"{100 * fps / rate:.0f}" if fps and rate else "n/a"
+        lines.append(f"| {k} | {v.get('seconds', 'n/a')} | {_fmt(v.get('cpu_s'), digits=1)} | {_fmt(v.get('tokens_forward'))} | "
+                     f"{_fmt(v.get('tokens_backward'))} | {_fmt(v.get('flops'), 1e9, 1)} | {_fmt(fps, 1e9, 1)} | {share} | "
+                     f"{_fmt(v.get('peak_rss_mb'))} | {'skipped (up to date)' if v.get('skipped_last') else 'ran'} |")
+    if "_last_run_seconds" in timings:
+        lines.append(f"| total (last invocation) | {timings['_last_run_seconds']} | | | | | | | | |")
+    lines += ["", "Tokens: what the stage's causal-LM forwards read (padding excluded; backward = forwards run with gradients). "
+              "GFLOP: the linear layers' multiply-adds x 2 (attention score/value products excluded), backward estimated as "
+              "2 x forward. A low share of the matmul rate marks time spent outside the model (start-up, loading, tokenising, "
+              "Python) or in small matrices; docs/benchmarks.md compares each stage with a plain forward/backward of the "
+              "same model on the same tokens.", ""]
+    return lines
 
 
 def write_report(cfg: PipelineConfig, timings: dict[str, Any] | None = None) -> Path:

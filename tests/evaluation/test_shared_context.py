@@ -1,0 +1,97 @@
+"""Multiple-choice options scored on one pass of their shared context give lm-eval's own numbers (its path is the
+reference: ``share_context = False``), for dense models and MoE adapters, with options of different lengths, a
+context shared by some requests only, and single-token contexts (which go through lm-eval unchanged)."""
+from __future__ import annotations
+
+import pytest
+
+from neuronmoe.testing import byte_tokenizer, tiny_model
+
+ITEMS = [
+    ("The cat sat on the", [" mat", " floor and slept", " roof", " x"]),
+    ("Η γάτα κάθεται στο", [" χαλί", " πάτωμα και κοιμάται", " σπίτι"]),
+    ("A single request", [" alone"]),
+    ("", [" starts the text"]),
+]
+
+
+def _requests():
+    from lm_eval.api.instance import Instance
+
+    reqs = []
+    for ctx, opts in ITEMS:
+        for o in opts:
+            reqs.append(Instance(request_type="loglikelihood", doc={}, arguments=(ctx, o), idx=len(reqs)))
+    return reqs
+
+
+def _scores(lm, share: bool):
+    lm.share_context = share
+    return lm.loglikelihood(_requests(), disable_tqdm=True)
+
+
+def _moe_model():
+    from peft import get_peft_model
+
+    import torch
+
+    from neuronmoe.moe import MoEConfig
+
+    base = tiny_model("llama", seed=3)
+    n = base.config.num_hidden_layers
+    model = get_peft_model(base, MoEConfig(experts_per_layer=[3 if i % 2 == 0 else 1 for i in range(n)], top_k=2))
+    torch.manual_seed(0)
+    with torch.no_grad():  # new experts and routers away from their upcycled start, so routing matters
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(0.05 * torch.randn_like(p))
+    model.eval()
+    return model
+
+
+@pytest.mark.parametrize("kind", ["dense", "moe"])
+@pytest.mark.parametrize("batch_size", [1, 4])
+def test_shared_context_scores_equal_lm_eval(kind, batch_size):
+    from neuronmoe.evaluation.runner import make_lm
+
+    model = tiny_model("llama", seed=1) if kind == "dense" else _moe_model()
+    lm = make_lm(model, byte_tokenizer(), batch_size=batch_size)
+    ref = _scores(lm, share=False)
+    got = _scores(lm, share=True)
+    assert len(got) == len(ref) == sum(len(o) for _, o in ITEMS)
+    for (g, gg), (r, rg) in zip(got, ref):
+        assert g == pytest.approx(r, rel=1e-5, abs=1e-4)
+        assert gg == rg
+    # the options differ (a broken pairing of scores to requests would show here)
+    assert len({round(x, 3) for x, _ in got}) > len(ITEMS)
+
+
+def test_shared_groups_selects_only_shared_contexts_that_fit():
+    from neuronmoe.evaluation.shared_context import shared_groups
+
+    reqs = [(None, [1, 2, 3], [4]), (None, [1, 2, 3], [5, 6]), (None, [9], [4]), (None, [9], [5]),
+            (None, [7, 8], [1]), (None, [1, 2, 3], [7] * 10)]
+    assert shared_groups(reqs, max_length=64) == [[0, 1, 5]]
+    assert shared_groups(reqs, max_length=8) == [[0, 1]]  # 3 + 10 tokens > 8 + 1: lm-eval would cut it
+
+
+def test_shared_context_runs_the_context_once():
+    """The saving itself: fewer tokens through the model than lm-eval's path (counted by the forward hooks)."""
+    import torch
+
+    from neuronmoe.evaluation.runner import make_lm
+
+    model = tiny_model("llama", seed=1)
+    lm = make_lm(model, byte_tokenizer(), batch_size=8)
+    seen = []
+    h = model.register_forward_hook(lambda m, a, k, o: seen.append(int((k["input_ids"] if "input_ids" in k else a[0]).numel())), with_kwargs=True)
+    try:
+        _scores(lm, share=False)
+        plain = sum(seen)
+        seen.clear()
+        _scores(lm, share=True)
+        shared = sum(seen)
+    finally:
+        h.remove()
+    assert shared < 0.75 * plain, (shared, plain)
+    assert torch.is_tensor(next(model.parameters()))
