@@ -129,7 +129,7 @@ def run_pipeline(cfg: PipelineConfig, *, dry_run: bool = False, only: Sequence[s
     runner = runner or StageRunner(stage_environment())
     timings_path = out_dir / "pipeline" / "timings.json"
     timings: dict[str, Any] = json.loads(timings_path.read_text()) if timings_path.exists() else {}
-    if not dry_run:
+    if not dry_run and isinstance(runner, StageRunner):
         timings["_machine"] = machine_record()
     t_all = time.time()
     for s in stages:
