@@ -38,14 +38,15 @@ def score_group(model: Any, ctx: list[int], conts: list[list[int]], device: Any,
     with torch.no_grad():
         prefix = torch.tensor([ctx[:-1]], dtype=torch.long, device=device)
         out = model(input_ids=prefix, use_cache=True, logits_to_keep=1)
-        cache = out.past_key_values
+        key = "cache" if getattr(out, "cache", None) is not None else "past_key_values"  # transformers >= 5.2x: cache
+        cache = getattr(out, key)
         cache.batch_repeat_interleave(k)
         tails = [[ctx[-1], *c[:-1]] for c in conts]
         width = max(len(t) for t in tails)
         inp = torch.full((k, width), pad_id, dtype=torch.long, device=device)
         for r, t in enumerate(tails):
             inp[r, : len(t)] = torch.tensor(t, dtype=torch.long, device=device)
-        logits = model(input_ids=inp, past_key_values=cache, use_cache=True).logits
+        logits = model(input_ids=inp, use_cache=True, **{key: cache}).logits
         logp = F.log_softmax(logits, dim=-1, dtype=softmax_dtype)
     res = []
     for r, c in enumerate(conts):

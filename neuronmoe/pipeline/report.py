@@ -51,8 +51,10 @@ def build_report(cfg: PipelineConfig, timings: dict[str, Any] | None = None) -> 
     if runs:
         from neuronmoe.evaluation.report import report_markdown
 
-        md, _ = report_markdown(runs, relative_to="LayerMoE-S1" if any(r["neuronmoe"]["label"] == "LayerMoE-S1" for r in runs) else None)
-        lines += [md]
+        from neuronmoe.evaluation.power import power_section
+
+        md, table = report_markdown(runs, relative_to="LayerMoE-S1" if any(r["neuronmoe"]["label"] == "LayerMoE-S1" for r in runs) else None)
+        lines += [md, *power_section(table, runs)]
     if missing:
         lines += [f"Not evaluated yet: {', '.join(missing)}.", ""]
     lines += ["#Exp = experts summed over layers, the original MLP of every layer included (the paper's count); "
