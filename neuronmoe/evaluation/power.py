@@ -74,7 +74,7 @@ def mdd_ratio(num_a: Sequence[float], num_b: Sequence[float], den: Sequence[floa
 
 def paired_power(run_a: dict[str, Any], run_b: dict[str, Any], column: dict[str, Any]) -> Power | None:
     """The :class:`Power` of run A vs run B on one cell, over the items both evaluated (as the report's paired test)."""
-    from neuronmoe.evaluation.report import LN2, _binary, _ll_bytes, load_items
+    from neuronmoe.evaluation.report import LN2, _ll_bytes, load_items
     from neuronmoe.evaluation.table import Table
 
     key, metric = Table.key(column), column.get("metric")
@@ -102,7 +102,7 @@ COMPARISONS = (("LayerMoE-S1", "Dense"), ("NeuronMoE-EN", "Dense"), ("NeuronMoE-
 def power_section(table: Any, runs: list[dict[str, Any]], comparisons: Sequence[tuple[str, str]] = COMPARISONS) -> list[str]:
     """Markdown lines: per metric and language (cell), each comparison's items, observed difference, minimum detectable
     difference at 80 % power, and the items that would detect the observed difference."""
-    from neuronmoe.evaluation.table import PERCENT_METRICS, Table
+    from neuronmoe.evaluation.table import PERCENT_METRICS
 
     by_label = {row["model"]: run for row, run in zip(table.rows, runs)}
     rows = []

@@ -49,11 +49,11 @@ def build_report(cfg: PipelineConfig, timings: dict[str, Any] | None = None) -> 
         runs.append(r)
     lines += ["## Table 1 (miniature)", ""]
     if runs:
+        from neuronmoe.evaluation.power import power_section
         from neuronmoe.evaluation.report import report_markdown
 
-        from neuronmoe.evaluation.power import power_section
-
-        md, table = report_markdown(runs, relative_to="LayerMoE-S1" if any(r["neuronmoe"]["label"] == "LayerMoE-S1" for r in runs) else None)
+        layer = "LayerMoE-S1" if any(r["neuronmoe"]["label"] == "LayerMoE-S1" for r in runs) else None
+        md, table = report_markdown(runs, relative_to=layer)
         lines += [md, *power_section(table, runs)]
     if missing:
         lines += [f"Not evaluated yet: {', '.join(missing)}.", ""]

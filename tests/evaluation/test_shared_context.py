@@ -31,9 +31,8 @@ def _scores(lm, share: bool):
 
 
 def _moe_model():
-    from peft import get_peft_model
-
     import torch
+    from peft import get_peft_model
 
     from neuronmoe.moe import MoEConfig
 
@@ -84,7 +83,10 @@ def test_shared_context_runs_the_context_once():
     model = tiny_model("llama", seed=1)
     lm = make_lm(model, byte_tokenizer(), batch_size=8)
     seen = []
-    h = model.register_forward_hook(lambda m, a, k, o: seen.append(int((k["input_ids"] if "input_ids" in k else a[0]).numel())), with_kwargs=True)
+    def count(_m, a, k, _o):
+        seen.append(int((k["input_ids"] if "input_ids" in k else a[0]).numel()))
+
+    h = model.register_forward_hook(count, with_kwargs=True)
     try:
         _scores(lm, share=False)
         plain = sum(seen)
