@@ -8,7 +8,10 @@
 * ``heldout_ppl_<lang>``: ``loglikelihood_rolling`` over the held-out documents
   (``$OUTPUT_DIR/data/heldout/<lang>.jsonl``; all of them, whole, by default; ``heldout_docs`` and
   ``heldout_max_chars`` cap them); metrics word_perplexity, byte_perplexity, bits_per_byte (each document's own
-  tokens after one start token: ``runner.scoring_lm_class``).
+  tokens after one start token: ``runner.scoring_lm_class``). ``heldout_chars_ratio`` (default 4; 0: off) then
+  caps every language at that many times the held-out text of the language with the least (whole documents, in
+  order): the smallest set, the new language's in the miniature run (28 Greek documents), is always whole, and a
+  larger one (266 English documents) keeps enough for the same resolving power (docs/benchmarks.md, "Sizes").
 
 Everything lands in ``$OUTPUT_DIR/eval/tasks/`` (YAMLs + ``data/*.jsonl`` + manifest with each language's
 frequency source and baselines) with absolute ``data_files`` paths, since lm-eval resolves relative ones against
@@ -36,6 +39,7 @@ DEFAULT_SIZES: dict[str, int] = {  # the same as eval_suites.yaml's local suite 
     "cloze_freq_chars": 20_000_000,
     "heldout_docs": 0,
     "heldout_max_chars": 0,
+    "heldout_chars_ratio": 4,
     "seed": 1234,
 }
 
@@ -58,6 +62,24 @@ def select_heldout(docs: list[dict[str, Any]], n_docs: int = 0, max_chars: int =
         out.append({"text": text})
         if 0 < n_docs <= len(out):
             break
+    return out
+
+
+def balance_heldout(docs: dict[str, list[dict[str, str]]], ratio: int) -> dict[str, list[dict[str, str]]]:
+    """Each language's documents, in order, while their characters stay within ``ratio`` times those of the language
+    with the fewest (at least one document each); ``ratio`` 0: unchanged."""
+    if ratio <= 0 or not docs:
+        return docs
+    budget = ratio * min(sum(len(d["text"]) for d in ds) for ds in docs.values())
+    out = {}
+    for lang, ds in docs.items():
+        keep, total = [], 0
+        for d in ds:
+            if keep and total + len(d["text"]) > budget:
+                break
+            keep.append(d)
+            total += len(d["text"])
+        out[lang] = keep
     return out
 
 
@@ -171,7 +193,18 @@ def _up_to_date(tasks_dir: Path, inputs: dict[str, str], config: dict[str, Any])
     return old.get("inputs") == inputs and old.get("config") == config
 
 
-def _write_language(layout: Layout, lang: str, sz: dict[str, int]) -> tuple[list[Path], dict[str, Any]]:
+def _heldout(layout: Layout, languages: list[str], sz: dict[str, int]) -> dict[str, list[dict[str, str]]]:
+    """Every language's held-out documents: ``heldout_docs`` / ``heldout_max_chars``, then ``heldout_chars_ratio``."""
+    docs = {}
+    for lang in languages:
+        docs[lang] = select_heldout(_read_jsonl(layout.data_file("heldout", lang)), sz["heldout_docs"], sz["heldout_max_chars"])
+        if not docs[lang]:
+            raise InputError(f"data/heldout/{lang}.jsonl: no non-empty document")
+    return balance_heldout(docs, sz["heldout_chars_ratio"])
+
+
+def _write_language(layout: Layout, lang: str, sz: dict[str, int],
+                    docs: list[dict[str, str]]) -> tuple[list[Path], dict[str, Any]]:
     """The cloze and held-out task of one language (data + YAML); (files written, counts for the manifest)."""
     from neuronmoe.utils.io import atomic_write_text
 
@@ -183,9 +216,6 @@ def _write_language(layout: Layout, lang: str, sz: dict[str, int]) -> tuple[list
         prefix_words=sz["cloze_prefix_words"], suffix_words=sz["cloze_suffix_words"], min_chars=sz["cloze_min_chars"],
         seed=sz["seed"], freqs=freqs,
     )
-    docs = select_heldout(_read_jsonl(layout.data_file("heldout", lang)), sz["heldout_docs"], sz["heldout_max_chars"])
-    if not docs:
-        raise InputError(f"data/heldout/{lang}.jsonl: no non-empty document")
     cz = tasks_dir / "data" / f"udhr_cloze_{lang}.jsonl"
     hp = tasks_dir / "data" / f"heldout_ppl_{lang}.jsonl"
     written = [atomic_write_text(cz, _jsonl(items)), atomic_write_text(hp, _jsonl(docs)),
@@ -215,8 +245,9 @@ def build_local_tasks(
         return tasks_dir
     written: list[Path] = []
     counts: dict[str, Any] = {}
+    heldout = _heldout(layout, languages, sz)
     for lang in languages:
-        files, counts[lang] = _write_language(layout, lang, sz)
+        files, counts[lang] = _write_language(layout, lang, sz, heldout[lang])
         written += files
     # drop YAMLs of languages no longer asked for, so the index only knows current ones
     keep = {p.name for p in written}

@@ -248,3 +248,28 @@ def test_on_the_default_items_a_unigram_guesser_is_within_three_points_of_chance
         print(f"{lang}: unigram guesser {100 * acc:.1f} %, answer minus distractor length {gap:+.2f} characters")
         assert abs(acc - 0.25) <= 0.03, (lang, acc)
         assert abs(gap) <= 0.25, (lang, gap)
+
+
+def test_heldout_text_is_balanced_to_a_multiple_of_the_smallest_language():
+    from neuronmoe.evaluation.local_tasks import balance_heldout
+
+    docs = {"el": [{"text": "x" * 100}] * 3, "en": [{"text": "y" * 50}] * 20, "de": [{"text": "z" * 700}, {"text": "w"}]}
+    out = balance_heldout(docs, 2)
+    assert out["el"] == docs["el"]  # the least text (300 chars): whole
+    assert len(out["en"]) == 12  # 600 chars = 2 x 300
+    assert out["de"] == [{"text": "z" * 700}]  # one document even when it alone is over the budget; order kept
+    assert balance_heldout(docs, 0) == docs
+
+
+def test_default_sizes_keep_every_document_of_the_smaller_language(data_root):
+    from evalfixtures import write_jsonl
+
+    write_jsonl(data_root / "data" / "heldout" / "el.jsonl", [{"text": f"κείμενο αριθμός {i} " * 5} for i in range(4)])
+    write_jsonl(data_root / "data" / "heldout" / "en.jsonl", [{"text": f"document number {i} " * 5} for i in range(200)])
+    tasks = build_local_tasks(data_root, ["en", "el"], {"cloze_items": 8})
+    counts = json.loads((tasks / "manifest.json").read_text())["counts"]
+    assert counts["el"]["heldout_docs"] == 4
+    assert counts["el"]["heldout_chars"] * 3 < counts["en"]["heldout_chars"] <= 4 * counts["el"]["heldout_chars"]
+    assert counts["en"]["heldout_docs"] < 200
+    tasks = build_local_tasks(data_root, ["en", "el"], {"cloze_items": 8, "heldout_chars_ratio": 0})
+    assert json.loads((tasks / "manifest.json").read_text())["counts"]["en"]["heldout_docs"] == 200
