@@ -197,9 +197,10 @@ def scoring_lm_class() -> type:
     front of it. A tokenizer that adds a BOS by default (Llama-3, Gemma, Mistral) thus yields BOS BOS text, and
     every document pays -log P(BOS | BOS) as if it were text. Here the document is encoded without special tokens,
     so lm-eval's own prefix is the one start token; for tokenizers that add none, nothing changes. Multiple-choice
-    requests keep lm-eval's encoding (a context with the tokenizer's BOS in front); the options of one question are
-    scored on one pass of their shared context (:mod:`neuronmoe.evaluation.shared_context`; same numbers,
-    ``share_context = False`` restores lm-eval's path)."""
+    requests keep lm-eval's encoding (a context with the tokenizer's BOS in front). The scoring itself is
+    :mod:`neuronmoe.evaluation.shared_context` (the same numbers as lm-eval's; ``share_context = False`` restores
+    lm-eval's own code): the options of one question on one pass of their shared context, everything else with
+    the LM head only on the scored positions and batches bounded in tokens."""
     if not _SCORING_LM:
         from lm_eval.models.huggingface import HFLM
 
@@ -212,9 +213,7 @@ def scoring_lm_class() -> type:
                     return super()._loglikelihood_tokens(requests, disable_tqdm=disable_tqdm, override_bs=override_bs)
                 from neuronmoe.evaluation.shared_context import loglikelihood_shared
 
-                parent = super()._loglikelihood_tokens
-                return loglikelihood_shared(self, requests, lambda rs: parent(rs, disable_tqdm=disable_tqdm,
-                                                                              override_bs=override_bs))
+                return loglikelihood_shared(self, requests)
 
             def loglikelihood_rolling(self, requests: list[Any], disable_tqdm: bool = False) -> list[float]:
                 saved = self.add_bos_token

@@ -8,14 +8,19 @@ batch on that cache (right-padded: a padded position comes after the real ones, 
 The scores are those of lm-eval's own path (the same tokens at the same positions; equal to float rounding,
 ``tests/evaluation/test_shared_context.py`` checks it against lm-eval on a tiny model).
 
-Requests whose context is not shared, is a single token, or does not fit the model's window go through lm-eval's
-own code unchanged (held-out documents, rolling windows).
+The other requests (held-out documents' rolling windows, unshared contexts) are scored by :func:`score_plain`:
+lm-eval's arithmetic (the same truncation from the left, the same positions, the same log-softmax), with the
+LM head run only on the positions that are scored and batches bounded in tokens (:data:`LOGIT_TOKENS`) besides
+``batch_size`` rows, so that 8 documents of 1,500 tokens no longer hold two ``[8, 1500, 49152]`` float tensors
+(4.7 GB) at once.
 """
 from __future__ import annotations
 
 from typing import Any, Sequence
 
-Request = tuple[Any, list[int], list[int]]  # ((context, continuation) or None, context tokens, continuation tokens)
+Request = tuple[Any, list[int], list[int]]
+#: at most this many (row x scored position) logit vectors per forward: 4,096 x a 49k vocabulary = 0.8 GB in fp32
+LOGIT_TOKENS = 4096  # ((context, continuation) or None, context tokens, continuation tokens)
 
 
 def shared_groups(requests: Sequence[Request], max_length: int) -> list[list[int]]:
@@ -57,16 +62,70 @@ def score_group(model: Any, ctx: list[int], conts: list[list[int]], device: Any,
     return res
 
 
-def loglikelihood_shared(lm: Any, requests: Sequence[Request], fallback: Any) -> list[tuple[float, bool]]:
+def _window(ctx: list[int], cont: list[int], max_length: int) -> tuple[list[int], int]:
+    """lm-eval's model input for one request (``(ctx + cont)[-(max_length + 1):][:-1]``) and its continuation length."""
+    return (ctx + cont)[-(max_length + 1):][:-1], len(cont)
+
+
+def _plain_batches(wins: list[tuple[list[int], int]], order: list[int], rows: int, logit_tokens: int) -> list[list[int]]:
+    """Consecutive runs of ``order`` (longest first) of at most ``rows`` requests whose scored positions (the rows x the
+    positions kept, padded to the batch's widest input) stay within ``logit_tokens`` (one request alone may exceed it)."""
+    batches: list[list[int]] = []
+    cur: list[int] = []
+    for i in order:
+        cand = cur + [i]
+        width = max(len(wins[j][0]) for j in cand)
+        keep = max(width - len(wins[j][0]) + wins[j][1] for j in cand)
+        if cur and (len(cand) > rows or len(cand) * keep > logit_tokens):
+            batches.append(cur)
+            cand = [i]
+        cur = cand
+    if cur:
+        batches.append(cur)
+    return batches
+
+
+def score_plain(model: Any, requests: Sequence[Request], max_length: int, device: Any, softmax_dtype: Any = None,
+                rows: int = 8, logit_tokens: int = LOGIT_TOKENS) -> list[tuple[float, bool]]:
+    """(log P(continuation | context), greedy?) per request, one sequence per request (lm-eval's path, memory-bounded)."""
+    import torch
+    import torch.nn.functional as F
+
+    wins = [_window(ctx, cont, max_length) for _, ctx, cont in requests]
+    order = sorted(range(len(wins)), key=lambda i: (-len(wins[i][0]), i))
+    out: list[tuple[float, bool] | None] = [None] * len(requests)
+    for batch in _plain_batches(wins, order, max(1, int(rows)), logit_tokens):
+        width = max(len(wins[i][0]) for i in batch)
+        inp = torch.zeros((len(batch), width), dtype=torch.long, device=device)
+        for r, i in enumerate(batch):
+            inp[r, : len(wins[i][0])] = torch.tensor(wins[i][0], dtype=torch.long, device=device)
+        keep = max(width - (len(wins[i][0]) - wins[i][1]) for i in batch)
+        with torch.no_grad():
+            logits = model(input_ids=inp, logits_to_keep=keep).logits  # the last `keep` positions of the padded rows
+        for r, i in enumerate(batch):
+            n, c = len(wins[i][0]), wins[i][1]
+            lp = F.log_softmax(logits[r, keep - (width - n) - c: keep - (width - n)], dim=-1, dtype=softmax_dtype)
+            target = torch.tensor(requests[i][2][-c:], dtype=torch.long, device=lp.device)
+            out[i] = (float(lp.gather(-1, target.unsqueeze(-1)).sum()), bool((lp.argmax(dim=-1) == target).all()))
+        del logits
+    return out  # type: ignore[return-value]
+
+
+def loglikelihood_shared(lm: Any, requests: Sequence[Request], fallback: Any = None) -> list[tuple[float, bool]]:
     """Every request's (log-likelihood, greedy?): shared contexts through :func:`score_group`, the rest through
-    ``fallback(list_of_requests)`` (lm-eval's own ``_loglikelihood_tokens``)."""
+    ``fallback(list_of_requests)`` when given (lm-eval's own ``_loglikelihood_tokens``), else :func:`score_plain`."""
     groups = shared_groups(requests, lm.max_length)
     out: list[tuple[float, bool] | None] = [None] * len(requests)
     grouped = {i for g in groups for i in g}
     rest = [i for i in range(len(requests)) if i not in grouped]
     if rest:
-        for i, r in zip(rest, fallback([requests[i] for i in rest])):
+        subset = [requests[i] for i in rest]
+        scored = fallback(subset) if fallback is not None else score_plain(
+            lm.model, subset, lm.max_length, lm.device, lm.softmax_dtype, rows=_rows(lm.batch_size))
+        for i, r in zip(rest, scored):
             out[i] = r
+            if fallback is None and requests[i][0] is not None:
+                lm.cache_hook.add_partial("loglikelihood", requests[i][0], r)
     pad = getattr(lm.tokenizer, "pad_token_id", None) or 0
     for g in groups:
         ctx = requests[g[0]][1]
@@ -76,3 +135,11 @@ def loglikelihood_shared(lm: Any, requests: Sequence[Request], fallback: Any) ->
             if key is not None:
                 lm.cache_hook.add_partial("loglikelihood", key, r)
     return out  # type: ignore[return-value]
+
+
+def _rows(batch_size: Any) -> int:
+    """Rows per batch from lm-eval's ``batch_size`` (an int; ``auto``: 8)."""
+    try:
+        return max(1, int(batch_size))
+    except (TypeError, ValueError):
+        return 8

@@ -97,3 +97,40 @@ def test_shared_context_runs_the_context_once():
         h.remove()
     assert shared < 0.75 * plain, (shared, plain)
     assert torch.is_tensor(next(model.parameters()))
+
+
+DOCS = ["A held-out document, scored as text. " * 3, "Ένα δεύτερο κείμενο με λέξεις.", "short", "x" * 150]
+
+
+@pytest.mark.parametrize("logit_tokens", [64, 4096])
+def test_rolling_documents_equal_lm_eval_with_bounded_batches(logit_tokens, monkeypatch):
+    """Held-out documents (several windows when longer than max_length) through the memory-bounded plain path."""
+    from lm_eval.api.instance import Instance
+
+    from neuronmoe.evaluation import shared_context
+    from neuronmoe.evaluation.runner import make_lm
+
+    monkeypatch.setattr(shared_context, "LOGIT_TOKENS", logit_tokens)
+    model = tiny_model("llama", seed=2)
+    lm = make_lm(model, byte_tokenizer(), batch_size=3, max_length=64)
+    reqs = [Instance(request_type="loglikelihood_rolling", doc={"text": d}, arguments=(d,), idx=i) for i, d in enumerate(DOCS)]
+    lm.share_context = False
+    ref = lm.loglikelihood_rolling(reqs, disable_tqdm=True)
+    lm.share_context = True
+    got = lm.loglikelihood_rolling(reqs, disable_tqdm=True)
+    assert got == pytest.approx(ref, rel=1e-5, abs=1e-4)
+    assert len(set(round(x, 2) for x in got)) == len(DOCS)
+
+
+def test_plain_batches_respect_rows_and_the_logit_budget():
+    from neuronmoe.evaluation.shared_context import _plain_batches
+
+    wins = [([0] * n, c) for n, c in [(100, 100), (90, 90), (40, 5), (30, 5), (20, 20), (10, 2), (10, 2), (3, 1)]]
+    order = sorted(range(len(wins)), key=lambda i: -len(wins[i][0]))
+    batches = _plain_batches(wins, order, rows=3, logit_tokens=190)
+    assert sorted(i for b in batches for i in b) == list(range(len(wins)))  # every request once
+    for b in batches:
+        width = max(len(wins[i][0]) for i in b)
+        keep = max(width - len(wins[i][0]) + wins[i][1] for i in b)
+        assert len(b) <= 3 and (len(b) == 1 or len(b) * keep <= 190)
+    assert batches[0] == [0]  # 100 + 90 scored positions padded to 100 each: over the budget together
