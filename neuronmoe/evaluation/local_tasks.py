@@ -8,10 +8,11 @@
 * ``heldout_ppl_<lang>``: ``loglikelihood_rolling`` over the held-out documents
   (``$OUTPUT_DIR/data/heldout/<lang>.jsonl``; all of them, whole, by default; ``heldout_docs`` and
   ``heldout_max_chars`` cap them); metrics word_perplexity, byte_perplexity, bits_per_byte (each document's own
-  tokens after one start token: ``runner.scoring_lm_class``). ``heldout_chars_ratio`` (default 4; 0: off) then
-  caps every language at that many times the held-out text of the language with the least (whole documents, in
-  order): the smallest set, the new language's in the miniature run (28 Greek documents), is always whole, and a
-  larger one (266 English documents) keeps enough for the same resolving power (docs/benchmarks.md, "Sizes").
+  tokens after one start token: ``runner.scoring_lm_class``). ``heldout_power_ratio`` (default 1; 0: off) then
+  cuts every language's documents (in order) at the first prefix whose effective number of documents reaches
+  that many times the smallest language's: the least powerful set, the new language's in the miniature run (28
+  Greek documents), stays whole, and a larger one (266 English) keeps the documents that give it the same
+  resolving power for bits per byte (:func:`balance_heldout`; docs/benchmarks.md, "Sizes").
 
 Everything lands in ``$OUTPUT_DIR/eval/tasks/`` (YAMLs + ``data/*.jsonl`` + manifest with each language's
 frequency source and baselines) with absolute ``data_files`` paths, since lm-eval resolves relative ones against
@@ -39,7 +40,7 @@ DEFAULT_SIZES: dict[str, int] = {  # the same as eval_suites.yaml's local suite 
     "cloze_freq_chars": 20_000_000,
     "heldout_docs": 0,
     "heldout_max_chars": 0,
-    "heldout_chars_ratio": 4,
+    "heldout_power_ratio": 1,
     "seed": 1234,
 }
 
@@ -65,21 +66,29 @@ def select_heldout(docs: list[dict[str, Any]], n_docs: int = 0, max_chars: int =
     return out
 
 
+def effective_docs(docs: list[dict[str, str]]) -> float:
+    """Kish's effective number of documents of a byte-weighted mean, ``(sum b)^2 / sum b^2`` (bits per byte weighs each
+    document by its bytes, so a few long documents carry a set: its standard error shrinks as ``1 / sqrt`` of this)."""
+    b = [len(d["text"].encode("utf-8")) for d in docs]
+    return sum(b) ** 2 / sum(x * x for x in b) if b and any(b) else 0.0
+
+
 def balance_heldout(docs: dict[str, list[dict[str, str]]], ratio: int) -> dict[str, list[dict[str, str]]]:
-    """Each language's documents, in order, while their characters stay within ``ratio`` times those of the language
-    with the fewest (at least one document each); ``ratio`` 0: unchanged."""
+    """Each language's documents cut (in order) at the first prefix whose :func:`effective_docs` reaches ``ratio``
+    times the smallest of the languages' whole sets (a set that never reaches it stays whole); ``ratio`` 0: unchanged."""
     if ratio <= 0 or not docs:
         return docs
-    budget = ratio * min(sum(len(d["text"]) for d in ds) for ds in docs.values())
+    target = ratio * min(effective_docs(ds) for ds in docs.values())
     out = {}
     for lang, ds in docs.items():
-        keep, total = [], 0
-        for d in ds:
-            if keep and total + len(d["text"]) > budget:
+        n, s1, s2 = len(ds), 0, 0
+        for i, d in enumerate(ds):
+            b = len(d["text"].encode("utf-8"))
+            s1, s2 = s1 + b, s2 + b * b
+            if s2 and s1 * s1 / s2 >= target - 1e-9:
+                n = i + 1
                 break
-            keep.append(d)
-            total += len(d["text"])
-        out[lang] = keep
+        out[lang] = ds[:n]
     return out
 
 
@@ -194,13 +203,13 @@ def _up_to_date(tasks_dir: Path, inputs: dict[str, str], config: dict[str, Any])
 
 
 def _heldout(layout: Layout, languages: list[str], sz: dict[str, int]) -> dict[str, list[dict[str, str]]]:
-    """Every language's held-out documents: ``heldout_docs`` / ``heldout_max_chars``, then ``heldout_chars_ratio``."""
+    """Every language's held-out documents: ``heldout_docs`` / ``heldout_max_chars``, then ``heldout_power_ratio``."""
     docs = {}
     for lang in languages:
         docs[lang] = select_heldout(_read_jsonl(layout.data_file("heldout", lang)), sz["heldout_docs"], sz["heldout_max_chars"])
         if not docs[lang]:
             raise InputError(f"data/heldout/{lang}.jsonl: no non-empty document")
-    return balance_heldout(docs, sz["heldout_chars_ratio"])
+    return balance_heldout(docs, sz["heldout_power_ratio"])
 
 
 def _write_language(layout: Layout, lang: str, sz: dict[str, int],
@@ -223,6 +232,7 @@ def _write_language(layout: Layout, lang: str, sz: dict[str, int],
                atomic_write_text(tasks_dir / f"heldout_ppl_{lang}.yaml", ppl_yaml(lang, hp))]
     summary = cloze_summary(items)
     counts = {"cloze_items": len(items), "heldout_docs": len(docs), "heldout_chars": sum(len(d["text"]) for d in docs),
+              "heldout_effective_docs": round(effective_docs(docs), 1),
               "frequency_source": layout.relative(freq_file) if freq_file else f"{layout.relative(layout.data_file('udhr', lang))} "
               "(no training text)", "cloze_chance": summary["chance"], "cloze_unigram_guesser": summary["unigram"],
               "cloze_answer_minus_distractor_chars": summary["answer_minus_distractor_chars"]}

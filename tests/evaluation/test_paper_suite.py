@@ -239,7 +239,7 @@ def test_local_suite_sizes_match_the_builders_defaults():
 
     assert load_suites()["local"]["sizes"] == DEFAULT_SIZES
     # every held-out document of the language with the least held-out text (the new one) is scored
-    assert DEFAULT_SIZES["cloze_items"] >= 200 and DEFAULT_SIZES["heldout_docs"] == 0 and DEFAULT_SIZES["heldout_chars_ratio"] >= 1
+    assert DEFAULT_SIZES["cloze_items"] >= 200 and DEFAULT_SIZES["heldout_docs"] == 0 and DEFAULT_SIZES["heldout_power_ratio"] >= 1
 
 
 def test_plain_task_list_languages():
