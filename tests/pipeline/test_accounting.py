@@ -96,3 +96,24 @@ def test_report_ends_with_the_stage_table(tmp_path):
     assert "| allocate-neuronmoe | 2.0 | n/a |" in table and "skipped (up to date)" in table
     assert "| total (last invocation) | 12.0 |" in table
     json.dumps(timings)  # what the pipeline stores is JSON
+
+
+def test_bench_stages_divides_each_stage_by_its_plain_forward_time(tmp_path):
+    """benchmarks/bench_stages.py --pipeline-output: stage seconds over the plain time of the tokens it counted."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_stages.py"
+    spec = importlib.util.spec_from_file_location("bench_stages", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    (tmp_path / "pipeline").mkdir()
+    (tmp_path / "pipeline" / "timings.json").write_text(json.dumps({
+        "_machine": {"flops_per_s": 1e11},
+        "eval-dense": {"seconds": 30.0, "tokens_forward": 10_000, "tokens_backward": 0},
+        "train-x-s1": {"seconds": 90.0, "tokens_forward": 2_000, "tokens_backward": 2_000},
+        "allocate-neuronmoe": {"seconds": 3.0}}))
+    out = bench.pipeline_ratios(tmp_path, fwd_s_per_token=0.002, train_s_per_token=0.03)
+    assert set(out) == {"eval-dense", "train-x-s1"}  # stages without a model forward have no floor
+    assert out["eval-dense"]["plain_s"] == 20.0 and out["eval-dense"]["stage_over_plain"] == 1.5
+    assert out["train-x-s1"]["plain_s"] == 60.0 and out["train-x-s1"]["stage_over_plain"] == 1.5
