@@ -561,9 +561,19 @@ def _write_manifest(run: _Run) -> None:
     counts = {"wall_s": round(time.time() - run.started, 2), "cells": len(run.cells), "cells_run": ran,
               "cells_reused": len(run.cells) - ran, "cells_kept_without_rebuild": len(run.kept),
               "n_samples": {k: v for p in parts for k, v in (p["result"].get("n-samples") or {}).items()},
-              "threads": torch.get_num_threads()}
+              "threads": torch.get_num_threads(), "native_bf16": _native_bf16(parts[-1].get("device") if parts else s.device)}
     write_manifest(run.run_dir, Manifest(stage="evaluate", config=config, inputs=inputs, counts=counts,
                                          files=describe_files(run.run_dir, files), settings=s))
+
+
+def _native_bf16(device: str | None) -> bool:
+    """Whether the device the run used computes bf16 natively (recorded: ``--dtype fast`` would use bf16 there)."""
+    from neuronmoe.utils.device import native_bf16
+
+    try:
+        return bool(native_bf16(None if device in (None, "auto") else device))
+    except Exception:  # noqa: BLE001 - a record, never a reason to fail a finished run
+        return False
 
 
 def _jsonable(obj: Any) -> Any:

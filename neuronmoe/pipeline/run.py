@@ -238,7 +238,7 @@ def stage_usage(runner: Any, seconds: float) -> dict[str, Any]:
         except (OSError, json.JSONDecodeError):
             work = {}
         out.update({k: work.get(k) for k in ("tokens_forward", "tokens_backward", "positions_forward", "flops", "dtype",
-                                             "device")})
+                                             "device", "threads", "native_bf16")})
         if work.get("flops") and seconds > 0:
             out["flops_per_s"] = work["flops"] / seconds
     return out

@@ -93,10 +93,15 @@ def install(path: str | Path | None = None) -> dict[str, Any]:
 
 
 def write(path: Path) -> None:
+    import torch
+
+    from neuronmoe.utils.device import native_bf16
     from neuronmoe.utils.io import atomic_write_json
 
     c = counts()
     c["flops"] = c["flops_forward"] + c["flops_backward"]
+    c["threads"] = torch.get_num_threads()
+    c["native_bf16"] = bool(native_bf16(c["device"] or None))
     atomic_write_json(Path(path), c)
 
 

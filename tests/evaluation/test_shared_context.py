@@ -134,3 +134,14 @@ def test_plain_batches_respect_rows_and_the_logit_budget():
         keep = max(width - len(wins[i][0]) + wins[i][1] for i in b)
         assert len(b) <= 3 and (len(b) == 1 or len(b) * keep <= 190)
     assert batches[0] == [0]  # 100 + 90 scored positions padded to 100 each: over the budget together
+
+
+def test_shared_context_on_every_supported_architecture(arch):
+    """The key/value cache path on each architecture family (Gemma-3's sliding-window layers included)."""
+    from neuronmoe.evaluation.runner import make_lm
+
+    lm = make_lm(tiny_model(arch, seed=4), byte_tokenizer(), batch_size=4)
+    ref = _scores(lm, share=False)
+    got = _scores(lm, share=True)
+    for (g, gg), (r, rg) in zip(got, ref):
+        assert g == pytest.approx(r, rel=1e-5, abs=1e-4) and gg == rg

@@ -44,7 +44,8 @@ def test_stage_runner_records_tokens_flops_cpu_and_rss(tmp_path):
     assert usage["flops"] == pytest.approx(per_token * (14 + 7) + 2 * per_token * 7)
     assert usage["flops_per_s"] == pytest.approx(usage["flops"] / 2.0)
     assert usage["cpu_s"] > 0 and usage["peak_rss_mb"] > 50  # torch alone is more than that
-    assert usage["dtype"] == "float32" and usage["device"] == "cpu"
+    assert usage["dtype"] == "float32" and usage["device"] == "cpu" and usage["threads"] >= 1
+    assert isinstance(usage["native_bf16"], bool)
     assert runner([sys.executable, "-c", "raise SystemExit(3)"]) == 3  # exit status passed through
 
 
