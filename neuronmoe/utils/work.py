@@ -7,7 +7,8 @@
   positions it computes). Backward FLOPs are estimated as twice the forward FLOPs of the passes run with
   gradients (the usual 2:1 rule; frozen weights need only the input gradient, so this is an upper bound).
   Attention's own score/value products are not counted (at the 128-512-token lengths of the miniature run they
-  are a few percent). At exit the counts are written to that file (atomically).
+  are a few percent); with gradient checkpointing the recomputed forwards count again. Passes before the first
+  trainable weight need no backward and count none. At exit the counts are written to that file (atomically).
 * :func:`matmul_rate`: the machine's dense matmul rate (FLOP/s) on the device and dtype the stages use, measured
   once per machine (a ~1 s calibration) and kept in ``$NEURONMOE_CACHE/calibration/``; the stage table divides
   each stage's achieved FLOP/s by it.
