@@ -3,8 +3,9 @@
 lm-eval scores each answer option as its own sequence ``context + option``, so a 4-way item runs its context
 through the model four times (and the LM head and a log-softmax over every context position). Here the requests
 that share one context token list are scored together: the context minus its last token runs once (keeping its
-key/value cache and computing no logits), then every option's ``last context token + option[:-1]`` runs as one
-batch on that cache (right-padded: a padded position comes after the real ones, so no real position sees it).
+key/value cache and computing no logits), then every option's ``last context token + option[:-1]`` runs on that
+cache, right-padded. Questions whose contexts have the same length share a batch (no padding inside a context,
+so every cache slot stays at its position: exact for sliding-window layers too).
 The scores are those of lm-eval's own path (the same tokens at the same positions; equal to float rounding,
 ``tests/evaluation/test_shared_context.py`` checks it against lm-eval on a tiny model).
 
@@ -33,33 +34,68 @@ def shared_groups(requests: Sequence[Request], max_length: int) -> list[list[int
     return [idx for idx in by_ctx.values() if len(idx) > 1]
 
 
-def score_group(model: Any, ctx: list[int], conts: list[list[int]], device: Any, softmax_dtype: Any = None,
-                pad_id: int = 0) -> list[tuple[float, bool]]:
-    """(log P(continuation | context), greedy?) for each continuation of one shared context."""
+def _pad(rows: list[list[int]], pad_id: int, device: Any) -> Any:
+    """``rows`` right-padded with ``pad_id`` into one ``[len(rows), widest]`` long tensor."""
+    import torch
+
+    out = torch.full((len(rows), max(len(r) for r in rows)), pad_id, dtype=torch.long, device=device)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = torch.tensor(r, dtype=torch.long, device=device)
+    return out
+
+
+def score_groups(model: Any, groups: list[tuple[list[int], list[list[int]]]], device: Any, softmax_dtype: Any = None,
+                 pad_id: int = 0) -> list[list[tuple[float, bool]]]:
+    """(log P(continuation | context), greedy?) for each continuation of each ``(context, continuations)`` group; the
+    contexts have one length.
+
+    One forward of the contexts minus their last token (keeping the key/value cache, no logits), then one forward
+    of every group's ``last context token + continuation[:-1]`` rows on that cache, right-padded (a padded position
+    comes after the real ones, so no real position sees it). Equal context lengths keep every row's cache slots at
+    its positions, so no mask or position ids are needed (sliding-window layers included)."""
     import torch
     import torch.nn.functional as F
 
-    k = len(conts)
+    if len({len(ctx) for ctx, _ in groups}) != 1:
+        raise ValueError("score_groups: the contexts of one batch must have one length")
+    rep = torch.tensor([g for g, (_, conts) in enumerate(groups) for _ in conts], device=device)
+    tails = [[ctx[-1], *c[:-1]] for ctx, conts in groups for c in conts]
     with torch.no_grad():
-        prefix = torch.tensor([ctx[:-1]], dtype=torch.long, device=device)
-        out = model(input_ids=prefix, use_cache=True, logits_to_keep=1)
+        out = model(input_ids=_pad([ctx[:-1] for ctx, _ in groups], pad_id, device), use_cache=True, logits_to_keep=1)
         key = "cache" if getattr(out, "cache", None) is not None else "past_key_values"  # transformers >= 5.2x: cache
         cache = getattr(out, key)
-        cache.batch_repeat_interleave(k)
-        tails = [[ctx[-1], *c[:-1]] for c in conts]
-        width = max(len(t) for t in tails)
-        inp = torch.full((k, width), pad_id, dtype=torch.long, device=device)
-        for r, t in enumerate(tails):
-            inp[r, : len(t)] = torch.tensor(t, dtype=torch.long, device=device)
-        logits = model(input_ids=inp, use_cache=True, **{key: cache}).logits
-        logp = F.log_softmax(logits, dim=-1, dtype=softmax_dtype)
-    res = []
-    for r, c in enumerate(conts):
-        lp = logp[r, : len(c)]
-        target = torch.tensor(c, dtype=torch.long, device=lp.device)
-        greedy = bool((lp.argmax(dim=-1) == target).all())
-        res.append((float(lp.gather(-1, target.unsqueeze(-1)).sum()), greedy))
+        cache.batch_select_indices(rep)  # each group's cache once per continuation
+        logits = model(input_ids=_pad(tails, pad_id, device), use_cache=True, **{key: cache}).logits
+    res: list[list[tuple[float, bool]]] = []
+    r = 0
+    for _, conts in groups:
+        res.append([])
+        for c in conts:
+            lp = F.log_softmax(logits[r, : len(c)], dim=-1, dtype=softmax_dtype)
+            target = torch.tensor(c, dtype=torch.long, device=lp.device)
+            res[-1].append((float(lp.gather(-1, target.unsqueeze(-1)).sum()), bool((lp.argmax(dim=-1) == target).all())))
+            r += 1
     return res
+
+
+def _group_batches(groups: list[list[int]], requests: Sequence[Request], rows: int, logit_tokens: int) -> list[list[int]]:
+    """Runs of group indices with one context length (longest first) of at most ``rows`` continuation rows and
+    ``logit_tokens`` scored positions (rows x the widest continuation); a group alone may exceed them."""
+    order = sorted(range(len(groups)), key=lambda g: (-len(requests[groups[g][0]][1]), g))
+    batches: list[list[int]] = []
+    cur: list[int] = []
+    for g in order:
+        cand = cur + [g]
+        n_rows = sum(len(groups[h]) for h in cand)
+        widest = max(len(requests[i][2]) for h in cand for i in groups[h])
+        other_length = cur and len(requests[groups[cur[0]][0]][1]) != len(requests[groups[g][0]][1])
+        if cur and (other_length or n_rows > rows or n_rows * widest > logit_tokens):
+            batches.append(cur)
+            cand = [g]
+        cur = cand
+    if cur:
+        batches.append(cur)
+    return batches
 
 
 def _window(ctx: list[int], cont: list[int], max_length: int) -> tuple[list[int], int]:
@@ -112,7 +148,7 @@ def score_plain(model: Any, requests: Sequence[Request], max_length: int, device
 
 
 def loglikelihood_shared(lm: Any, requests: Sequence[Request], fallback: Any = None) -> list[tuple[float, bool]]:
-    """Every request's (log-likelihood, greedy?): shared contexts through :func:`score_group`, the rest through
+    """Every request's (log-likelihood, greedy?): shared contexts through :func:`score_groups`, the rest through
     ``fallback(list_of_requests)`` when given (lm-eval's own ``_loglikelihood_tokens``), else :func:`score_plain`."""
     groups = shared_groups(requests, lm.max_length)
     out: list[tuple[float, bool] | None] = [None] * len(requests)
@@ -127,13 +163,15 @@ def loglikelihood_shared(lm: Any, requests: Sequence[Request], fallback: Any = N
             if fallback is None and requests[i][0] is not None:
                 lm.cache_hook.add_partial("loglikelihood", requests[i][0], r)
     pad = getattr(lm.tokenizer, "pad_token_id", None) or 0
-    for g in groups:
-        ctx = requests[g[0]][1]
-        for i, r in zip(g, score_group(lm.model, ctx, [requests[i][2] for i in g], lm.device, lm.softmax_dtype, pad)):
-            out[i] = r
-            key = requests[i][0]
-            if key is not None:
-                lm.cache_hook.add_partial("loglikelihood", key, r)
+    rows = 4 * _rows(lm.batch_size)  # continuation rows per forward: batch_size questions of 4 options
+    for batch in _group_batches(groups, requests, rows, LOGIT_TOKENS):
+        scored = score_groups(lm.model, [(requests[groups[g][0]][1], [requests[i][2] for i in groups[g]]) for g in batch],
+                              lm.device, lm.softmax_dtype, pad)
+        for g, res in zip(batch, scored):
+            for i, r in zip(groups[g], res):
+                out[i] = r
+                if requests[i][0] is not None:
+                    lm.cache_hook.add_partial("loglikelihood", requests[i][0], r)
     return out  # type: ignore[return-value]
 
 

@@ -1,6 +1,6 @@
 """Multiple-choice options scored on one pass of their shared context give lm-eval's own numbers (its path is the
-reference: ``share_context = False``), for dense models and MoE adapters, with options of different lengths, a
-context shared by some requests only, and single-token contexts (which go through lm-eval unchanged)."""
+reference: ``share_context = False``), for dense models and MoE adapters, with options of different lengths, several
+questions in one batch, a context shared by some requests only, and single-token contexts."""
 from __future__ import annotations
 
 import pytest
@@ -9,6 +9,7 @@ from neuronmoe.testing import byte_tokenizer, tiny_model
 
 ITEMS = [
     ("The cat sat on the", [" mat", " floor and slept", " roof", " x"]),
+    ("The dog ran to the", [" park", " sea and swam", " end"]),  # the same context length: batched with the cat
     ("Η γάτα κάθεται στο", [" χαλί", " πάτωμα και κοιμάται", " σπίτι"]),
     ("A single request", [" alone"]),
     ("", [" starts the text"]),
@@ -145,3 +146,20 @@ def test_shared_context_on_every_supported_architecture(arch):
     got = _scores(lm, share=True)
     for (g, gg), (r, rg) in zip(got, ref):
         assert g == pytest.approx(r, rel=1e-5, abs=1e-4) and gg == rg
+
+
+def test_questions_are_batched_by_context_length_within_the_budgets():
+    from neuronmoe.evaluation.shared_context import _group_batches, shared_groups
+
+    reqs = []
+    for ctx_len, n_opts in [(5, 4), (5, 4), (5, 4), (7, 4), (3, 2), (7, 3)]:
+        ctx = list(range(100 + len(reqs), 100 + len(reqs) + ctx_len))
+        reqs += [(None, ctx, [1] * (o + 1)) for o in range(n_opts)]
+    groups = shared_groups(reqs, max_length=64)
+    assert len(groups) == 6
+    batches = _group_batches(groups, reqs, rows=8, logit_tokens=1000)
+    lengths = [{len(reqs[groups[g][0]][1]) for g in b} for b in batches]
+    assert all(len(x) == 1 for x in lengths)  # one context length per batch
+    assert [next(iter(x)) for x in lengths] == [7, 5, 5, 3]  # longest first; 3 x 4 rows > 8: split
+    assert sorted(g for b in batches for g in b) == list(range(6))
+    assert all(sum(len(groups[g]) for g in b) <= 8 for b in batches)
