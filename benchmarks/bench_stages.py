@@ -222,7 +222,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     n_layers = model_dims(model)["num_layers"]
     epl = [3 if i % 3 == 0 else 1 for i in range(n_layers)]  # a NeuronMoE-like allocation: experts every third layer
     res: dict[str, Any] = {"model": a.model, "threads": torch.get_num_threads(), "dtype": str(next(model.parameters()).dtype)}
-    log = lambda what: print(f"[bench_stages] {what} ({time.strftime('%H:%M:%S')})", file=sys.stderr, flush=True)  # noqa: E731
+    def log(what: str) -> None:  # the section about to run, and what the last one gave (a killed run keeps it)
+        done = [k for k in res if isinstance(res[k], dict)]
+        last = json.dumps(res[done[-1]]) if done else ""
+        print(f"[bench_stages] {what} ({time.strftime('%H:%M:%S')}) {last}", file=sys.stderr, flush=True)
+
     if "cloze" in only:
         log("eval-cloze")
         res["eval_cloze"] = bench_cloze(model, tok, data, langs, a.cloze_items)
@@ -238,6 +242,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if "train" in only:
         log("train step")
         res["train_step"] = bench_train_step(mm)
+    log("done")
     res["plain_forward_s_per_token"] = fwd_per_token
     if a.pipeline_output and "train_step" in res:
         per_tok = res["train_step"]["step_s"] / (res["train_step"]["batch"] * res["train_step"]["seq"])
