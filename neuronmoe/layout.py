@@ -67,7 +67,7 @@ TREE: list[tuple[str, str, str]] = [
     ("eval/table.md", "report", "Table 1 from the evaluation runs (and table.csv)"),
     ("analysis/", "analyze-experts", "per-expert AP (Tables 4, 10); complete when analysis/manifest.json exists"),
     ("figures/", "figures", "PNG + PDF; complete when figures/manifest.json exists"),
-    ("pipeline/", "pipeline", "state/<stage>.json fingerprints, started/, timings.json"),
+    ("pipeline/", "pipeline", "state/<stage>.json fingerprints, started/, timings.json, work/<stage>.json"),
     ("pipeline/allocation_gate.json", "allocation-gate", "paper run: each computed allocation vs the paper's, the decision"),
     ("report.md", "pipeline", "the miniature Table 1 with every figure"),
 ]

@@ -175,6 +175,7 @@ class _Collector:
         N, batch_size = len(self.texts), self.key["batch_size"]
         mask_box: dict[str, Any] = {}
         store, handles = _dense_hooks(self.model, self.dense, mask_box) if self.dense else ({}, [])
+        handles += _stop_after(self.model, max(t[0] for t in self.targets))
         every = max(1, ((N - done + batch_size - 1) // batch_size) // 10)
         try:
             self.model.eval()
@@ -195,8 +196,9 @@ class _Collector:
         ids, mask = enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device)
         mask_box["mask"] = mask
         ctx = self.capture(self.model) if self.moe_layers else contextlib.nullcontext(None)
-        with torch.no_grad(), ctx as cap:
-            # only the layers' activations matter: skip the [B, T, vocab] logits where the model allows
+        with torch.no_grad(), ctx as cap, contextlib.suppress(_StopForward):
+            # only the analysed layers' activations matter: the forward stops after the last of them (_stop_after),
+            # and skips the [B, T, vocab] logits where it gets that far
             self.model(input_ids=ids, attention_mask=mask, logits_to_keep=1)
         B, mask_cpu = ids.shape[0], mask.cpu()  # one device-to-host copy per batch, not per target
         for t in self.targets:
@@ -208,6 +210,24 @@ class _Collector:
         atomic_write_json(self.progress_path, {"config": self.key, "rows_done": start + B})
         store_clear(store)
         return B
+
+
+class _StopForward(Exception):
+    """Raised after the last analysed layer: nothing the forward computes after it is read."""
+
+
+def _stop_after(model: Any, layer: int) -> list[Any]:
+    """A forward hook ending the forward after decoder layer ``layer`` (none when it is the last layer)."""
+    from neuronmoe.models.arch import decoder_layers
+
+    dls = decoder_layers(model)
+    if layer >= len(dls) - 1:
+        return []
+
+    def stop(*_: Any) -> None:
+        raise _StopForward
+
+    return [dls[layer].register_forward_hook(stop)]
 
 
 def _target_means(target: tuple[int, int], store: dict[int, dict[str, Any]], cap: Any, mask_cpu: Any, B: int,

@@ -8,7 +8,11 @@
 * ``heldout_ppl_<lang>``: ``loglikelihood_rolling`` over the held-out documents
   (``$OUTPUT_DIR/data/heldout/<lang>.jsonl``; all of them, whole, by default; ``heldout_docs`` and
   ``heldout_max_chars`` cap them); metrics word_perplexity, byte_perplexity, bits_per_byte (each document's own
-  tokens after one start token: ``runner.scoring_lm_class``).
+  tokens after one start token: ``runner.scoring_lm_class``). ``heldout_power_ratio`` (default 1; 0: off) then
+  cuts every language's documents (in order) at the first prefix whose effective number of documents reaches
+  that many times the smallest language's: the least powerful set, the new language's in the miniature run (28
+  Greek documents), stays whole, and a larger one (266 English) keeps the documents that give it the same
+  resolving power for bits per byte (:func:`balance_heldout`; docs/benchmarks.md, "Sizes").
 
 Everything lands in ``$OUTPUT_DIR/eval/tasks/`` (YAMLs + ``data/*.jsonl`` + manifest with each language's
 frequency source and baselines) with absolute ``data_files`` paths, since lm-eval resolves relative ones against
@@ -36,6 +40,7 @@ DEFAULT_SIZES: dict[str, int] = {  # the same as eval_suites.yaml's local suite 
     "cloze_freq_chars": 20_000_000,
     "heldout_docs": 0,
     "heldout_max_chars": 0,
+    "heldout_power_ratio": 1,
     "seed": 1234,
 }
 
@@ -58,6 +63,32 @@ def select_heldout(docs: list[dict[str, Any]], n_docs: int = 0, max_chars: int =
         out.append({"text": text})
         if 0 < n_docs <= len(out):
             break
+    return out
+
+
+def effective_docs(docs: list[dict[str, str]]) -> float:
+    """Kish's effective number of documents of a byte-weighted mean, ``(sum b)^2 / sum b^2`` (bits per byte weighs each
+    document by its bytes, so a few long documents carry a set: its standard error shrinks as ``1 / sqrt`` of this)."""
+    b = [len(d["text"].encode("utf-8")) for d in docs]
+    return sum(b) ** 2 / sum(x * x for x in b) if b and any(b) else 0.0
+
+
+def balance_heldout(docs: dict[str, list[dict[str, str]]], ratio: int) -> dict[str, list[dict[str, str]]]:
+    """Each language's documents cut (in order) at the first prefix whose :func:`effective_docs` reaches ``ratio``
+    times the smallest of the languages' whole sets (a set that never reaches it stays whole); ``ratio`` 0: unchanged."""
+    if ratio <= 0 or not docs:
+        return docs
+    target = ratio * min(effective_docs(ds) for ds in docs.values())
+    out = {}
+    for lang, ds in docs.items():
+        n, s1, s2 = len(ds), 0, 0
+        for i, d in enumerate(ds):
+            b = len(d["text"].encode("utf-8"))
+            s1, s2 = s1 + b, s2 + b * b
+            if s2 and s1 * s1 / s2 >= target - 1e-9:
+                n = i + 1
+                break
+        out[lang] = ds[:n]
     return out
 
 
@@ -181,7 +212,18 @@ def _up_to_date(tasks_dir: Path, inputs: dict[str, str], config: dict[str, Any])
     return old.get("inputs") == inputs and old.get("config") == config
 
 
-def _write_language(layout: Layout, lang: str, sz: dict[str, int]) -> tuple[list[Path], dict[str, Any]]:
+def _heldout(layout: Layout, languages: list[str], sz: dict[str, int]) -> dict[str, list[dict[str, str]]]:
+    """Every language's held-out documents: ``heldout_docs`` / ``heldout_max_chars``, then ``heldout_power_ratio``."""
+    docs = {}
+    for lang in languages:
+        docs[lang] = select_heldout(_read_jsonl(layout.data_file("heldout", lang)), sz["heldout_docs"], sz["heldout_max_chars"])
+        if not docs[lang]:
+            raise InputError(f"data/heldout/{lang}.jsonl: no non-empty document")
+    return balance_heldout(docs, sz["heldout_power_ratio"])
+
+
+def _write_language(layout: Layout, lang: str, sz: dict[str, int],
+                    docs: list[dict[str, str]]) -> tuple[list[Path], dict[str, Any]]:
     """The cloze and held-out task of one language (data + YAML); (files written, counts for the manifest)."""
     from neuronmoe.utils.io import atomic_write_text
 
@@ -193,9 +235,6 @@ def _write_language(layout: Layout, lang: str, sz: dict[str, int]) -> tuple[list
         prefix_words=sz["cloze_prefix_words"], suffix_words=sz["cloze_suffix_words"], min_chars=sz["cloze_min_chars"],
         seed=sz["seed"], freqs=freqs,
     )
-    docs = select_heldout(_read_jsonl(layout.data_file("heldout", lang)), sz["heldout_docs"], sz["heldout_max_chars"])
-    if not docs:
-        raise InputError(f"data/heldout/{lang}.jsonl: no non-empty document")
     cz = tasks_dir / "data" / f"udhr_cloze_{lang}.jsonl"
     hp = tasks_dir / "data" / f"heldout_ppl_{lang}.jsonl"
     written = [atomic_write_text(cz, _jsonl(items)), atomic_write_text(hp, _jsonl(docs)),
@@ -203,6 +242,7 @@ def _write_language(layout: Layout, lang: str, sz: dict[str, int]) -> tuple[list
                atomic_write_text(tasks_dir / f"heldout_ppl_{lang}.yaml", ppl_yaml(lang, hp))]
     summary = cloze_summary(items)
     counts = {"cloze_items": len(items), "heldout_docs": len(docs), "heldout_chars": sum(len(d["text"]) for d in docs),
+              "heldout_effective_docs": round(effective_docs(docs), 1),
               "frequency_source": layout.relative(freq_file) if freq_file else f"{layout.relative(layout.data_file('udhr', lang))} "
               "(no training text)", "cloze_chance": summary["chance"], "cloze_unigram_guesser": summary["unigram"],
               "cloze_answer_minus_distractor_chars": summary["answer_minus_distractor_chars"]}
@@ -225,8 +265,9 @@ def build_local_tasks(
         return tasks_dir
     written: list[Path] = []
     counts: dict[str, Any] = {}
+    heldout = _heldout(layout, languages, sz)
     for lang in languages:
-        files, counts[lang] = _write_language(layout, lang, sz)
+        files, counts[lang] = _write_language(layout, lang, sz, heldout[lang])
         written += files
     # drop YAMLs of languages no longer asked for, so the index only knows current ones
     keep = {p.name for p in written}

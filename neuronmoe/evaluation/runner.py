@@ -195,11 +195,24 @@ def scoring_lm_class() -> type:
     front of it. A tokenizer that adds a BOS by default (Llama-3, Gemma, Mistral) thus yields BOS BOS text, and
     every document pays -log P(BOS | BOS) as if it were text. Here the document is encoded without special tokens,
     so lm-eval's own prefix is the one start token; for tokenizers that add none, nothing changes. Multiple-choice
-    requests keep lm-eval's encoding (a context with the tokenizer's BOS in front)."""
+    requests keep lm-eval's encoding (a context with the tokenizer's BOS in front). The scoring itself is
+    :mod:`neuronmoe.evaluation.shared_context` (the same numbers as lm-eval's; ``share_context = False`` restores
+    lm-eval's own code): the options of one question on one pass of their shared context, everything else with
+    the LM head only on the scored positions and batches bounded in tokens."""
     if not _SCORING_LM:
         from lm_eval.models.huggingface import HFLM
 
         class DocumentScoringHFLM(HFLM):
+            share_context = True
+
+            def _loglikelihood_tokens(self, requests: list[Any], disable_tqdm: bool = False,
+                                      override_bs: int | None = None) -> list[tuple[float, bool]]:
+                if not self.share_context or self.backend != "causal":
+                    return super()._loglikelihood_tokens(requests, disable_tqdm=disable_tqdm, override_bs=override_bs)
+                from neuronmoe.evaluation.shared_context import loglikelihood_shared
+
+                return loglikelihood_shared(self, requests)
+
             def loglikelihood_rolling(self, requests: list[Any], disable_tqdm: bool = False) -> list[float]:
                 saved = self.add_bos_token
                 self.add_bos_token = False  # tok_encode: add_special_tokens=False for the documents
@@ -546,9 +559,19 @@ def _write_manifest(run: _Run) -> None:
     counts = {"wall_s": round(time.time() - run.started, 2), "cells": len(run.cells), "cells_run": ran,
               "cells_reused": len(run.cells) - ran, "cells_kept_without_rebuild": len(run.kept),
               "n_samples": {k: v for p in parts for k, v in (p["result"].get("n-samples") or {}).items()},
-              "threads": torch.get_num_threads()}
+              "threads": torch.get_num_threads(), "native_bf16": _native_bf16(parts[-1].get("device") if parts else s.device)}
     write_manifest(run.run_dir, Manifest(stage="evaluate", config=config, inputs=inputs, counts=counts,
                                          files=describe_files(run.run_dir, files), settings=s))
+
+
+def _native_bf16(device: str | None) -> bool:
+    """Whether the device the run used computes bf16 natively (recorded: ``--dtype fast`` would use bf16 there)."""
+    from neuronmoe.utils.device import native_bf16
+
+    try:
+        return bool(native_bf16(None if device in (None, "auto") else device))
+    except Exception:  # noqa: BLE001 - a record, never a reason to fail a finished run
+        return False
 
 
 def _jsonable(obj: Any) -> Any:

@@ -33,7 +33,7 @@ def build_report(cfg: PipelineSettings, timings: dict[str, Any] | None = None) -
     lines += _allocation_section(out_dir)
     lines += _analysis_section(out_dir, cfg.target)
     lines += _figure_section(out_dir)
-    lines += _timing_section(timings)
+    lines += (stage_table(timings) if timings else [])
     return "\n".join(lines)
 
 
@@ -60,10 +60,12 @@ def _table_section(out_dir: Path) -> list[str]:
     runs, missing = _table_rows(out_dir)
     lines = ["## Table 1 (miniature)", ""]
     if runs:
+        from neuronmoe.evaluation.power import power_section
         from neuronmoe.evaluation.report import report_markdown
 
-        md, _ = report_markdown(runs, relative_to="LayerMoE-S1" if any(r["neuronmoe"]["label"] == "LayerMoE-S1" for r in runs) else None)
-        lines += [md]
+        layer = "LayerMoE-S1" if any(r["neuronmoe"]["label"] == "LayerMoE-S1" for r in runs) else None
+        md, table = report_markdown(runs, relative_to=layer)
+        lines += [md, *power_section(table, runs)]
     if missing:
         lines += [f"Not evaluated yet: {', '.join(missing)}.", ""]
     return lines + ["#Exp = experts summed over layers, the original MLP of every layer included (the paper's count); "
@@ -103,17 +105,43 @@ def _figure_section(out_dir: Path) -> list[str]:
     return lines
 
 
-def _timing_section(timings: dict[str, Any] | None) -> list[str]:
-    if not timings:
-        return []
-    lines = ["## Stage times (this machine)", "", "| stage | seconds | last run |", "|---|---:|---|"]
+def _fmt(v: Any, scale: float = 1.0, digits: int = 0) -> str:
+    if v is None or v == "":
+        return "n/a"
+    return f"{v / scale:,.{digits}f}"
+
+
+def stage_table(timings: dict[str, Any]) -> list[str]:
+    """The stage table: wall and CPU time, tokens forward/backward, FLOPs, achieved FLOP/s and its share of this machine's
+    matmul rate (the calibration in ``timings["_machine"]``), peak RSS. Counts come from the stage's own process
+    (:mod:`neuronmoe.utils.work`); FLOPs are those of the linear layers (attention products excluded), backward
+    estimated as twice the forward of the passes run with gradients."""
+    mach = timings.get("_machine") or {}
+    rate = mach.get("flops_per_s")
+    lines = ["## Stage times and work (this machine)", ""]
+    if rate:
+        key = mach.get("key") or {}
+        lines += [f"Matmul calibration: {rate / 1e9:,.1f} GFLOP/s ({key.get('dtype', '?')}, {key.get('device', '?')}, "
+                  f"{key.get('threads', '?')} threads, {key.get('cpu', '?')}; native bf16: "
+                  f"{'yes' if mach.get('native_bf16') else 'no'}; measured {mach.get('measured', '?')}).", ""]
+    lines += ["| stage | wall s | CPU s | tokens fwd | tokens bwd | GFLOP | GFLOP/s | % of matmul rate | peak RSS MB | last run |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for k, v in timings.items():
         if k.startswith("_") or not isinstance(v, dict):
             continue
-        lines.append(f"| {k} | {v.get('seconds', 'n/a')} | {'skipped (up to date)' if v.get('skipped_last') else 'ran'} |")
+        fps = v.get("flops_per_s")
+        share = f"{100 * fps / rate:.0f}" if fps and rate else "n/a"
+        lines.append(f"| {k} | {v.get('seconds', 'n/a')} | {_fmt(v.get('cpu_s'), digits=1)} | {_fmt(v.get('tokens_forward'))} | "
+                     f"{_fmt(v.get('tokens_backward'))} | {_fmt(v.get('flops'), 1e9, 1)} | {_fmt(fps, 1e9, 1)} | {share} | "
+                     f"{_fmt(v.get('peak_rss_mb'))} | {'skipped (up to date)' if v.get('skipped_last') else 'ran'} |")
     if "_last_run_seconds" in timings:
-        lines.append(f"| total (last invocation) | {timings['_last_run_seconds']} | |")
-    return lines + [""]
+        lines.append(f"| total (last invocation) | {timings['_last_run_seconds']} | | | | | | | | |")
+    lines += ["", "Tokens: what the stage's causal-LM forwards read (padding excluded; backward = forwards run with gradients). "
+              "GFLOP: the linear layers' multiply-adds x 2 (attention score/value products excluded), backward estimated as "
+              "2 x forward. A low share of the matmul rate marks time spent outside the model (start-up, loading, tokenising, "
+              "Python) or in small matrices; docs/benchmarks.md compares each stage with a plain forward/backward of the "
+              "same model on the same tokens.", ""]
+    return lines
 
 
 def write_report(cfg: PipelineSettings, timings: dict[str, Any] | None = None) -> Path:

@@ -132,10 +132,11 @@ def run_stages(stages: Sequence[Stage], out_dir: Path, *, dry_run: bool = False,
         unknown = [x for x in names or [] if x not in by_name]
         if unknown:
             raise ConfigError(f"{flag}: unknown stage(s) {', '.join(unknown)}; stages: {', '.join(by_name)}")
-    child_env = stage_environment()
-    runner = runner or (lambda cmd: subprocess.call(cmd, env=child_env))
+    runner = runner or StageRunner(stage_environment())
     timings_path = out_dir / "pipeline" / "timings.json"
     timings: dict[str, Any] = json.loads(timings_path.read_text()) if timings_path.exists() else {}
+    if not dry_run and isinstance(runner, StageRunner):
+        timings["_machine"] = machine_record()
     t_all = time.time()
     for s in stages:
         if only and s.name not in only:
@@ -149,6 +150,8 @@ def run_stages(stages: Sequence[Stage], out_dir: Path, *, dry_run: bool = False,
         print(f"[pipeline] {s.name}: {shlex.join(cmd[1:] if s.launch is None else cmd)}", flush=True)
         if dry_run:
             continue
+        if isinstance(runner, StageRunner):
+            runner.work_file = out_dir / "pipeline" / "work" / f"{s.name}.json"
         timings[s.name] = run_stage(s, argv, cmd, runner, by_name, out_dir, timings, timings_path)
         atomic_write_json(timings_path, timings)
     if not dry_run:
@@ -184,8 +187,9 @@ def run_stage(s: Stage, argv: list[str], cmd: list[str], runner: Callable[[list[
     t0 = time.time()
     rc = runner(cmd)
     dt = time.time() - t0
+    usage = stage_usage(runner, dt)
     if rc != 0:
-        timings[s.name] = {"seconds": round(dt, 1), "failed": True, "rc": rc}
+        timings[s.name] = {"seconds": round(dt, 1), "failed": True, "rc": rc, **usage}
         atomic_write_json(timings_path, timings)
         raise StageFailedError(f"stage {s.name} failed (exit status {rc}; its error is above); fix the cause and "
                                f"run the same pipeline command again: complete stages are skipped and it resumes at "
@@ -196,4 +200,64 @@ def run_stage(s: Stage, argv: list[str], cmd: list[str], runner: Callable[[list[
     atomic_write_json(state_path(out_dir, s.name), {"fingerprint": fingerprint(s, by_name, out_dir), "argv": argv,
                                                       "seconds": round(dt, 1),
                                                       "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
-    return {"seconds": round(dt, 1), "skipped_last": False}
+    return {"seconds": round(dt, 1), "skipped_last": False, **usage}
+
+
+# ------------------------------------------------------------------------------------- accounting
+class StageRunner:
+    """The default runner: one stage process with the stages' environment, its token and FLOP counts written to
+    ``work_file`` (``$NEURONMOE_WORK_FILE``, :mod:`neuronmoe.utils.work`), and its CPU time and peak RSS read from
+    the kernel when it exits (``wait4``)."""
+
+    def __init__(self, env: dict[str, str]):
+        self.env = env
+        self.work_file: Path | None = None
+        self.usage: dict[str, Any] = {}
+
+    def __call__(self, cmd: list[str]) -> int:
+        from neuronmoe.utils.work import ENV
+
+        env = dict(self.env)
+        self.usage = {}
+        if self.work_file is not None:
+            self.work_file.unlink(missing_ok=True)
+            env[ENV] = str(self.work_file)
+        proc = subprocess.Popen(cmd, env=env)
+        try:
+            _, status, ru = os.wait4(proc.pid, 0)
+        except BaseException:
+            proc.terminate()
+            proc.wait()
+            raise
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        self.usage = {"cpu_s": round(ru.ru_utime + ru.ru_stime, 1), "peak_rss_mb": round(ru.ru_maxrss / 1024, 1)}
+        return proc.returncode
+
+
+def stage_usage(runner: Any, seconds: float) -> dict[str, Any]:
+    """CPU time, peak RSS (from :class:`StageRunner`) and the stage's token/FLOP counts with its achieved rate."""
+    if not isinstance(runner, StageRunner):
+        return {}
+    out = dict(runner.usage)
+    wf = runner.work_file
+    if wf is not None and wf.exists():
+        try:
+            work = json.loads(wf.read_text())
+        except (OSError, json.JSONDecodeError):
+            work = {}
+        out.update({k: work.get(k) for k in ("tokens_forward", "tokens_backward", "positions_forward", "flops", "dtype",
+                                             "device", "threads", "native_bf16")})
+        if work.get("flops") and seconds > 0:
+            out["flops_per_s"] = work["flops"] / seconds
+    return out
+
+
+def machine_record() -> dict[str, Any]:
+    """The matmul calibration of this machine (cached, :func:`neuronmoe.utils.work.matmul_rate`) and whether it computes
+    bf16 natively; every stage's FLOP/s is compared with it. ``{"error": ...}`` if torch cannot measure here."""
+    try:
+        from neuronmoe.utils.work import matmul_rate
+
+        return matmul_rate()
+    except Exception as e:  # noqa: BLE001 - the run goes on without the ratio column
+        return {"error": f"{type(e).__name__}: {e}"}

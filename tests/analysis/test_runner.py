@@ -114,3 +114,33 @@ def test_cli_dense_model(tiny_model_dir, samples_dir, monkeypatch, capsys):
     assert "up to date" in capsys.readouterr().out
     assert main(argv + ["--threshold", "0.8"]) == 0  # a changed option recomputes
     assert json.loads((ana / "manifest.json").read_text())["config"]["threshold"] == 0.8
+
+
+def test_forward_stops_after_the_last_analysed_layer(tiny, samples_dir, tmp_path):
+    """Without dense layers only the MoE layers are read: the layers after the last one do not run, and the results
+    are those of the whole forward."""
+    import torch
+
+    from neuronmoe.analysis import runner
+
+    model, _ = tiny
+    ran = []
+    hooks = [layer.register_forward_hook(lambda m, a, o, i=i: ran.append(i)) for i, layer in enumerate(model.model.layers)]
+    try:
+        short, _, _, _ = _run(tiny, samples_dir, tmp_path / "s", [1, 3, 1])
+        assert ran and max(ran) == 1  # layer 2 never ran
+        ran.clear()
+        orig = runner._stop_after
+        runner._stop_after = lambda m, layer: []  # the whole forward, for reference
+        try:
+            full, _, _, _ = _run(tiny, samples_dir, tmp_path / "f", [1, 3, 1])
+        finally:
+            runner._stop_after = orig
+        assert max(ran) == 2
+    finally:
+        for h in hooks:
+            h.remove()
+    assert set(short) == set(full)
+    for k in full:
+        np.testing.assert_allclose(short[k].ap, full[k].ap, equal_nan=True)
+    assert torch.is_grad_enabled()

@@ -56,6 +56,9 @@ def test_local_suite_end_to_end_resume_and_report(tiny_model_dir, data_root, cap
     assert man["stage"] == "evaluate" and "results.json" in man["files"] and "items/udhr_cloze__el.jsonl" in man["files"]
     assert man["config"]["dtype"] == "float32" and man["inputs"]["model"]["num_layers"] == 3
     assert man["counts"]["cells_run"] == 4
+    from neuronmoe.utils.device import cpu_has_native_bf16
+
+    assert man["counts"]["native_bf16"] is cpu_has_native_bf16() and man["counts"]["threads"] >= 1  # recorded, not used
     # the same command again: every cell is up to date, nothing is recomputed
     mtime = (run / "cells" / "udhr_cloze__el.json").stat().st_mtime_ns
     assert _eval(tiny_model_dir, data_root, "--languages", "en,el", "--label", "Dense") == 0

@@ -248,3 +248,34 @@ def test_on_the_default_items_a_unigram_guesser_is_within_three_points_of_chance
         print(f"{lang}: unigram guesser {100 * acc:.1f} %, answer minus distractor length {gap:+.2f} characters")
         assert abs(acc - 0.25) <= 0.03, (lang, acc)
         assert abs(gap) <= 0.25, (lang, gap)
+
+
+def test_heldout_sets_are_cut_to_the_smallest_languages_effective_size():
+    from neuronmoe.evaluation.local_tasks import balance_heldout, effective_docs
+
+    assert effective_docs([{"text": "ab"}] * 7) == pytest.approx(7)
+    assert effective_docs([{"text": "a" * 9}, {"text": "a"}]) == pytest.approx(100 / 82)  # one long document dominates
+    docs = {"el": [{"text": "x" * 100}] * 3, "en": [{"text": "y" * 50}] * 20, "de": [{"text": "z" * 700}, {"text": "w"}]}
+    out = balance_heldout(docs, 1)
+    # de has the least (1.003 effective documents): it stays whole, the others stop once they reach that (2 documents)
+    assert out["de"] == docs["de"] and len(out["el"]) == 2 and len(out["en"]) == 2
+    docs.pop("de")
+    out = balance_heldout(docs, 1)
+    assert out["el"] == docs["el"] and len(out["en"]) == 3  # 3 equal documents = 3 effective ones
+    assert len(balance_heldout(docs, 2)["en"]) == 6
+    assert balance_heldout(docs, 0) == docs
+    assert balance_heldout(docs, 50)["en"] == docs["en"]  # never reached: whole
+
+
+def test_default_sizes_keep_every_document_of_the_least_powerful_language(data_root):
+    from support.evalfixtures import write_jsonl
+
+    write_jsonl(data_root / "data" / "heldout" / "el.jsonl", [{"text": f"κείμενο αριθμός {i} " * (3 + i)} for i in range(6)])
+    write_jsonl(data_root / "data" / "heldout" / "en.jsonl", [{"text": f"document number {i} " * 5} for i in range(200)])
+    tasks = build_local_tasks(data_root, ["en", "el"], {"cloze_items": 8})
+    counts = json.loads((tasks / "manifest.json").read_text())["counts"]
+    assert counts["el"]["heldout_docs"] == 6
+    assert counts["el"]["heldout_effective_docs"] <= counts["en"]["heldout_effective_docs"] < counts["el"]["heldout_effective_docs"] + 1
+    assert counts["en"]["heldout_docs"] < 10
+    tasks = build_local_tasks(data_root, ["en", "el"], {"cloze_items": 8, "heldout_power_ratio": 0})
+    assert json.loads((tasks / "manifest.json").read_text())["counts"]["en"]["heldout_docs"] == 200

@@ -259,7 +259,8 @@ def test_local_suite_sizes_match_the_builders_defaults():
     from neuronmoe.evaluation.local_tasks import DEFAULT_SIZES
 
     assert load_suites()["local"]["sizes"] == DEFAULT_SIZES
-    assert DEFAULT_SIZES["cloze_items"] >= 200 and DEFAULT_SIZES["heldout_docs"] == 0  # every held-out document
+    # every held-out document of the language with the least held-out text (the new one) is scored
+    assert DEFAULT_SIZES["cloze_items"] >= 200 and DEFAULT_SIZES["heldout_docs"] == 0 and DEFAULT_SIZES["heldout_power_ratio"] >= 1
 
 
 def test_plain_task_list_languages():

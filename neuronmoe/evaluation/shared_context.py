@@ -1,0 +1,183 @@
+"""Multiple-choice log-likelihoods with the shared context computed once.
+
+lm-eval scores each answer option as its own sequence ``context + option``, so a 4-way item runs its context
+through the model four times (and the LM head and a log-softmax over every context position). Here the requests
+that share one context token list are scored together: the context minus its last token runs once (keeping its
+key/value cache and computing no logits), then every option's ``last context token + option[:-1]`` runs on that
+cache, right-padded. Questions whose contexts have the same length share a batch (no padding inside a context,
+so every cache slot stays at its position: exact for sliding-window layers too).
+The scores are those of lm-eval's own path (the same tokens at the same positions; equal to float rounding,
+``tests/evaluation/test_shared_context.py`` checks it against lm-eval on a tiny model).
+
+The other requests (held-out documents' rolling windows, unshared contexts) are scored by :func:`score_plain`:
+lm-eval's arithmetic (the same truncation from the left, the same positions, the same log-softmax), with the
+LM head run only on the positions that are scored and batches bounded in tokens (:data:`LOGIT_TOKENS`) besides
+``batch_size`` rows, so that 8 documents of 1,500 tokens no longer hold two ``[8, 1500, 49152]`` float tensors
+(4.7 GB) at once.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+Request = tuple[Any, list[int], list[int]]
+#: at most this many (row x scored position) logit vectors per forward: 4,096 x a 49k vocabulary = 0.8 GB in fp32
+LOGIT_TOKENS = 4096  # ((context, continuation) or None, context tokens, continuation tokens)
+
+
+def shared_groups(requests: Sequence[Request], max_length: int) -> list[list[int]]:
+    """Indices of the requests that share a context (two or more, context of >= 2 tokens, context + continuation within
+    ``max_length + 1`` tokens, so lm-eval would not cut it from the left); in order of first appearance."""
+    by_ctx: dict[tuple[int, ...], list[int]] = {}
+    for i, (_, ctx, cont) in enumerate(requests):
+        if len(ctx) >= 2 and 0 < len(cont) and len(ctx) + len(cont) <= max_length + 1:
+            by_ctx.setdefault(tuple(ctx), []).append(i)
+    return [idx for idx in by_ctx.values() if len(idx) > 1]
+
+
+def _pad(rows: list[list[int]], pad_id: int, device: Any) -> Any:
+    """``rows`` right-padded with ``pad_id`` into one ``[len(rows), widest]`` long tensor."""
+    import torch
+
+    out = torch.full((len(rows), max(len(r) for r in rows)), pad_id, dtype=torch.long, device=device)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = torch.tensor(r, dtype=torch.long, device=device)
+    return out
+
+
+def score_groups(model: Any, groups: list[tuple[list[int], list[list[int]]]], device: Any, softmax_dtype: Any = None,
+                 pad_id: int = 0) -> list[list[tuple[float, bool]]]:
+    """(log P(continuation | context), greedy?) for each continuation of each ``(context, continuations)`` group; the
+    contexts have one length.
+
+    One forward of the contexts minus their last token (keeping the key/value cache, no logits), then one forward
+    of every group's ``last context token + continuation[:-1]`` rows on that cache, right-padded (a padded position
+    comes after the real ones, so no real position sees it). Equal context lengths keep every row's cache slots at
+    its positions, so no mask or position ids are needed (sliding-window layers included)."""
+    import torch
+    import torch.nn.functional as F
+
+    if len({len(ctx) for ctx, _ in groups}) != 1:
+        raise ValueError("score_groups: the contexts of one batch must have one length")
+    rep = torch.tensor([g for g, (_, conts) in enumerate(groups) for _ in conts], device=device)
+    tails = [[ctx[-1], *c[:-1]] for ctx, conts in groups for c in conts]
+    with torch.no_grad():
+        out = model(input_ids=_pad([ctx[:-1] for ctx, _ in groups], pad_id, device), use_cache=True, logits_to_keep=1)
+        key = "cache" if getattr(out, "cache", None) is not None else "past_key_values"  # transformers >= 5.2x: cache
+        cache = getattr(out, key)
+        cache.batch_select_indices(rep)  # each group's cache once per continuation
+        logits = model(input_ids=_pad(tails, pad_id, device), use_cache=True, **{key: cache}).logits
+    res: list[list[tuple[float, bool]]] = []
+    r = 0
+    for _, conts in groups:
+        res.append([])
+        for c in conts:
+            lp = F.log_softmax(logits[r, : len(c)], dim=-1, dtype=softmax_dtype)
+            target = torch.tensor(c, dtype=torch.long, device=lp.device)
+            res[-1].append((float(lp.gather(-1, target.unsqueeze(-1)).sum()), bool((lp.argmax(dim=-1) == target).all())))
+            r += 1
+    return res
+
+
+def _group_batches(groups: list[list[int]], requests: Sequence[Request], rows: int, logit_tokens: int) -> list[list[int]]:
+    """Runs of group indices with one context length (longest first) of at most ``rows`` continuation rows and
+    ``logit_tokens`` scored positions (rows x the widest continuation); a group alone may exceed them."""
+    order = sorted(range(len(groups)), key=lambda g: (-len(requests[groups[g][0]][1]), g))
+    batches: list[list[int]] = []
+    cur: list[int] = []
+    for g in order:
+        cand = cur + [g]
+        n_rows = sum(len(groups[h]) for h in cand)
+        widest = max(len(requests[i][2]) for h in cand for i in groups[h])
+        other_length = cur and len(requests[groups[cur[0]][0]][1]) != len(requests[groups[g][0]][1])
+        if cur and (other_length or n_rows > rows or n_rows * widest > logit_tokens):
+            batches.append(cur)
+            cand = [g]
+        cur = cand
+    if cur:
+        batches.append(cur)
+    return batches
+
+
+def _window(ctx: list[int], cont: list[int], max_length: int) -> tuple[list[int], int]:
+    """lm-eval's model input for one request (``(ctx + cont)[-(max_length + 1):][:-1]``) and its continuation length."""
+    return (ctx + cont)[-(max_length + 1):][:-1], len(cont)
+
+
+def _plain_batches(wins: list[tuple[list[int], int]], order: list[int], rows: int, logit_tokens: int) -> list[list[int]]:
+    """Consecutive runs of ``order`` (longest first) of at most ``rows`` requests whose scored positions (the rows x the
+    positions kept, padded to the batch's widest input) stay within ``logit_tokens`` (one request alone may exceed it)."""
+    batches: list[list[int]] = []
+    cur: list[int] = []
+    for i in order:
+        cand = cur + [i]
+        width = max(len(wins[j][0]) for j in cand)
+        keep = max(width - len(wins[j][0]) + wins[j][1] for j in cand)
+        if cur and (len(cand) > rows or len(cand) * keep > logit_tokens):
+            batches.append(cur)
+            cand = [i]
+        cur = cand
+    if cur:
+        batches.append(cur)
+    return batches
+
+
+def score_plain(model: Any, requests: Sequence[Request], max_length: int, device: Any, softmax_dtype: Any = None,
+                rows: int = 8, logit_tokens: int = LOGIT_TOKENS) -> list[tuple[float, bool]]:
+    """(log P(continuation | context), greedy?) per request, one sequence per request (lm-eval's path, memory-bounded)."""
+    import torch
+    import torch.nn.functional as F
+
+    wins = [_window(ctx, cont, max_length) for _, ctx, cont in requests]
+    order = sorted(range(len(wins)), key=lambda i: (-len(wins[i][0]), i))
+    out: list[tuple[float, bool] | None] = [None] * len(requests)
+    for batch in _plain_batches(wins, order, max(1, int(rows)), logit_tokens):
+        width = max(len(wins[i][0]) for i in batch)
+        inp = torch.zeros((len(batch), width), dtype=torch.long, device=device)
+        for r, i in enumerate(batch):
+            inp[r, : len(wins[i][0])] = torch.tensor(wins[i][0], dtype=torch.long, device=device)
+        keep = max(width - (len(wins[i][0]) - wins[i][1]) for i in batch)
+        with torch.no_grad():
+            logits = model(input_ids=inp, logits_to_keep=keep).logits  # the last `keep` positions of the padded rows
+        for r, i in enumerate(batch):
+            n, c = len(wins[i][0]), wins[i][1]
+            lp = F.log_softmax(logits[r, keep - (width - n) - c: keep - (width - n)], dim=-1, dtype=softmax_dtype)
+            target = torch.tensor(requests[i][2][-c:], dtype=torch.long, device=lp.device)
+            out[i] = (float(lp.gather(-1, target.unsqueeze(-1)).sum()), bool((lp.argmax(dim=-1) == target).all()))
+        del logits
+    return out  # type: ignore[return-value]
+
+
+def loglikelihood_shared(lm: Any, requests: Sequence[Request], fallback: Any = None) -> list[tuple[float, bool]]:
+    """Every request's (log-likelihood, greedy?): shared contexts through :func:`score_groups`, the rest through
+    ``fallback(list_of_requests)`` when given (lm-eval's own ``_loglikelihood_tokens``), else :func:`score_plain`."""
+    groups = shared_groups(requests, lm.max_length)
+    out: list[tuple[float, bool] | None] = [None] * len(requests)
+    grouped = {i for g in groups for i in g}
+    rest = [i for i in range(len(requests)) if i not in grouped]
+    if rest:
+        subset = [requests[i] for i in rest]
+        scored = fallback(subset) if fallback is not None else score_plain(
+            lm.model, subset, lm.max_length, lm.device, lm.softmax_dtype, rows=_rows(lm.batch_size))
+        for i, r in zip(rest, scored):
+            out[i] = r
+            if fallback is None and requests[i][0] is not None:
+                lm.cache_hook.add_partial("loglikelihood", requests[i][0], r)
+    pad = getattr(lm.tokenizer, "pad_token_id", None) or 0
+    rows = 4 * _rows(lm.batch_size)  # continuation rows per forward: batch_size questions of 4 options
+    for batch in _group_batches(groups, requests, rows, LOGIT_TOKENS):
+        scored = score_groups(lm.model, [(requests[groups[g][0]][1], [requests[i][2] for i in groups[g]]) for g in batch],
+                              lm.device, lm.softmax_dtype, pad)
+        for g, res in zip(batch, scored):
+            for i, r in zip(groups[g], res):
+                out[i] = r
+                if requests[i][0] is not None:
+                    lm.cache_hook.add_partial("loglikelihood", requests[i][0], r)
+    return out  # type: ignore[return-value]
+
+
+def _rows(batch_size: Any) -> int:
+    """Rows per batch from lm-eval's ``batch_size`` (an int; ``auto``: 8)."""
+    try:
+        return max(1, int(batch_size))
+    except (TypeError, ValueError):
+        return 8
