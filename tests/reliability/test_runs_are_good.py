@@ -60,9 +60,9 @@ def out(ws, tmp_path):
 
 def opts(ws, out, callbacks=(), **kw) -> tuple[TrainSettings, list]:
     """The run's settings (as `neuronmoe train` resolves them) and the test's trainer callbacks."""
+    kw = {"data_dir": ws["data"], **kw}
     s = TrainSettings.resolve(environ={}, sets=list(SETS), stage=1, model=ws["model"], output_dir=str(out),
-                              data_dir=ws["data"], allocation="tiny", run_name="r", profile="cpu", device="cpu",
-                              use_cache=False, **kw)
+                              allocation="tiny", run_name="r", profile="cpu", device="cpu", use_cache=False, **kw)
     return s, list(callbacks)
 
 
@@ -131,16 +131,14 @@ def test_resume_refuses_data_that_changed_since_the_run_started(ws, out, tmp_pat
 
     data = tmp_path / "data"
     shutil.copytree(ws["data"], data)
-    o = opts(ws, out, callbacks=[StopAtStep(2)])
-    o.data_dir = str(data)
+    o = opts(ws, out, callbacks=[StopAtStep(2)], data_dir=str(data))
     with pytest.raises(KeyboardInterrupt):
         run_train(o)
     (data / "train" / "el.jsonl").write_text((data / "replay" / "en.jsonl").read_text(encoding="utf-8"), encoding="utf-8")
     man = json.loads((data / "manifest.json").read_text())
     man["files"].update(describe_files(data, ["train/el.jsonl"]))
     (data / "manifest.json").write_text(json.dumps(man))
-    o = opts(ws, out, resume=True)
-    o.data_dir = str(data)
+    o = opts(ws, out, resume=True, data_dir=str(data))
     with pytest.raises(InputChangedError) as e:
         run_train(o)
     assert f"{data / 'train' / 'el.jsonl'} changed since the run started" in str(e.value)
