@@ -74,17 +74,12 @@ def mdd_ratio(num_a: Sequence[float], num_b: Sequence[float], den: Sequence[floa
 
 def paired_power(run_a: dict[str, Any], run_b: dict[str, Any], column: dict[str, Any]) -> Power | None:
     """The :class:`Power` of run A vs run B on one cell, over the items both evaluated (as the report's paired test)."""
-    from neuronmoe.evaluation.report import LN2, _ll_bytes, load_items
-    from neuronmoe.evaluation.table import Table
+    from neuronmoe.evaluation.report import LN2, _ll_bytes, paired_items
 
-    key, metric = Table.key(column), column.get("metric")
-    ia, ib = load_items(run_a, key), load_items(run_b, key)
-    if not ia or not ib or not metric:
+    items = paired_items(run_a, run_b, column)
+    if items is None:
         return None
-    common = [k for k in ia if k in ib and ia[k].get("doc_hash") == ib[k].get("doc_hash") and metric in ia[k] and metric in ib[k]]
-    if len(common) < 2:
-        return None
-    ra, rb = [ia[k] for k in common], [ib[k] for k in common]
+    metric, ra, rb = items
     if metric == "bits_per_byte":
         (lla, nbytes), (llb, _) = _ll_bytes(ra, metric), _ll_bytes(rb, metric)
         return mdd_ratio([-x for x in lla], [-x for x in llb], nbytes, scale=1 / LN2)

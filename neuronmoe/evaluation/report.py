@@ -140,8 +140,10 @@ def estimates(table: Table, runs: list[dict[str, Any]]) -> dict[tuple[str, str],
     return out
 
 
-def paired(run_a: dict[str, Any], run_b: dict[str, Any], column: dict[str, Any]) -> PairedResult | None:
-    """A vs B on the items both evaluated (same doc id and doc hash); None without per-item data."""
+def paired_items(run_a: dict[str, Any], run_b: dict[str, Any],
+                 column: dict[str, Any]) -> tuple[str, list[dict], list[dict]] | None:
+    """``(metric, A's items, B's items)`` on the items both evaluated (same doc id and doc hash, both scored on the
+    column's metric), in the same order; None without per-item data or with fewer than two such items."""
     key = Table.key(column)
     metric = column.get("metric")
     ia, ib = load_items(run_a, key), load_items(run_b, key)
@@ -150,8 +152,15 @@ def paired(run_a: dict[str, Any], run_b: dict[str, Any], column: dict[str, Any])
     common = [k for k in ia if k in ib and ia[k].get("doc_hash") == ib[k].get("doc_hash") and metric in ia[k] and metric in ib[k]]
     if len(common) < 2:
         return None
-    ra = [ia[k] for k in common]
-    rb = [ib[k] for k in common]
+    return metric, [ia[k] for k in common], [ib[k] for k in common]
+
+
+def paired(run_a: dict[str, Any], run_b: dict[str, Any], column: dict[str, Any]) -> PairedResult | None:
+    """A vs B on the items both evaluated (same doc id and doc hash); None without per-item data."""
+    items = paired_items(run_a, run_b, column)
+    if items is None:
+        return None
+    metric, ra, rb = items
     if metric == "bits_per_byte":
         lla, nbytes = _ll_bytes(ra, metric)
         llb, _ = _ll_bytes(rb, metric)
