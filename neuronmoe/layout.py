@@ -50,6 +50,8 @@ TREE: list[tuple[str, str, str]] = [
     ("allocation/<name>.env", "allocate", "ADA_MOE_NUM_EXPERTS_LIST=... (the published scripts' format)"),
     ("allocation/<name>.stability.json", "allocate", "--bootstrap/--sample-sizes/--sensitivity: how much the "
      "allocation changes with other sentences, fewer sentences, other thresholds"),
+    ("train/dense_heldout.json", "train", "the base model's held-out perplexity per (model files, held-out file, "
+     "scoring settings): computed by the first run, read by the others"),
     ("train/<run>/", "train", "one training run; complete when train/<run>/manifest.json exists"),
     ("train/<run>/adapter/", "train", "adapter_config.json, adapter_model.safetensors, README.md"),
     ("train/<run>/checkpoint-<step>/", "train", "HF Trainer checkpoints (--resume)"),
@@ -148,6 +150,10 @@ class Layout:
 
     def train_run(self, run: str, what: str = "--run-name") -> Path:
         return self.train / check_name(run, what)
+
+    @property
+    def dense_heldout(self) -> Path:
+        return self.train / "dense_heldout.json"
 
     def adapter(self, run: str, what: str = "--run-name") -> Path:
         return self.train_run(run, what) / "adapter"

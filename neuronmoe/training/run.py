@@ -443,7 +443,8 @@ def finalise(plan: RunPlan, trainer: Any, result: Any, packed: Any, summary: dic
     state.wait_for_everyone()
     report: dict[str, Any] = {}
     if state.is_main_process:
-        ppl = heldout_perplexity(trainer.accelerator.unwrap_model(trainer.model), plan.tokenizer, plan.cfg, plan.data_dir)
+        ppl = heldout_perplexity(trainer.accelerator.unwrap_model(trainer.model), plan.tokenizer, plan.cfg, plan.data_dir,
+                                 Layout(plan.run_dir.parent.parent).dense_heldout, plan.model_path)
         check_finite_perplexity(ppl, plan.run_dir)
         report = run_report(plan, summary, trainer, result, state.num_processes, train_s, ppl)
         atomic_write_text(tmp_adapter / "README.md", model_card(plan.cfg, report, packed.meta, plan.alloc))
@@ -603,7 +604,10 @@ def heldout_languages(cfg: dict[str, Any], data_dir: Path) -> list[str]:
     return [lang for lang in want if (data_dir / "heldout" / f"{lang}.jsonl").is_file()]
 
 
-def heldout_perplexity(model: Any, tok: Any, cfg: dict[str, Any], data_dir: Path) -> dict[str, Any]:
+def heldout_perplexity(model: Any, tok: Any, cfg: dict[str, Any], data_dir: Path, dense_cache: Path | None = None,
+                       model_path: str = "") -> dict[str, Any]:
+    """Held-out perplexity per language, and the base model's (``dense_perplexity``; from ``dense_cache`` when that
+    file already holds it for ``model_path``, the same file and settings)."""
     from neuronmoe.training.perplexity import perplexity
     from neuronmoe.utils.io import read_texts
 
@@ -619,10 +623,27 @@ def heldout_perplexity(model: Any, tok: Any, cfg: dict[str, Any], data_dir: Path
             continue
         rec = {"perplexity": r["perplexity"], "tokens": r["tokens"]}
         if cfg["heldout_dense"] and hasattr(model, "disable_adapter"):
-            with model.disable_adapter():
-                rec["dense_perplexity"] = perplexity(model, tok, texts, **kw)["perplexity"]
+            rec["dense_perplexity"] = _dense_perplexity(model, tok, texts, kw, data_dir / "heldout" / f"{lang}.jsonl",
+                                                        dense_cache, model_path)
         out[lang] = rec
     return out
+
+
+def _dense_perplexity(model: Any, tok: Any, texts: list[str], kw: dict[str, Any], path: Path,
+                      cache: Path | None, model_path: str) -> float:
+    """The base model's held-out perplexity (adapter disabled), computed once per base model, held-out file and
+    scoring settings and shared by every run of the output folder (``train/dense_heldout.json``,
+    :mod:`neuronmoe.training.dense_cache`): the miniature pipeline's four runs would otherwise score it four times."""
+    from neuronmoe.training.dense_cache import cached_dense
+    from neuronmoe.training.perplexity import perplexity
+
+    def compute() -> float:
+        with model.disable_adapter():
+            return float(perplexity(model, tok, texts, **kw)["perplexity"])
+
+    if cache is None:
+        return compute()
+    return cached_dense(cache, model_path, path, kw, compute)
 
 
 def check_finite_perplexity(ppl: dict[str, Any], run_dir: Path) -> None:
