@@ -1,7 +1,7 @@
 """Where a stage's time goes: tokens and FLOPs counted inside the stage, and the machine's matmul rate.
 
 * :func:`install_from_env`: when ``$NEURONMOE_WORK_FILE`` names a file (the pipeline sets it per stage), global
-  forward hooks count, for this process, the tokens every causal-LM forward reads (real tokens and padded
+  forward hooks count, for this process, the tokens every decoder-stack forward reads (real tokens and padded
   positions; those run with gradients are counted again as backward tokens) and the FLOPs of every ``nn.Linear``
   call (``2 x in x out`` per row it reads: the projections, the experts on their routed rows, the LM head on the
   positions it computes). Backward FLOPs are estimated as twice the forward FLOPs of the passes run with
@@ -39,9 +39,11 @@ def counts() -> dict[str, Any]:
     return dict(_STATE.get("counts") or _zero())
 
 
-def _is_causal_lm(module: Any) -> bool:
-    cls = type(module)
-    return cls.__name__.endswith("ForCausalLM") and not cls.__module__.startswith("peft")
+def _is_decoder(module: Any) -> bool:
+    """The decoder stack (``LlamaModel``, ``Qwen2Model``, ...: token embeddings and layers): every forward of a causal LM
+    passes through it once, and the stages that need no LM head (neurons, similarity) call it directly."""
+    return (hasattr(module, "embed_tokens") and hasattr(module, "layers")
+            and not type(module).__module__.startswith("peft"))
 
 
 def _tokens(args: tuple, kwargs: dict[str, Any]) -> tuple[int, int]:
@@ -60,6 +62,40 @@ def _tokens(args: tuple, kwargs: dict[str, Any]) -> tuple[int, int]:
     return positions, positions
 
 
+def _count_linear(c: dict[str, Any], module: Any, x: Any) -> None:
+    """FLOPs of one ``nn.Linear`` call (and the compute dtype of the first: the autocast one where it is on)."""
+    import torch
+
+    if x is None:
+        return
+    f = 2.0 * module.in_features * module.out_features * (x.numel() // max(1, module.in_features))
+    c["flops_forward"] += f
+    if torch.is_grad_enabled() and (x.requires_grad or module.weight.requires_grad):
+        c["flops_backward"] += 2.0 * f
+    if c["dtype"] is None:
+        dev = module.weight.device.type
+        dt = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else module.weight.dtype
+        c["dtype"], c["device"] = str(dt).replace("torch.", ""), str(module.weight.device)
+
+
+def _open_forward(c: dict[str, Any], ids: Any) -> None:
+    """A token embedding read ``ids``: a forward has started. The decoder's hook replaces this count by the exact
+    one when the forward completes; a forward that never completes (stopped after its last analysed layer) counts
+    its positions, padding included, when the next one starts or at exit (:func:`_close_open`)."""
+    import torch
+
+    _close_open(c)
+    if isinstance(ids, torch.Tensor) and not ids.is_floating_point() and ids.dim() == 2:
+        c["_open"] = int(ids.numel())
+
+
+def _close_open(c: dict[str, Any]) -> None:
+    n = int(c.pop("_open", 0) or 0)
+    c["tokens_forward"] += n
+    c["positions_forward"] += n
+    c["forwards"] += 1 if n else 0
+
+
 def install(path: str | Path | None = None) -> dict[str, Any]:
     """Register the global counting hook (once per process); with ``path``, write the counts there at exit."""
     import torch
@@ -68,26 +104,24 @@ def install(path: str | Path | None = None) -> dict[str, Any]:
         return _STATE["counts"]
     c = _STATE["counts"] = _zero()
 
-    def post(module: Any, args: tuple, kwargs: dict[str, Any], _out: Any) -> None:
+    def post(module: Any, args: tuple, kwargs: Any = None, _out: Any = None) -> None:
+        # a forward that raised (ended on purpose after the last analysed layer) calls this as (module, args, None)
+        raised = not isinstance(kwargs, dict)
+        kwargs = {} if raised else kwargs
         if isinstance(module, torch.nn.Linear):
-            x = args[0] if args else kwargs.get("input")
-            if x is None:
-                return
-            f = 2.0 * module.in_features * module.out_features * (x.numel() // max(1, module.in_features))
-            c["flops_forward"] += f
-            if torch.is_grad_enabled() and (x.requires_grad or module.weight.requires_grad):
-                c["flops_backward"] += 2.0 * f
-            if c["dtype"] is None:
-                c["dtype"], c["device"] = str(module.weight.dtype).replace("torch.", ""), str(module.weight.device)
-        elif _is_causal_lm(module):
+            _count_linear(c, module, args[0] if args else kwargs.get("input"))
+        elif isinstance(module, torch.nn.Embedding):
+            _open_forward(c, args[0] if args else kwargs.get("input"))
+        elif _is_decoder(module) and not raised:
             real, pos = _tokens(args, kwargs)
+            c["_open"] = 0  # this forward completed: its exact count (padding excluded) replaces the embedding's
             c["tokens_forward"] += real
             c["positions_forward"] += pos
             c["forwards"] += 1
             if torch.is_grad_enabled() and module.training:
                 c["tokens_backward"] += real
 
-    torch.nn.modules.module.register_module_forward_hook(post, with_kwargs=True)
+    torch.nn.modules.module.register_module_forward_hook(post, with_kwargs=True, always_call=True)
     if path is not None:
         atexit.register(write, Path(path))
     return c
@@ -99,6 +133,7 @@ def write(path: Path) -> None:
     from neuronmoe.utils.device import native_bf16
     from neuronmoe.utils.io import atomic_write_json
 
+    _close_open(_STATE.get("counts") or {"tokens_forward": 0, "positions_forward": 0, "forwards": 0})
     c = counts()
     c["flops"] = c["flops_forward"] + c["flops_backward"]
     c["threads"] = torch.get_num_threads()

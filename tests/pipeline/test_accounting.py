@@ -118,3 +118,55 @@ def test_bench_stages_divides_each_stage_by_its_plain_forward_time(tmp_path):
     assert set(out) == {"eval-dense", "train-x-s1"}  # stages without a model forward have no floor
     assert out["eval-dense"]["plain_s"] == 20.0 and out["eval-dense"]["stage_over_plain"] == 1.5
     assert out["train-x-s1"]["plain_s"] == 60.0 and out["train-x-s1"]["stage_over_plain"] == 1.5
+
+
+CHILD_DECODER = textwrap.dedent("""
+    import torch
+    from neuronmoe.utils.work import install_from_env
+    from neuronmoe.testing import tiny_model
+    install_from_env()
+    m = tiny_model("llama")
+    ids = torch.randint(3, 200, (1, 5))
+    with torch.no_grad():
+        m.get_decoder()(input_ids=ids)                  # no LM head (neurons, similarity): 5 tokens
+        class Stop(Exception):
+            pass
+        def stop(*_):
+            raise Stop
+        h = m.get_decoder().layers[0].register_forward_hook(stop)
+        try:
+            m(input_ids=ids[:, :3])                     # ended after layer 0 (analyze-experts): 3 tokens
+        except Stop:
+            pass
+        h.remove()
+""")
+
+
+def test_tokens_are_counted_without_the_lm_head_and_in_a_forward_ended_early(tmp_path):
+    from neuronmoe.pipeline.run import StageRunner, stage_environment, stage_usage
+
+    runner = StageRunner(stage_environment())
+    runner.work_file = tmp_path / "work" / "s.json"
+    assert runner([sys.executable, "-c", CHILD_DECODER]) == 0
+    usage = stage_usage(runner, seconds=1.0)
+    assert usage["tokens_forward"] == 5 + 3 and usage["tokens_backward"] == 0
+
+
+CHILD_AUTOCAST = textwrap.dedent("""
+    import torch
+    from neuronmoe.utils.work import install_from_env
+    from neuronmoe.testing import tiny_model
+    install_from_env()
+    m = tiny_model("llama").float()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):  # training's bf16: fp32 weights, bf16 compute
+        m(input_ids=torch.randint(3, 200, (1, 4)))
+""")
+
+
+def test_the_recorded_dtype_is_the_autocast_one(tmp_path):
+    from neuronmoe.pipeline.run import StageRunner, stage_environment, stage_usage
+
+    runner = StageRunner(stage_environment())
+    runner.work_file = tmp_path / "work" / "s.json"
+    assert runner([sys.executable, "-c", CHILD_AUTOCAST]) == 0
+    assert stage_usage(runner, seconds=1.0)["dtype"] == "bfloat16"
