@@ -16,7 +16,7 @@ split anyway, so ids are those of the whole text except that a tokenizer which m
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 Encoder = Callable[[Sequence[str]], list[list[int]]]
 
@@ -40,6 +40,68 @@ def pieces(text: str, limit: int = PIECE_CHARS) -> list[str]:
         start = end
     out.append(text[start:])
     return out
+
+
+class PieceCutter:
+    """:func:`pieces` over a text given in chunks: :meth:`feed` returns the pieces complete so far, :meth:`finish`
+    the rest; together exactly ``pieces("".join(chunks), limit)`` (a cut depends only on the ``limit`` characters
+    after the previous one)."""
+
+    def __init__(self, limit: int = PIECE_CHARS) -> None:
+        self.limit, self._buf, self._n, self._any = limit, [], 0, False
+
+    def feed(self, chunk: str) -> list[str]:
+        self._buf.append(chunk)
+        self._n += len(chunk)
+        if self._n <= self.limit:
+            return []
+        text = "".join(self._buf)
+        out = pieces(text, self.limit)
+        rest = out.pop()  # at most limit characters: where it is cut depends on the text still to come
+        self._buf, self._n, self._any = [rest], len(rest), True
+        return out
+
+    def finish(self) -> list[str]:
+        """The last piece (the whole text when it was never cut, even empty)."""
+        rest = "".join(self._buf)
+        self._buf, self._n = [], 0
+        return [rest] if rest or not self._any else []
+
+
+def stream_pieces(chunks: Iterable[str], limit: int = PIECE_CHARS) -> Iterator[str]:
+    """``pieces("".join(chunks), limit)``, one piece at a time, holding about ``limit`` characters."""
+    cut = PieceCutter(limit)
+    for c in chunks:
+        yield from cut.feed(c)
+    yield from cut.finish()
+
+
+def _batched_pieces(chunks: Iterable[str]) -> Iterator[list[str]]:
+    """The pieces of a text given in chunks, a few at a time (as :func:`_piecewise` encodes them)."""
+    step, batch = max(1, BATCH_CHARS // PIECE_CHARS), []
+    for p in stream_pieces(chunks):
+        batch.append(p)
+        if len(batch) >= step:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def count_stream(count: Callable[[list[str], bool], list[int]], chunks: Iterable[str]) -> int:
+    """Tokens of a text given in chunks, without special tokens (``count``: :func:`count_tokens`): what
+    ``count([text], False)`` gives the whole text, holding a few pieces at a time."""
+    return sum(sum(count(batch, False)) for batch in _batched_pieces(chunks))
+
+
+def encode_stream(encode: Encoder, chunks: Iterable[str]) -> Iterator[Any]:
+    """The ids of a text given in chunks (``encode``: :func:`encoder`), as int64 arrays, a few pieces at a time:
+    their concatenation is ``encode([text])[0]``."""
+    import numpy as np
+
+    for batch in _batched_pieces(chunks):
+        ids = encode(batch)
+        yield np.concatenate([np.asarray(x, dtype=np.int64) for x in ids]) if ids else np.zeros(0, np.int64)
 
 
 def _piecewise(fn: Callable[[list[str]], list[Any]], join: Callable[[list[Any]], Any],

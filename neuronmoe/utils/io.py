@@ -294,14 +294,21 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 
 def iter_jsonl(path: str | os.PathLike, error: Type[Exception] = ValueError,
-               skip_invalid: bool = False) -> Iterator[tuple[int, dict]]:
+               skip_invalid: bool = False, long_text: bool = False) -> Iterator[tuple[int, dict]]:
     """``(line number, object)`` for each non-blank line of a JSONL file: the one JSONL reader.
 
     Every problem is raised as ``error`` with a message naming the file (and line): unreadable
     file, invalid JSON, a line that is not an object, text that is not UTF-8. ``skip_invalid``
     passes over lines that are not JSON objects instead (an append-only log whose last line a
-    kill may have cut, e.g. ``metrics.jsonl``).
+    kill may have cut, e.g. ``metrics.jsonl``). ``long_text`` (data files): memory stays bounded for
+    any line, whose long string values come as :class:`~neuronmoe.utils.longtext.FileText`
+    (:func:`~neuronmoe.utils.longtext.iter_jsonl_long`).
     """
+    if long_text:
+        from neuronmoe.utils.longtext import iter_jsonl_long
+
+        yield from iter_jsonl_long(path, error)
+        return
     path = Path(path)
     try:
         fh = open(path, encoding="utf-8")
