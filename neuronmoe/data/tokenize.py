@@ -26,9 +26,11 @@ PIECE_CHARS = 20_000
 BATCH_CHARS = 4 * PIECE_CHARS
 
 
-def pieces(text: str, limit: int = PIECE_CHARS) -> list[str]:
-    """``text`` cut into pieces of at most ``limit`` characters, each cut before a whitespace character in the
-    last quarter of a piece when there is one (else at ``limit``); ``"".join(pieces(t)) == t``."""
+def pieces(text: str, limit: int | None = None) -> list[str]:
+    """``text`` cut into pieces of at most ``limit`` (default :data:`PIECE_CHARS`) characters, each cut before a
+    whitespace character in the last quarter of a piece when there is one (else at ``limit``);
+    ``"".join(pieces(t)) == t``."""
+    limit = limit or PIECE_CHARS
     if len(text) <= limit:
         return [text]
     out, start, n = [], 0, len(text)
@@ -47,8 +49,8 @@ class PieceCutter:
     the rest; together exactly ``pieces("".join(chunks), limit)`` (a cut depends only on the ``limit`` characters
     after the previous one)."""
 
-    def __init__(self, limit: int = PIECE_CHARS) -> None:
-        self.limit, self._buf, self._n, self._any = limit, [], 0, False
+    def __init__(self, limit: int | None = None) -> None:
+        self.limit, self._buf, self._n, self._any = limit or PIECE_CHARS, [], 0, False
 
     def feed(self, chunk: str) -> list[str]:
         self._buf.append(chunk)
@@ -68,7 +70,7 @@ class PieceCutter:
         return [rest] if rest or not self._any else []
 
 
-def stream_pieces(chunks: Iterable[str], limit: int = PIECE_CHARS) -> Iterator[str]:
+def stream_pieces(chunks: Iterable[str], limit: int | None = None) -> Iterator[str]:
     """``pieces("".join(chunks), limit)``, one piece at a time, holding about ``limit`` characters."""
     cut = PieceCutter(limit)
     for c in chunks:

@@ -83,8 +83,9 @@ class FileText:
     nbytes: int = 0
     blank: bool = False
 
-    def chunks(self, size: int = CHUNK_BYTES) -> Iterator[str]:
-        """The text in pieces of at most about ``size`` characters."""
+    def chunks(self, size: int | None = None) -> Iterator[str]:
+        """The text in pieces of at most about ``size`` characters (default :data:`CHUNK_BYTES`)."""
+        size = size or CHUNK_BYTES
         dec: Any = JsonStringDecoder() if self.escaped else codecs.getincrementaldecoder("utf-8")()
         step = dec.feed if self.escaped else dec.decode
         with open(self.path, "rb") as fh:
@@ -113,7 +114,8 @@ class StrText:
 
     text: str
 
-    def chunks(self, size: int = CHUNK_BYTES) -> Iterator[str]:
+    def chunks(self, size: int | None = None) -> Iterator[str]:
+        size = size or CHUNK_BYTES
         for i in range(0, len(self.text), size):
             yield self.text[i:i + size]
 
@@ -136,8 +138,9 @@ def is_long(text: Any) -> bool:
     return isinstance(text, (FileText, StrText))
 
 
-def text_chunks(text: str | LongText, size: int = CHUNK_BYTES) -> Iterator[str]:
+def text_chunks(text: str | LongText, size: int | None = None) -> Iterator[str]:
     """``text`` (a string or a long text) in pieces."""
+    size = size or CHUNK_BYTES
     if isinstance(text, str):
         yield from (text[i:i + size] for i in range(0, len(text), size))
     else:
