@@ -334,33 +334,37 @@ def iter_jsonl(path: str | os.PathLike, error: Type[Exception] = ValueError,
             raise error(f"{path}: not UTF-8 text (byte {e.start})") from None
 
 
-def read_texts(path: str | os.PathLike, lang: str | None = None, limit: int | None = None) -> list[str]:
+def read_texts(path: str | os.PathLike, lang: str | None = None, limit: int | None = None,
+               long_text: bool = False) -> list[Any]:
     """The ``"text"`` of every record of a prepared-data JSONL file (``data/<split>/<lang>.jsonl``), in order.
 
     One policy for every stage: the file must exist and hold at least one text; every record needs a
     non-empty string ``text``; with ``lang``, a record's ``lang`` field (when present) must equal it.
-    ``limit``: at most this many texts (None or 0: all).
+    ``limit``: at most this many texts (None or 0: all). ``long_text``: a text over 1 MiB comes as a
+    :class:`~neuronmoe.utils.longtext.FileText` (read in chunks by the caller; memory stays bounded for any line).
     """
-    out: list[str] = []
-    for text in iter_texts(path, lang):
+    out: list[Any] = []
+    for text in iter_texts(path, lang, long_text):
         out.append(text)
         if limit and len(out) >= limit:
             break
     return out
 
 
-def iter_texts(path: str | os.PathLike, lang: str | None = None) -> Iterator[str]:
+def iter_texts(path: str | os.PathLike, lang: str | None = None, long_text: bool = False) -> Iterator[Any]:
     """:func:`read_texts` one text at a time (for files too large to hold, e.g. ``data/train``): the missing
     file is an error at the first ``next``; a file without texts after the last one."""
+    from neuronmoe.utils.longtext import FileText
+
     path = Path(path)
     of = f" (language {lang!r})" if lang else ""
     if not path.is_file():
         raise MissingInputError(f"{path}: no such data file{of}; run `neuronmoe prepare-data` with this language, "
                                 f"or point --data-dir at the prepared data")
     n = 0
-    for i, rec in iter_jsonl(path):
+    for i, rec in iter_jsonl(path, long_text=long_text):
         text = rec.get("text")
-        if not isinstance(text, str) or not text.strip():
+        if not (not text.blank if isinstance(text, FileText) else isinstance(text, str) and text.strip()):
             raise InputError(f"{path}:{i}: expected a JSON object with a 'text' field (a non-empty string)")
         if lang is not None and rec.get("lang", lang) != lang:
             raise InputError(f"{path}:{i}: a text of language {rec.get('lang')!r} in the file of {lang!r}")
