@@ -190,12 +190,25 @@ def _analysed(lang: str, documents: Iterator[Any], batch_docs: int, count_tokens
     window = 2 * getattr(pool, "_processes", 2)
     pending: deque = deque()
     for chunk in chunks:
+        if any(_held_long(doc) for doc in chunk):  # a long string (a datasets row): analysed here, not pickled
+            while pending:
+                yield pending.popleft().get()
+            yield analyse_chunk(lang, chunk, count_tokens)
+            continue
         pending.append(pool.apply_async(_analyse_in_worker, (lang, chunk)))
         if len(pending) >= window:
             yield pending.popleft().get()
     while pending:
         yield pending.popleft().get()
 
+
+
+def _held_long(doc: Any) -> bool:
+    """A long document whose text is a string in memory (sending it to a worker would copy it twice)."""
+    from neuronmoe.data.longdoc import LongDocument
+    from neuronmoe.utils.longtext import StrText
+
+    return isinstance(doc, LongDocument) and isinstance(doc.text, StrText)
 
 
 Counter = Callable[[list[str], bool], list[int]]

@@ -264,7 +264,7 @@ def test_process_language_takes_long_documents_held_as_strings(tiny_model_dir):
     """A ``datasets`` row over the limit (``StrText``, already in memory) is analysed in chunks too: same result
     as its paragraphs given as a list."""
     from neuronmoe.data.longdoc import LongDocument
-    from neuronmoe.data.prepare import make_token_counter, process_language
+    from neuronmoe.data.prepare import make_token_counter, process_language, start_pool
     from neuronmoe.data.settings import DataSettings
     from neuronmoe.models import load_tokenizer
 
@@ -275,6 +275,14 @@ def test_process_language_takes_long_documents_held_as_strings(tiny_model_dir):
     whole = process_language("el", iter([paragraphs(t) for t in docs]), cfg, count)
     lazy = process_language("el", iter([LongDocument(longtext.StrText(t)) for t in docs]), cfg, count)
     assert (lazy.docs, lazy.heldout, lazy.samples, lazy.counts) == (whole.docs, whole.heldout, whole.samples, whole.counts)
+    pool = start_pool(2, count)  # chunks with such a document are analysed in this process, the others in workers
+    try:
+        mixed = [LongDocument(longtext.StrText(t)) if i in (3, 20) else paragraphs(t) for i, t in enumerate(docs)]
+        both = process_language("el", iter(mixed), cfg, count, pool=pool)
+    finally:
+        pool.terminate()
+        pool.join()
+    assert (both.docs, both.heldout, both.samples, both.counts) == (whole.docs, whole.heldout, whole.samples, whole.counts)
 
 
 @pytest.mark.parametrize("max_tokens", [None, 20_000])
