@@ -34,6 +34,7 @@ TEXT_CHUNK = 1 << 20
 
 _LINE_BREAK = re.compile("[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")  # where str.splitlines splits
 _UP_TO_LAST_SPACE = re.compile(r".*\s", re.S)
+_SPACE = re.compile(r"\s")
 #: spill files: one sentence a line (sentences hold no line break), any string (lone surrogates of JSON escapes too)
 _SPILL: dict[str, Any] = {"encoding": "utf-8", "errors": "surrogatepass", "newline": "\n"}
 
@@ -75,12 +76,23 @@ def stream_paragraphs(chunks: Iterable[str], window: int | None = None) -> Itera
             yield from push(_words(buf[pos:m.start()]), True)
             pos = m.end()
         buf = buf[pos:]
-        if len(buf) > window:
-            m = _UP_TO_LAST_SPACE.match(buf)
-            if m and m.end() > 1:
-                yield from push(_words(buf[:m.end() - 1]), False)
-                buf = buf[m.end() - 1:]
+        while len(buf) > window:
+            cut = _space_cut(buf, window)
+            if cut <= 0:
+                break  # one word so far: wait for its end
+            yield from push(_words(buf[:cut]), False)
+            buf = buf[cut:]
     yield from push(_words(buf), True)
+
+
+def _space_cut(buf: str, window: int) -> int:
+    """Where to cut ``buf`` before whitespace: the last whitespace within ``window`` characters, else the first one
+    after them (-1: none)."""
+    m = _UP_TO_LAST_SPACE.match(buf, 0, window)
+    if m and m.end() > 1:
+        return m.end() - 1
+    m = _SPACE.search(buf, window)
+    return m.start() if m else -1
 
 
 @dataclass
@@ -121,8 +133,11 @@ class _Rebuilt:
             self.in_par = False
 
     def _count(self, pieces: list[str]) -> None:
-        if pieces:
-            self.tokens += sum(self.count(pieces, False))
+        from neuronmoe.data.tokenize import BATCH_CHARS, PIECE_CHARS
+
+        step = max(1, BATCH_CHARS // PIECE_CHARS)  # a few pieces per call: the tokenizer holds ~250 bytes a token
+        for i in range(0, len(pieces), step):
+            self.tokens += sum(self.count(pieces[i:i + step], False))
 
     def finish(self) -> int:
         self._count(self.cut.finish())
