@@ -13,6 +13,8 @@ Texts longer than :data:`PIECE_CHARS` are encoded in pieces cut at whitespace (:
 a time, and their ids joined into one array (counts summed). A cut falls before a space, where pre-tokenizers
 split anyway, so ids are those of the whole text except that a tokenizer which marks the start of its input
 (SentencePiece's prefix space) may differ by one token at each cut, once per 20,000 characters.
+A text too long to hold at all (a document over 1 MiB, read in chunks) is cut the same way as it streams
+(:class:`PieceCutter`): :func:`count_stream` and :func:`encode_stream` give what the whole text would.
 """
 from __future__ import annotations
 

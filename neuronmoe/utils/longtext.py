@@ -131,14 +131,7 @@ class StrText:
         return self.text
 
 
-LongText = FileText | StrText
-
-
-def is_long(text: Any) -> bool:
-    return isinstance(text, (FileText, StrText))
-
-
-def text_chunks(text: str | LongText, size: int | None = None) -> Iterator[str]:
+def text_chunks(text: str | FileText | StrText, size: int | None = None) -> Iterator[str]:
     """``text`` (a string or a long text) in pieces."""
     size = size or CHUNK_BYTES
     if isinstance(text, str):
