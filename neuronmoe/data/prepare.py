@@ -373,11 +373,13 @@ class _LangPass:
         done_docs = not self.want_docs or self.budget_spent() or (self.max_docs is not None and self.n_docs >= self.max_docs)
         return self.token_budget is not None and done_docs and len(self.pool_sents) >= self.pool_cap
 
-    def usable_samples(self, pool: Any) -> tuple[list[int], list[int]]:
-        """(pool rows, token counts) of the pool's sentences that may be samples: long enough, short enough."""
+    def usable_samples(self, pool: Any) -> tuple[Any, Any]:
+        """(pool rows, token counts) of the pool's sentences that may be samples: long enough, short enough (as
+        arrays: 16 bytes a sentence, for a pool a long document filled with millions)."""
+        import array
+
         cfg, c = self.cfg, self.c
-        rows: list[int] = []
-        lens: list[int] = []
+        rows, lens = array.array("q"), array.array("q")
         n_cands = row = 0
         for batch in self.pool_sents.batches():
             cands = [(i, s) for i, s in enumerate(batch, row) if len(s) >= cfg.min_sample_chars]
@@ -454,7 +456,8 @@ def process_language(
     udhr = np.unique(np.frombuffer(b"".join(sorted(exclude or ())), dtype="<u8").astype(np.uint64))
     seen = KeySet()
     seen.add(udhr)
-    with tempfile.TemporaryDirectory(prefix="neuronmoe-prepare-") as spill:
+    # ignore_cleanup_errors: a worker may still write the spill file of a chunk never read (a streaming source stopped)
+    with tempfile.TemporaryDirectory(prefix="neuronmoe-prepare-", ignore_cleanup_errors=True) as spill:
         st = _LangPass(cfg=cfg, count_tokens=count_tokens, res=LangResult(lang, cfg.role(lang)), udhr=udhr, seen=seen,
                        rng=_rng(cfg.seed, lang, "heldout"), pool_sents=SentencePool(spill), token_budget=token_budget,
                        doc_sink=sinks.docs, heldout_sink=sinks.heldout)
