@@ -8,6 +8,8 @@ languages) or ``replay/`` (old languages), and their sentences are the candidate
 ``samples/``. Samples may therefore overlap train/replay text (the neuron analysis only
 reads activations) but never held-out text. The whole folder is built under a temporary
 name and renamed into place with the manifest inside, so an interrupted run leaves nothing.
+Memory stays bounded for any document: one over 1 MiB (:class:`~neuronmoe.data.longdoc.LongDocument`) is read,
+split, deduplicated, counted and written in pieces, its sentences in a temporary file, with the same outputs.
 """
 from __future__ import annotations
 
