@@ -28,7 +28,8 @@ a 50 MB line took prepare-data to 7.7 GB) and prints its peak RSS over the plain
 (the corpus through prepare-data) and ``pack`` (the corpus file itself packed, the long document included).
 
     python benchmarks/bench_data.py --sizes 10M,100M --num-proc 2 --out /tmp/bench_data.json
-    python benchmarks/bench_data.py --sizes 1M --long-doc-mb 100 --steps prepare,pack --num-proc 1
+    python benchmarks/bench_data.py --sizes 100K --long-doc-mb 100 --steps prepare,pack --num-proc 1 \
+        --legacy-sizes "" --one-proc-sizes ""
 """
 from __future__ import annotations
 

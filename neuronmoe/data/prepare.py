@@ -8,10 +8,13 @@ languages) or ``replay/`` (old languages), and their sentences are the candidate
 ``samples/``. Samples may therefore overlap train/replay text (the neuron analysis only
 reads activations) but never held-out text. The whole folder is built under a temporary
 name and renamed into place with the manifest inside, so an interrupted run leaves nothing.
+Memory stays bounded for any document: one over 1 MiB (:class:`~neuronmoe.data.longdoc.LongDocument`) is read,
+split, deduplicated, counted and written in pieces, its sentences in a temporary file, with the same outputs.
 """
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -63,33 +66,61 @@ def _rng(seed: int, *parts: str) -> random.Random:
 class ChunkAnalysis:
     """What workers compute for a chunk of documents (pure, independent of the other chunks).
 
-    ``sentences`` and ``keys`` are flat over the chunk; ``paragraph_sizes[d]`` lists the sentence
-    count of each paragraph of document ``d``; ``texts[d]`` is the document rebuilt from all its
-    sentences and ``tokens[d]`` its token count (both exact whenever deduplication drops none of them).
+    ``sentences`` (of the documents held as lists) and ``keys`` (of every document's sentences, in document order)
+    are flat over the chunk; ``paragraph_sizes[d]`` lists the sentence count of each paragraph of document ``d``;
+    ``texts[d]`` is the document rebuilt from all its sentences and ``tokens[d]`` its token count (both exact
+    whenever deduplication drops none of them). A long document ``d`` (:class:`~neuronmoe.data.longdoc.LongDocument`)
+    is ``long[d]``, its sentences in a spill file (``texts[d]`` None).
     """
 
     sentences: list[str]
     keys: Any  # np.ndarray[uint64]
-    paragraph_sizes: list[list[int]]
+    paragraph_sizes: list[Any]
     tokens: list[int]
-    texts: list[str] = field(default_factory=list)
+    texts: list[str | None] = field(default_factory=list)
+    long: dict[int, Any] = field(default_factory=dict)  # document index -> LongAnalysis
+
+    def discard(self) -> None:
+        """Remove the spill files of the chunk's long documents."""
+        for la in self.long.values():
+            la.discard()
 
 
-def analyse_chunk(lang: str, documents: list[list[str]], count_tokens: Callable[[list[str], bool], list[int]]) -> ChunkAnalysis:
+def analyse_chunk(lang: str, documents: list[Any], count_tokens: Callable[[list[str], bool], list[int]]) -> ChunkAnalysis:
     """Split sentences, hash them and count each document's tokens (the parallel part of prepare-data)."""
+    import numpy as np
+
     from neuronmoe.data.dedup import sentence_keys
+    from neuronmoe.data.longdoc import LongDocument, analyse_long
 
     script = get_language(lang).script
-    sents: list[str] = []
-    sizes: list[list[int]] = []
-    texts: list[str] = []
-    for paragraphs in documents:
-        pars = [split_sentences(par, script, lang) for par in paragraphs]
-        sizes.append([len(p) for p in pars])
-        for p in pars:
-            sents.extend(p)
-        texts.append("\n".join(join_sentences(p, script) for p in pars if p))
-    return ChunkAnalysis(sents, sentence_keys(sents), sizes, count_tokens(texts, False) if texts else [], texts)
+    an = ChunkAnalysis([], None, [], [])
+    keys: list[Any] = []
+    mark = 0  # sentences whose keys are in ``keys``
+    try:
+        for d, paragraphs in enumerate(documents):
+            if isinstance(paragraphs, LongDocument):
+                keys.append(sentence_keys(an.sentences[mark:]))
+                mark = len(an.sentences)
+                la = an.long[d] = analyse_long(lang, paragraphs, count_tokens)
+                keys.append(la.keys)
+                an.paragraph_sizes.append(la.sizes)
+                an.texts.append(None)
+                continue
+            pars = [split_sentences(par, script, lang) for par in paragraphs]
+            an.paragraph_sizes.append([len(p) for p in pars])
+            for p in pars:
+                an.sentences.extend(p)
+            an.texts.append("\n".join(join_sentences(p, script) for p in pars if p))
+    except BaseException:
+        an.discard()
+        raise
+    keys.append(sentence_keys(an.sentences[mark:]))
+    an.keys = np.concatenate(keys)
+    short = [t for t in an.texts if t is not None]
+    counts = iter(count_tokens(short, False) if short else [])
+    an.tokens = [an.long[d].tokens if t is None else next(counts) for d, t in enumerate(an.texts)]
+    return an
 
 
 _WORKER_COUNT: Callable[[list[str], bool], list[int]] | None = None
@@ -101,7 +132,7 @@ def _init_worker(count_tokens: Callable[[list[str], bool], list[int]]) -> None:
     _WORKER_COUNT = count_tokens
 
 
-def _analyse_in_worker(lang: str, documents: list[list[str]]) -> ChunkAnalysis:
+def _analyse_in_worker(lang: str, documents: list[Any]) -> ChunkAnalysis:
     assert _WORKER_COUNT is not None, "worker pool started without a token counter"
     return analyse_chunk(lang, documents, _WORKER_COUNT)
 
@@ -148,7 +179,7 @@ def start_pool(num_proc: int, count_tokens: Callable[[list[str], bool], list[int
         gc.unfreeze()
 
 
-def _analysed(lang: str, documents: Iterator[list[str]], batch_docs: int, count_tokens: Callable[[list[str], bool], list[int]],
+def _analysed(lang: str, documents: Iterator[Any], batch_docs: int, count_tokens: Callable[[list[str], bool], list[int]],
               pool: Any) -> Iterator[ChunkAnalysis]:
     """The analysis of each chunk of documents, in reading order; at most 2 chunks per worker in flight."""
     chunks = _chunks(documents, batch_docs)
@@ -161,6 +192,11 @@ def _analysed(lang: str, documents: Iterator[list[str]], batch_docs: int, count_
     window = 2 * getattr(pool, "_processes", 2)
     pending: deque = deque()
     for chunk in chunks:
+        if any(_held_long(doc) for doc in chunk):  # a long string (a datasets row): analysed here, not pickled
+            while pending:
+                yield pending.popleft().get()
+            yield analyse_chunk(lang, chunk, count_tokens)
+            continue
         pending.append(pool.apply_async(_analyse_in_worker, (lang, chunk)))
         if len(pending) >= window:
             yield pending.popleft().get()
@@ -169,7 +205,19 @@ def _analysed(lang: str, documents: Iterator[list[str]], batch_docs: int, count_
 
 
 
+def _held_long(doc: Any) -> bool:
+    """A long document whose text is a string in memory (sending it to a worker would copy it twice)."""
+    from neuronmoe.data.longdoc import LongDocument
+    from neuronmoe.utils.longtext import StrText
+
+    return isinstance(doc, LongDocument) and isinstance(doc.text, StrText)
+
+
 Counter = Callable[[list[str], bool], list[int]]
+
+
+#: dedup keys added to the seen set at once (a long document's hundreds of thousands in windows)
+DEDUP_WINDOW = 1 << 16
 
 
 @dataclass
@@ -182,13 +230,15 @@ class _LangPass:
     udhr: Any  # np.ndarray[uint64]: the UDHR's sentence keys
     seen: Any  # KeySet
     rng: random.Random
+    pool_sents: Any  # SentencePool: the candidate sentences of samples/, in a temporary file
     token_budget: int | None = None
-    doc_sink: Callable[[str], None] | None = None
+    doc_sink: Callable[[Any], None] | None = None
+    heldout_sink: Callable[[Any], None] | None = None
     c: dict[str, int] = field(default_factory=lambda: dict(
         documents_read=0, sentences=0, duplicates_dropped=0, udhr_dropped=0, heldout_docs=0, heldout_tokens=0, docs=0,
         doc_tokens=0, pool=0))
-    pool_sents: list[str] = field(default_factory=list)
     n_docs: int = 0
+    n_heldout: int = 0
 
     @property
     def want_docs(self) -> bool:
@@ -206,42 +256,56 @@ class _LangPass:
         return self.token_budget is not None and self.c["doc_tokens"] >= self.token_budget
 
     def counted(self, items: list[list[Any]]) -> list[int]:
-        """Token counts of ``[text, sentences, count-or-None]`` items; counts the rebuilt ones once."""
-        todo = [it for it in items if it[2] is None]
+        """Token counts of ``[text, sentences, count-or-None]`` items; counts the rebuilt ones once (a long
+        document's text in pieces, as it is read back)."""
+        from neuronmoe.data.tokenize import count_stream
+
+        todo = [it for it in items if it[2] is None and isinstance(it[0], str)]
         if todo:
             for it, n in zip(todo, self.count_tokens([it[0] for it in todo], False)):
                 it[2] = n
+        for it in items:
+            if it[2] is None:
+                it[2] = count_stream(self.count_tokens, it[0].chunks())
         return [it[2] for it in items]
 
-    def dedup(self, an: ChunkAnalysis) -> list[bool]:
+    def dedup(self, an: ChunkAnalysis) -> Any:
         """Which of the chunk's sentences are new in this language (the UDHR's and repeated ones are dropped)."""
         import numpy as np
 
-        is_new = self.seen.add(an.keys)
+        w = DEDUP_WINDOW
+        is_new = np.concatenate([self.seen.add(an.keys[i:i + w]) for i in range(0, len(an.keys), w)] or [np.zeros(0, bool)])
         dropped = ~is_new
         if dropped.any():
             n_udhr = int(np.isin(an.keys[dropped], self.udhr).sum()) if len(self.udhr) else 0
             self.c["udhr_dropped"] += n_udhr
             self.c["duplicates_dropped"] += int(dropped.sum()) - n_udhr
-        return is_new.tolist()
+        return is_new
 
-    def kept_documents(self, an: ChunkAnalysis, keep: list[bool]) -> list[list[Any]]:
-        """``[text, kept sentences, token count or None]`` of every document with a sentence left."""
+    def kept_documents(self, an: ChunkAnalysis, is_new: Any) -> list[list[Any]]:
+        """``[text, kept sentences, token count or None]`` of every document with a sentence left (a long
+        document's text and sentences: a :class:`~neuronmoe.data.longdoc.KeptDocument`)."""
         script = get_language(self.res.lang).script
+        keep = is_new.tolist() if not an.long else None
         docs: list[list[Any]] = []
-        pos = 0
+        pos = spos = 0  # in the keys, in the sentences held as lists
         for d, sizes in enumerate(an.paragraph_sizes):
             self.c["documents_read"] += 1
+            if d in an.long:
+                pos = self._kept_long(an, d, is_new, pos, docs)
+                continue
             n_s = sum(sizes)
-            whole = all(keep[pos:pos + n_s])
+            k = keep[pos:pos + n_s] if keep is not None else is_new[pos:pos + n_s].tolist()
+            whole = all(k)
             kept_pars: list[list[str]] = []
-            p = pos
+            p = 0
             for sz in sizes:
-                sents = an.sentences[p:p + sz] if whole else [s for s, k in zip(an.sentences[p:p + sz], keep[p:p + sz]) if k]
+                sents = an.sentences[spos + p:spos + p + sz]
+                sents = sents if whole else [s for s, x in zip(sents, k[p:p + sz]) if x]
                 if sents:
                     kept_pars.append(sents)
                 p += sz
-            pos += n_s
+            pos, spos = pos + n_s, spos + n_s
             if kept_pars:
                 flat = [s for par in kept_pars for s in par]
                 self.c["sentences"] += len(flat)
@@ -249,17 +313,36 @@ class _LangPass:
                             else ["\n".join(join_sentences(par, script) for par in kept_pars), flat, None])
         return docs
 
+    def _kept_long(self, an: ChunkAnalysis, d: int, is_new: Any, pos: int, docs: list[list[Any]]) -> int:
+        from neuronmoe.data.longdoc import KeptDocument
+
+        la = an.long[d]
+        mask = is_new[pos:pos + la.n]
+        k = int(mask.sum())
+        if k:
+            self.c["sentences"] += k
+            kept = KeptDocument(la, None if k == la.n else mask.copy())
+            docs.append([kept, kept, an.tokens[d] if k == la.n else None])
+        return pos + la.n
+
     def hold_out(self, docs: list[list[Any]]) -> tuple[list[list[Any]], list[list[Any]]]:
         """(held-out documents, the rest): a seeded share of the chunk, within ``max_heldout_docs``."""
         order = list(range(len(docs)))
         self.rng.shuffle(order)
         frac = self.cfg.heldout_fraction
         n_h = round(frac * len(docs))
-        if frac > 0 and n_h == 0 and len(docs) >= 2 and not self.res.heldout:
+        if frac > 0 and n_h == 0 and len(docs) >= 2 and not self.n_heldout:
             n_h = 1
-        n_h = min(n_h, self.cfg.max_heldout_docs - len(self.res.heldout))
+        n_h = min(n_h, self.cfg.max_heldout_docs - self.n_heldout)
         held = set(order[:n_h])
         return [docs[i] for i in sorted(held)], [docs[i] for i in range(len(docs)) if i not in held]
+
+    def _emit(self, text: Any, sink: Callable[[Any], None] | None, into: list[str]) -> None:
+        """A document to its file, or to ``into`` (a long one read whole: the caller asked for a list)."""
+        if sink is not None:
+            sink(text)
+        else:
+            into.append(text if isinstance(text, str) else text.read())
 
     def take_documents(self, rest: list[list[Any]]) -> None:
         """Train/replay documents of the chunk, within the document cap and the token budget."""
@@ -269,10 +352,7 @@ class _LangPass:
         for it, n in zip(items, self.counted(items)):
             if self.budget_spent():
                 break
-            if self.doc_sink is not None:
-                self.doc_sink(it[0])
-            else:
-                self.res.docs.append(it[0])
+            self._emit(it[0], self.doc_sink, self.res.docs)
             self.n_docs += 1
             self.c["doc_tokens"] += n
 
@@ -282,7 +362,9 @@ class _LangPass:
         if not docs:
             return False
         new_held, rest = self.hold_out(docs)
-        self.res.heldout.extend(it[0] for it in new_held)
+        for it in new_held:
+            self._emit(it[0], self.heldout_sink, self.res.heldout)
+        self.n_heldout += len(new_held)
         for it in rest:
             if len(self.pool_sents) >= self.pool_cap:
                 break
@@ -293,69 +375,124 @@ class _LangPass:
         done_docs = not self.want_docs or self.budget_spent() or (self.max_docs is not None and self.n_docs >= self.max_docs)
         return self.token_budget is not None and done_docs and len(self.pool_sents) >= self.pool_cap
 
+    def usable_samples(self, pool: Any) -> tuple[Any, Any]:
+        """(pool rows, token counts) of the pool's sentences that may be samples: long enough, short enough (as
+        arrays: 16 bytes a sentence, for a pool a long document filled with millions)."""
+        import array
+
+        cfg, c = self.cfg, self.c
+        rows, lens = array.array("q"), array.array("q")
+        n_cands = row = 0
+        for batch in self.pool_sents.batches():
+            cands = [(i, s) for i, s in enumerate(batch, row) if len(s) >= cfg.min_sample_chars]
+            row += len(batch)
+            n_cands += len(cands)
+            counts = count_in_pool([s for _, s in cands], True, self.count_tokens, pool) if cands else []
+            for (i, _), n in zip(cands, counts):
+                if n <= cfg.max_sample_tokens:
+                    rows.append(i)
+                    lens.append(n)
+        c["too_short_dropped"] = len(self.pool_sents) - n_cands
+        c["too_long_dropped"] = n_cands - len(rows)
+        return rows, lens
+
     def pick_samples(self, pool: Any) -> None:
         """The seeded choice of ``num_samples`` sentences among the pool's short-enough ones."""
         cfg, c, lang = self.cfg, self.c, self.res.lang
-        cands = [s for s in self.pool_sents if len(s) >= cfg.min_sample_chars]
-        c["too_short_dropped"] = len(self.pool_sents) - len(cands)
-        lens = count_in_pool(cands, True, self.count_tokens, pool) if cands else []
-        usable = [(s, n) for s, n in zip(cands, lens) if n <= cfg.max_sample_tokens]
-        c["too_long_dropped"] = len(cands) - len(usable)
-        if len(usable) < cfg.num_samples:
+        rows, lens = self.usable_samples(pool)
+        if len(rows) < cfg.num_samples:
             raise InputError(
-                f"language {lang!r}: only {len(usable)} usable sentences (unique, {cfg.min_sample_chars}+ characters, "
+                f"language {lang!r}: only {len(rows)} usable sentences (unique, {cfg.min_sample_chars}+ characters, "
                 f"at most {cfg.max_sample_tokens} tokens, not held out) for --num-sentences {cfg.num_samples}; "
                 f"lower --num-sentences or --heldout-fraction, or give a larger --source"
             )
-        picked = _rng(cfg.seed, lang, "samples").sample(range(len(usable)), cfg.num_samples)
-        self.res.samples = [{"text": usable[i][0], "lang": lang, "n_tokens": int(usable[i][1])} for i in picked]
+        picked = _rng(cfg.seed, lang, "samples").sample(range(len(rows)), cfg.num_samples)
+        text = self.pool_sents.take(rows[i] for i in picked)
+        self.res.samples = [{"text": text[rows[i]], "lang": lang, "n_tokens": int(lens[i])} for i in picked]
         c["samples"] = len(self.res.samples)
         c["sample_tokens"] = sum(r["n_tokens"] for r in self.res.samples)
 
 
+@dataclass(frozen=True)
+class Sinks:
+    """Where :func:`process_language` writes documents: train/replay ones (``docs``) and held-out ones
+    (``heldout``), each called with a ``str`` or a long document (``chunks()``); None keeps them in the result."""
+
+    docs: Callable[[Any], None] | None = None
+    heldout: Callable[[Any], None] | None = None
+
+
 def process_language(
     lang: str,
-    documents: Iterator[list[str]],
+    documents: Iterator[Any],
     cfg: DataSettings,
     count_tokens: Counter,
     *,
     exclude: set[bytes] | None = None,
     token_budget: int | None = None,
-    doc_sink: Callable[[str], None] | None = None,
+    doc_sink: Callable[[Any], None] | Sinks | None = None,
     pool: Any = None,
 ) -> LangResult:
     """Split one language's documents into samples / heldout / train-or-replay (by its role, ``cfg.role(lang)``).
 
+    ``documents``: lists of paragraphs, or :class:`~neuronmoe.data.longdoc.LongDocument` (read in chunks).
     ``count_tokens(texts, special)`` returns token counts (``special``: with the tokenizer's
     special tokens, as the model sees one sample). Train/replay documents go to ``doc_sink``
-    when given (streamed to disk), else to ``LangResult.docs``. ``pool`` (:func:`start_pool`,
-    same tokenizer) runs :func:`analyse_chunk` in worker processes; every decision (dedup,
-    held-out choice, budget) stays here, in reading order, so the result does not depend on
+    when given (streamed to disk; a :class:`Sinks` also takes the held-out ones), else to ``LangResult.docs``.
+    ``pool`` (:func:`start_pool`, same tokenizer) runs :func:`analyse_chunk` in worker processes; every
+    decision (dedup, held-out choice, budget) stays here, in reading order, so the result does not depend on
     it. Memory: the dedup keys (:class:`~neuronmoe.data.dedup.KeySet`, 16-32 bytes per unique
-    sentence), at most ``max_heldout_docs`` held-out documents and a sample pool of
-    ``max(sample_pool, 2 * num_samples)`` sentences. Raises :class:`~neuronmoe.errors.InputError`
+    sentence), the held-out documents unless they have a sink (at most ``max_heldout_docs``), a chunk of documents
+    (long ones in a temporary file); the sample pool (``max(sample_pool, 2 * num_samples)`` sentences, and every
+    sentence of the document that fills it) is a temporary file. Raises :class:`~neuronmoe.errors.InputError`
     when fewer than ``num_samples`` usable sentences remain.
     """
+    import tempfile
+
     import numpy as np
 
     from neuronmoe.data.dedup import KeySet
+    from neuronmoe.data.longdoc import SentencePool
 
+    sinks = doc_sink if isinstance(doc_sink, Sinks) else Sinks(docs=doc_sink)
     udhr = np.unique(np.frombuffer(b"".join(sorted(exclude or ())), dtype="<u8").astype(np.uint64))
     seen = KeySet()
     seen.add(udhr)
-    st = _LangPass(cfg=cfg, count_tokens=count_tokens, res=LangResult(lang, cfg.role(lang)), udhr=udhr, seen=seen,
-                   rng=_rng(cfg.seed, lang, "heldout"), token_budget=token_budget, doc_sink=doc_sink)
-    for an in _analysed(lang, documents, cfg.batch_docs, count_tokens, pool):
-        if st.add_chunk(an):
+    # ignore_cleanup_errors: a worker may still write the spill file of a chunk never read (a streaming source stopped)
+    with tempfile.TemporaryDirectory(prefix="neuronmoe-prepare-", ignore_cleanup_errors=True) as spill:
+        st = _LangPass(cfg=cfg, count_tokens=count_tokens, res=LangResult(lang, cfg.role(lang)), udhr=udhr, seen=seen,
+                       rng=_rng(cfg.seed, lang, "heldout"), pool_sents=SentencePool(spill), token_budget=token_budget,
+                       doc_sink=sinks.docs, heldout_sink=sinks.heldout)
+        try:
+            _pass(st, lang, _spilled(documents, spill), pool)
+        finally:
+            st.pool_sents.close()
+    st.res.counts = st.c
+    return st.res
+
+
+def _spilled(documents: Iterator[Any], folder: str) -> Iterator[Any]:
+    from neuronmoe.data.longdoc import LongDocument
+
+    for doc in documents:
+        yield dataclasses.replace(doc, spill_dir=folder) if isinstance(doc, LongDocument) else doc
+
+
+def _pass(st: _LangPass, lang: str, documents: Iterator[Any], pool: Any) -> None:
+    """Every chunk of documents through ``st``, then the samples."""
+    for an in _analysed(lang, documents, st.cfg.batch_docs, st.count_tokens, pool):
+        try:
+            full = st.add_chunk(an)
+        finally:
+            an.discard()
+        if full:
             break  # streaming source: stop reading once every output is full
     c = st.c
-    c["heldout_docs"] = len(st.res.heldout)
+    c["heldout_docs"] = st.n_heldout
     c["docs"] = st.n_docs
     c["pool"] = len(st.pool_sents)
-    c["dedup_keys"] = len(seen)
+    c["dedup_keys"] = len(st.seen)
     st.pick_samples(pool)
-    st.res.counts = c
-    return st.res
 
 
 # ----------------------------------------------------------------------------- files
@@ -541,35 +678,49 @@ def _udhr_keys(run: DataRun, lang: str) -> set[bytes]:
 
 
 def _prepare_language(run: DataRun, lang: str, out: _Writer, count: Counter, pool: Any) -> LangResult:
-    """One language: stream its train/replay documents into the folder, then write its samples, held-out
-    documents and UDHR paragraphs."""
+    """One language: stream its train/replay and held-out documents into the folder, then write its samples and
+    UDHR paragraphs."""
     from tqdm.auto import tqdm
 
     cfg = run.settings
     role = cfg.role(lang)
     split = {"new": "train", "old": "replay"}.get(role)
-    fh = None
-    if split:
-        path, rel = out.path(split, lang)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(path, "w", encoding="utf-8")
-    try:
-        sink = (lambda t, fh=fh: fh.write(json.dumps({"text": t}, ensure_ascii=False) + "\n")) if fh else None
+    with contextlib.ExitStack() as files:
+        docs_sink, docs_rel = _open_split(out, split, lang, files) if split else (None, None)
+        held_sink, held_rel = _open_split(out, "heldout", lang, files)
         docs = tqdm(run.source.documents(lang), desc=f"{lang} documents", unit=" docs", leave=False,
                     disable=not cfg.progress, mininterval=2.0)
         r = process_language(lang, docs, cfg, count, exclude=_udhr_keys(run, lang),
-                             token_budget=cfg.token_budget(source_for(run.source, lang)), doc_sink=sink, pool=pool)
-    finally:
-        if fh is not None:
-            fh.close()
-    if split:
-        out.written.append(rel)
+                             token_budget=cfg.token_budget(source_for(run.source, lang)),
+                             doc_sink=Sinks(docs_sink, held_sink), pool=pool)
+    if docs_rel:
+        out.written.append(docs_rel)
     log.info("%s (%s): %s", lang, role, r.counts)
     out.put("samples", lang, r.samples)
-    out.put("heldout", lang, [{"text": t} for t in r.heldout])
+    out.written.append(held_rel)
     if lang in run.udhr:
         out.put("udhr", lang, run.udhr[lang])
     return r
+
+
+def _open_split(out: _Writer, split: str, lang: str, files: contextlib.ExitStack) -> tuple[Callable[[Any], None], str]:
+    """A sink writing ``{"text": ...}`` records to ``<split>/<lang>.jsonl`` (closed with ``files``), and its path."""
+    path, rel = out.path(split, lang)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fh = files.enter_context(open(path, "w", encoding="utf-8"))
+    return (lambda text: write_text_record(fh, text)), rel
+
+
+def write_text_record(fh: Any, text: Any) -> None:
+    """``{"text": text}`` as one JSON line (``json.dumps``, not ASCII-escaped); a long text (``chunks()``) is written
+    chunk by chunk: JSON escapes one character at a time, so the line is the same."""
+    if isinstance(text, str):
+        fh.write(json.dumps({"text": text}, ensure_ascii=False) + "\n")
+        return
+    fh.write('{"text": "')
+    for chunk in text.chunks():
+        fh.write(json.dumps(chunk, ensure_ascii=False)[1:-1])
+    fh.write('"}\n')
 
 
 def _language_counts(run: DataRun, results: dict[str, LangResult]) -> tuple[dict[str, Any], dict[str, Any]]:

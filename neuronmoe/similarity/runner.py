@@ -109,7 +109,10 @@ def read_all(files: dict[str, Path]) -> dict[str, Any]:
 
     for lang, f in files.items():
         read_texts(f, lang, limit=1)  # present, with a valid first text
-    return {lang: _Texts(f, lang, iter_texts) for lang, f in files.items()}
+    def reader(path: Path, lang: str) -> Any:  # a document over 1 MiB comes in chunks (similarity reads its head)
+        return iter_texts(path, lang, long_text=True)
+
+    return {lang: _Texts(f, lang, reader) for lang, f in files.items()}
 
 
 class _Texts:

@@ -24,6 +24,7 @@ take the entry's file lock builds it, the others wait and map it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -103,25 +104,29 @@ def _hash_tree(root: Path) -> str:
     return h.hexdigest()
 
 
-def read_documents(src: Source, stats: dict[str, int] | None = None) -> Iterator[str]:
+def read_documents(src: Source, stats: dict[str, int] | None = None, long_text: bool = False) -> Iterator[Any]:
     """Yield the ``text`` of a source's documents, at most ``max_samples`` non-blank ones.
 
     Blank texts are skipped (counted in ``stats["blank_documents"]``); a record without a string
-    ``text`` field is an error naming the file and line (or the dataset row).
+    ``text`` field is an error naming the file and line (or the dataset row). Lines are read in bounded
+    memory; with ``long_text`` a text over 1 MiB of a jsonl line comes as a
+    :class:`~neuronmoe.utils.longtext.FileText` (read in chunks), else as a string.
     """
+    from neuronmoe.utils.longtext import FileText
+
     n = 0
     cap = src.max_samples
     for where, text in _iter_texts(src):
         if cap is not None and n >= cap:
             return
-        if not isinstance(text, str):
+        if not isinstance(text, (str, FileText)):
             raise InputError(f"{where}: the {src.text_field!r} field is {type(text).__name__}, not text")
-        if not text.strip():
+        if text.blank if isinstance(text, FileText) else (not text or text.isspace()):
             if stats is not None:
                 stats["blank_documents"] = stats.get("blank_documents", 0) + 1
             continue
         n += 1
-        yield text
+        yield text if long_text or isinstance(text, str) else text.read()
 
 
 def _iter_texts(src: Source) -> Iterator[tuple[str, Any]]:
@@ -139,7 +144,7 @@ def _iter_texts(src: Source) -> Iterator[tuple[str, Any]]:
                 raise InputError(f"data source {src.spec}: rows have no {src.text_field!r} field (fields: {sorted(row)})")
             yield f"data source {src.spec} row {i}", row[src.text_field]
         return
-    for i, obj in iter_jsonl(src.spec):
+    for i, obj in iter_jsonl(src.spec, long_text=True):
         if src.text_field not in obj:
             raise InputError(f"{src.spec}:{i}: expected an object with a {src.text_field!r} field")
         yield f"{src.spec}:{i}", obj[src.text_field]
@@ -247,7 +252,8 @@ def _build_entry(entry: Path, work_root: Path, key: str, job: PackJob) -> None:
     from neuronmoe.utils.io import atomic_dir, atomic_write_json
 
     sources, cutoff_len, max_blocks = job.sources, job.cutoff_len, job.max_blocks
-    docs = [source_documents(s, work_root, read_documents, job.progress) for s in sources]
+    read = functools.partial(read_documents, long_text=True)
+    docs = [source_documents(s, work_root, read, job.progress) for s in sources]
     with atomic_dir(entry, overwrite=True) as tmp:
         res = build_blocks(job, docs, tmp, work_root)
         per_source = []

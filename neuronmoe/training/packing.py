@@ -3,21 +3,25 @@
 :func:`build_blocks` writes one cache entry (``input_ids.bin``, ``lang_flags.bin``,
 ``meta.json``) from a list of sources in four steps, none of which holds the corpus in memory:
 
-1. **Documents** of each source (non-blank, the first ``max_samples``) are written once to an
-   Arrow file with ``datasets``' ``ArrowWriter`` (``<root>/docs/<source key>.arrow``) and opened
-   memory-mapped with ``Dataset.from_file``.
+1. **Documents** of each source (non-blank, the first ``max_samples``) are written once to a
+   document store (``<root>/docs/<source key>.txt``: the texts one after another, and
+   ``.offsets``: where each starts; :class:`DocWriter`), a long one chunk by chunk.
 2. **Order**: :func:`seeded_permutation` gives the order ``random.Random(seed).shuffle`` gives a
    list of all documents (the order the in-memory packer used), as a ``uint32`` array.
 3. **Tokenise**: contiguous segments of that order (about :data:`SEGMENT_BYTES` of text each) go
    through ``Dataset.map(batched=True, num_proc=...)`` (:func:`default_num_proc` processes when
-   none are given); each batch reads its documents with :class:`MappedTexts` (``pread``, not
-   through a memory map) and each segment's result is cached under
-   ``<root>/segments/<fingerprint>.arrow`` (``datasets``' fingerprint cache), so a killed build
-   resumes at the first unfinished segment.
+   none are given); each batch reads its documents with :class:`MappedTexts` (``pread``) and each
+   segment's result is cached under ``<root>/segments/<fingerprint>.arrow`` (``datasets``'
+   fingerprint cache), so a killed build resumes at the first unfinished segment.
 4. **Pack**: the segments are read back record batch by record batch; each document + EOS is
    appended to a :class:`BlockWriter` that writes every full ``cutoff_len`` block to disk. With a
    token budget (``max_blocks``) reading stops at the last block needed, so the remaining
    segments are never tokenised.
+
+Memory stays bounded for any document (issue 24, item 5): a document over :func:`long_bytes` (1 MiB) gets no ids
+in step 3; step 4 reads its text in chunks and tokenizes it a few pieces at a time
+(:func:`~neuronmoe.data.tokenize.encode_stream`, the ids of the whole text), straight into the writer in the
+storage type. A 100 MB line then costs a few MB, not the 1.4 GB of its text, int64 ids and their copies.
 
 Token ids are stored as ``uint16`` when the vocabulary fits (``len(tokenizer) <= 65536``, e.g.
 SmolLM2, Qwen-1.5 does not), else ``uint32``; an id outside the storage type is an error, never
@@ -42,8 +46,8 @@ from neuronmoe.errors import ConfigError, InputError
 
 log = logging.getLogger(__name__)
 
-DOCS_FORMAT = 1
-SEGMENT_FORMAT = 1
+DOCS_FORMAT = 2
+SEGMENT_FORMAT = 2
 #: text bytes per tokenisation segment (the granularity of resuming and of the budget's overshoot)
 SEGMENT_BYTES = 64 << 20
 #: below this many text bytes a segment is tokenised in this process (no worker start-up)
@@ -92,71 +96,103 @@ def seeded_permutation(n: int, seed: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------
-# 1. documents -> Arrow
+# 1. documents -> a document store
 # --------------------------------------------------------------------------------------------
 @dataclass
 class SourceDocs:
-    """The documents of one source in an Arrow file (``dataset``) and what reading them found."""
+    """The documents of one source in a document store (``path``: their texts; :class:`DocWriter`) and what reading
+    them found."""
 
-    dataset: Any
+    path: Path
     info: dict[str, Any]
 
 
-def source_documents(src: Any, root: Path, read: Callable[[Any, dict], Iterator[str]], progress: bool = True) -> SourceDocs:
-    """Write (once) and open the Arrow file of ``src``'s documents; ``read(src, stats)`` yields texts."""
-    import datasets
-    from datasets.arrow_writer import ArrowWriter
+class DocWriter:
+    """Documents appended to a store: ``<name>.txt`` their UTF-8 texts one after another, ``<name>.offsets`` where
+    each starts (int64 little-endian, one more than the documents). A long text (``chunks()``) is written chunk by
+    chunk, so no document is ever held whole."""
 
+    def __init__(self, path: Path) -> None:
+        self._texts = open(path, "wb")
+        self._offsets = open(offsets_path(path), "wb")
+        self._pending = array.array("q", [0])
+        self.n = self.nbytes = 0
+
+    def add(self, text: Any) -> None:
+        from neuronmoe.utils.longtext import text_chunks
+
+        parts = [text] if isinstance(text, str) and len(text) <= 1 << 20 else text_chunks(text)
+        for part in parts:
+            b = part.encode("utf-8")
+            self._texts.write(b)
+            self.nbytes += len(b)
+        self.n += 1
+        self._pending.append(self.nbytes)
+        if len(self._pending) >= 1 << 16:
+            self._flush()
+
+    def _flush(self) -> None:
+        self._offsets.write(np.asarray(self._pending, dtype="<i8").tobytes())
+        self._pending = array.array("q")
+
+    def close(self) -> None:
+        self._flush()
+        self._texts.close()
+        self._offsets.close()
+
+
+def offsets_path(path: Path | str) -> Path:
+    return Path(path).with_suffix(".offsets")
+
+
+def _store_holds(path: Path, n: int) -> bool:
+    """The store at ``path`` holds ``n`` documents (its two files agree)."""
+    offs = offsets_path(path)
+    if not path.is_file() or not offs.is_file() or offs.stat().st_size != 8 * (n + 1):
+        return False
+    last = np.fromfile(offs, dtype="<i8", count=1, offset=8 * n)
+    return int(last[0]) == path.stat().st_size
+
+
+def source_documents(src: Any, root: Path, read: Callable[[Any, dict], Iterator[Any]], progress: bool = True) -> SourceDocs:
+    """Write (once) the document store of ``src``; ``read(src, stats)`` yields texts (strings or long texts)."""
     from neuronmoe.utils.io import atomic_write_json
 
     key = _digest({"format": DOCS_FORMAT, **src.identity()})
-    path = root / "docs" / f"{key}.arrow"
+    path = root / "docs" / f"{key}.txt"
     info_path = path.with_suffix(".json")
-    if path.is_file() and info_path.is_file():
+    if info_path.is_file():
         try:
             info = json.loads(info_path.read_text())
-            ds = datasets.Dataset.from_file(str(path))
-            if len(ds) == info["documents"]:
-                return SourceDocs(ds, info)
-        except Exception as e:  # noqa: BLE001 - a damaged cache file is rebuilt
+            if _store_holds(path, int(info["documents"])):
+                return SourceDocs(path, info)
+        except (OSError, ValueError, KeyError, TypeError) as e:  # a damaged cache file is rebuilt
             log.warning("document cache %s unreadable (%s); rewriting it", path, e)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    features = datasets.Features({"text": datasets.Value("string")})
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.txt")
     stats: dict[str, int] = {"blank_documents": 0}
-    n = nbytes = 0
     from tqdm.auto import tqdm
 
-    writer = ArrowWriter(features=features, path=str(tmp), writer_batch_size=10_000)
+    writer = DocWriter(tmp)
     try:
-        batch: list[str] = []
         with tqdm(desc=f"reading {src.lang} documents", unit=" docs", disable=not progress, leave=False) as bar:
             for text in read(src, stats):
-                batch.append(text)
-                nbytes += len(text.encode("utf-8"))
-                if len(batch) >= 10_000:
-                    writer.write_batch({"text": batch})
-                    n += len(batch)
-                    bar.update(len(batch))
-                    batch = []
-            if batch:
-                writer.write_batch({"text": batch})
-                n += len(batch)
-        writer.finalize()
-    except BaseException:
+                writer.add(text)
+                bar.update(1)
+    finally:
         writer.close()
-        tmp.unlink(missing_ok=True)
-        raise
-    writer.close()
+    n, nbytes = writer.n, writer.nbytes
     if n == 0:
         tmp.unlink(missing_ok=True)
+        offsets_path(tmp).unlink(missing_ok=True)
         blank = stats["blank_documents"]
         raise InputError(f"data source {src.spec} ({src.lang}) is empty: no document with text"
                          + (f" ({blank} blank)" if blank else ""))
+    os.replace(offsets_path(tmp), offsets_path(path))
     os.replace(tmp, path)
     info = {"key": key, "spec": src.spec, "lang": src.lang, "documents": n, "bytes": nbytes, **stats}
     atomic_write_json(info_path, info)
-    return SourceDocs(datasets.Dataset.from_file(str(path)), info)
+    return SourceDocs(path, info)
 
 
 # --------------------------------------------------------------------------------------------
@@ -165,17 +201,29 @@ def source_documents(src: Any, root: Path, read: Callable[[Any, dict], Iterator[
 _ENCODERS: dict[int, Callable[[Sequence[str]], list[list[int]]]] = {}
 
 
-class MappedTexts:
-    """The ``text`` column of the sources' Arrow files, read document by document with ``pread``.
+def _encoder(tokenizer: Any) -> Callable[[Sequence[str]], list[Any]]:
+    from neuronmoe.data.tokenize import encoder
 
-    Reading documents in permuted order through a memory map leaves their pages mapped in this
-    process, and the kernel maps whole page-cache folios around each fault: with ``datasets``' own
-    map, one batch of ~300 random documents mapped ~180 MB of a 200 MB file (+206 MB of RSS at 100M
-    tokens, growing with the corpus). Here the map only serves to find where each record batch's
-    string data lies in the file; the offsets are copied (4-8 bytes per document, like the
-    permutation), the map's pages are released, and :meth:`take` reads each document's bytes with
-    ``os.pread``: RSS holds one batch of texts for any corpus. Pickles as the file paths (worker
-    processes open them again).
+    enc = _ENCODERS.get(id(tokenizer))
+    if enc is None:
+        enc = _ENCODERS[id(tokenizer)] = encoder(tokenizer)
+    return enc
+
+
+def long_bytes() -> int:
+    """Documents longer than this many bytes are tokenized while packing, piece by piece (never whole)."""
+    from neuronmoe.utils import longtext
+
+    return longtext.LONG_TEXT_BYTES
+
+
+class MappedTexts:
+    """The documents of the sources' stores (:class:`DocWriter`), read document by document with ``pread``.
+
+    Only the offsets are held (8 bytes per document, like the permutation); :meth:`take` reads each document's
+    bytes with ``os.pread`` (no memory map: reading documents in permuted order through one left their pages mapped,
+    +206 MB of RSS at 100M tokens), so RSS holds one batch of texts for any corpus; :meth:`chunks` reads one
+    document in pieces. Pickles as the file paths (worker processes open them again).
     """
 
     def __init__(self, paths: Sequence[str | Path]):
@@ -183,32 +231,9 @@ class MappedTexts:
         self._open()
 
     def _open(self) -> None:
-        import mmap
-
-        import pyarrow as pa
-
-        self._fds: list[int] = []
-        self._chunks: list[tuple[int, int, np.ndarray]] = []  # (file index, data offset in the file, offsets)
-        for k, path in enumerate(self.paths):
-            fd = os.open(path, os.O_RDONLY)
-            self._fds.append(fd)
-            mm = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
-            base = pa.py_buffer(mm)
-            for rb in pa.ipc.open_stream(pa.BufferReader(base)):
-                col = rb.column("text")
-                if not len(col):
-                    continue
-                if col.null_count:
-                    raise InputError(f"{path}: {col.null_count} documents without text")
-                _, offs, data = col.buffers()
-                dt = np.int64 if pa.types.is_large_string(col.type) else np.int32
-                o = np.frombuffer(offs, dtype=dt)[col.offset:col.offset + len(col) + 1].astype(np.int64)
-                self._chunks.append((k, data.address - base.address, o))
-            del base
-            if hasattr(mmap, "MADV_DONTNEED"):
-                mm.madvise(mmap.MADV_DONTNEED)
-            # the map itself goes with the record batches that referenced it
-        self._starts = np.concatenate([[0], np.cumsum([len(o) - 1 for _, _, o in self._chunks])]).astype(np.int64)
+        self._fds = [os.open(p, os.O_RDONLY) for p in self.paths]
+        self._offs = [np.fromfile(offsets_path(p), dtype="<i8") for p in self.paths]
+        self._starts = np.concatenate([[0], np.cumsum([len(o) - 1 for o in self._offs])]).astype(np.int64)
 
     def __len__(self) -> int:
         return int(self._starts[-1])
@@ -227,34 +252,55 @@ class MappedTexts:
             except OSError:
                 pass
 
-    def take(self, rows: np.ndarray) -> list[str]:
-        """Documents ``rows`` (indices over all files, in order) as Python strings."""
+    def _where(self, rows: Any) -> tuple[np.ndarray, np.ndarray]:
         rows = np.asarray(rows, dtype=np.int64)
         which = np.searchsorted(self._starts, rows, side="right") - 1
+        return which, rows - self._starts[which]
+
+    def sizes(self, rows: Any) -> np.ndarray:
+        """The UTF-8 length of documents ``rows``."""
+        which, local = self._where(rows)
+        out = np.empty(len(local), dtype=np.int64)
+        for k in np.unique(which).tolist():
+            m = which == k
+            o = self._offs[k]
+            out[m] = o[local[m] + 1] - o[local[m]]
+        return out
+
+    def take(self, rows: Any) -> list[str]:
+        """Documents ``rows`` (indices over all files, in order) as Python strings."""
+        which, local = self._where(rows)
         out: list[str] = []
         pread = os.pread
-        for r, c in zip((rows - self._starts[which]).tolist(), which.tolist()):
-            k, data_at, offs = self._chunks[c]
-            a, b = int(offs[r]), int(offs[r + 1])
-            raw = pread(self._fds[k], b - a, data_at + a)
+        for r, k in zip(local.tolist(), which.tolist()):
+            a, b = int(self._offs[k][r]), int(self._offs[k][r + 1])
+            raw = pread(self._fds[k], b - a, a)
             if len(raw) != b - a:
                 raise InputError(f"{self.paths[k]}: short read (the file changed while packing?)")
             out.append(raw.decode("utf-8"))
         return out
 
+    def chunks(self, row: int) -> Iterator[str]:
+        """Document ``row`` in pieces of about a MiB."""
+        from neuronmoe.utils.longtext import FileText
+
+        which, local = self._where([row])
+        k, r = int(which[0]), int(local[0])
+        a, b = int(self._offs[k][r]), int(self._offs[k][r + 1])
+        return FileText(self.paths[k], a, b, escaped=False, nbytes=b - a).chunks()
+
 
 def _encode_rows(batch: Any, texts: Any, tokenizer: Any, dtype: str) -> Any:
-    """``map`` function: document indices (an Arrow batch) -> ``doc`` + ``input_ids`` (list<dtype>)."""
+    """``map`` function: document indices (an Arrow batch) -> ``doc`` + ``input_ids`` (list<dtype>). A document
+    over :func:`long_bytes` gets no ids here: the packer tokenizes it piece by piece (:meth:`_Packer.long`)."""
     import pyarrow as pa
 
-    from neuronmoe.data.tokenize import encoder
-
-    enc = _ENCODERS.get(id(tokenizer))
-    if enc is None:
-        enc = _ENCODERS[id(tokenizer)] = encoder(tokenizer)
+    enc = _encoder(tokenizer)
     doc = batch.column("doc")
-    strs = texts.take(doc.to_numpy())
-    ids = enc(strs)
+    rows = doc.to_numpy()
+    short = texts.sizes(rows) <= long_bytes()
+    got = iter(enc(texts.take(rows[short])) if short.any() else [])
+    ids = [next(got) if s else [] for s in short.tolist()]
     lens = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
     offsets = np.zeros(len(ids) + 1, dtype=np.int64)
     np.cumsum(lens, out=offsets[1:])
@@ -528,15 +574,62 @@ def build_blocks(job: PackJob, docs: Sequence[SourceDocs], folder: Path, work_ro
     return BuildResult(blocks, meta)
 
 
+class _Packer:
+    """Feeds tokenized record batches to the :class:`BlockWriter`, in order, counting what each source gave; a long
+    document (no ids in its segment) is tokenized here from its text, piece by piece, straight into the writer."""
+
+    def __init__(self, job: PackJob, texts: MappedTexts, starts: np.ndarray, writer: BlockWriter, usage: _Usage) -> None:
+        self.job, self.texts, self.starts, self.writer, self.usage = job, texts, starts, writer, usage
+        self.eos = job.tokenizer.eos_token_id
+        self.flags = np.array([s.flag for s in job.sources], dtype=np.int8)
+
+    def batch(self, doc: np.ndarray, offs: np.ndarray, vals: np.ndarray) -> None:
+        long = np.flatnonzero(self.texts.sizes(doc) > long_bytes()).tolist()
+        a = 0
+        for j in long + [len(doc)]:
+            if j > a:
+                self.rows(doc[a:j], offs[a:j + 1] - offs[a], vals[offs[a]:offs[j]])
+            if self.writer.full:
+                return
+            if j < len(doc):
+                self.long(int(doc[j]))
+            a = j + 1
+
+    def rows(self, doc: np.ndarray, offs: np.ndarray, vals: np.ndarray) -> None:
+        src = np.searchsorted(self.starts, doc, side="right") - 1
+        stream, lens = with_eos(offs, vals, self.eos)
+        self.usage.add(src, lens, self.writer.add(stream, np.repeat(self.flags[src], lens)))
+
+    def long(self, row: int) -> None:
+        """Document ``row`` + EOS, tokenized a few pieces at a time (:func:`~neuronmoe.data.tokenize.encode_stream`:
+        the ids of the whole text), until it ends or the budget does."""
+        from neuronmoe.data.tokenize import encode_stream
+
+        src = int(np.searchsorted(self.starts, row, side="right") - 1)
+        flag, dtype, taken = self.flags[src], self.writer.dtype, 0
+        parts = encode_stream(_encoder(self.job.tokenizer), self.texts.chunks(row))
+        tail = [np.array([self.eos], dtype=np.int64)] if self.eos is not None else []
+        for ids in itertools.chain(parts, tail):
+            if ids.size:
+                check_ids(int(ids.max()), dtype, "tokenizing the training documents")
+            got = self.writer.add(ids, np.full(len(ids), flag, dtype=np.int8))
+            taken += got
+            if got < len(ids):
+                break
+        if taken:
+            self.usage.docs[src] += 1
+            self.usage.tokens[src] += taken
+
+
 def _pack_segments(job: PackJob, docs: Sequence[SourceDocs], segments: list[tuple[int, int]], starts: np.ndarray,
                    writer: BlockWriter, usage: _Usage, work_root: Path) -> int:
     """Tokenise the permuted documents segment by segment into ``writer`` until its budget is full; returns the
     number of segments tokenised."""
     from tqdm.auto import tqdm
 
-    dtype, eos, n_docs = writer.dtype, job.tokenizer.eos_token_id, int(starts[-1])
-    src_flags = np.array([s.flag for s in job.sources], dtype=np.int8)
-    texts = MappedTexts([d.dataset.cache_files[0]["filename"] for d in docs])
+    dtype, n_docs = writer.dtype, int(starts[-1])
+    texts = MappedTexts([d.path for d in docs])
+    packer = _Packer(job, texts, starts, writer, usage)
     total_bytes = int(sum(d.info["bytes"] for d in docs))
     perm = seeded_permutation(n_docs, job.seed)
     batch_size = int(np.clip(BATCH_BYTES * n_docs // max(1, total_bytes), 8, 1024))
@@ -548,16 +641,14 @@ def _pack_segments(job: PackJob, docs: Sequence[SourceDocs], segments: list[tupl
                 break
             procs = None if total_bytes * (b - a) / n_docs < INLINE_BYTES else (job.num_proc or default_num_proc())
             fp = _digest({"format": SEGMENT_FORMAT, "docs": docs_key, "seed": job.seed, "range": [a, b],
-                          "tokenizer": job.tok_fp, "dtype": dtype.name})
+                          "tokenizer": job.tok_fp, "dtype": dtype.name, "long_bytes": long_bytes()})
             files = tokenize_segment(texts, perm[a:b], job.tokenizer, dtype, work_root / "segments" / f"{fp}.arrow",
                                      procs if procs and procs > 1 else None,
                                      desc=f"tokenizing segment {k + 1}/{len(segments)}", batch_size=batch_size)
             done += 1
             for doc, offs, vals in iter_tokenized(files):
-                src = np.searchsorted(starts, doc, side="right") - 1
-                stream, lens = with_eos(offs, vals, eos)
                 before = writer.blocks
-                usage.add(src, lens, writer.add(stream, np.repeat(src_flags[src], lens)))
+                packer.batch(doc, offs, vals)
                 bar.update(writer.blocks - before)
                 if writer.full:
                     break

@@ -30,15 +30,22 @@ def document_windows(tokens: Sequence[int], prefix: int | None, block_len: int) 
     return [seq[i: i + block_len] for i in range(0, max(len(seq) - 1, 0), block_len - 1)]
 
 
-def token_blocks(texts: Sequence[str], tokenizer: Any, block_len: int, max_tokens: int | None = None) -> list[list[int]]:
-    """The windows of every document (:func:`document_windows`), up to ``max_tokens`` scored tokens in all."""
+def token_blocks(texts: Sequence[Any], tokenizer: Any, block_len: int, max_tokens: int | None = None) -> list[list[int]]:
+    """The windows of every document (:func:`document_windows`), up to ``max_tokens`` scored tokens in all.
+
+    A long text (``chunks()``: a held-out document over 1 MiB, :func:`~neuronmoe.utils.io.read_texts` with
+    ``long_text``) is tokenized a few pieces at a time and only as far as ``max_tokens`` needs
+    (:func:`long_ids`), never whole."""
     if block_len < 2:
         raise ValueError(f"block_len must be >= 2, got {block_len}")
     prefix = prefix_token_id(tokenizer)
     blocks: list[list[int]] = []
     scored = 0
     for t in texts:
-        ids = tokenizer(t, add_special_tokens=False)["input_ids"]
+        if isinstance(t, str):
+            ids = tokenizer(t, add_special_tokens=False)["input_ids"]
+        else:
+            ids = long_ids(tokenizer, t, None if max_tokens is None else max_tokens - scored + 1)
         if max_tokens is not None:
             ids = ids[: max_tokens - scored + (1 if prefix is None else 0)]
         for b in document_windows(ids, prefix, block_len):
@@ -49,10 +56,27 @@ def token_blocks(texts: Sequence[str], tokenizer: Any, block_len: int, max_token
     return blocks
 
 
+def long_ids(tokenizer: Any, text: Any, need: int | None) -> list[int]:
+    """The first ``need`` (None: all) ids of a long text, encoded in pieces cut at whitespace
+    (:func:`~neuronmoe.data.tokenize.encode_stream`: the ids of the whole text for byte-level BPE tokenizers)."""
+    import numpy as np
+
+    from neuronmoe.data.tokenize import encode_stream, encoder
+
+    parts, n = [], 0
+    for ids in encode_stream(encoder(tokenizer), text.chunks()):
+        parts.append(ids)
+        n += len(ids)
+        if need is not None and n >= need:
+            break
+    out = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+    return out[:need].tolist()
+
+
 def perplexity(
     model: Any,
     tokenizer: Any,
-    texts: Sequence[str],
+    texts: Sequence[Any],
     block_len: int = 512,
     max_tokens: int | None = None,
     batch_size: int = 8,

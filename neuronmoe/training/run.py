@@ -616,7 +616,7 @@ def heldout_perplexity(model: Any, tok: Any, cfg: dict[str, Any], data_dir: Path
         kw = dict(block_len=cfg["heldout_block_len"], max_tokens=cfg["heldout_max_tokens"],
                   batch_size=cfg["heldout_batch_size"], autocast_bf16=cfg["bf16"])
         try:
-            texts = read_texts(data_dir / "heldout" / f"{lang}.jsonl")
+            texts = read_texts(data_dir / "heldout" / f"{lang}.jsonl", long_text=True)  # long ones read as needed
             r = perplexity(model, tok, texts, **kw)
         except ValueError as e:
             log.warning("held-out perplexity %s: %s", lang, e)

@@ -294,14 +294,21 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 
 def iter_jsonl(path: str | os.PathLike, error: Type[Exception] = ValueError,
-               skip_invalid: bool = False) -> Iterator[tuple[int, dict]]:
+               skip_invalid: bool = False, long_text: bool = False) -> Iterator[tuple[int, dict]]:
     """``(line number, object)`` for each non-blank line of a JSONL file: the one JSONL reader.
 
     Every problem is raised as ``error`` with a message naming the file (and line): unreadable
     file, invalid JSON, a line that is not an object, text that is not UTF-8. ``skip_invalid``
     passes over lines that are not JSON objects instead (an append-only log whose last line a
-    kill may have cut, e.g. ``metrics.jsonl``).
+    kill may have cut, e.g. ``metrics.jsonl``). ``long_text`` (data files): memory stays bounded for
+    any line, whose long string values come as :class:`~neuronmoe.utils.longtext.FileText`
+    (:func:`~neuronmoe.utils.longtext.iter_jsonl_long`).
     """
+    if long_text:
+        from neuronmoe.utils.longtext import iter_jsonl_long
+
+        yield from iter_jsonl_long(path, error)
+        return
     path = Path(path)
     try:
         fh = open(path, encoding="utf-8")
@@ -327,33 +334,37 @@ def iter_jsonl(path: str | os.PathLike, error: Type[Exception] = ValueError,
             raise error(f"{path}: not UTF-8 text (byte {e.start})") from None
 
 
-def read_texts(path: str | os.PathLike, lang: str | None = None, limit: int | None = None) -> list[str]:
+def read_texts(path: str | os.PathLike, lang: str | None = None, limit: int | None = None,
+               long_text: bool = False) -> list[Any]:
     """The ``"text"`` of every record of a prepared-data JSONL file (``data/<split>/<lang>.jsonl``), in order.
 
     One policy for every stage: the file must exist and hold at least one text; every record needs a
     non-empty string ``text``; with ``lang``, a record's ``lang`` field (when present) must equal it.
-    ``limit``: at most this many texts (None or 0: all).
+    ``limit``: at most this many texts (None or 0: all). ``long_text``: a text over 1 MiB comes as a
+    :class:`~neuronmoe.utils.longtext.FileText` (read in chunks by the caller; memory stays bounded for any line).
     """
-    out: list[str] = []
-    for text in iter_texts(path, lang):
+    out: list[Any] = []
+    for text in iter_texts(path, lang, long_text):
         out.append(text)
         if limit and len(out) >= limit:
             break
     return out
 
 
-def iter_texts(path: str | os.PathLike, lang: str | None = None) -> Iterator[str]:
+def iter_texts(path: str | os.PathLike, lang: str | None = None, long_text: bool = False) -> Iterator[Any]:
     """:func:`read_texts` one text at a time (for files too large to hold, e.g. ``data/train``): the missing
     file is an error at the first ``next``; a file without texts after the last one."""
+    from neuronmoe.utils.longtext import FileText
+
     path = Path(path)
     of = f" (language {lang!r})" if lang else ""
     if not path.is_file():
         raise MissingInputError(f"{path}: no such data file{of}; run `neuronmoe prepare-data` with this language, "
                                 f"or point --data-dir at the prepared data")
     n = 0
-    for i, rec in iter_jsonl(path):
+    for i, rec in iter_jsonl(path, long_text=long_text):
         text = rec.get("text")
-        if not isinstance(text, str) or not text.strip():
+        if not (not text.blank if isinstance(text, FileText) else isinstance(text, str) and text.strip()):
             raise InputError(f"{path}:{i}: expected a JSON object with a 'text' field (a non-empty string)")
         if lang is not None and rec.get("lang", lang) != lang:
             raise InputError(f"{path}:{i}: a text of language {rec.get('lang')!r} in the file of {lang!r}")

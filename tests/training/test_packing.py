@@ -104,35 +104,34 @@ def test_streaming_blocks_equal_the_in_memory_packer(two_sources, tmp_path, monk
     assert {s["lang"]: s["documents"] for s in many.meta["sources"]} == {"el": 100, "en": 150}
 
 
-def test_mapped_texts_read_every_document_like_datasets(tmp_path):
-    """``MappedTexts.take`` (pread at the offsets of each record batch) returns exactly the documents
-    ``datasets`` reads, in any order, across several files and record batches, and after pickling."""
+def test_mapped_texts_read_every_document_of_the_stores(tmp_path):
+    """``MappedTexts.take`` (pread at the stores' offsets) returns exactly the documents written by ``DocWriter``,
+    in any order, across several stores, after pickling; ``sizes`` and ``chunks`` agree with them; a long text
+    (``chunks()``) is stored as the string it reads."""
     import pickle
 
-    import datasets
-    from datasets.arrow_writer import ArrowWriter
+    from neuronmoe.utils.longtext import StrText
 
     rng = np.random.default_rng(0)
     words = ["Καλημέρα", "κόσμε", "hello", "日本語", "x", "😀", ""]
     paths, texts = [], []
     for k in range(2):
-        path = tmp_path / f"docs{k}.arrow"
-        w = ArrowWriter(features=datasets.Features({"text": datasets.Value("string")}), path=str(path),
-                        writer_batch_size=7)
+        path = tmp_path / f"docs{k}.txt"
+        w = packing.DocWriter(path)
         part = [" ".join(rng.choice(words, size=int(rng.integers(0, 9)))) for _ in range(50)]
-        w.write_batch({"text": part})  # several record batches of 7 rows
-        w.finalize()
+        for i, t in enumerate(part):
+            w.add(StrText(t) if i % 7 == 3 else t)
         w.close()
         paths.append(path)
         texts += part
     mt = packing.MappedTexts(paths)
-    assert len(mt) == len(texts) == 100 and len(mt._chunks) > 4
+    assert len(mt) == len(texts) == 100
     order = rng.permutation(100)
     assert mt.take(order) == [texts[i] for i in order]
+    assert mt.sizes(order).tolist() == [len(texts[i].encode()) for i in order]
+    assert all("".join(mt.chunks(i)) == texts[i] for i in range(100))
     again = pickle.loads(pickle.dumps(mt))
     assert again.take(order[:10]) == [texts[i] for i in order[:10]]
-    ds = datasets.concatenate_datasets([datasets.Dataset.from_file(str(p)) for p in paths])
-    assert ds["text"] == texts
 
 
 def test_default_tokenizing_processes_by_cores(two_sources, tmp_path, monkeypatch):
