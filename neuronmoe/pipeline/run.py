@@ -207,7 +207,9 @@ def run_stage(s: Stage, argv: list[str], cmd: list[str], runner: Callable[[list[
 class StageRunner:
     """The default runner: one stage process with the stages' environment, its token and FLOP counts written to
     ``work_file`` (``$NEURONMOE_WORK_FILE``, :mod:`neuronmoe.utils.work`), and its CPU time and peak RSS read from
-    the kernel when it exits (``wait4``)."""
+    the kernel when it exits (``wait4``). Linux starts a child's ``ru_maxrss`` at its parent's RSS at fork (the
+    exec'd child keeps the forked image's high-water mark), so a small stage would report the pipeline process's
+    size: :func:`stage_usage` takes the peak the stage measured itself (``VmHWM``) when the work file has it."""
 
     def __init__(self, env: dict[str, str]):
         self.env = env
@@ -249,6 +251,8 @@ def stage_usage(runner: Any, seconds: float) -> dict[str, Any]:
                                              "device", "threads", "native_bf16")})
         if work.get("flops") and seconds > 0:
             out["flops_per_s"] = work["flops"] / seconds
+        if work.get("peak_rss_mb"):  # the process's own high-water mark (wait4's inherits the pipeline's at fork)
+            out["peak_rss_mb"] = work["peak_rss_mb"]
     return out
 
 

@@ -138,7 +138,22 @@ def write(path: Path) -> None:
     c["flops"] = c["flops_forward"] + c["flops_backward"]
     c["threads"] = torch.get_num_threads()
     c["native_bf16"] = bool(native_bf16(c["device"] or None))
+    c["peak_rss_mb"] = peak_rss_mb()
     atomic_write_json(Path(path), c)
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory since its exec (``VmHWM``; ``ru_maxrss`` where /proc is missing), or its
+    waited-for children's if larger (data workers), in MiB."""
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            own = next((int(x.split()[1]) / 1024 for x in f if x.startswith("VmHWM:")), own)
+    except OSError:
+        pass
+    return round(max(own, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024), 1)
 
 
 def install_from_env() -> None:

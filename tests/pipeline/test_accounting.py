@@ -170,3 +170,21 @@ def test_the_recorded_dtype_is_the_autocast_one(tmp_path):
     runner.work_file = tmp_path / "work" / "s.json"
     assert runner([sys.executable, "-c", CHILD_AUTOCAST]) == 0
     assert stage_usage(runner, seconds=1.0)["dtype"] == "bfloat16"
+
+
+def test_a_small_stage_does_not_report_the_pipeline_process_size(tmp_path):
+    """Linux starts a child's ru_maxrss at its parent's RSS at fork: a 1.5 GB pipeline process made every small
+    stage report 1.5 GB. The stage's own high-water mark (VmHWM) is what the table shows."""
+    from neuronmoe.pipeline.run import StageRunner, stage_environment, stage_usage
+
+    ballast = bytearray(1536 << 20)  # touched: resident in this (the parent) process
+    for i in range(0, len(ballast), 4096):
+        ballast[i] = 1
+    runner = StageRunner(stage_environment())
+    runner.work_file = tmp_path / "work" / "s.json"
+    assert runner([sys.executable, "-c", "from neuronmoe.utils.work import install_from_env; install_from_env()"]) == 0
+    inherited = runner.usage["peak_rss_mb"]
+    usage = stage_usage(runner, seconds=1.0)
+    del ballast
+    assert inherited > 1536  # what wait4 says: the parent's size
+    assert 10 < usage["peak_rss_mb"] < 1024  # the child's own: python and torch, well under the ballast
