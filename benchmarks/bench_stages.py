@@ -12,8 +12,9 @@ training) of the same model over the same tokens, in one process (docs/benchmark
 
 With ``--pipeline-output DIR`` it also reads that run's ``pipeline/timings.json`` and prints every stage's time
 over the plain-forward time of the tokens it counted (forward, and backward for training), using the rates
-measured here. Every run prints one JSON object (and writes it to ``--out``). Keep the sizes small on a shared
-machine: the defaults take about 1-2 minutes on 2 cores.
+measured here in the dtype the stage recorded (fp32, or bf16 where native) and scaled by the linear-layer work
+the stage counted against the dense model's (experts included). Every run prints one JSON object (and writes it
+to ``--out``). Keep the sizes small on a shared machine: the defaults take about 1-2 minutes on 2 cores.
 
     python benchmarks/bench_stages.py --data outputs/data --cloze-items 20 --heldout-docs 8 --sentences 16
 """
@@ -186,18 +187,43 @@ def bench_train_step(model: Any, steps: int = 3, batch: int = 4, seq: int = 128)
             "trainable_params": sum(p.numel() for p in params)}
 
 
-def pipeline_ratios(path: Path, fwd_s_per_token: float, train_s_per_token: float) -> dict[str, Any]:
-    """Each stage of a pipeline run over the plain-forward(/backward) time of the tokens it counted."""
+def pipeline_ratios(path: Path, fwd_s: dict[str, float], train_s: dict[str, float], macs: int) -> dict[str, Any]:
+    """Each stage of a pipeline run over the plain-forward(/backward) time of the tokens it counted, in the dtype it
+    computed in (``fwd_s`` / ``train_s``: seconds per token by dtype), scaled by the work it counted against the dense
+    model's (``macs``: the dense model's linear multiply-adds per token): a LayerMoE stage runs its experts too, and
+    an evaluation that computes logits only where it scores does less than a plain forward."""
     timings = json.loads((path / "pipeline" / "timings.json").read_text())
     out = {}
     for name, v in timings.items():
         if name.startswith("_") or not isinstance(v, dict) or not v.get("tokens_forward"):
             continue
-        bwd = v.get("tokens_backward") or 0
-        floor = (v["tokens_forward"] - bwd) * fwd_s_per_token + bwd * train_s_per_token
-        out[name] = {"seconds": v.get("seconds"), "tokens_forward": v["tokens_forward"], "tokens_backward": bwd,
-                     "plain_s": round(floor, 1), "stage_over_plain": round(v["seconds"] / floor, 2) if floor else None}
+        bwd, dt = v.get("tokens_backward") or 0, v.get("dtype") or "float32"
+        dense_flops = 2.0 * macs * (v["tokens_forward"] + 2 * bwd)
+        scale = v["flops"] / dense_flops if v.get("flops") else 1.0
+        f, t = fwd_s.get(dt, fwd_s["float32"]), train_s.get(dt, train_s["float32"])
+        floor = scale * ((v["tokens_forward"] - bwd) * f + bwd * t)
+        out[name] = {"seconds": v.get("seconds"), "dtype": dt, "tokens_forward": v["tokens_forward"], "tokens_backward": bwd,
+                     "work_vs_dense": round(scale, 2), "plain_s": round(floor, 1),
+                     "stage_over_plain": round(v["seconds"] / floor, 2) if floor else None}
     return out
+
+
+def plain_rates(model: Any, mm: Any) -> tuple[dict[str, float], dict[str, float]]:
+    """Seconds per token of a plain forward (dense model) and of a plain training step (the MoE model), in fp32 and,
+    where this CPU computes it natively, bf16 (a bf16 copy for the forward, autocast for training, as the stages)."""
+    from neuronmoe.utils.device import native_bf16
+
+    fwd = {"float32": plain_forward(model, 2048) / 2048}
+    step = bench_train_step(mm)
+    train = {"float32": step["step_s"] / (step["batch"] * step["seq"])}
+    if native_bf16("cpu"):
+        import copy
+
+        fwd["bfloat16"] = plain_forward(copy.deepcopy(model).to(torch.bfloat16), 2048) / 2048
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            step = bench_train_step(mm)
+        train["bfloat16"] = step["step_s"] / (step["batch"] * step["seq"])
+    return fwd, train
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -244,9 +270,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         res["train_step"] = bench_train_step(mm)
     log("done")
     res["plain_forward_s_per_token"] = fwd_per_token
-    if a.pipeline_output and "train_step" in res:
-        per_tok = res["train_step"]["step_s"] / (res["train_step"]["batch"] * res["train_step"]["seq"])
-        res["pipeline"] = pipeline_ratios(Path(a.pipeline_output), fwd_per_token, per_tok)
+    if a.pipeline_output:
+        fwd, train = plain_rates(model, mm)
+        res["plain_s_per_token"] = {"forward": fwd, "train_step": train}
+        macs = sum(m.in_features * m.out_features for m in model.modules() if isinstance(m, torch.nn.Linear))
+        res["pipeline"] = pipeline_ratios(Path(a.pipeline_output), fwd, train, macs)
     print(json.dumps(res, indent=2))
     if a.out:
         Path(a.out).write_text(json.dumps(res, indent=2))

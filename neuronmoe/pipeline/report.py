@@ -119,23 +119,26 @@ def stage_table(timings: dict[str, Any]) -> list[str]:
     mach = timings.get("_machine") or {}
     rate = mach.get("flops_per_s")
     lines = ["## Stage times and work (this machine)", ""]
-    if rate:
-        key = mach.get("key") or {}
-        lines += [f"Matmul calibration: {rate / 1e9:,.1f} GFLOP/s ({key.get('dtype', '?')}, {key.get('device', '?')}, "
-                  f"{key.get('threads', '?')} threads, {key.get('cpu', '?')}; native bf16: "
-                  f"{'yes' if mach.get('native_bf16') else 'no'}; measured {mach.get('measured', '?')}).", ""]
-    lines += ["| stage | wall s | CPU s | tokens fwd | tokens bwd | GFLOP | GFLOP/s | % of matmul rate | peak RSS MB | last run |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    key = mach.get("key") or {}
+    rates = mach.get("rates") or ({key.get("dtype", "float32"): rate} if rate else {})
+    if rates:
+        each = ", ".join(f"{r / 1e9:,.1f} GFLOP/s {d}" for d, r in rates.items())
+        lines += [f"Matmul calibration: {each} ({key.get('device', '?')}, {key.get('threads', '?')} threads, "
+                  f"{key.get('cpu', '?')}; native bf16: {'yes' if mach.get('native_bf16') else 'no'}; measured "
+                  f"{mach.get('measured', '?')}); each stage is compared with the rate of the dtype it computed in.", ""]
+    lines += ["| stage | wall s | CPU s | dtype | tokens fwd | tokens bwd | GFLOP | GFLOP/s | % of matmul rate | peak RSS MB | "
+              "last run |", "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---|"]
     for k, v in timings.items():
         if k.startswith("_") or not isinstance(v, dict):
             continue
-        fps = v.get("flops_per_s")
-        share = f"{100 * fps / rate:.0f}" if fps and rate else "n/a"
-        lines.append(f"| {k} | {v.get('seconds', 'n/a')} | {_fmt(v.get('cpu_s'), digits=1)} | {_fmt(v.get('tokens_forward'))} | "
-                     f"{_fmt(v.get('tokens_backward'))} | {_fmt(v.get('flops'), 1e9, 1)} | {_fmt(fps, 1e9, 1)} | {share} | "
-                     f"{_fmt(v.get('peak_rss_mb'))} | {'skipped (up to date)' if v.get('skipped_last') else 'ran'} |")
+        fps, r = v.get("flops_per_s"), rates.get(v.get("dtype") or "", rate)
+        share = f"{100 * fps / r:.0f}" if fps and r else "n/a"
+        lines.append(f"| {k} | {v.get('seconds', 'n/a')} | {_fmt(v.get('cpu_s'), digits=1)} | {v.get('dtype') or 'n/a'} | "
+                     f"{_fmt(v.get('tokens_forward'))} | {_fmt(v.get('tokens_backward'))} | {_fmt(v.get('flops'), 1e9, 1)} | "
+                     f"{_fmt(fps, 1e9, 1)} | {share} | {_fmt(v.get('peak_rss_mb'))} | "
+                     f"{'skipped (up to date)' if v.get('skipped_last') else 'ran'} |")
     if "_last_run_seconds" in timings:
-        lines.append(f"| total (last invocation) | {timings['_last_run_seconds']} | | | | | | | | |")
+        lines.append(f"| total (last invocation) | {timings['_last_run_seconds']} | | | | | | | | | |")
     lines += ["", "Tokens: what the stage's model forwards read (the decoder stack, with or without the LM head; padding "
               "excluded; backward = forwards run with gradients). "
               "GFLOP: the linear layers' multiply-adds x 2 (attention score/value products excluded), backward estimated as "

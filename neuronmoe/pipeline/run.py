@@ -258,10 +258,15 @@ def stage_usage(runner: Any, seconds: float) -> dict[str, Any]:
 
 def machine_record() -> dict[str, Any]:
     """The matmul calibration of this machine (cached, :func:`neuronmoe.utils.work.matmul_rate`) and whether it computes
-    bf16 natively; every stage's FLOP/s is compared with it. ``{"error": ...}`` if torch cannot measure here."""
+    bf16 natively; every stage's FLOP/s is compared with the rate of the dtype it ran in (``rates``: fp32, and bf16
+    where it is native). ``{"error": ...}`` if torch cannot measure here."""
     try:
         from neuronmoe.utils.work import matmul_rate
 
-        return matmul_rate()
+        rec = matmul_rate()
+        rates = {rec["key"]["dtype"]: rec["flops_per_s"]}
+        if rec.get("native_bf16") and "bfloat16" not in rates:  # the stages that run bf16 are compared with this one
+            rates["bfloat16"] = matmul_rate(dtype="bfloat16")["flops_per_s"]
+        return {**rec, "rates": rates}
     except Exception as e:  # noqa: BLE001 - the run goes on without the ratio column
         return {"error": f"{type(e).__name__}: {e}"}

@@ -91,12 +91,28 @@ def test_report_ends_with_the_stage_table(tmp_path):
                "_last_run_seconds": 12.0}
     md = build_report(PipelineSettings.resolve(environ={}, output_dir=str(tmp_path)), timings)
     table = md[md.index("## Stage times and work"):]
-    assert "100.0 GFLOP/s (float32, cpu, 2 threads, Test CPU; native bf16: no" in table
+    assert "100.0 GFLOP/s float32 (cpu, 2 threads, Test CPU; native bf16: no" in table
     row = next(ln for ln in table.splitlines() if ln.startswith("| neurons |"))
-    assert row.split("|")[1:-1] == [" neurons ", " 10.0 ", " 19.5 ", " 50,000 ", " 0 ", " 500.0 ", " 50.0 ", " 50 ", " 900 ", " ran "]
+    assert row.split("|")[1:-1] == [" neurons ", " 10.0 ", " 19.5 ", " n/a ", " 50,000 ", " 0 ", " 500.0 ", " 50.0 ", " 50 ",
+                                     " 900 ", " ran "]
     assert "| allocate-neuronmoe | 2.0 | n/a |" in table and "skipped (up to date)" in table
     assert "| total (last invocation) | 12.0 |" in table
     json.dumps(timings)  # what the pipeline stores is JSON
+
+
+def test_each_stage_is_compared_with_the_rate_of_its_dtype(tmp_path):
+    from neuronmoe.pipeline.report import build_report
+    from neuronmoe.pipeline.settings import PipelineSettings
+
+    timings = {"_machine": {"flops_per_s": 100e9, "native_bf16": True, "rates": {"float32": 100e9, "bfloat16": 250e9},
+                            "key": {"dtype": "float32", "device": "cpu", "threads": 2, "cpu": "Test CPU"}},
+               "eval-dense": {"seconds": 10.0, "flops": 1e12, "flops_per_s": 1e11, "dtype": "bfloat16"},
+               "similarity": {"seconds": 10.0, "flops": 5e11, "flops_per_s": 5e10, "dtype": "float32"}}
+    table = build_report(PipelineSettings.resolve(environ={}, output_dir=str(tmp_path)), timings)
+    assert "100.0 GFLOP/s float32, 250.0 GFLOP/s bfloat16" in table
+    rows = {ln.split("|")[1].strip(): ln.split("|")[1:-1] for ln in table.splitlines() if ln.startswith("| ")}
+    assert rows["eval-dense"][3].strip() == "bfloat16" and rows["eval-dense"][8].strip() == "40"  # 100 of 250
+    assert rows["similarity"][3].strip() == "float32" and rows["similarity"][8].strip() == "50"  # 50 of 100
 
 
 def test_bench_stages_divides_each_stage_by_its_plain_forward_time(tmp_path):
@@ -113,11 +129,15 @@ def test_bench_stages_divides_each_stage_by_its_plain_forward_time(tmp_path):
         "_machine": {"flops_per_s": 1e11},
         "eval-dense": {"seconds": 30.0, "tokens_forward": 10_000, "tokens_backward": 0},
         "train-x-s1": {"seconds": 90.0, "tokens_forward": 2_000, "tokens_backward": 2_000},
+        "eval-bf16": {"seconds": 15.0, "tokens_forward": 10_000, "tokens_backward": 0, "dtype": "bfloat16"},
+        "eval-moe": {"seconds": 60.0, "tokens_forward": 10_000, "tokens_backward": 0, "flops": 2 * 100 * 10_000 * 2},
         "allocate-neuronmoe": {"seconds": 3.0}}))
-    out = bench.pipeline_ratios(tmp_path, fwd_s_per_token=0.002, train_s_per_token=0.03)
-    assert set(out) == {"eval-dense", "train-x-s1"}  # stages without a model forward have no floor
+    out = bench.pipeline_ratios(tmp_path, {"float32": 0.002, "bfloat16": 0.001}, {"float32": 0.03}, macs=100)
+    assert set(out) == {"eval-dense", "train-x-s1", "eval-bf16", "eval-moe"}  # no model forward: no floor
     assert out["eval-dense"]["plain_s"] == 20.0 and out["eval-dense"]["stage_over_plain"] == 1.5
     assert out["train-x-s1"]["plain_s"] == 60.0 and out["train-x-s1"]["stage_over_plain"] == 1.5
+    assert out["eval-bf16"]["plain_s"] == 10.0  # compared with the bf16 plain forward it ran in
+    assert out["eval-moe"]["work_vs_dense"] == 2.0 and out["eval-moe"]["plain_s"] == 40.0  # experts: twice the work
 
 
 CHILD_DECODER = textwrap.dedent("""
