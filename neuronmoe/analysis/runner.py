@@ -107,7 +107,7 @@ def analyse(model: Any, tokenizer: Any, samples: Sequence[Sample], languages: Se
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
     lang_id = {lang: i for i, lang in enumerate(languages)}
-    order = sorted(range(len(samples)), key=lambda i: (len(samples[i].text), i))  # less padding
+    order = _by_token_length(tokenizer, [x.text for x in samples], how.max_length)
     texts = [samples[i].text for i in order]
     labels = np.array([lang_id[samples[i].lang] for i in order], dtype=np.int64)
     moe_layers = [li for li, e in enumerate(experts_per_layer) if e > 1]
@@ -116,7 +116,7 @@ def analyse(model: Any, tokenizer: Any, samples: Sequence[Sample], languages: Se
     if not targets:
         raise ConfigError("nothing to analyse: no MoE layer (all experts_per_layer are 1) and --dense-layers is off")
     key = {"key": how.progress_key, "N": len(texts), "U": layout.total, "targets": [list(t) for t in targets],
-           "batch_size": how.batch_size, "max_length": how.max_length}
+           "batch_size": how.batch_size, "max_length": how.max_length, "order": "tokens"}
     done, mm, cnt = _open_arrays(work, key, targets)
     np.save(work / "labels.npy", labels)
     _Collector(model=model, tokenizer=tokenizer, texts=texts, targets=targets, moe_layers=set(moe_layers), dense=dense,
@@ -128,6 +128,14 @@ def analyse(model: Any, tokenizer: Any, samples: Sequence[Sample], languages: Se
         results.append(ExpertResult(layer=t[0], expert=t[1], ap=ap, info=info, dense=t[0] in dense))
     return results, {"sentences": len(texts), "units_per_expert": layout.total, "targets": len(targets),
                      "moe_layers": moe_layers, "dense_layers": dense}
+
+
+def _by_token_length(tokenizer: Any, texts: list[str], max_length: int) -> list[int]:
+    """Sentence indices ordered by token count (then index), so that a batch pads little: ordering by characters
+    mixed scripts of very different tokens per character (Greek byte by byte in SmolLM2 next to English), and 45 %
+    of the positions the expert analysis ran were padding."""
+    ids = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+    return sorted(range(len(texts)), key=lambda i: (len(ids[i]), i))
 
 
 Arrays = dict[tuple[int, int], np.memmap]

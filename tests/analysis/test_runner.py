@@ -144,3 +144,21 @@ def test_forward_stops_after_the_last_analysed_layer(tiny, samples_dir, tmp_path
     for k in full:
         np.testing.assert_allclose(short[k].ap, full[k].ap, equal_nan=True)
     assert torch.is_grad_enabled()
+
+
+class _CharTokenizer:
+    """One token per byte, as SmolLM2 reads Greek: Greek sentences are twice as long in tokens as in characters."""
+
+    def __call__(self, texts, truncation=True, max_length=None):
+        ids = [list(t.encode("utf-8"))[:max_length] for t in texts]
+        return {"input_ids": ids}
+
+
+def test_sentences_are_batched_by_token_count_not_characters():
+    from neuronmoe.analysis.runner import _by_token_length
+
+    texts = ["αβγδεζηθ", "abcdefghij", "αβγ", "abcdefghijklmnop", "αβγδεζ"]  # 16, 10, 6, 16, 12 bytes
+    order = _by_token_length(_CharTokenizer(), texts, max_length=256)
+    lengths = [len(texts[i].encode("utf-8")) for i in order]
+    assert lengths == sorted(lengths) and order == [2, 1, 4, 0, 3]  # ties by index; by characters 0 would come before 1
+    assert _by_token_length(_CharTokenizer(), texts, max_length=8) == [2, 0, 1, 3, 4]  # truncation counts
