@@ -78,24 +78,34 @@ def score_groups(model: Any, groups: list[tuple[list[int], list[list[int]]]], de
     return res
 
 
-def _group_batches(groups: list[list[int]], requests: Sequence[Request], rows: int, logit_tokens: int) -> list[list[int]]:
-    """Runs of group indices with one context length (longest first) of at most ``rows`` continuation rows and
-    ``logit_tokens`` scored positions (rows x the widest continuation); a group alone may exceed them."""
-    order = sorted(range(len(groups)), key=lambda g: (-len(requests[groups[g][0]][1]), g))
+def _greedy_runs(order: Sequence[int], too_big: Any) -> list[list[int]]:
+    """Consecutive runs of ``order``: each grows until adding the next index makes ``too_big(run, run + [next])`` true
+    (an index alone always forms a run)."""
     batches: list[list[int]] = []
     cur: list[int] = []
-    for g in order:
-        cand = cur + [g]
-        n_rows = sum(len(groups[h]) for h in cand)
-        widest = max(len(requests[i][2]) for h in cand for i in groups[h])
-        other_length = cur and len(requests[groups[cur[0]][0]][1]) != len(requests[groups[g][0]][1])
-        if cur and (other_length or n_rows > rows or n_rows * widest > logit_tokens):
+    for x in order:
+        cand = cur + [x]
+        if cur and too_big(cur, cand):
             batches.append(cur)
-            cand = [g]
+            cand = [x]
         cur = cand
     if cur:
         batches.append(cur)
     return batches
+
+
+def _group_batches(groups: list[list[int]], requests: Sequence[Request], rows: int, logit_tokens: int) -> list[list[int]]:
+    """Runs of group indices with one context length (longest first) of at most ``rows`` continuation rows and
+    ``logit_tokens`` scored positions (rows x the widest continuation); a group alone may exceed them."""
+    def ctx_len(g: int) -> int:
+        return len(requests[groups[g][0]][1])
+
+    def too_big(cur: list[int], cand: list[int]) -> bool:
+        n_rows = sum(len(groups[h]) for h in cand)
+        widest = max(len(requests[i][2]) for h in cand for i in groups[h])
+        return ctx_len(cur[0]) != ctx_len(cand[-1]) or n_rows > rows or n_rows * widest > logit_tokens
+
+    return _greedy_runs(sorted(range(len(groups)), key=lambda g: (-ctx_len(g), g)), too_big)
 
 
 def _window(ctx: list[int], cont: list[int], max_length: int) -> tuple[list[int], int]:
@@ -106,19 +116,12 @@ def _window(ctx: list[int], cont: list[int], max_length: int) -> tuple[list[int]
 def _plain_batches(wins: list[tuple[list[int], int]], order: list[int], rows: int, logit_tokens: int) -> list[list[int]]:
     """Consecutive runs of ``order`` (longest first) of at most ``rows`` requests whose scored positions (the rows x the
     positions kept, padded to the batch's widest input) stay within ``logit_tokens`` (one request alone may exceed it)."""
-    batches: list[list[int]] = []
-    cur: list[int] = []
-    for i in order:
-        cand = cur + [i]
+    def too_big(_cur: list[int], cand: list[int]) -> bool:
         width = max(len(wins[j][0]) for j in cand)
         keep = max(width - len(wins[j][0]) + wins[j][1] for j in cand)
-        if cur and (len(cand) > rows or len(cand) * keep > logit_tokens):
-            batches.append(cur)
-            cand = [i]
-        cur = cand
-    if cur:
-        batches.append(cur)
-    return batches
+        return len(cand) > rows or len(cand) * keep > logit_tokens
+
+    return _greedy_runs(order, too_big)
 
 
 def score_plain(model: Any, requests: Sequence[Request], max_length: int, device: Any, softmax_dtype: Any = None,

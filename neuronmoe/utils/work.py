@@ -133,7 +133,8 @@ def write(path: Path) -> None:
     from neuronmoe.utils.device import native_bf16
     from neuronmoe.utils.io import atomic_write_json
 
-    _close_open(_STATE.get("counts") or {"tokens_forward": 0, "positions_forward": 0, "forwards": 0})
+    if "counts" in _STATE:
+        _close_open(_STATE["counts"])
     c = counts()
     c["flops"] = c["flops_forward"] + c["flops_backward"]
     c["threads"] = torch.get_num_threads()
