@@ -74,19 +74,13 @@ def mdd_ratio(num_a: Sequence[float], num_b: Sequence[float], den: Sequence[floa
 
 def paired_power(run_a: dict[str, Any], run_b: dict[str, Any], column: dict[str, Any]) -> Power | None:
     """The :class:`Power` of run A vs run B on one cell, over the items both evaluated (as the report's paired test)."""
-    from neuronmoe.evaluation.report import LN2, _ll_bytes, paired_items
+    from neuronmoe.evaluation.report import LN2, paired_values
 
-    items = paired_items(run_a, run_b, column)
-    if items is None:
+    values = paired_values(run_a, run_b, column)
+    if values is None:
         return None
-    metric, ra, rb = items
-    if metric == "bits_per_byte":
-        (lla, nbytes), (llb, _) = _ll_bytes(ra, metric), _ll_bytes(rb, metric)
-        return mdd_ratio([-x for x in lla], [-x for x in llb], nbytes, scale=1 / LN2)
-    try:
-        return mdd_mean([float(r[metric]) for r in ra], [float(r[metric]) for r in rb])
-    except (TypeError, ValueError):
-        return None
+    _, a, b, nbytes = values
+    return mdd_ratio(a, b, nbytes, scale=1 / LN2) if nbytes is not None else mdd_mean(a, b)
 
 
 #: the comparisons the miniature report is about: every adapter against Dense, the NeuronMoE rows against LayerMoE

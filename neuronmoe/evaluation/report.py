@@ -155,22 +155,36 @@ def paired_items(run_a: dict[str, Any], run_b: dict[str, Any],
     return metric, [ia[k] for k in common], [ib[k] for k in common]
 
 
-def paired(run_a: dict[str, Any], run_b: dict[str, Any], column: dict[str, Any]) -> PairedResult | None:
-    """A vs B on the items both evaluated (same doc id and doc hash); None without per-item data."""
+def paired_values(run_a: dict[str, Any], run_b: dict[str, Any], column: dict[str, Any]
+                  ) -> tuple[str, list[float], list[float], list[float] | None] | None:
+    """``(metric, A's values, B's values, bytes)`` on the items both evaluated (:func:`paired_items`): for bits per
+    byte the negated log-likelihoods in nats and each item's bytes (the ratio's denominator), otherwise the metric's
+    values and None; None without per-item data or with values that are not numbers. The paired test and the power
+    analysis read the same values."""
     items = paired_items(run_a, run_b, column)
     if items is None:
         return None
     metric, ra, rb = items
     if metric == "bits_per_byte":
-        lla, nbytes = _ll_bytes(ra, metric)
-        llb, _ = _ll_bytes(rb, metric)
-        return paired_permutation_ratio([-x for x in lla], [-x for x in llb], nbytes, scale=1 / LN2)
-    if _binary(metric, ra + rb):
-        return mcnemar([float(r[metric]) for r in ra], [float(r[metric]) for r in rb])
+        (lla, nbytes), (llb, _) = _ll_bytes(ra, metric), _ll_bytes(rb, metric)
+        return metric, [-x for x in lla], [-x for x in llb], nbytes
     try:
-        return paired_permutation_mean([float(r[metric]) for r in ra], [float(r[metric]) for r in rb])
+        return metric, [float(r[metric]) for r in ra], [float(r[metric]) for r in rb], None
     except (TypeError, ValueError):
         return None
+
+
+def paired(run_a: dict[str, Any], run_b: dict[str, Any], column: dict[str, Any]) -> PairedResult | None:
+    """A vs B on the items both evaluated (same doc id and doc hash); None without per-item data."""
+    values = paired_values(run_a, run_b, column)
+    if values is None:
+        return None
+    metric, a, b, nbytes = values
+    if nbytes is not None:
+        return paired_permutation_ratio(a, b, nbytes, scale=1 / LN2)
+    if _binary(metric, [{metric: v} for v in a + b]):
+        return mcnemar(a, b)
+    return paired_permutation_mean(a, b)
 
 
 def paired_tests(table: Table, runs: list[dict[str, Any]], baselines: tuple[str, ...] = DEFAULT_BASELINES) -> list[Comparison]:
