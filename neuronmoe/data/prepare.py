@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterator
 from neuronmoe.data.lang_sources import make_sources, source_for
 from neuronmoe.data.settings import ROLES, DataSettings
 from neuronmoe.data.sources import Source
-from neuronmoe.data.text import dedup_key, join_sentences, split_sentences
+from neuronmoe.data.text import batched, dedup_key, join_sentences, split_sentences
 from neuronmoe.errors import InputError
 from neuronmoe.languages import get_language
 
@@ -45,17 +45,6 @@ class LangResult:
     heldout: list[str] = field(default_factory=list)
     docs: list[str] = field(default_factory=list)  # train (new) or replay (old)
     counts: dict[str, int] = field(default_factory=dict)
-
-
-def _chunks(it: Iterator[Any], n: int) -> Iterator[list[Any]]:
-    buf: list[Any] = []
-    for x in it:
-        buf.append(x)
-        if len(buf) >= n:
-            yield buf
-            buf = []
-    if buf:
-        yield buf
 
 
 def _rng(seed: int, *parts: str) -> random.Random:
@@ -182,7 +171,7 @@ def start_pool(num_proc: int, count_tokens: Callable[[list[str], bool], list[int
 def _analysed(lang: str, documents: Iterator[Any], batch_docs: int, count_tokens: Callable[[list[str], bool], list[int]],
               pool: Any) -> Iterator[ChunkAnalysis]:
     """The analysis of each chunk of documents, in reading order; at most 2 chunks per worker in flight."""
-    chunks = _chunks(documents, batch_docs)
+    chunks = batched(documents, batch_docs)
     if pool is None:
         for chunk in chunks:
             yield analyse_chunk(lang, chunk, count_tokens)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from typing import Any, Iterable, Iterator
 
 # scripts written without spaces between sentences: split after the full stop itself
 _CJK_SCRIPTS = {"Jpan", "Hans", "Hant", "Hang"}
@@ -208,3 +209,15 @@ def sentence_separator(script: str = "Latn") -> str:
 
 def join_sentences(sentences: list[str], script: str = "Latn") -> str:
     return sentence_separator(script).join(sentences)
+
+
+def batched(items: Iterable[Any], n: int) -> Iterator[list[Any]]:
+    """``items`` in lists of ``n`` (the last one shorter): ``itertools.batched`` of Python 3.12, as lists."""
+    buf: list[Any] = []
+    for x in items:
+        buf.append(x)
+        if len(buf) >= n:
+            yield buf
+            buf = []
+    if buf:
+        yield buf

@@ -82,14 +82,9 @@ def stream_pieces(chunks: Iterable[str], limit: int | None = None) -> Iterator[s
 
 def _batched_pieces(chunks: Iterable[str]) -> Iterator[list[str]]:
     """The pieces of a text given in chunks, a few at a time (as :func:`_piecewise` encodes them)."""
-    step, batch = max(1, BATCH_CHARS // PIECE_CHARS), []
-    for p in stream_pieces(chunks):
-        batch.append(p)
-        if len(batch) >= step:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+    from neuronmoe.data.text import batched
+
+    yield from batched(stream_pieces(chunks), max(1, BATCH_CHARS // PIECE_CHARS))
 
 
 def count_stream(count: Callable[[list[str], bool], list[int]], chunks: Iterable[str]) -> int:
