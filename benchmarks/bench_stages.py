@@ -208,13 +208,14 @@ def pipeline_ratios(path: Path, fwd_s: dict[str, float], train_s: dict[str, floa
     return out
 
 
-def plain_rates(model: Any, mm: Any) -> tuple[dict[str, float], dict[str, float]]:
-    """Seconds per token of a plain forward (dense model) and of a plain training step (the MoE model), in fp32 and,
-    where this CPU computes it natively, bf16 (a bf16 copy for the forward, autocast for training, as the stages)."""
+def plain_rates(model: Any, mm: Any, fwd_fp32: float, step: dict[str, Any] | None) -> tuple[dict[str, float], dict[str, float]]:
+    """Seconds per token of a plain forward (dense model) and of a plain training step (the MoE model), in fp32 (the
+    forward's ``fwd_fp32`` and the train section's ``step`` when it ran, measured once) and, where this CPU computes it
+    natively, bf16 (a bf16 copy for the forward, autocast for training, as the stages)."""
     from neuronmoe.utils.device import native_bf16
 
-    fwd = {"float32": plain_forward(model, 2048) / 2048}
-    step = bench_train_step(mm)
+    fwd = {"float32": fwd_fp32}
+    step = step or bench_train_step(mm)
     train = {"float32": step["step_s"] / (step["batch"] * step["seq"])}
     if native_bf16("cpu"):
         import copy
@@ -271,7 +272,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     log("done")
     res["plain_forward_s_per_token"] = fwd_per_token
     if a.pipeline_output:
-        fwd, train = plain_rates(model, mm)
+        fwd, train = plain_rates(model, mm, fwd_per_token, res.get("train_step"))
         res["plain_s_per_token"] = {"forward": fwd, "train_step": train}
         macs = sum(m.in_features * m.out_features for m in model.modules() if isinstance(m, torch.nn.Linear))
         res["pipeline"] = pipeline_ratios(Path(a.pipeline_output), fwd, train, macs)

@@ -24,6 +24,16 @@ CHILD = textwrap.dedent("""
 """)
 
 
+def _run_stage(tmp_path, code: str):
+    """``code`` run as a stage process by the pipeline's runner, its work counted into a file under ``tmp_path``."""
+    from neuronmoe.pipeline.run import StageRunner, stage_environment
+
+    runner = StageRunner(stage_environment())
+    runner.work_file = tmp_path / "work" / "s.json"
+    assert runner([sys.executable, "-c", code]) == 0
+    return runner
+
+
 def _linear_macs(model) -> int:
     import torch
 
@@ -31,12 +41,10 @@ def _linear_macs(model) -> int:
 
 
 def test_stage_runner_records_tokens_flops_cpu_and_rss(tmp_path):
-    from neuronmoe.pipeline.run import StageRunner, stage_environment, stage_usage
+    from neuronmoe.pipeline.run import stage_usage
     from neuronmoe.testing import tiny_model
 
-    runner = StageRunner(stage_environment())
-    runner.work_file = tmp_path / "work" / "s.json"
-    assert runner([sys.executable, "-c", CHILD]) == 0
+    runner = _run_stage(tmp_path, CHILD)
     usage = stage_usage(runner, seconds=2.0)
     assert usage["tokens_forward"] == 12 + 7 and usage["tokens_backward"] == 7
     assert usage["positions_forward"] == 14 + 7
@@ -163,12 +171,9 @@ CHILD_DECODER = textwrap.dedent("""
 
 
 def test_tokens_are_counted_without_the_lm_head_and_in_a_forward_ended_early(tmp_path):
-    from neuronmoe.pipeline.run import StageRunner, stage_environment, stage_usage
+    from neuronmoe.pipeline.run import stage_usage
 
-    runner = StageRunner(stage_environment())
-    runner.work_file = tmp_path / "work" / "s.json"
-    assert runner([sys.executable, "-c", CHILD_DECODER]) == 0
-    usage = stage_usage(runner, seconds=1.0)
+    usage = stage_usage(_run_stage(tmp_path, CHILD_DECODER), seconds=1.0)
     assert usage["tokens_forward"] == 5 + 3 and usage["tokens_backward"] == 0
 
 
@@ -184,25 +189,20 @@ CHILD_AUTOCAST = textwrap.dedent("""
 
 
 def test_the_recorded_dtype_is_the_autocast_one(tmp_path):
-    from neuronmoe.pipeline.run import StageRunner, stage_environment, stage_usage
+    from neuronmoe.pipeline.run import stage_usage
 
-    runner = StageRunner(stage_environment())
-    runner.work_file = tmp_path / "work" / "s.json"
-    assert runner([sys.executable, "-c", CHILD_AUTOCAST]) == 0
-    assert stage_usage(runner, seconds=1.0)["dtype"] == "bfloat16"
+    assert stage_usage(_run_stage(tmp_path, CHILD_AUTOCAST), seconds=1.0)["dtype"] == "bfloat16"
 
 
 def test_a_small_stage_does_not_report_the_pipeline_process_size(tmp_path):
     """Linux starts a child's ru_maxrss at its parent's RSS at fork: a 1.5 GB pipeline process made every small
     stage report 1.5 GB. The stage's own high-water mark (VmHWM) is what the table shows."""
-    from neuronmoe.pipeline.run import StageRunner, stage_environment, stage_usage
+    from neuronmoe.pipeline.run import stage_usage
 
     ballast = bytearray(1536 << 20)  # touched: resident in this (the parent) process
     for i in range(0, len(ballast), 4096):
         ballast[i] = 1
-    runner = StageRunner(stage_environment())
-    runner.work_file = tmp_path / "work" / "s.json"
-    assert runner([sys.executable, "-c", "from neuronmoe.utils.work import install_from_env; install_from_env()"]) == 0
+    runner = _run_stage(tmp_path, "from neuronmoe.utils.work import install_from_env; install_from_env()")
     inherited = runner.usage["peak_rss_mb"]
     usage = stage_usage(runner, seconds=1.0)
     del ballast
