@@ -21,36 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from neuronmoe.errors import InputError
-
-#: files of a model folder that describe where it came from rather than what it is
-_NOT_MODEL = {"neuronmoe_source.json", "README.md"}
-_DIGESTS: dict[tuple[str, int, int], str] = {}
+from neuronmoe.utils.fingerprint import file_digest as _file_digest
+from neuronmoe.utils.fingerprint import folder_digest
 
 
 def sha(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode("utf-8")).hexdigest()
-
-
-def _file_digest(p: Path) -> str:
-    """sha256 of a file, remembered for this process by (path, size, mtime)."""
-    from neuronmoe.utils import sha256_file
-
-    st = p.stat()
-    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _DIGESTS:
-        _DIGESTS[key] = sha256_file(p)
-    return _DIGESTS[key]
-
-
-def folder_digest(folder: str | os.PathLike) -> dict[str, str]:
-    """``{relative path: sha256}`` of every file of a model folder (hidden files and provenance notes left out)."""
-    root = Path(folder)
-    out = {}
-    for p in sorted(root.rglob("*")):
-        rel = p.relative_to(root)
-        if p.is_file() and not any(part.startswith(".") for part in rel.parts) and p.name not in _NOT_MODEL:
-            out[rel.as_posix()] = _file_digest(p)
-    return out
 
 
 def model_fingerprint(spec: str | None) -> dict[str, Any]:

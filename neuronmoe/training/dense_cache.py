@@ -21,7 +21,7 @@ def dense_key(model_path: str, heldout: Path, kw: dict[str, Any]) -> str:
     """What the base model's held-out perplexity depends on, hashed."""
     import torch
 
-    from neuronmoe.evaluation.provenance import folder_digest
+    from neuronmoe.utils.fingerprint import folder_digest
     from neuronmoe.utils.io import sha256_file
 
     mp = Path(model_path)
