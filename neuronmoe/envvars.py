@@ -89,6 +89,7 @@ _ROWS: list[Var] = [
     _v("TRAIN_PROFILE", {}, "auto", "training profile: auto, paper, cpu"),
     _v("EVAL_SUITE", {}, "local", "evaluation suite: local (offline) or paper"),
     _v("ANALYSIS_LIMIT", {}, "0 (all)", "samples per language for the expert analysis"),
+    _v("TRAIN_HELDOUT", {}, "false", "pipeline: every training run also scores its own held-out perplexity"),
     _v("BUDGET", {}, "2.5 x layers", "LayerMoE expert budget B"),
     _v("ALLOCATION_NAME", {}, "layermoe / neuronmoe / ...", "allocation name written"),
     _v("ALLOCATION_OUT", {}, "$OUTPUT_DIR/allocation/<name>.json", "allocation JSON path"),

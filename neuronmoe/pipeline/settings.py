@@ -40,6 +40,10 @@ class PipelineSettings(Settings):
     profile: str = setting("auto", env="TRAIN_PROFILE", choices=TRAIN_PROFILES,
                            help="training profile: auto = cpu profile without a GPU")
     eval_suite: str = setting("local", env="EVAL_SUITE", help="evaluation suite (local: offline)")
+    train_heldout: bool = setting(False, env="TRAIN_HELDOUT",
+                                  help="also let every training run score its held-out perplexity (train's heldout_languages: "
+                                       "auto); off, the evaluate stages alone measure held-out bits per byte of every run on "
+                                       "the same held-out files, with their uncertainty")
     analysis_limit: int = setting(0, env="ANALYSIS_LIMIT", range=(0, None),
                                   help="samples per language for the expert analysis, 0 = all")
     bootstrap: int = setting(100, range=(0, None), metavar="N",

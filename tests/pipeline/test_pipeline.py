@@ -36,6 +36,22 @@ def test_plan_order_deps_and_settings():
     assert "--adapter" not in evals[0].argv and evals[-1].argv[evals[-1].argv.index("--adapter") + 1] == "/o/train/neuronmoe-s2/adapter"
 
 
+def test_training_runs_leave_heldout_perplexity_to_the_evaluate_stages():
+    """By default the train stages skip their own held-out perplexity (the evaluate stages score the same files);
+    --train-heldout / TRAIN_HELDOUT=1 gives it back, with the training profile's languages."""
+    from neuronmoe.cli import build_parser
+    from neuronmoe.training.settings import TrainSettings
+
+    def heldout(cfg):  # each train stage's command, parsed and resolved as the stage will
+        trains = [s for s in plan(cfg) if s.kind == "train"]
+        assert len(trains) == 4
+        return [TrainSettings.resolve(build_parser().parse_args(s.argv), environ={}).config()["heldout_languages"]
+                for s in trains]
+
+    assert heldout(PipelineSettings(output_dir="/o")) == [[]] * 4
+    assert heldout(PipelineSettings.resolve(environ={"TRAIN_HELDOUT": "1", "OUTPUT_DIR": "/o"})) == ["auto"] * 4
+
+
 def test_runs_everything_then_skips_then_reruns_downstream_only(fake_runner):
     cfg = _cfg(fake_runner)
     run_pipeline(cfg, runner=fake_runner, python="python")
