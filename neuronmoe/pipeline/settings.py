@@ -36,7 +36,7 @@ class PipelineSettings(Settings):
                                           help="extra neuron-analysis languages (negatives), comma separated, or 'none' "
                                                f"(else LANGUAGES minus the new and old ones; default {','.join(DEFAULT_NEG_LANGS)})")
     num_sentences: int = setting(200, env="NUM_SENTENCES", range=(1, None),
-                                 help="neuron-analysis sentences per language (200 for the 30-minute budget)")
+                                 help="neuron-analysis sentences per language (200: the allocation's stability, docs/allocation.md)")
     profile: str = setting("auto", env="TRAIN_PROFILE", choices=TRAIN_PROFILES,
                            help="training profile: auto = cpu profile without a GPU")
     eval_suite: str = setting("local", env="EVAL_SUITE", help="evaluation suite (local: offline)")
