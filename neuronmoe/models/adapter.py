@@ -73,6 +73,7 @@ def load_adapter(model: Any, path: str | Path, flag: str = "--adapter", **kwargs
     from peft import PeftModel
 
     from neuronmoe import register_peft
+    from neuronmoe.models.fastpath import contiguous_output_head
     from neuronmoe.utils.checks import BaseModelMismatchError
 
     check_adapter_folder(path, flag)
@@ -80,6 +81,7 @@ def load_adapter(model: Any, path: str | Path, flag: str = "--adapter", **kwargs
 
     check_adapter_fits(path, config_fingerprint(getattr(model, "config", model)), flag)
     register_peft()
+    contiguous_output_head(model)  # a model not loaded through load_model (frozen heads need it most)
     try:
         return PeftModel.from_pretrained(model, str(Path(path).resolve()), **kwargs)
     except RuntimeError as e:

@@ -104,6 +104,7 @@ def load_model(
     from transformers import AutoModelForCausalLM
 
     from neuronmoe.models.arch import validate_model
+    from neuronmoe.models.fastpath import contiguous_output_head
     from neuronmoe.utils.device import resolve_device, resolve_dtype
 
     dev = resolve_device(device)
@@ -117,7 +118,7 @@ def load_model(
     model.to(dev)
     model.eval()
     validate_model(model)
-    return model
+    return contiguous_output_head(model)
 
 
 def describe(spec: str | None) -> dict[str, Any]:

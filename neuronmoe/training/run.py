@@ -364,12 +364,14 @@ def build_model(plan: RunPlan) -> tuple[Any, dict[str, Any]]:
     import neuronmoe  # noqa: F401 - registers the PEFT method
     from neuronmoe.models.adapter import load_adapter
     from neuronmoe.models.arch import validate_model
+    from neuronmoe.models.fastpath import contiguous_output_head
     from neuronmoe.moe import MoEConfig
 
     cfg = plan.cfg
     set_seed(cfg["seed"])
     base = AutoModelForCausalLM.from_pretrained(plan.model_path, dtype=torch.float32)
     validate_model(base)
+    contiguous_output_head(base)
     if plan.opts.stage == 1:
         moe_cfg = MoEConfig.from_allocation({**plan.alloc, "experts_per_layer": plan.experts_per_layer},
                                             top_k=cfg["top_k"], train_mode=cfg["train_mode"],
