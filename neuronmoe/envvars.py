@@ -204,6 +204,8 @@ _ROWS: list[Var] = [
     _v("NEURONMOE_CACHE", {c: "(set-up)" for c in _SCRIPTS}, "~/.cache/neuronmoe", "model and corpus cache", everywhere=True),
     _v("NEURONMOE_VENV", {c: "(set-up)" for c in _SCRIPTS}, "./.venv", "virtual environment the scripts use", everywhere=True),
     _v("NEURONMOE_SKIP_SETUP", {c: "(set-up)" for c in _SCRIPTS}, "0", "1: use the python on PATH as it is", everywhere=True),
+    _v("NEURONMOE_SETUP", {c: "(set-up)" for c in _SCRIPTS}, "runtime (run_tests.sh: test)",
+       "runtime: the package alone; test: + test extras and DeepSpeed", everywhere=True),
     _v("NEURONMOE_TORCH_VERSION", {c: "(set-up)" for c in _SCRIPTS}, "2.13.0", "torch pinned on first set-up", everywhere=True),
     _v("NEURONMOE_PRINT_ARGS", {c: "(any command)" for c in _ALL}, "0",
        "1: print the command's resolved arguments as JSON and exit (how the scripts' plans are tested)", everywhere=True),

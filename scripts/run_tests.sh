@@ -6,6 +6,7 @@
 # NEURONMOE_SKIP_LINT=1 skips the linter (CI never sets it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export NEURONMOE_SETUP=test  # the package with its test extras and DeepSpeed (scripts/setup_env.sh)
 source scripts/setup_env.sh
 export NEURONMOE_TEST_OUTPUT="${NEURONMOE_TEST_OUTPUT:-}"
 args=()
