@@ -4,8 +4,11 @@ lm-eval scores each answer option as its own sequence ``context + option``, so a
 through the model four times (and the LM head and a log-softmax over every context position). Here the requests
 that share one context token list are scored together: the context minus its last token runs once (keeping its
 key/value cache and computing no logits), then every option's ``last context token + option[:-1]`` runs on that
-cache, right-padded. Questions whose contexts have the same length share a batch (no padding inside a context,
-so every cache slot stays at its position: exact for sliding-window layers too).
+cache, right-padded. Several questions share a batch: when their contexts have one length, with no mask at all
+(every cache slot at its position); otherwise the contexts are left-padded, with an attention mask that hides the
+padding and position ids that start at each context's first real token, as batched generation does (sliding-window
+layers included), and the options continue each context at its own length. The batches take the questions in
+order of context length, so neighbours pad little (at most :data:`MAX_PAD` of a batch's context positions).
 The scores are those of lm-eval's own path (the same tokens at the same positions; equal to float rounding,
 ``tests/evaluation/test_shared_context.py`` checks it against lm-eval on a tiny model).
 
@@ -22,6 +25,8 @@ from typing import Any, Sequence
 Request = tuple[Any, list[int], list[int]]
 #: at most this many (row x scored position) logit vectors per forward: 4,096 x a 49k vocabulary = 0.8 GB in fp32
 LOGIT_TOKENS = 4096  # ((context, continuation) or None, context tokens, continuation tokens)
+#: a batch of questions grows while its left padding stays within this share of its real context positions
+MAX_PAD = 0.25
 
 
 def shared_groups(requests: Sequence[Request], max_length: int) -> list[list[int]]:
@@ -44,28 +49,59 @@ def _pad(rows: list[list[int]], pad_id: int, device: Any) -> Any:
     return out
 
 
+def _left_pad(rows: list[list[int]], pad_id: int, device: Any) -> tuple[Any, Any, Any]:
+    """``rows`` left-padded: (input ids, attention mask, position ids counting from each row's first real token)."""
+    import torch
+
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long, device=device)
+    mask = torch.zeros((len(rows), width), dtype=torch.long, device=device)
+    for i, r in enumerate(rows):
+        ids[i, width - len(r):] = torch.tensor(r, dtype=torch.long, device=device)
+        mask[i, width - len(r):] = 1
+    return ids, mask, (mask.cumsum(-1) - 1).clamp(min=0)
+
+
 def score_groups(model: Any, groups: list[tuple[list[int], list[list[int]]]], device: Any, softmax_dtype: Any = None,
                  pad_id: int = 0) -> list[list[tuple[float, bool]]]:
-    """(log P(continuation | context), greedy?) for each continuation of each ``(context, continuations)`` group; the
-    contexts have one length.
+    """(log P(continuation | context), greedy?) for each continuation of each ``(context, continuations)`` group.
 
     One forward of the contexts minus their last token (keeping the key/value cache, no logits), then one forward
     of every group's ``last context token + continuation[:-1]`` rows on that cache, right-padded (a padded position
-    comes after the real ones, so no real position sees it). Equal context lengths keep every row's cache slots at
-    its positions, so no mask or position ids are needed (sliding-window layers included)."""
+    comes after the real ones, so no real position sees it). Contexts of one length keep every row's cache slots at
+    its positions, so no mask or position ids are needed; contexts of several lengths are left-padded, masked, and
+    given position ids from their first real token in both forwards (sliding-window layers included)."""
     import torch
-    import torch.nn.functional as F
 
-    if len({len(ctx) for ctx, _ in groups}) != 1:
-        raise ValueError("score_groups: the contexts of one batch must have one length")
     rep = torch.tensor([g for g, (_, conts) in enumerate(groups) for _ in conts], device=device)
     tails = [[ctx[-1], *c[:-1]] for ctx, conts in groups for c in conts]
+    heads = [ctx[:-1] for ctx, _ in groups]
     with torch.no_grad():
-        out = model(input_ids=_pad([ctx[:-1] for ctx, _ in groups], pad_id, device), use_cache=True, logits_to_keep=1)
+        if len({len(h) for h in heads}) == 1:
+            first: dict[str, Any] = {"input_ids": _pad(heads, pad_id, device)}
+            second: dict[str, Any] = {}
+        else:
+            ids, mask, pos = _left_pad(heads, pad_id, device)
+            first = {"input_ids": ids, "attention_mask": mask, "position_ids": pos}
+            tail_w = max(len(t) for t in tails)
+            start = torch.tensor([len(h) for h in heads], device=device)[rep]
+            second = {"attention_mask": torch.cat([mask[rep], torch.ones((len(tails), tail_w), dtype=mask.dtype,
+                                                                           device=device)], dim=1),
+                      "position_ids": start[:, None] + torch.arange(tail_w, device=device)[None, :]}
+        out = model(**first, use_cache=True, logits_to_keep=1)
         key = "cache" if getattr(out, "cache", None) is not None else "past_key_values"  # transformers >= 5.2x: cache
         cache = getattr(out, key)
         cache.batch_select_indices(rep)  # each group's cache once per continuation
-        logits = model(input_ids=_pad(tails, pad_id, device), use_cache=True, **{key: cache}).logits
+        logits = model(input_ids=_pad(tails, pad_id, device), use_cache=True, **second, **{key: cache}).logits
+    return _option_scores(logits, groups, softmax_dtype)
+
+
+def _option_scores(logits: Any, groups: list[tuple[list[int], list[list[int]]]],
+                   softmax_dtype: Any) -> list[list[tuple[float, bool]]]:
+    """Each continuation's (summed log-probability, greedy?) from its row of ``logits`` (rows in group order)."""
+    import torch
+    import torch.nn.functional as F
+
     res: list[list[tuple[float, bool]]] = []
     r = 0
     for _, conts in groups:
@@ -94,16 +130,22 @@ def _greedy_runs(order: Sequence[int], too_big: Any) -> list[list[int]]:
     return batches
 
 
-def _group_batches(groups: list[list[int]], requests: Sequence[Request], rows: int, logit_tokens: int) -> list[list[int]]:
-    """Runs of group indices with one context length (longest first) of at most ``rows`` continuation rows and
-    ``logit_tokens`` scored positions (rows x the widest continuation); a group alone may exceed them."""
+def _group_batches(groups: list[list[int]], requests: Sequence[Request], rows: int, logit_tokens: int,
+                   max_pad: float | None = None) -> list[list[int]]:
+    """Runs of group indices (longest context first) of at most ``rows`` continuation rows and ``logit_tokens``
+    scored positions (rows x the widest continuation), whose contexts' left padding stays within ``max_pad`` of
+    their real positions (None: :data:`MAX_PAD`); a group alone may exceed them."""
+    pad_share = MAX_PAD if max_pad is None else max_pad
+
     def ctx_len(g: int) -> int:
         return len(requests[groups[g][0]][1])
 
-    def too_big(cur: list[int], cand: list[int]) -> bool:
+    def too_big(_cur: list[int], cand: list[int]) -> bool:
         n_rows = sum(len(groups[h]) for h in cand)
         widest = max(len(requests[i][2]) for h in cand for i in groups[h])
-        return ctx_len(cur[0]) != ctx_len(cand[-1]) or n_rows > rows or n_rows * widest > logit_tokens
+        real = sum(ctx_len(h) - 1 for h in cand)
+        padding = len(cand) * max(ctx_len(h) - 1 for h in cand) - real
+        return padding > pad_share * real or n_rows > rows or n_rows * widest > logit_tokens
 
     return _greedy_runs(sorted(range(len(groups)), key=lambda g: (-ctx_len(g), g)), too_big)
 

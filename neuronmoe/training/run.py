@@ -406,7 +406,7 @@ def configure_stage(model: Any, cfg: dict[str, Any]) -> None:
 def fit(plan: RunPlan, model: Any, args: Any, packed: Any) -> tuple[Any, Any, float]:
     """Train with :class:`MoETrainer` (from ``resume_from`` when resuming); returns (trainer, result, seconds)."""
     from neuronmoe.training.data import PackedCollator, PackedDataset
-    from neuronmoe.training.trainer import MoETrainer
+    from neuronmoe.training.trainer import MoETrainer, SkipLastCheckpoint
 
     tok = plan.tokenizer
     prev_tb = os.environ.get("TENSORBOARD_LOGGING_DIR")
@@ -415,7 +415,8 @@ def fit(plan: RunPlan, model: Any, args: Any, packed: Any) -> tuple[Any, Any, fl
         trainer = MoETrainer(
             model=model, args=args, train_dataset=PackedDataset(packed),
             data_collator=PackedCollator(tok.pad_token_id if tok.pad_token_id is not None else 0),
-            metrics_path=plan.run_dir / "metrics.jsonl", callbacks=list(plan.callbacks),
+            metrics_path=plan.run_dir / "metrics.jsonl",
+            callbacks=list(plan.callbacks) + ([] if plan.cfg["save_last"] else [SkipLastCheckpoint()]),
         )
     finally:
         if prev_tb is None:

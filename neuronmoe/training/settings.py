@@ -26,7 +26,7 @@ AUX_LOSS_FORMS = ("hf", "normalized")  #: neuronmoe.moe.losses.AUX_LOSS_FORMS (n
 LPR_INPUTS = ("probs", "logits")
 
 #: keys that may change between a run and its --resume without changing the result
-RESUME_FREE_KEYS = {"report_to", "logging_steps", "save_total_limit", "dataloader_num_workers",
+RESUME_FREE_KEYS = {"report_to", "logging_steps", "save_total_limit", "save_last", "dataloader_num_workers",
                     "heldout_languages", "heldout_max_tokens", "heldout_block_len", "heldout_batch_size",
                     "heldout_dense"}
 
@@ -151,6 +151,8 @@ class TrainSettings(ModelOutputSettings):
     save_steps: int = setting(env="SAVE_STEPS", range=(1, None), help="checkpoint every N steps")
     save_total_limit: int | None = setting(flag=None, range=(1, None), parse=parse_optional_count,
                                            help="checkpoints kept (null = all)")
+    save_last: bool = setting(flag=None, help="checkpoint the last step too (false: the adapter and manifest hold the "
+                                              "finished run; a kill before they exist resumes from the previous checkpoint)")
     report_to: str | list = setting(env="REPORT_TO", help="auto, none, tensorboard, wandb (comma separated)")
     deepspeed: str | dict | None = setting(env="DEEPSPEED_CONFIG", parse=parse_optional_text, metavar="DEEPSPEED_CONFIG",
                                            help="DeepSpeed config: 'zero2' (shipped) or a JSON path")

@@ -201,6 +201,16 @@ class FollowUmask(TrainerCallback):
             follow_umask_tree(ckpt)
 
 
+class SkipLastCheckpoint(TrainerCallback):
+    """No checkpoint at the last step (``save_last: false``): :func:`~neuronmoe.training.run.finalise` writes the
+    adapter and the manifest that mark the run finished, so a checkpoint of the same weights with the optimizer
+    state beside them is only disk and time (runs after the Trainer's flow callback, which asked for the save)."""
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        if state.max_steps > 0 and state.global_step >= state.max_steps:
+            control.should_save = False
+
+
 class StopAtStep(TrainerCallback):
     """Raise ``KeyboardInterrupt`` after the checkpoint of ``step`` is saved (tests: a "kill")."""
 

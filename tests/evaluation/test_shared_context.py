@@ -49,15 +49,44 @@ def _moe_model():
     return model
 
 
+@pytest.fixture(params=["one-length", "mixed"])
+def batching(request, monkeypatch):
+    """``mixed``: any left padding allowed, so contexts of different lengths share a batch (the masked path);
+    returns the context lengths of every batch :func:`score_groups` ran."""
+    from neuronmoe.evaluation import shared_context as sc
+
+    if request.param == "mixed":
+        monkeypatch.setattr(sc, "MAX_PAD", 100.0)
+    seen: list[set[int]] = []
+    orig = sc.score_groups
+
+    def spy(model, groups, *a, **k):
+        seen.append({len(ctx) for ctx, _ in groups})
+        return orig(model, groups, *a, **k)
+
+    monkeypatch.setattr(sc, "score_groups", spy)
+    yield request.param, seen
+
+
+def _check_batching(batching, batch_size):
+    kind, seen = batching
+    assert seen
+    if kind == "mixed" and batch_size > 1:
+        assert any(len(x) > 1 for x in seen)  # the left-padded path ran
+    if kind == "one-length":
+        assert all(len(x) == 1 for x in seen)  # these items: their lengths differ too much to share a batch
+
+
 @pytest.mark.parametrize("kind", ["dense", "moe"])
 @pytest.mark.parametrize("batch_size", [1, 4])
-def test_shared_context_scores_equal_lm_eval(kind, batch_size):
+def test_shared_context_scores_equal_lm_eval(kind, batch_size, batching):
     from neuronmoe.evaluation.runner import make_lm
 
     model = tiny_model("llama", seed=1) if kind == "dense" else _moe_model()
     lm = make_lm(model, byte_tokenizer(), batch_size=batch_size)
     ref = _scores(lm, share=False)
     got = _scores(lm, share=True)
+    _check_batching(batching, batch_size)
     assert len(got) == len(ref) == sum(len(o) for _, o in ITEMS)
     for (g, gg), (r, rg) in zip(got, ref):
         assert g == pytest.approx(r, rel=1e-5, abs=1e-4)
@@ -137,13 +166,15 @@ def test_plain_batches_respect_rows_and_the_logit_budget():
     assert batches[0] == [0]  # 100 + 90 scored positions padded to 100 each: over the budget together
 
 
-def test_shared_context_on_every_supported_architecture(arch):
-    """The key/value cache path on each architecture family (Gemma-3's sliding-window layers included)."""
+def test_shared_context_on_every_supported_architecture(arch, batching):
+    """The key/value cache path on each architecture family (Gemma-3's sliding-window layers included), with one
+    context length per batch and with left-padded contexts of several lengths."""
     from neuronmoe.evaluation.runner import make_lm
 
     lm = make_lm(tiny_model(arch, seed=4), byte_tokenizer(), batch_size=4)
     ref = _scores(lm, share=False)
     got = _scores(lm, share=True)
+    _check_batching(batching, 4)
     for (g, gg), (r, rg) in zip(got, ref):
         assert g == pytest.approx(r, rel=1e-5, abs=1e-4) and gg == rg
 
@@ -163,3 +194,19 @@ def test_questions_are_batched_by_context_length_within_the_budgets():
     assert [next(iter(x)) for x in lengths] == [7, 5, 5, 3]  # longest first; 3 x 4 rows > 8: split
     assert sorted(g for b in batches for g in b) == list(range(6))
     assert all(sum(len(groups[g]) for g in b) <= 8 for b in batches)
+
+
+def test_contexts_of_several_lengths_share_a_batch_while_the_padding_is_small():
+    from neuronmoe.evaluation.shared_context import MAX_PAD, _group_batches, shared_groups
+
+    reqs = []
+    for ctx_len in (11, 11, 10, 3):
+        ctx = list(range(100 + len(reqs), 100 + len(reqs) + ctx_len))
+        reqs += [(None, ctx, [1, 2]), (None, ctx, [3])]
+    groups = shared_groups(reqs, max_length=64)
+    batches = _group_batches(groups, reqs, rows=8, logit_tokens=1000)
+    # 11, 11, 10: 1 padded position of 29 real (the context minus its last token); + 3: 10 of 31 > MAX_PAD
+    assert MAX_PAD == 0.25
+    assert [[len(reqs[groups[g][0]][1]) for g in b] for b in batches] == [[11, 11, 10], [3]]
+    assert _group_batches(groups, reqs, rows=8, logit_tokens=1000, max_pad=0.5) == [[0, 1, 2, 3]]
+    assert _group_batches(groups, reqs, rows=8, logit_tokens=1000, max_pad=0.0) == [[0, 1], [2], [3]]

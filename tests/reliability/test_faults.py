@@ -68,7 +68,7 @@ def test_full_disk_while_saving_a_checkpoint_then_resume(ws, tmp_path, monkeypat
     out = tmp_path / "out"
     (out / "allocation").mkdir(parents=True)
     shutil.copy(Path(ws["out"]) / "allocation" / "tiny.json", out / "allocation" / "tiny.json")
-    sets = ["cutoff_len=32", "per_device_train_batch_size=4", "max_steps=6", "logging_steps=2", "save_steps=2",
+    sets = ["cutoff_len=32", "per_device_train_batch_size=4", "max_steps=6", "logging_steps=2", "save_steps=2", "save_last=true",
             "save_total_limit=5", "learning_rate=0.003", "bf16=false", "report_to=none", "heldout_max_tokens=64",
             "heldout_block_len=32", "max_samples=24"]
 

@@ -128,7 +128,7 @@ def test_relative_and_absolute_paths_are_one_input(ws, tmp_path, monkeypatch, ca
     assert "up to date" in capsys.readouterr().out
 
 
-TRAIN_SETS = ["cutoff_len=32", "per_device_train_batch_size=4", "max_steps=6", "logging_steps=2", "save_steps=2",
+TRAIN_SETS = ["cutoff_len=32", "per_device_train_batch_size=4", "max_steps=6", "logging_steps=2", "save_steps=2", "save_last=true",
               "save_total_limit=5", "learning_rate=0.003", "bf16=false", "report_to=none", "heldout_max_tokens=64",
               "heldout_block_len=32", "max_samples=24"]
 

@@ -18,7 +18,7 @@ from neuronmoe.errors import UserError, error_line
 from neuronmoe.training.run import train
 from neuronmoe.training.settings import TrainSettings
 
-SETS = ["cutoff_len=32", "per_device_train_batch_size=4", "max_steps=4", "logging_steps=1", "save_steps=2",
+SETS = ["cutoff_len=32", "per_device_train_batch_size=4", "max_steps=4", "logging_steps=1", "save_steps=2", "save_last=true",
         "save_total_limit=5", "learning_rate=0.003", "bf16=false", "report_to=none", "heldout_max_tokens=64",
         "heldout_block_len=32", "max_samples=24"]
 

@@ -213,6 +213,20 @@ def test_resume_continues_at_the_same_step_and_data_order(out_dir, tiny_dir, cac
     assert again["skipped"] is True
 
 
+def test_save_last_false_skips_only_the_last_checkpoint(stage1, out_dir, tiny_dir, cache_dir):
+    """The CPU profile's ``save_last: false``: the same adapter and metrics, checkpoint-3 kept for a kill, no
+    checkpoint-6 (the adapter and manifest are the finished run); a kill before them resumes from step 3."""
+    _, ref = stage1  # save_last=true (TINY_SETS)
+    res = train(_opts(out_dir, tiny_dir, cache_dir, run="nolast", sets=["save_last=false"]))
+    run = Path(res["run_dir"])
+    assert (run / "checkpoint-3").is_dir() and not (run / "checkpoint-6").exists()
+    assert (run / "manifest.json").is_file() and res["global_step"] == 6
+    a, b = _adapter(ref["run_dir"]), _adapter(run)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert [r["loss"] for r in _metrics(run)] == [r["loss"] for r in _metrics(ref["run_dir"])]
+    assert train(_opts(out_dir, tiny_dir, cache_dir, run="nolast", resume=True, sets=["save_last=false"]))["skipped"]
+
+
 def _no_training_happened(out: Path, run: str) -> bool:
     d = out / "train" / run
     return not d.exists() or not any(d.glob("checkpoint-*"))

@@ -53,7 +53,7 @@ def make_data_dir(root: Path, new: tuple[str, ...] = ("el",), old: tuple[str, ..
 
 #: settings that make a tiny-model run take a second or two
 TINY_SETS = ["cutoff_len=32", "per_device_train_batch_size=4", "max_steps=6", "logging_steps=2",
-             "save_steps=3", "learning_rate=0.003", "bf16=false", "report_to=none", "heldout_max_tokens=256",
+             "save_steps=3", "save_last=true", "learning_rate=0.003", "bf16=false", "report_to=none", "heldout_max_tokens=256",
              "heldout_block_len=64", "max_samples=60", "replay_max_samples=60"]
 
 
