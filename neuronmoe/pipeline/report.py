@@ -140,7 +140,8 @@ def stage_table(timings: dict[str, Any]) -> list[str]:
     if "_last_run_seconds" in timings:
         lines.append(f"| total (last invocation) | {timings['_last_run_seconds']} | | | | | | | | | |")
     lines += ["", "Tokens: what the stage's model forwards read (the decoder stack, with or without the LM head; padding "
-              "excluded; backward = forwards run with gradients). "
+              "excluded where a forward has an attention mask of its width: the cloze option rows' right padding, "
+              "run on the contexts' cache, counts; backward = forwards run with gradients). "
               "GFLOP: the linear layers' multiply-adds x 2 (attention score/value products excluded), backward estimated as "
               "2 x forward. A low share of the matmul rate marks time spent outside the model (start-up, loading, tokenising, "
               "Python) or in small matrices; docs/benchmarks.md compares each stage with a plain forward/backward of the "
