@@ -2,9 +2,9 @@
 
 ``logits_to_keep`` (the evaluation's scored positions, the expert analysis's ``1``) slices the decoder's last
 hidden states as ``hidden[:, -k:, :]``: a view whose rows are ``T x hidden`` apart. On CPU, torch 2.13 multiplies
-such a view by a *frozen* bf16 weight (``requires_grad=False``: every base weight once a PEFT adapter is loaded) about
-100 times slower than a contiguous copy of it (SmolLM2's ``[49152, 576]`` head on ``[8, 1, 576]``: ~600 ms against
-~6 ms; fp32: ~2x; a weight that requires grad, as in a plain dense model, is not affected). That cost alone was 135 s
+such a view by a *frozen* bf16 weight (``requires_grad=False``: every base weight once a PEFT adapter is loaded)
+30-70 times slower than a contiguous copy of it (SmolLM2's ``[49152, 576]`` head on ``[8, 1, 576]``: ~490 ms against
+~7 ms; fp32: ~2x; a weight that requires grad, as in a plain dense model, is not affected). That cost alone was ~90 s
 of the miniature run's 230 s expert analysis and part of every adapter evaluation (``benchmarks/bench_head.py``).
 
 :func:`contiguous_output_head` adds a forward pre-hook to the output embeddings that copies a non-contiguous input
