@@ -48,7 +48,8 @@ _nm_setup() {
   have="$(cat "$venv/.neuronmoe-stamp" 2>/dev/null)"
   [ "$have" = "$stamp_src" ] && have="$stamp_src test"
   if [ "$have" = "$stamp_src test" ] || { [ "$have" = "$stamp_src runtime" ] && [ "$level" = runtime ]; }; then
-    python -c "import neuronmoe" >/dev/null 2>&1 && { _nm_deepspeed; return 0; }
+    # a test install already tried DeepSpeed; a runtime one adds it when DEEPSPEED_CONFIG asks
+    python -c "import neuronmoe" >/dev/null 2>&1 && { [ "$have" = "$stamp_src test" ] || _nm_deepspeed "$level"; return 0; }
   fi
   echo "[setup] installing neuronmoe ($level) and its dependencies into $venv (a few minutes, once)" >&2
   if ! python -c "import torch" >/dev/null 2>&1; then
@@ -61,14 +62,15 @@ _nm_setup() {
   else
     python -m pip install -q -c "$_nm_root/constraints.txt" -e "$_nm_root" || return 1
   fi
-  _nm_deepspeed
+  _nm_deepspeed "$level"
   echo "$stamp_src $level" > "$venv/.neuronmoe-stamp"
 }
 
 # DeepSpeed: for the tests (ZeRO-2) and for training with DEEPSPEED_CONFIG set; nothing else needs it
+# (installed = found on the path: importing it to check costs 2-5 s on every set-up)
 _nm_deepspeed() {
-  if [ "${NEURONMOE_SETUP:-runtime}" != test ] && [ -z "${DEEPSPEED_CONFIG:-}" ]; then return 0; fi
-  python -c "import deepspeed" >/dev/null 2>&1 && return 0
+  if [ "$1" != test ] && [ -z "${DEEPSPEED_CONFIG:-}" ]; then return 0; fi
+  python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('deepspeed') is None)" && return 0
   DS_BUILD_OPS=0 python -m pip install -q --no-build-isolation -c "$_nm_root/constraints.txt" deepspeed \
     || echo "[setup] warning: DeepSpeed did not install; ZeRO-2 tests and DEEPSPEED_CONFIG training will not run" >&2
 }
