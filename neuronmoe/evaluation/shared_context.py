@@ -8,7 +8,8 @@ cache, right-padded. Several questions share a batch: when their contexts have o
 (every cache slot at its position); otherwise the contexts are left-padded, with an attention mask that hides the
 padding and position ids that start at each context's first real token, as batched generation does (sliding-window
 layers included), and the options continue each context at its own length. The batches take the questions in
-order of context length, so neighbours pad little (at most :data:`MAX_PAD` of a batch's context positions).
+order of context length, so neighbours pad little (left padding at most :data:`MAX_PAD` times the batch's real
+context positions).
 The scores are those of lm-eval's own path (the same tokens at the same positions; equal to float rounding,
 ``tests/evaluation/test_shared_context.py`` checks it against lm-eval on a tiny model).
 
