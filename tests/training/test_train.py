@@ -225,6 +225,24 @@ def test_save_last_false_skips_only_the_last_checkpoint(stage1, out_dir, tiny_di
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert [r["loss"] for r in _metrics(run)] == [r["loss"] for r in _metrics(ref["run_dir"])]
     assert train(_opts(out_dir, tiny_dir, cache_dir, run="nolast", resume=True, sets=["save_last=false"]))["skipped"]
+    # killed after the last step, before the adapter and manifest: it resumes from checkpoint-3 to the same adapter
+    with pytest.raises(KeyboardInterrupt):
+        train(_opts(out_dir, tiny_dir, cache_dir, run="nolast-killed", sets=["save_last=false"], callbacks=[StopAtEnd()]))
+    killed = out_dir / "train" / "nolast-killed"
+    assert (killed / "checkpoint-3").is_dir() and not (killed / "checkpoint-6").exists()
+    assert not (killed / "manifest.json").exists()
+    resumed = train(_opts(out_dir, tiny_dir, cache_dir, run="nolast-killed", resume=True, sets=["save_last=false"]))
+    assert resumed["resumed_from"].endswith("checkpoint-3") and resumed["global_step"] == 6
+    c = _adapter(resumed["run_dir"])
+    for k in a:
+        torch.testing.assert_close(a[k], c[k], rtol=1e-5, atol=1e-6)
+
+
+class StopAtEnd(TrainerCallback):
+    """A "kill" when training ends, before the adapter and manifest are written."""
+
+    def on_train_end(self, args, state, control, **kw):
+        raise KeyboardInterrupt(f"stopped after step {state.global_step} (test)")
 
 
 def _no_training_happened(out: Path, run: str) -> bool:
